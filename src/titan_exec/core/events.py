@@ -1,0 +1,194 @@
+"""The service's own events: the only input of the state fold.
+
+Events are past tense, immutable and carry everything `apply` needs (prices, fees,
+venue ids, timestamps), so replaying them needs no clock and no venue. The wire form is
+the msgspec encoding of these structs (camelCase), tagged by ``event``; `OrderFilled`
+is, field for field, the contract's FillReport (plus ``venue``/``account``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from titan_exec.core.model import (
+    ClientOrderId,
+    IntentType,
+    OrderType,
+    Side,
+    VenueOrderId,
+)
+
+Outcome = Literal["accepted", "rejected"]
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", rename="camel"):
+    ts_ms: int
+
+
+class Genesis(_Event, tag="genesis"):
+    """First event of a namespace: the initial policy and switches."""
+
+    policy: dict[str, Any]
+    is_armed: bool
+    is_halted: bool
+
+
+class IntentDecided(_Event, tag="intent.decided"):
+    """Exactly one per place command: accepted (with the orders it created) or rejected."""
+
+    cmd_seq: int
+    outcome: Outcome
+    reason: str
+    signal_id: str | None = None
+    venue: str = ""
+    account: str = ""
+    symbol: str = ""
+    client_order_ids: tuple[ClientOrderId, ...] = ()
+
+
+class ControlDecided(_Event, tag="control.decided"):
+    """Exactly one per control command. Accepted halt/open/arm/disarm/policy change state."""
+
+    cmd_seq: int
+    action: str
+    outcome: Outcome
+    reason: str
+    policy: dict[str, Any] | None = None
+    client_order_ids: tuple[ClientOrderId, ...] = ()
+
+
+class _OrderEvent(_Event, frozen=True, kw_only=True):
+    client_order_id: ClientOrderId
+    venue: str
+    account: str
+    symbol: str
+
+
+class OrderAccepted(_OrderEvent, tag="order.accepted"):
+    """The risk guard accepted an order; it is recorded but not yet sent."""
+
+    signal_id: str
+    cmd_seq: int
+    side: Side
+    order_type: OrderType
+    qty: Decimal
+    limit_price: Decimal | None
+    is_reduce_only: bool
+    intent_type: IntentType | None
+    expires_at_ms: int
+    t_signal: int
+    t_ingress: int
+    correlation_id: str = ""
+    stop_loss: Decimal | None = None
+    take_profits: tuple[Decimal, ...] = ()
+
+
+class OrderSubmitted(_OrderEvent, tag="order.submitted"):
+    """Write-ahead: the order is about to be sent to the venue."""
+
+
+class OrderAcknowledged(_OrderEvent, tag="order.acknowledged"):
+    venue_order_id: VenueOrderId
+
+
+class OrderCancelRequested(_OrderEvent, tag="order.cancel_requested"):
+    """Write-ahead of a cancel (time-to-live, flatten, halt)."""
+
+    reason: str
+
+
+class OrderCanceled(_OrderEvent, tag="order.canceled"):
+    reason: str
+
+
+class OrderRejected(_OrderEvent, tag="order.rejected"):
+    reason: str
+
+
+class OrderExpired(_OrderEvent, tag="order.expired"):
+    """Canceled because its time-to-live ran out (or the venue expired it)."""
+
+    reason: str = "ttl"
+
+
+class OrderFilled(_Event, tag="order.filled"):
+    """One venue fill. Field for field the contract's FillReport, plus venue and account."""
+
+    fill_id: str
+    signal_id: str
+    symbol: str
+    side: Side
+    price: Decimal
+    qty: Decimal
+    fee: Decimal
+    fee_currency: str
+    t_signal: int
+    t_ingress: int
+    t_decision: int
+    t_ack: int
+    t_exchange: int
+    client_order_id: ClientOrderId
+    execution_id: str
+    status: Literal["FILLED", "PARTIALLY_FILLED"]
+    timestamp: int
+    venue: str
+    account: str
+    dex_proof: None = None
+
+
+OrderEvent = (
+    OrderAccepted
+    | OrderSubmitted
+    | OrderAcknowledged
+    | OrderCancelRequested
+    | OrderCanceled
+    | OrderRejected
+    | OrderExpired
+)
+Event = Genesis | IntentDecided | ControlDecided | OrderEvent | OrderFilled
+
+EVENT_TYPES: tuple[type[Any], ...] = (
+    Genesis,
+    IntentDecided,
+    ControlDecided,
+    OrderAccepted,
+    OrderSubmitted,
+    OrderAcknowledged,
+    OrderCancelRequested,
+    OrderCanceled,
+    OrderRejected,
+    OrderExpired,
+    OrderFilled,
+)
+
+
+def event_id(event: Event) -> str:
+    """Deterministic id of an event (the envelope id and the JetStream `Nats-Msg-Id`).
+
+    Re-publishing the same event after an ambiguous failure is then dropped by the
+    stream's duplicate window instead of being applied twice.
+    """
+    match event:
+        case Genesis():
+            return f"genesis:{event.ts_ms}"
+        case IntentDecided() | ControlDecided():
+            return f"cmd:{event.cmd_seq}:decided"
+        case OrderFilled():
+            return f"fill:{event.venue}:{event.execution_id}"
+        case OrderAccepted():
+            return f"{event.client_order_id}:accepted"
+        case OrderSubmitted():
+            return f"{event.client_order_id}:submitted"
+        case OrderAcknowledged():
+            return f"{event.client_order_id}:acknowledged"
+        case OrderCancelRequested():
+            return f"{event.client_order_id}:cancel_requested:{event.ts_ms}"
+        case OrderCanceled():
+            return f"{event.client_order_id}:canceled"
+        case OrderRejected():
+            return f"{event.client_order_id}:rejected"
+        case OrderExpired():
+            return f"{event.client_order_id}:expired"

@@ -1,0 +1,77 @@
+"""What venues tell us (`*Report`) and what we ask of them (requests). Plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from titan_exec.core.model import ClientOrderId, OrderType, Side, VenueOrderId
+from titan_exec.core.orders import Order
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceRequest:
+    client_order_id: ClientOrderId
+    symbol: str
+    side: Side
+    order_type: OrderType
+    qty: Decimal
+    limit_price: Decimal | None
+    is_reduce_only: bool
+
+    @classmethod
+    def of(cls, order: Order) -> PlaceRequest:
+        return cls(
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            qty=order.qty,
+            limit_price=order.limit_price,
+            is_reduce_only=order.is_reduce_only,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReport:
+    """The venue's view of one order."""
+
+    venue: str
+    symbol: str
+    client_order_id: ClientOrderId
+    venue_order_id: VenueOrderId
+    status: str
+    """NEW, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED or EXPIRED (venue vocabulary)."""
+    qty: Decimal
+    filled_qty: Decimal
+    ts_ms: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+
+@dataclass(frozen=True, slots=True)
+class FillReport:
+    """One venue trade (execution) of one of our orders."""
+
+    venue: str
+    symbol: str
+    client_order_id: ClientOrderId
+    venue_order_id: VenueOrderId
+    trade_id: str
+    side: Side
+    price: Decimal
+    qty: Decimal
+    fee: Decimal
+    fee_currency: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionReport:
+    venue: str
+    symbol: str
+    qty: Decimal
+    """Signed: positive long."""
+    entry_price: Decimal

@@ -1,0 +1,225 @@
+"""The execution state and its fold: ``apply(state, event) -> state``. Pure.
+
+The state is a deterministic function of the service's own events in stream order. The
+active applies the events it writes; a standby (later) applies the same events from its
+own consumer; a restart replays them. `state_hash` makes two states comparable.
+
+For speed the `State` object is updated in place by `step`/`apply` and returned; it is
+owned by exactly one writer. Nothing else mutates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from titan_exec.core import orders as om
+from titan_exec.core.events import (
+    ControlDecided,
+    Event,
+    Genesis,
+    IntentDecided,
+    OrderAccepted,
+    OrderAcknowledged,
+    OrderCanceled,
+    OrderCancelRequested,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+)
+from titan_exec.core.model import ZERO, ClientOrderId, ControlAction, day_of
+from titan_exec.core.orders import Order
+from titan_exec.core.policy import RiskPolicy, parse_policy
+from titan_exec.core.positions import ClosedTrade, Opening, Position
+from titan_exec.core.positions import apply_fill as position_fill
+
+PositionKey = tuple[str, str]
+"""(venue, symbol)"""
+
+RECENT_TRADES = 200
+
+
+@dataclass(slots=True)
+class State:
+    policy: RiskPolicy | None = None
+    is_armed: bool = False
+    is_halted: bool = False
+    orders: dict[ClientOrderId, Order] = field(default_factory=dict)
+    open_orders: dict[PositionKey, set[ClientOrderId]] = field(default_factory=dict)
+    positions: dict[PositionKey, Position] = field(default_factory=dict)
+    decided_cmds: set[int] = field(default_factory=set)
+    accepted_signals: dict[str, tuple[ClientOrderId, ...]] = field(default_factory=dict)
+    seen_fills: set[tuple[str, str]] = field(default_factory=set)
+    daily_realized: dict[int, Decimal] = field(default_factory=dict)
+    recent_trades: list[ClosedTrade] = field(default_factory=list)
+    trade_count: int = 0
+    event_count: int = 0
+    anomalies: int = 0
+    """Late fills, overfills, fills for unknown orders: venue truth that surprised us."""
+
+    @property
+    def is_initialized(self) -> bool:
+        return self.policy is not None
+
+    def position(self, venue: str, symbol: str) -> Position:
+        return self.positions.get((venue, symbol)) or Position(venue=venue, symbol=symbol)
+
+    def open_order_count(self, venue: str, symbol: str) -> int:
+        return len(self.open_orders.get((venue, symbol), ()))
+
+    def iter_open_orders(self) -> list[Order]:
+        return [self.orders[c] for cs in self.open_orders.values() for c in sorted(cs)]
+
+    def realized_on(self, day: int) -> Decimal:
+        return self.daily_realized.get(day, ZERO)
+
+
+def apply(state: State, event: Event) -> State:
+    return step(state, event)[0]
+
+
+def step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
+    """Apply one event; also return the round trip it closed, if any (a TradeRecord)."""
+    state.event_count += 1
+    closed: ClosedTrade | None = None
+    match event:
+        case Genesis():
+            state.policy = parse_policy(event.policy)
+            state.is_armed = event.is_armed
+            state.is_halted = event.is_halted
+        case IntentDecided():
+            state.decided_cmds.add(event.cmd_seq)
+            if event.outcome == "accepted" and event.signal_id is not None:
+                state.accepted_signals[event.signal_id] = event.client_order_ids
+        case ControlDecided():
+            state.decided_cmds.add(event.cmd_seq)
+            if event.outcome == "accepted":
+                _apply_control(state, event)
+        case OrderAccepted():
+            if event.client_order_id in state.orders:
+                raise om.IllegalTransition(f"order {event.client_order_id} accepted twice")
+            order = om.new_order(event)
+            state.orders[order.client_order_id] = order
+            state.open_orders.setdefault((order.venue, order.symbol), set()).add(
+                order.client_order_id
+            )
+        case (
+            OrderSubmitted()
+            | OrderAcknowledged()
+            | OrderCancelRequested()
+            | OrderCanceled()
+            | OrderRejected()
+            | OrderExpired()
+        ):
+            order = _order(state, event.client_order_id)
+            _put(state, om.apply_lifecycle(order, event))
+        case OrderFilled():
+            closed = _apply_fill(state, event)
+    return state, closed
+
+
+def _order(state: State, coid: ClientOrderId) -> Order:
+    order = state.orders.get(coid)
+    if order is None:
+        raise om.IllegalTransition(f"event for unknown order {coid}")
+    return order
+
+
+def _put(state: State, order: Order) -> None:
+    state.orders[order.client_order_id] = order
+    if order.status.is_terminal:
+        key = (order.venue, order.symbol)
+        open_set = state.open_orders.get(key)
+        if open_set is not None:
+            open_set.discard(order.client_order_id)
+            if not open_set:
+                del state.open_orders[key]
+
+
+def _apply_control(state: State, event: ControlDecided) -> None:
+    action = ControlAction(event.action)
+    if action is ControlAction.HALT:
+        state.is_halted = True
+    elif action is ControlAction.OPEN:
+        state.is_halted = False
+    elif action is ControlAction.ARM:
+        state.is_armed = True
+    elif action is ControlAction.DISARM:
+        state.is_armed = False
+    elif action is ControlAction.POLICY:
+        if event.policy is None:
+            raise ValueError(f"policy control {event.cmd_seq} carries no policy")
+        state.policy = parse_policy(event.policy)
+    # FLATTEN acts through the orders it created (their own events).
+
+
+def _apply_fill(state: State, fill: OrderFilled) -> ClosedTrade | None:
+    key = (fill.venue, fill.execution_id)
+    if key in state.seen_fills:
+        return None  # duplicate venue trade: ignored
+    state.seen_fills.add(key)
+    order = state.orders.get(fill.client_order_id)
+    if order is None:
+        state.anomalies += 1
+        opening = Opening(signal_id=fill.signal_id)
+    else:
+        updated = om.apply_fill(order, fill)
+        if updated.is_anomalous and not order.is_anomalous:
+            state.anomalies += 1
+        _put(state, updated)
+        opening = Opening(
+            signal_id=order.signal_id, stop_loss=order.stop_loss, take_profits=order.take_profits
+        )
+    pos_key = (fill.venue, fill.symbol)
+    outcome = position_fill(
+        state.position(*pos_key),
+        side=fill.side,
+        qty=fill.qty,
+        price=fill.price,
+        fee=fill.fee,
+        ts_ms=fill.t_exchange,
+        opening=opening,
+    )
+    state.positions[pos_key] = outcome.position
+    if outcome.realized_delta != ZERO:
+        day = day_of(fill.t_exchange)
+        state.daily_realized[day] = state.realized_on(day) + outcome.realized_delta
+    if outcome.closed is not None:
+        state.trade_count += 1
+        state.recent_trades.append(outcome.closed)
+        del state.recent_trades[:-RECENT_TRADES]
+    return outcome.closed
+
+
+def replay(events: list[Event]) -> State:
+    state = State()
+    for ev in events:
+        apply(state, ev)
+    return state
+
+
+def _canonical_view(state: State) -> dict[str, Any]:
+    return {
+        "policy_hash": state.policy.hash if state.policy else None,
+        "is_armed": state.is_armed,
+        "is_halted": state.is_halted,
+        "orders": {k: state.orders[k] for k in sorted(state.orders)},
+        "positions": [state.positions[k] for k in sorted(state.positions)],
+        "decided_cmds": sorted(state.decided_cmds),
+        "accepted_signals": {k: state.accepted_signals[k] for k in sorted(state.accepted_signals)},
+        "seen_fills": sorted(state.seen_fills),
+        "daily_realized": {str(k): state.daily_realized[k] for k in sorted(state.daily_realized)},
+        "trade_count": state.trade_count,
+        "anomalies": state.anomalies,
+    }
+
+
+def state_hash(state: State) -> str:
+    """SHA-256 over a canonical encoding of everything the state holds."""
+    blob = msgspec.json.encode(_canonical_view(state), order="deterministic")
+    return hashlib.sha256(blob).hexdigest()

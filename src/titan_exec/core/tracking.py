@@ -1,0 +1,115 @@
+"""Order tracking decisions: venue reports in, events out. Pure.
+
+Fills are learned from the venue (never assumed from a place call), deduplicated by
+venue trade id, and become `OrderFilled` events; an order report that shows a terminal
+venue status becomes the matching lifecycle event once every fill it counts has been seen;
+orders past their time-to-live are due for a cancel (then `OrderExpired`).
+"""
+
+from __future__ import annotations
+
+from titan_exec.core.events import (
+    OrderCanceled,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+)
+from titan_exec.core.model import OrderStatus
+from titan_exec.core.orders import Order, can_apply, fill_status
+from titan_exec.core.reports import FillReport, OrderReport
+from titan_exec.core.state import State
+
+
+def fill_event(state: State, fill: FillReport, *, account: str, now_ms: int) -> OrderFilled | None:
+    """The event for a venue fill, or None when that trade was applied already."""
+    if (fill.venue, fill.trade_id) in state.seen_fills:
+        return None
+    order = state.orders.get(fill.client_order_id)
+    if order is not None:
+        status = fill_status(order, fill.qty)
+        st = "FILLED" if status is OrderStatus.FILLED else "PARTIALLY_FILLED"
+        return OrderFilled(
+            ts_ms=now_ms,
+            fill_id=fill.trade_id,
+            signal_id=order.signal_id,
+            symbol=order.symbol,
+            side=fill.side,
+            price=fill.price,
+            qty=fill.qty,
+            fee=fill.fee,
+            fee_currency=fill.fee_currency,
+            t_signal=order.t_signal,
+            t_ingress=order.t_ingress,
+            t_decision=order.t_decision,
+            t_ack=order.t_ack or now_ms,
+            t_exchange=fill.ts_ms,
+            client_order_id=order.client_order_id,
+            execution_id=fill.trade_id,
+            status=st,
+            timestamp=now_ms,
+            venue=order.venue,
+            account=order.account,
+        )
+    return OrderFilled(
+        ts_ms=now_ms,
+        fill_id=fill.trade_id,
+        signal_id="",
+        symbol=fill.symbol,
+        side=fill.side,
+        price=fill.price,
+        qty=fill.qty,
+        fee=fill.fee,
+        fee_currency=fill.fee_currency,
+        t_signal=0,
+        t_ingress=0,
+        t_decision=0,
+        t_ack=0,
+        t_exchange=fill.ts_ms,
+        client_order_id=fill.client_order_id,
+        execution_id=fill.trade_id,
+        status="FILLED",
+        timestamp=now_ms,
+        venue=fill.venue,
+        account=account,
+    )
+
+
+def report_event(order: Order, report: OrderReport, now_ms: int) -> OrderEvent | None:
+    """Lifecycle event implied by a venue order report, if any.
+
+    A terminal venue status is taken only once our filled quantity matches the venue's:
+    otherwise fills are still on their way and the order stays open until they arrive.
+    """
+    if report.filled_qty > order.filled_qty:
+        return None
+    common = {
+        "ts_ms": now_ms,
+        "client_order_id": order.client_order_id,
+        "venue": order.venue,
+        "account": order.account,
+        "symbol": order.symbol,
+    }
+    ev: OrderEvent | None = None
+    if report.status == "CANCELED":
+        ev = (
+            OrderExpired(**common, reason="ttl")
+            if order.is_cancel_requested and order.last_reason == "ttl"
+            else OrderCanceled(**common, reason=order.last_reason or "canceled at venue")
+        )
+    elif report.status == "EXPIRED":
+        ev = OrderExpired(**common, reason="expired at venue")
+    elif report.status == "REJECTED":
+        ev = OrderRejected(**common, reason="rejected at venue")
+    if ev is not None and can_apply(order, ev):
+        return ev
+    return None
+
+
+def due_for_expiry(state: State, now_ms: int) -> list[Order]:
+    """Open orders past their time-to-live whose cancel has not been requested yet."""
+    return [
+        o
+        for o in state.iter_open_orders()
+        if o.expires_at_ms <= now_ms and not o.is_cancel_requested
+    ]

@@ -1,0 +1,231 @@
+"""Event messages on the wire: the service's events in and out of `TITAN_EVT`, and the
+contract's outgoing telemetry (reject, dead letter, TradeRecord, truth snapshot).
+
+Every published event is wrapped in the contract envelope
+``{"id","type","version":1,"ts","producer","correlation_id","payload"}``; decimals are JSON
+strings, timestamps integer ms. The envelope id is the event's deterministic id (also the
+``Nats-Msg-Id``), and ``ts`` is the event's own time, so encoding is deterministic too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from titan_exec.core.events import (
+    ControlDecided,
+    Event,
+    Genesis,
+    IntentDecided,
+    OrderFilled,
+    event_id,
+)
+from titan_exec.core.positions import ClosedTrade, Position
+
+FILL_TYPE = "titan.event.execution.fill.v1"
+ORDER_TYPE = "titan.event.execution.order.v1"
+DECISION_TYPE = "titan.event.execution.decision.v1"
+CONTROL_TYPE = "titan.event.execution.control.v1"
+GENESIS_TYPE = "titan.event.execution.genesis.v1"
+TRADE_TYPE = "titan.event.analysis.trade_completed.v1"
+TRUTH_TYPE = "titan.event.execution.truth.v1"
+
+STATE_KINDS = frozenset({"fill", "order", "decision", "control", "genesis"})
+"""Subject kinds (token 3 of ``titan.evt.<ns>.<kind>...``) that the state fold reads."""
+
+_BAD_TOKEN = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def token(value: str) -> str:
+    """A value as one NATS subject token (``BTC/USDT`` → ``BTC_USDT``; never empty)."""
+    return _BAD_TOKEN.sub("-", value.replace("/", "_")) or "_"
+
+
+class _EnvelopeIn(msgspec.Struct):
+    payload: Event
+
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_decoder = msgspec.json.Decoder(_EnvelopeIn)
+
+
+def event_subject(ns: str, event: Event) -> str:
+    match event:
+        case OrderFilled():
+            return f"titan.evt.{ns}.fill.v1.{token(event.venue)}.{token(event.account)}.{token(event.symbol)}"
+        case IntentDecided():
+            route = f"{token(event.venue)}.{token(event.account)}.{token(event.symbol)}"
+            return f"titan.evt.{ns}.decision.v1.{route}"
+        case ControlDecided():
+            return f"titan.evt.{ns}.control.v1"
+        case Genesis():
+            return f"titan.evt.{ns}.genesis.v1"
+        case _:
+            return f"titan.evt.{ns}.order.v1.{token(event.venue)}.{token(event.account)}.{token(event.symbol)}"
+
+
+def _event_type(event: Event) -> str:
+    match event:
+        case OrderFilled():
+            return FILL_TYPE
+        case IntentDecided():
+            return DECISION_TYPE
+        case ControlDecided():
+            return CONTROL_TYPE
+        case Genesis():
+            return GENESIS_TYPE
+        case _:
+            return ORDER_TYPE
+
+
+def _correlation(event: Event) -> str:
+    match event:
+        case OrderFilled():
+            return event.signal_id
+        case IntentDecided():
+            return event.signal_id or f"cmd-{event.cmd_seq}"
+        case ControlDecided():
+            return f"cmd-{event.cmd_seq}"
+        case Genesis():
+            return "genesis"
+        case _:
+            return str(event.client_order_id)
+
+
+def encode_event(event: Event, *, ns: str, producer: str) -> tuple[str, str, bytes]:
+    """(subject, message id, body) of an event."""
+    eid = event_id(event)
+    envelope = {
+        "id": eid,
+        "type": _event_type(event),
+        "version": 1,
+        "ts": event.ts_ms,
+        "producer": producer,
+        "correlation_id": _correlation(event),
+        "payload": event,
+    }
+    return event_subject(ns, event), eid, _encoder.encode(envelope)
+
+
+def is_state_subject(subject: str, ns: str) -> bool:
+    parts = subject.split(".")
+    return len(parts) >= 4 and parts[1] == "evt" and parts[2] == ns and parts[3] in STATE_KINDS
+
+
+def decode_event(subject: str, data: bytes, *, ns: str) -> Event | None:
+    """The event in a `TITAN_EVT` message, or None for messages the fold does not read
+    (telemetry, truth snapshots, other namespaces). A malformed state message raises
+    `msgspec.ValidationError`/`DecodeError`: the stream is ours, so that is a bug."""
+    if not is_state_subject(subject, ns):
+        return None
+    return _decoder.decode(data).payload
+
+
+# --- outgoing contract telemetry -------------------------------------------------------
+
+
+def reject_telemetry(
+    *,
+    intent_id: str,
+    reason: str,
+    expected_policy_hash: str,
+    got_policy_hash: str,
+    brain_instance_id: str,
+    timestamp_ms: int,
+) -> bytes:
+    return json.dumps(
+        {
+            "event_type": "execution.intent.rejected",
+            "intent_id": intent_id,
+            "reason": reason,
+            "expected_policy_hash": expected_policy_hash,
+            "got_policy_hash": got_policy_hash,
+            "brain_instance_id": brain_instance_id,
+            "timestamp": timestamp_ms,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str) -> bytes:
+    """``{"payload": <original message>, "reason", "t_ingress"}``. The original is kept as
+    JSON when it is JSON, as text when it is UTF-8, else as base64 (`payload_b64`): nothing
+    is lost."""
+    doc: dict[str, Any] = {"reason": reason, "t_ingress": t_ingress_ms, "subject": subject}
+    try:
+        text = original.decode("utf-8")
+    except UnicodeDecodeError:
+        doc["payload"] = None
+        doc["payload_b64"] = base64.b64encode(original).decode()
+    else:
+        try:
+            doc["payload"] = json.loads(text) if len(original) <= 1_048_576 else text
+        except (ValueError, RecursionError):
+            doc["payload"] = text
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def rfc3339(ts_ms: int) -> str:
+    dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dec(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def trade_record(trade: ClosedTrade, *, close_reason: str, metadata: dict[str, Any]) -> bytes:
+    payload = {
+        "signal_id": trade.signal_id,
+        "symbol": trade.symbol,
+        "side": trade.side,
+        "entry_price": _dec(trade.entry_price),
+        "exit_price": _dec(trade.exit_price),
+        "size": _dec(trade.size),
+        "pnl": _dec(trade.pnl),
+        "pnl_pct": _dec(trade.pnl_pct.quantize(Decimal("0.0001"))),
+        "fee": _dec(trade.fee),
+        "fee_asset": metadata.get("fee_asset", "USDT"),
+        "opened_at": rfc3339(trade.opened_at_ms),
+        "closed_at": rfc3339(trade.closed_at_ms),
+        "close_reason": close_reason,
+        "metadata": metadata,
+    }
+    envelope = {
+        "id": f"trade:{trade.venue}:{trade.symbol}:{trade.closed_at_ms}:{trade.signal_id}",
+        "type": TRADE_TYPE,
+        "version": 1,
+        "ts": trade.closed_at_ms,
+        "producer": metadata.get("producer", "titan-execution"),
+        "correlation_id": trade.signal_id,
+        "payload": payload,
+    }
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def position_doc(pos: Position, *, mark: Decimal | None, position_mode: str = "one_way") -> dict[str, Any]:
+    """The contract's Position (for truth snapshots and `/positions`)."""
+    unrealized = (mark - pos.avg_entry) * pos.qty if mark is not None and not pos.is_flat else Decimal(0)
+    return {
+        "symbol": pos.symbol,
+        "side": pos.side,
+        "size": _dec(abs(pos.qty)),
+        "entry_price": _dec(pos.avg_entry),
+        "stop_loss": _dec(pos.stop_loss) if pos.stop_loss is not None else None,
+        "take_profits": [_dec(t) for t in pos.take_profits],
+        "signal_id": pos.signal_id,
+        "opened_at": pos.opened_at_ms,
+        "exchange": pos.venue,
+        "position_mode": position_mode,
+        "realized_pnl": _dec(pos.realized_pnl),
+        "unrealized_pnl": _dec(unrealized),
+        "fees_paid": _dec(pos.fees_paid),
+        "last_mark_price": _dec(mark) if mark is not None else None,
+        "last_update_ts": pos.last_update_ms,
+    }

@@ -1,0 +1,115 @@
+"""Builders so that tests read as domain sentences."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from titan_exec.core.events import (
+    Genesis,
+    OrderAccepted,
+    OrderAcknowledged,
+    OrderFilled,
+    OrderSubmitted,
+)
+from titan_exec.core.model import ClientOrderId, IntentType, OrderType, Side, VenueOrderId
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+POLICY_PATH = Path(__file__).resolve().parents[1] / "src" / "titan_exec" / "data" / "risk_policy.json"
+
+
+def default_policy() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(POLICY_PATH.read_text())
+    return doc
+
+
+def genesis(*, armed: bool = True, halted: bool = False, ts: int = 0) -> Genesis:
+    return Genesis(ts_ms=ts, policy=default_policy(), is_armed=armed, is_halted=halted)
+
+
+def accepted(
+    coid: str,
+    *,
+    side: Side = Side.BUY,
+    qty: str = "1",
+    symbol: str = "BTC/USDT",
+    venue: str = "sim",
+    limit: str | None = None,
+    signal: str | None = None,
+    ts: int = 1,
+    reduce_only: bool = False,
+) -> OrderAccepted:
+    return OrderAccepted(
+        ts_ms=ts,
+        client_order_id=ClientOrderId(coid),
+        venue=venue,
+        account="main",
+        symbol=symbol,
+        signal_id=signal or f"sig-{coid}",
+        cmd_seq=ts,
+        side=side,
+        order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+        qty=Decimal(qty),
+        limit_price=None if limit is None else Decimal(limit),
+        is_reduce_only=reduce_only,
+        intent_type=IntentType.BUY_SETUP if side is Side.BUY else IntentType.SELL_SETUP,
+        expires_at_ms=ts + 60_000,
+        t_signal=ts,
+        t_ingress=ts,
+    )
+
+
+def submitted(coid: str, ts: int = 2) -> OrderSubmitted:
+    return OrderSubmitted(
+        ts_ms=ts, client_order_id=ClientOrderId(coid), venue="sim", account="main", symbol="BTC/USDT"
+    )
+
+
+def acknowledged(coid: str, ts: int = 3) -> OrderAcknowledged:
+    return OrderAcknowledged(
+        ts_ms=ts,
+        client_order_id=ClientOrderId(coid),
+        venue="sim",
+        account="main",
+        symbol="BTC/USDT",
+        venue_order_id=VenueOrderId(f"v-{coid}"),
+    )
+
+
+def filled(
+    coid: str,
+    trade_id: str,
+    *,
+    side: Side = Side.BUY,
+    qty: str = "1",
+    price: str = "100",
+    fee: str = "0",
+    symbol: str = "BTC/USDT",
+    venue: str = "sim",
+    ts: int = 4,
+    status: str = "FILLED",
+) -> OrderFilled:
+    return OrderFilled(
+        ts_ms=ts,
+        fill_id=trade_id,
+        signal_id=f"sig-{coid}",
+        symbol=symbol,
+        side=side,
+        price=Decimal(price),
+        qty=Decimal(qty),
+        fee=Decimal(fee),
+        fee_currency="USDT",
+        t_signal=1,
+        t_ingress=1,
+        t_decision=1,
+        t_ack=3,
+        t_exchange=ts,
+        client_order_id=ClientOrderId(coid),
+        execution_id=trade_id,
+        status="FILLED" if status == "FILLED" else "PARTIALLY_FILLED",
+        timestamp=ts,
+        venue=venue,
+        account="main",
+    )
