@@ -17,7 +17,9 @@ from titan_exec.core.events import (
 from titan_exec.core.model import ClientOrderId, IntentType, OrderType, Side, VenueOrderId
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-POLICY_PATH = Path(__file__).resolve().parents[1] / "src" / "titan_exec" / "data" / "risk_policy.json"
+POLICY_PATH = (
+    Path(__file__).resolve().parents[1] / "src" / "titan_exec" / "data" / "risk_policy.json"
+)
 
 
 def default_policy() -> dict[str, Any]:
@@ -63,7 +65,11 @@ def accepted(
 
 def submitted(coid: str, ts: int = 2) -> OrderSubmitted:
     return OrderSubmitted(
-        ts_ms=ts, client_order_id=ClientOrderId(coid), venue="sim", account="main", symbol="BTC/USDT"
+        ts_ms=ts,
+        client_order_id=ClientOrderId(coid),
+        venue="sim",
+        account="main",
+        symbol="BTC/USDT",
     )
 
 

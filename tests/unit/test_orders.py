@@ -52,9 +52,6 @@ EXPECTED = {
 }
 
 
-
-
-
 def _with_status(status: OrderStatus) -> om.Order:
     from dataclasses import replace
 

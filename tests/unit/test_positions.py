@@ -1,6 +1,8 @@
 """Position accounting with exact numbers: pyramid, reduce, flip, fees, realised PnL."""
 
-from decimal import Decimal as D
+from decimal import Decimal as D  # noqa: N817
+
+import pytest
 
 from titan_exec.core.model import Side
 from titan_exec.core.positions import Opening, Position, apply_fill
@@ -9,7 +11,9 @@ OPEN = Opening(signal_id="sig-open")
 
 
 def fill(pos: Position, side: Side, qty: str, price: str, fee: str = "0", ts: int = 1):  # type: ignore[no-untyped-def]
-    return apply_fill(pos, side=side, qty=D(qty), price=D(price), fee=D(fee), ts_ms=ts, opening=OPEN)
+    return apply_fill(
+        pos, side=side, qty=D(qty), price=D(price), fee=D(fee), ts_ms=ts, opening=OPEN
+    )
 
 
 def flat() -> Position:
@@ -84,9 +88,5 @@ def test_flip_closes_then_opens_the_remainder_at_the_fill_price() -> None:
 
 
 def test_zero_quantity_fill_is_a_programming_error() -> None:
-    try:
+    with pytest.raises(ValueError, match="positive"):
         fill(flat(), Side.BUY, "0", "1")
-    except ValueError as err:
-        assert "positive" in str(err)
-    else:
-        raise AssertionError("a zero fill must raise")

@@ -10,10 +10,34 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "titan_exec"
 PURE_PACKAGES = ["core", "wire"]
 FORBIDDEN_MODULES = {
-    "asyncio", "socket", "ssl", "time", "random", "secrets", "uuid", "logging", "os",
-    "subprocess", "threading", "multiprocessing", "selectors", "nats", "aiohttp", "urllib",
-    "http", "requests", "ccxt", "prometheus_client", "sqlite3", "shutil", "tempfile", "signal",
-    "titan_exec.adapters", "titan_exec.runtime", "titan_exec.api", "titan_exec.cli",
+    "asyncio",
+    "socket",
+    "ssl",
+    "time",
+    "random",
+    "secrets",
+    "uuid",
+    "logging",
+    "os",
+    "subprocess",
+    "threading",
+    "multiprocessing",
+    "selectors",
+    "nats",
+    "aiohttp",
+    "urllib",
+    "http",
+    "requests",
+    "ccxt",
+    "prometheus_client",
+    "sqlite3",
+    "shutil",
+    "tempfile",
+    "signal",
+    "titan_exec.adapters",
+    "titan_exec.runtime",
+    "titan_exec.api",
+    "titan_exec.cli",
 }
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "open", "print", "input", "float"}
 FLOAT_ALLOWED = {"wire/canonical.py"}

@@ -39,8 +39,12 @@ def test_duplicate_fill_is_ignored() -> None:
 def test_illegal_lifecycle_event_raises() -> None:
     s = replay([genesis(), accepted("c1")])
     bad = OrderCanceled(
-        ts_ms=1, client_order_id=ClientOrderId("c1"), venue="sim", account="main",
-        symbol="BTC/USDT", reason="x",
+        ts_ms=1,
+        client_order_id=ClientOrderId("c1"),
+        venue="sim",
+        account="main",
+        symbol="BTC/USDT",
+        reason="x",
     )
     apply(s, bad)
     with pytest.raises(IllegalTransition):
@@ -55,8 +59,15 @@ def test_fill_for_unknown_order_still_moves_the_position() -> None:
 
 
 def test_round_trip_records_trade_and_daily_pnl() -> None:
-    s = replay([genesis(), accepted("c1"), submitted("c1"), accepted("c2", side=Side.SELL, ts=7),
-                submitted("c2")])
+    s = replay(
+        [
+            genesis(),
+            accepted("c1"),
+            submitted("c1"),
+            accepted("c2", side=Side.SELL, ts=7),
+            submitted("c2"),
+        ]
+    )
     _, closed = step(s, filled("c1", "t1", price="100", ts=MS_DAY * 3 + 5))
     assert closed is None
     _, closed = step(s, filled("c2", "t2", side=Side.SELL, price="90", ts=MS_DAY * 3 + 9))
@@ -85,8 +96,16 @@ def events_from(specs: list[tuple[str, Side, Decimal, Decimal, Decimal, bool]]) 
         events.append(accepted(coid, side=side, qty=str(qty), symbol=symbol, ts=i + 1))
         events.append(submitted(coid))
         events.append(
-            filled(coid, f"t{i}", side=side, qty=str(qty), price=str(price), fee=str(fee),
-                   symbol=symbol, ts=i + 10)
+            filled(
+                coid,
+                f"t{i}",
+                side=side,
+                qty=str(qty),
+                price=str(price),
+                fee=str(fee),
+                symbol=symbol,
+                ts=i + 10,
+            )
         )
         if dup:
             events.append(

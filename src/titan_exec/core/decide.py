@@ -13,7 +13,6 @@ The nonce replay cache is the only mutable input (owned by the caller, passed ex
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from titan_exec.core import risk
@@ -111,14 +110,12 @@ def _refuse(
     )
 
 
-def _verify(
-    env: Envelope, cfg: DecisionConfig, nonces: NonceCache, now_ms: int
-) -> Refusal | None:
+def _verify(env: Envelope, cfg: DecisionConfig, nonces: NonceCache, now_ms: int) -> Refusal | None:
     failure = verify_envelope(env, cfg.keyring, now_ms=now_ms, tolerance_ms=cfg.tolerance_ms)
     if failure is not None:
         code = "hmac_signature_mismatch" if failure.code == "signature" else failure.code
         return Refusal(code, failure.message, intent_id=env.id or "N/A")
-    if not nonces.check_and_remember(env.key_id or "default", env.nonce, env.ts, now_ms):
+    if not nonces.check_and_remember(env.key_id or "default", env.nonce, env.ts_ms, now_ms):
         return Refusal(
             "nonce_replayed", f"nonce {env.nonce} was seen before", intent_id=env.id or "N/A"
         )
@@ -153,9 +150,7 @@ def decide_place(
     try:
         intent = parse_intent(env)
     except WireError as err:
-        return _refuse(
-            cmd, now, Refusal("schema_invalid", err.message, intent_id=env.id or "N/A")
-        )
+        return _refuse(cmd, now, Refusal("schema_invalid", err.message, intent_id=env.id or "N/A"))
     got_hash = env.policy_hash or intent.policy_hash
     if got_hash is not None and got_hash != policy.hash:
         return _refuse(
@@ -253,7 +248,9 @@ def _plan(state: State, intent: Intent, kind: IntentType, venue: str) -> risk.Or
     limit = intent.entry_zone[0] if intent.entry_zone else None
     if not kind.is_close:
         side = Side.BUY if kind is IntentType.BUY_SETUP else Side.SELL
-        return risk.OrderPlan(venue, intent.symbol, side, intent.size, limit, False, intent.t_signal_ms)
+        return risk.OrderPlan(
+            venue, intent.symbol, side, intent.size, limit, False, intent.t_signal_ms
+        )
     pos = state.position(venue, intent.symbol)
     if pos.is_flat:
         return f"no open position on {intent.symbol} at {venue} to close"
@@ -279,7 +276,11 @@ def decide_control(
 
     def refuse(code: str, message: str, intent_id: str = "N/A") -> Decision:
         ev = ControlDecided(
-            ts_ms=now_ms, cmd_seq=cmd.seq, action="", outcome="rejected", reason=f"{code}: {message}"
+            ts_ms=now_ms,
+            cmd_seq=cmd.seq,
+            action="",
+            outcome="rejected",
+            reason=f"{code}: {message}",
         )
         return Decision(
             events=(ev,),
@@ -295,7 +296,7 @@ def decide_control(
     sig_refusal = _verify(env, cfg, nonces, now_ms)
     if sig_refusal is not None:
         return refuse(sig_refusal.code, sig_refusal.message, env.id or "N/A")
-    payload: Any = env.payload
+    payload: Any = env.payload_raw
     action_raw = payload.get("action") if isinstance(payload, dict) else None
     if action_raw != subject_action:
         return refuse(
@@ -317,7 +318,9 @@ def decide_control(
     cancels: tuple[ClientOrderId, ...] = ()
     if action is ControlAction.FLATTEN:
         orders = _flatten_orders(state, cmd, cfg, now_ms)
-        cancels = tuple(o.client_order_id for o in state.iter_open_orders() if not o.is_cancel_requested)
+        cancels = tuple(
+            o.client_order_id for o in state.iter_open_orders() if not o.is_cancel_requested
+        )
     decided = ControlDecided(
         ts_ms=now_ms,
         cmd_seq=cmd.seq,
@@ -332,7 +335,11 @@ def decide_control(
         submit=tuple(o.client_order_id for o in orders),
         cancel=cancels,
         summary=f"control cmd {cmd.seq} accepted: {action.value}"
-        + (f" ({len(orders)} reduce-only orders, {len(cancels)} cancels)" if orders or cancels else ""),
+        + (
+            f" ({len(orders)} reduce-only orders, {len(cancels)} cancels)"
+            if orders or cancels
+            else ""
+        ),
     )
 
 
@@ -373,5 +380,3 @@ def _account_of(state: State, venue: str, symbol: str) -> str:
         if order.venue == venue and order.symbol == symbol:
             return order.account
     return "main"
-
-

@@ -28,7 +28,7 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", renam
     ts_ms: int
 
 
-class Genesis(_Event, tag="genesis"):
+class Genesis(_Event, frozen=True, kw_only=True, tag="genesis"):
     """First event of a namespace: the initial policy and switches."""
 
     policy: dict[str, Any]
@@ -36,7 +36,7 @@ class Genesis(_Event, tag="genesis"):
     is_halted: bool
 
 
-class IntentDecided(_Event, tag="intent.decided"):
+class IntentDecided(_Event, frozen=True, kw_only=True, tag="intent.decided"):
     """Exactly one per place command: accepted (with the orders it created) or rejected."""
 
     cmd_seq: int
@@ -49,7 +49,7 @@ class IntentDecided(_Event, tag="intent.decided"):
     client_order_ids: tuple[ClientOrderId, ...] = ()
 
 
-class ControlDecided(_Event, tag="control.decided"):
+class ControlDecided(_Event, frozen=True, kw_only=True, tag="control.decided"):
     """Exactly one per control command. Accepted halt/open/arm/disarm/policy change state."""
 
     cmd_seq: int
@@ -67,7 +67,7 @@ class _OrderEvent(_Event, frozen=True, kw_only=True):
     symbol: str
 
 
-class OrderAccepted(_OrderEvent, tag="order.accepted"):
+class OrderAccepted(_OrderEvent, frozen=True, kw_only=True, tag="order.accepted"):
     """The risk guard accepted an order; it is recorded but not yet sent."""
 
     signal_id: str
@@ -86,35 +86,35 @@ class OrderAccepted(_OrderEvent, tag="order.accepted"):
     take_profits: tuple[Decimal, ...] = ()
 
 
-class OrderSubmitted(_OrderEvent, tag="order.submitted"):
+class OrderSubmitted(_OrderEvent, frozen=True, kw_only=True, tag="order.submitted"):
     """Write-ahead: the order is about to be sent to the venue."""
 
 
-class OrderAcknowledged(_OrderEvent, tag="order.acknowledged"):
+class OrderAcknowledged(_OrderEvent, frozen=True, kw_only=True, tag="order.acknowledged"):
     venue_order_id: VenueOrderId
 
 
-class OrderCancelRequested(_OrderEvent, tag="order.cancel_requested"):
+class OrderCancelRequested(_OrderEvent, frozen=True, kw_only=True, tag="order.cancel_requested"):
     """Write-ahead of a cancel (time-to-live, flatten, halt)."""
 
     reason: str
 
 
-class OrderCanceled(_OrderEvent, tag="order.canceled"):
+class OrderCanceled(_OrderEvent, frozen=True, kw_only=True, tag="order.canceled"):
     reason: str
 
 
-class OrderRejected(_OrderEvent, tag="order.rejected"):
+class OrderRejected(_OrderEvent, frozen=True, kw_only=True, tag="order.rejected"):
     reason: str
 
 
-class OrderExpired(_OrderEvent, tag="order.expired"):
+class OrderExpired(_OrderEvent, frozen=True, kw_only=True, tag="order.expired"):
     """Canceled because its time-to-live ran out (or the venue expired it)."""
 
     reason: str = "ttl"
 
 
-class OrderFilled(_Event, tag="order.filled"):
+class OrderFilled(_Event, frozen=True, kw_only=True, tag="order.filled"):
     """One venue fill. Field for field the contract's FillReport, plus venue and account."""
 
     fill_id: str

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from titan_exec.core.events import (
     OrderAccepted,
@@ -118,6 +119,29 @@ class Order:
     def is_in_doubt(self) -> bool:
         """Sent (write-ahead recorded) but the venue has not confirmed it yet."""
         return self.status is S.SUBMITTED
+
+
+E = TypeVar(
+    "E",
+    OrderSubmitted,
+    OrderAcknowledged,
+    OrderCancelRequested,
+    OrderCanceled,
+    OrderRejected,
+    OrderExpired,
+)
+
+
+def lifecycle(kind: type[E], order: Order, ts_ms: int, **extra: Any) -> E:
+    """Build a lifecycle event of `kind` for `order` (ids and route copied from it)."""
+    return kind(
+        ts_ms=ts_ms,
+        client_order_id=order.client_order_id,
+        venue=order.venue,
+        account=order.account,
+        symbol=order.symbol,
+        **extra,
+    )
 
 
 def new_order(ev: OrderAccepted) -> Order:

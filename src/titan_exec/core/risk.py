@@ -106,8 +106,7 @@ def check_order(
     open_count = state.open_order_count(*key)
     if open_count >= policy.max_open_orders_per_symbol:
         return _risk(
-            f"{open_count} open orders on {plan.symbol} "
-            f"(max {policy.max_open_orders_per_symbol})"
+            f"{open_count} open orders on {plan.symbol} (max {policy.max_open_orders_per_symbol})"
         )
     if not plan.is_reduce_only:
         refusal = _check_exposure(state, policy, plan, market, limits)
@@ -154,9 +153,7 @@ def _check_exposure(
         gross += abs(other.qty) * mark
     leverage = gross / equity
     if leverage > policy.max_account_leverage:
-        return _risk(
-            f"account leverage {leverage:.2f} would exceed {policy.max_account_leverage}"
-        )
+        return _risk(f"account leverage {leverage:.2f} would exceed {policy.max_account_leverage}")
 
     if limits.require_heartbeat:
         hb = market.last_heartbeat_ms

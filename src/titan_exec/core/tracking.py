@@ -8,6 +8,8 @@ orders past their time-to-live are due for a cancel (then `OrderExpired`).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from titan_exec.core.events import (
     OrderCanceled,
     OrderEvent,
@@ -16,7 +18,7 @@ from titan_exec.core.events import (
     OrderRejected,
 )
 from titan_exec.core.model import OrderStatus
-from titan_exec.core.orders import Order, can_apply, fill_status
+from titan_exec.core.orders import Order, can_apply, fill_status, lifecycle
 from titan_exec.core.reports import FillReport, OrderReport
 from titan_exec.core.state import State
 
@@ -28,7 +30,9 @@ def fill_event(state: State, fill: FillReport, *, account: str, now_ms: int) -> 
     order = state.orders.get(fill.client_order_id)
     if order is not None:
         status = fill_status(order, fill.qty)
-        st = "FILLED" if status is OrderStatus.FILLED else "PARTIALLY_FILLED"
+        st: Literal["FILLED", "PARTIALLY_FILLED"] = (
+            "FILLED" if status is OrderStatus.FILLED else "PARTIALLY_FILLED"
+        )
         return OrderFilled(
             ts_ms=now_ms,
             fill_id=fill.trade_id,
@@ -83,24 +87,19 @@ def report_event(order: Order, report: OrderReport, now_ms: int) -> OrderEvent |
     """
     if report.filled_qty > order.filled_qty:
         return None
-    common = {
-        "ts_ms": now_ms,
-        "client_order_id": order.client_order_id,
-        "venue": order.venue,
-        "account": order.account,
-        "symbol": order.symbol,
-    }
     ev: OrderEvent | None = None
     if report.status == "CANCELED":
         ev = (
-            OrderExpired(**common, reason="ttl")
+            lifecycle(OrderExpired, order, now_ms, reason="ttl")
             if order.is_cancel_requested and order.last_reason == "ttl"
-            else OrderCanceled(**common, reason=order.last_reason or "canceled at venue")
+            else lifecycle(
+                OrderCanceled, order, now_ms, reason=order.last_reason or "canceled at venue"
+            )
         )
     elif report.status == "EXPIRED":
-        ev = OrderExpired(**common, reason="expired at venue")
+        ev = lifecycle(OrderExpired, order, now_ms, reason="expired at venue")
     elif report.status == "REJECTED":
-        ev = OrderRejected(**common, reason="rejected at venue")
+        ev = lifecycle(OrderRejected, order, now_ms, reason="rejected at venue")
     if ev is not None and can_apply(order, ev):
         return ev
     return None

@@ -55,19 +55,22 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 _decoder = msgspec.json.Decoder(_EnvelopeIn)
 
 
+def _route(venue: str, account: str, symbol: str) -> str:
+    return f"{token(venue)}.{token(account)}.{token(symbol)}"
+
+
 def event_subject(ns: str, event: Event) -> str:
     match event:
         case OrderFilled():
-            return f"titan.evt.{ns}.fill.v1.{token(event.venue)}.{token(event.account)}.{token(event.symbol)}"
+            return f"titan.evt.{ns}.fill.v1.{_route(event.venue, event.account, event.symbol)}"
         case IntentDecided():
-            route = f"{token(event.venue)}.{token(event.account)}.{token(event.symbol)}"
-            return f"titan.evt.{ns}.decision.v1.{route}"
+            return f"titan.evt.{ns}.decision.v1.{_route(event.venue, event.account, event.symbol)}"
         case ControlDecided():
             return f"titan.evt.{ns}.control.v1"
         case Genesis():
             return f"titan.evt.{ns}.genesis.v1"
         case _:
-            return f"titan.evt.{ns}.order.v1.{token(event.venue)}.{token(event.account)}.{token(event.symbol)}"
+            return f"titan.evt.{ns}.order.v1.{_route(event.venue, event.account, event.symbol)}"
 
 
 def _event_type(event: Event) -> str:
@@ -209,9 +212,13 @@ def trade_record(trade: ClosedTrade, *, close_reason: str, metadata: dict[str, A
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
-def position_doc(pos: Position, *, mark: Decimal | None, position_mode: str = "one_way") -> dict[str, Any]:
+def position_doc(
+    pos: Position, *, mark: Decimal | None, position_mode: str = "one_way"
+) -> dict[str, Any]:
     """The contract's Position (for truth snapshots and `/positions`)."""
-    unrealized = (mark - pos.avg_entry) * pos.qty if mark is not None and not pos.is_flat else Decimal(0)
+    unrealized = (
+        (mark - pos.avg_entry) * pos.qty if mark is not None and not pos.is_flat else Decimal(0)
+    )
     return {
         "symbol": pos.symbol,
         "side": pos.side,

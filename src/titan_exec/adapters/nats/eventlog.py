@@ -1,0 +1,212 @@
+"""The one writer of the service's events, and the replay that rebuilds state from them.
+
+`EventLog.append(events)` applies the events to the state *synchronously* (so the next
+decision, made on the same event loop, already sees them) and queues them for publishing;
+the returned future resolves once JetStream has acknowledged every one of them. One task
+publishes the queue in order (pipelined `publish_async`), so stream order is apply order.
+Each message carries the event's deterministic id as `Nats-Msg-Id`: a retried publish is
+dropped by the stream's duplicate window instead of being applied twice.
+
+A publish that fails leaves the local state ahead of the stream: the log then declares
+itself broken (`is_broken`) and every later append fails. The service stops and a restart
+rebuilds the state from the stream (the hot-standby issue turns this into fencing).
+This is also where the epoch fence headers will be added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nats.js import JetStreamContext, api
+
+from titan_exec.core.events import Event, Genesis
+from titan_exec.core.positions import ClosedTrade
+from titan_exec.core.state import State, step
+from titan_exec.wire.contract import decode_event, encode_event
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+
+
+class EventLogBroken(RuntimeError):
+    """A publish failed after the state had applied it: the instance must rebuild."""
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    subject: str
+    body: bytes
+    headers: dict[str, str] | None
+
+
+@dataclass(slots=True)
+class _Batch:
+    messages: list[_Outgoing]
+    done: asyncio.Future[None]
+
+
+class EventLog:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        state: State,
+        *,
+        ns: str,
+        producer: str,
+        on_closed_trade: Callable[[ClosedTrade, Event], list[tuple[str, bytes]]] | None = None,
+        ack_timeout_s: float = 5.0,
+        max_batch: int = 512,
+    ) -> None:
+        self._js = js
+        self.state = state
+        self._ns = ns
+        self._producer = producer
+        self._on_closed_trade = on_closed_trade
+        self._ack_timeout_s = ack_timeout_s
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.is_broken = False
+        self.last_seq = 0
+        self.published = 0
+        self.listeners: list[Callable[[Event], None]] = []
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-log-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def append(self, events: Sequence[Event]) -> asyncio.Future[None]:
+        """Apply now, publish in order; await the result for durability."""
+        if self.is_broken:
+            raise EventLogBroken("event log is broken: the instance must restart and rebuild")
+        messages: list[_Outgoing] = []
+        for ev in events:
+            _, closed = step(self.state, ev)
+            subject, msg_id, body = encode_event(ev, ns=self._ns, producer=self._producer)
+            messages.append(_Outgoing(subject, body, {MSG_ID: msg_id}))
+            if closed is not None and self._on_closed_trade is not None:
+                for subj, data in self._on_closed_trade(closed, ev):
+                    messages.append(_Outgoing(subj, data, None))
+            for listener in self.listeners:
+                listener(ev)
+        return self._enqueue(messages)
+
+    def publish(
+        self, subject: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[None]:
+        """Publish a non-state message (telemetry, dead letter, snapshot) in order."""
+        return self._enqueue([_Outgoing(subject, body, headers)])
+
+    def _enqueue(self, messages: list[_Outgoing]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Batch(messages, done))
+        return done
+
+    async def _run(self) -> None:
+        while True:
+            batches = [await self._queue.get()]
+            while not self._queue.empty() and len(batches) < self._max_batch:
+                batches.append(self._queue.get_nowait())
+            try:
+                futures: list[asyncio.Future[api.PubAck]] = []
+                for batch in batches:
+                    for m in batch.messages:
+                        futures.append(
+                            await self._js.publish_async(m.subject, m.body, headers=m.headers)
+                        )
+                acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
+            except asyncio.CancelledError:
+                for batch in batches:
+                    if not batch.done.done():
+                        batch.done.cancel()
+                raise
+            except Exception as err:
+                self.is_broken = True
+                log.error("event publish failed, state is ahead of the stream: %r", err)
+                failure = EventLogBroken(f"event publish failed: {err!r}")
+                for batch in batches:
+                    if not batch.done.done():
+                        batch.done.set_exception(failure)
+                while not self._queue.empty():
+                    pending = self._queue.get_nowait()
+                    pending.done.set_exception(failure)
+                continue
+            if acks:
+                self.last_seq = max(self.last_seq, max(a.seq for a in acks))
+            self.published += len(acks)
+            for batch in batches:
+                if not batch.done.done():
+                    batch.done.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is acknowledged (or failed)."""
+        await self._enqueue([])
+
+
+async def replay_stream(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    ns: str,
+    state: State | None = None,
+    batch: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[State, int]:
+    """Fold every state event of namespace `ns` in `stream`; returns (state, last seq)."""
+    state = state or State()
+    info = await js.stream_info(stream)
+    last = info.state.last_seq
+    if info.state.messages == 0:
+        return state, last
+    sub = await js.pull_subscribe(
+        f"titan.evt.{ns}.>",
+        stream=stream,
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE,
+            deliver_policy=api.DeliverPolicy.ALL,
+            inactive_threshold=30.0,
+        ),
+    )
+    seen = 0
+    last_seq = 0
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except TimeoutError:
+                break
+            for msg in msgs:
+                meta: Any = msg.metadata
+                last_seq = meta.sequence.stream
+                ev = decode_event(msg.subject, msg.data, ns=ns)
+                if ev is not None:
+                    step(state, ev)
+                    seen += 1
+            if progress is not None:
+                progress(seen, last)
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return state, max(last_seq, 0)
+
+
+def needs_genesis(state: State) -> bool:
+    return not state.is_initialized
+
+
+def genesis_event(policy: dict[str, Any], *, is_armed: bool, ts_ms: int) -> Genesis:
+    return Genesis(ts_ms=ts_ms, policy=policy, is_armed=is_armed, is_halted=False)

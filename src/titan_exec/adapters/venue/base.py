@@ -1,0 +1,89 @@
+"""The venue interface: what the service needs from an exchange.
+
+Outcomes are explicit. `place` returns `Placed` or raises `VenueRejected` (definitive: the
+venue refused it) or `VenueUnknownOutcome` (the request may or may not have reached the
+venue: the order is *in doubt* and must be resolved by querying its client order id; it is
+never re-sent blindly). `VenueUnavailable` means the request certainly did not reach the
+venue (for example a connection refused before sending). Fills are never returned by
+`place`: they are learned from `fills_since`, because venues fill asynchronously.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from titan_exec.core.model import ClientOrderId, VenueOrderId
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, PositionReport
+
+
+class VenueError(Exception):
+    """Base of venue outcomes that are not a normal answer."""
+
+
+class VenueRejected(VenueError):
+    """Definitive refusal (insufficient margin, invalid size, duplicate client order id...)."""
+
+    def __init__(self, reason: str, *, is_duplicate: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.is_duplicate = is_duplicate
+
+
+class VenueUnknownOutcome(VenueError):
+    """The request may have been executed (timeout, lost response): resolve by query."""
+
+
+class VenueUnavailable(VenueError):
+    """The request certainly did not reach the venue; safe to retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    venue_order_id: VenueOrderId
+    status: str
+    """Venue status at acknowledgement (NEW, PARTIALLY_FILLED, FILLED...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    status: str
+    """CANCELED, or the order's terminal status when it could not be canceled (FILLED...);
+    NOT_FOUND when the venue does not know the order."""
+
+
+class Venue(Protocol):
+    name: str
+
+    async def place(self, req: PlaceRequest) -> Placed: ...
+
+    async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult: ...
+
+    async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
+        """The order by client order id, or None when the venue does not (yet) show it."""
+        ...
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderReport]: ...
+
+    async def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
+        """Fills after `cursor` (None: from the start of this session) and the new cursor."""
+        ...
+
+    async def wait_activity(self, timeout_s: float) -> None:
+        """Return when fills may be available, or after `timeout_s` (a polling venue sleeps)."""
+        ...
+
+    async def positions(self) -> list[PositionReport]: ...
+
+    async def balances(self) -> dict[str, Decimal]: ...
+
+    async def equity(self) -> Decimal | None:
+        """Account equity in quote currency, for the leverage check."""
+        ...
+
+    def on_ticker(self, symbol: str, bid: Decimal, ask: Decimal, ts_ms: int) -> None:
+        """Market data seen by the service (a simulated venue prices from it)."""
+        ...
+
+    async def close(self) -> None: ...

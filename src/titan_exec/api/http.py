@@ -1,0 +1,91 @@
+"""Admin HTTP API (aiohttp): /health, /ready, /metrics, /status, /positions.
+
+`/positions` (and `/status`'s order list is not secret, so it stays open) needs the API
+key (`TITAN_EXECUTION_API_KEY`) in `X-API-Key` or `Authorization: Bearer <key>`; without a
+configured key the endpoint answers 503 rather than serving positions unauthenticated.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from titan_exec.api.metrics import Metrics
+
+
+class ServiceView(Protocol):
+    metrics: Metrics
+
+    def status_doc(self) -> dict[str, Any]: ...
+
+    def positions_doc(self) -> dict[str, Any]: ...
+
+    def is_ready(self) -> tuple[bool, str]: ...
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(doc, default=str, indent=1), status=status, content_type="application/json"
+    )
+
+
+def build_app(service: ServiceView, *, api_key: str) -> web.Application:
+    async def health(_: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def ready(_: web.Request) -> web.Response:
+        ok, why = service.is_ready()
+        return _json({"ready": ok, "reason": why}, 200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=service.metrics.render(), content_type="text/plain")
+
+    async def status(_: web.Request) -> web.Response:
+        return _json(service.status_doc())
+
+    async def positions(request: web.Request) -> web.Response:
+        if not api_key:
+            return _json({"error": "no API key configured (TITAN_EXECUTION_API_KEY)"}, 503)
+        given = request.headers.get("X-API-Key", "")
+        auth = request.headers.get("Authorization", "")
+        if not given and auth.startswith("Bearer "):
+            given = auth[len("Bearer ") :]
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            return _json({"error": "unauthorized"}, 401)
+        return _json({"positions": service.positions_doc()})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status", status)
+    app.router.add_get("/positions", positions)
+    return app
+
+
+class HttpServer:
+    def __init__(self, service: ServiceView, *, host: str, port: int, api_key: str) -> None:
+        self._app = build_app(service, api_key=api_key)
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.port = port
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server
+        if server is not None and self._port == 0:
+            sockets = getattr(server, "sockets", None) or []
+            if sockets:
+                self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,112 @@
+"""Prometheus metrics of one service instance (own registry: tests run several instances)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.commands = Counter(
+            "titan_exec_commands_total",
+            "Commands decided, by kind, outcome and reason",
+            ["kind", "outcome", "reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "titan_exec_command_redeliveries_total",
+            "Commands seen again after their decision",
+            registry=r,
+        )
+        self.orders = Counter(
+            "titan_exec_order_events_total",
+            "Order lifecycle events written, by event",
+            ["event"],
+            registry=r,
+        )
+        self.fills = Counter("titan_exec_fills_total", "Venue fills applied", ["venue"], registry=r)
+        self.venue_calls = Counter(
+            "titan_exec_venue_calls_total",
+            "Venue calls by operation and outcome",
+            ["op", "outcome"],
+            registry=r,
+        )
+        self.venue_latency = Histogram(
+            "titan_exec_venue_call_seconds",
+            "Venue call latency by operation and outcome",
+            ["op", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "titan_exec_decision_seconds",
+            "Command ingress to decision durable, by outcome",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.intent_to_ack = Histogram(
+            "titan_exec_intent_to_ack_seconds",
+            "Command ingress to venue acknowledgement",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.intent_to_fill = Histogram(
+            "titan_exec_intent_to_fill_seconds",
+            "Command ingress to first fill event durable",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.append_latency = Histogram(
+            "titan_exec_event_append_seconds",
+            "Event append (apply + publish + ack)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "titan_exec_dead_letters_total",
+            "Dead letters published, by reason code",
+            ["reason"],
+            registry=r,
+        )
+        self.anomalies = Gauge(
+            "titan_exec_fill_anomalies",
+            "Late fills, overfills and fills of unknown orders",
+            registry=r,
+        )
+        self.open_orders = Gauge("titan_exec_open_orders", "Open orders", registry=r)
+        self.positions = Gauge("titan_exec_open_positions", "Non-flat positions", registry=r)
+        self.halted = Gauge("titan_exec_halted", "1 when trading is halted", registry=r)
+        self.armed = Gauge("titan_exec_armed", "1 when the system is armed", registry=r)
+        self.heartbeat_age = Gauge(
+            "titan_exec_brain_heartbeat_age_seconds",
+            "Age of the last brain heartbeat (-1 never)",
+            registry=r,
+        )
+        self.last_event_seq = Gauge(
+            "titan_exec_last_event_seq",
+            "Stream sequence of the last event written",
+            registry=r,
+        )
+        self.ready = Gauge("titan_exec_ready", "1 when the instance is ready", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

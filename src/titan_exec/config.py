@@ -1,0 +1,370 @@
+"""Configuration: one place that reads the TOML file, the environment and the flags.
+
+Precedence: defaults < TOML file < environment < command-line flags. Every section is a
+frozen dataclass; unknown keys are rejected; types are checked; the first invalid setting
+stops start-up with a message that names it (`ConfigError`). Secrets are never printed
+(`redacted()` is what logs see).
+
+Environment variables of the existing service keep their meaning: `HMAC_SECRET`,
+`HMAC_TIMESTAMP_TOLERANCE` (seconds), `NATS_URL`, `NATS_USER`/`NATS_PASS`, `PORT`,
+`TITAN_EXECUTION_API_KEY`. Others: `HMAC_SECRETS` (``key_id:secret,...``), `NATS_TOKEN`,
+`NATS_CREDS`, `TITAN_STATE_DIR`, `TITAN_INSTANCE_ID`, `TITAN_NAMESPACE`, `TITAN_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    instance_id: str = "primary"
+    namespace: str = "exec"
+    state_dir: str = "./state"
+    producer: str = "titan-execution"
+    account: str = "main"
+
+
+@dataclass(frozen=True)
+class NatsConfig:
+    url: str = ""
+    """Empty: start the embedded nats-server under `state_dir`."""
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    creds_file: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    replicas: int = 1
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = 4222
+    embedded_monitor_port: int = 0
+    duplicate_window_s: int = 120
+    connect_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    hmac_secret: str = ""
+    hmac_secrets: dict[str, str] = field(default_factory=dict)
+    timestamp_tolerance_s: int = 300
+    api_key: str = ""
+    max_payload_bytes: int = 256 * 1024
+    max_json_depth: int = 32
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 3002
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    policy_file: str = ""
+    """Empty: the embedded default (shared/contract/risk_policy.json)."""
+    freshness_ms: int = 5000
+    heartbeat_stale_ms: int = 5000
+    require_heartbeat: bool = True
+    arm_on_genesis: bool = False
+
+
+@dataclass(frozen=True)
+class OrdersConfig:
+    ttl_ms: int = 60_000
+    poll_interval_ms: int = 50
+    in_doubt_query_after_ms: int = 500
+    in_doubt_absent_after_ms: int = 30_000
+    reconcile_interval_ms: int = 2_000
+    venue_timeout_ms: int = 5_000
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    balance_usdt: str = "100000"
+    taker_fee_bps: str = "4"
+    maker_fee_bps: str = "2"
+    fill_slices: int = 1
+    slice_interval_ms: int = 0
+
+
+@dataclass(frozen=True)
+class VenueConfig:
+    kind: str = "paper"
+    name: str = "sim"
+    paper: PaperConfig = field(default_factory=PaperConfig)
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    durable: str = ""
+    """Empty: ``titan-exec-<instance_id>``."""
+    ack_wait_s: int = 30
+    max_ack_pending: int = 4096
+    fetch_batch: int = 256
+
+
+@dataclass(frozen=True)
+class TruthConfig:
+    interval_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class Config:
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    nats: NatsConfig = field(default_factory=NatsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
+    venue: VenueConfig = field(default_factory=VenueConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    truth: TruthConfig = field(default_factory=TruthConfig)
+
+    @property
+    def durable_name(self) -> str:
+        return self.consumer.durable or f"titan-exec-{self.service.instance_id}"
+
+    @property
+    def keyring_secrets(self) -> dict[str, bytes]:
+        secrets = {k: v.encode() for k, v in self.security.hmac_secrets.items()}
+        if self.security.hmac_secret:
+            secrets.setdefault("default", self.security.hmac_secret.encode())
+        return secrets
+
+    def redacted(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        for section, key in SECRET_KEYS:
+            if doc[section][key]:
+                doc[section][key] = (
+                    "***"
+                    if isinstance(doc[section][key], str)
+                    else {k: "***" for k in doc[section][key]}
+                )
+        return doc
+
+
+SECRET_KEYS = [
+    ("security", "hmac_secret"),
+    ("security", "hmac_secrets"),
+    ("security", "api_key"),
+    ("nats", "password"),
+    ("nats", "token"),
+]
+
+ENV: dict[str, tuple[str, str]] = {
+    "HMAC_SECRET": ("security", "hmac_secret"),
+    "HMAC_SECRETS": ("security", "hmac_secrets"),
+    "HMAC_TIMESTAMP_TOLERANCE": ("security", "timestamp_tolerance_s"),
+    "TITAN_EXECUTION_API_KEY": ("security", "api_key"),
+    "NATS_URL": ("nats", "url"),
+    "NATS_USER": ("nats", "user"),
+    "NATS_PASS": ("nats", "password"),
+    "NATS_TOKEN": ("nats", "token"),
+    "NATS_CREDS": ("nats", "creds_file"),
+    "PORT": ("http", "port"),
+    "TITAN_STATE_DIR": ("service", "state_dir"),
+    "TITAN_INSTANCE_ID": ("service", "instance_id"),
+    "TITAN_NAMESPACE": ("service", "namespace"),
+}
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    if origin is dict:
+        if isinstance(value, str):
+            pairs = [p for p in value.split(",") if p.strip()]
+            out: dict[str, str] = {}
+            for pair in pairs:
+                if ":" not in pair:
+                    raise ConfigError(f"{name}: expected key_id:secret pairs separated by commas")
+                k, v = pair.split(":", 1)
+                out[k.strip()] = v.strip()
+            return out
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{name}: expected a table of strings")
+        return dict(value)
+    raise ConfigError(f"{name}: unsupported setting type {tp}")  # pragma: no cover
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(names))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{key}: expected a table")
+            kwargs[key] = _build(typing.cast(type[Any], tp), value, f"{prefix}{key}.")
+        else:
+            if isinstance(tp, types.UnionType):  # pragma: no cover - not used
+                raise ConfigError(f"{prefix}{key}: unsupported type")
+            kwargs[key] = _coerce(f"{prefix}{key}", tp, value)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def load(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    require_secret: bool = True,
+) -> Config:
+    """Load, merge and validate. `overrides` are dotted flags: ``{"nats.url": "..."}``."""
+    env = env if env is not None else {}
+    data: dict[str, Any] = {}
+    path = path or env.get("TITAN_CONFIG") or None
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {p}: {err}") from None
+    layer: dict[str, Any] = {}
+    for var, (section, key) in ENV.items():
+        if var in env and env[var] != "":
+            layer.setdefault(section, {})[key] = env[var]
+    data = _merge(data, layer)
+    flag_layer: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        *sections, key = dotted.split(".")
+        node = flag_layer
+        for s in sections:
+            node = node.setdefault(s, {})
+        node[key] = value
+    data = _merge(data, flag_layer)
+    cfg: Config = _build(Config, data, "")
+    validate(cfg, require_secret=require_secret)
+    return cfg
+
+
+def validate(cfg: Config, *, require_secret: bool = True) -> None:
+    s, n, sec, h, r, o = cfg.service, cfg.nats, cfg.security, cfg.http, cfg.risk, cfg.orders
+    if not _TOKEN.match(s.namespace):
+        raise ConfigError(f"service.namespace: must be one NATS token, got {s.namespace!r}")
+    if not _TOKEN.match(s.instance_id):
+        raise ConfigError(
+            f"service.instance_id: letters, digits, _ and - only, got {s.instance_id!r}"
+        )
+    if not _TOKEN.match(s.account):
+        raise ConfigError(f"service.account: must be one NATS token, got {s.account!r}")
+    if require_secret and not cfg.keyring_secrets:
+        raise ConfigError(
+            "security.hmac_secret: no HMAC secret configured (set HMAC_SECRET): refusing to start"
+        )
+    if not 1 <= n.replicas <= 5:
+        raise ConfigError(f"nats.replicas: must be between 1 and 5, got {n.replicas}")
+    if bool(n.user) != bool(n.password):
+        raise ConfigError(
+            "nats.user / nats.password: set both (NATS_USER and NATS_PASS) or neither"
+        )
+    if n.creds_file and not Path(n.creds_file).is_file():
+        raise ConfigError(f"nats.creds_file: {n.creds_file} does not exist")
+    for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        value = getattr(n, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"nats.{key}: {value} does not exist")
+    if bool(n.tls_cert_file) != bool(n.tls_key_file):
+        raise ConfigError("nats.tls_cert_file / nats.tls_key_file: set both or neither")
+    if not 0 <= n.embedded_port <= 65535:
+        raise ConfigError(f"nats.embedded_port: out of range: {n.embedded_port}")
+    if not 0 <= h.port <= 65535:
+        raise ConfigError(f"http.port: out of range: {h.port}")
+    if sec.timestamp_tolerance_s <= 0:
+        raise ConfigError("security.timestamp_tolerance_s: must be > 0 (HMAC_TIMESTAMP_TOLERANCE)")
+    if sec.max_payload_bytes < 1024:
+        raise ConfigError("security.max_payload_bytes: must be >= 1024")
+    if not 2 <= sec.max_json_depth <= 512:
+        raise ConfigError("security.max_json_depth: must be between 2 and 512")
+    if r.policy_file and not Path(r.policy_file).is_file():
+        raise ConfigError(f"risk.policy_file: {r.policy_file} does not exist")
+    for key in ("freshness_ms", "heartbeat_stale_ms"):
+        if getattr(r, key) <= 0:
+            raise ConfigError(f"risk.{key}: must be > 0")
+    for key in (
+        "ttl_ms",
+        "poll_interval_ms",
+        "in_doubt_query_after_ms",
+        "reconcile_interval_ms",
+        "venue_timeout_ms",
+    ):
+        if getattr(o, key) <= 0:
+            raise ConfigError(f"orders.{key}: must be > 0")
+    if o.in_doubt_absent_after_ms <= o.in_doubt_query_after_ms:
+        raise ConfigError(
+            "orders.in_doubt_absent_after_ms: must exceed orders.in_doubt_query_after_ms"
+        )
+    if cfg.venue.kind != "paper":
+        raise ConfigError(f"venue.kind: unknown venue kind {cfg.venue.kind!r} (known: paper)")
+    if not _TOKEN.match(cfg.venue.name):
+        raise ConfigError(f"venue.name: must be one NATS token, got {cfg.venue.name!r}")
+    if cfg.venue.paper.fill_slices < 1:
+        raise ConfigError("venue.paper.fill_slices: must be >= 1")
+    if cfg.truth.interval_ms <= 0:
+        raise ConfigError("truth.interval_ms: must be > 0")

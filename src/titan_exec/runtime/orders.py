@@ -1,0 +1,320 @@
+"""Order execution and tracking: the shell around `core.tracking`.
+
+`OrderRunner.submit` performs the persist-before-side-effect sequence for one order
+(write-ahead `OrderSubmitted`, awaited; then the venue call; then the outcome as events).
+`OrderRunner.track` is the long-running loop that learns fills from the venue, resolves
+in-doubt orders by client order id, cancels orders past their time-to-live and reconciles
+open orders with the venue's reports. Nothing here assumes a synchronous fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
+
+from titan_exec.adapters.nats.eventlog import EventLog
+from titan_exec.adapters.venue.base import (
+    Placed,
+    Venue,
+    VenueError,
+    VenueRejected,
+    VenueUnavailable,
+    VenueUnknownOutcome,
+)
+from titan_exec.api.metrics import Metrics
+from titan_exec.config import OrdersConfig
+from titan_exec.core import tracking
+from titan_exec.core.events import (
+    OrderAcknowledged,
+    OrderCanceled,
+    OrderCancelRequested,
+    OrderEvent,
+    OrderExpired,
+    OrderRejected,
+    OrderSubmitted,
+)
+from titan_exec.core.model import ClientOrderId, OrderStatus
+from titan_exec.core.orders import can_apply, lifecycle
+from titan_exec.core.reports import PlaceRequest
+from titan_exec.core.state import State
+from titan_exec.runtime.market import MarketData
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class OrderRunner:
+    def __init__(
+        self,
+        *,
+        venue: Venue,
+        events: EventLog,
+        market: MarketData,
+        metrics: Metrics,
+        cfg: OrdersConfig,
+        account: str,
+        clock: Callable[[], int],
+    ) -> None:
+        self.venue = venue
+        self.events = events
+        self.market = market
+        self.metrics = metrics
+        self.cfg = cfg
+        self.account = account
+        self.clock = clock
+        self._cursor: str | None = None
+        self._cancels: dict[ClientOrderId, asyncio.Task[None]] = {}
+        self._in_doubt_next: dict[ClientOrderId, int] = {}
+        self._last_reconcile_ms = 0
+        self._first_fill_seen: set[ClientOrderId] = set()
+        self.ingress_perf: dict[ClientOrderId, float] = {}
+        """perf_counter at command ingress, for intent→ack / intent→fill latency."""
+
+    @property
+    def state(self) -> State:
+        return self.events.state
+
+    async def _append_lifecycle(self, ev: OrderEvent) -> bool:
+        order = self.state.orders[ev.client_order_id]
+        if not can_apply(order, ev):
+            return False
+        self.metrics.orders.labels(type(ev).__name__).inc()
+        await self.events.append([ev])
+        return True
+
+    async def _venue_call(self, op: str, call: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await asyncio.wait_for(call, self.cfg.venue_timeout_ms / 1000)
+        except VenueRejected:
+            outcome = "rejected"
+            raise
+        except (VenueUnknownOutcome, TimeoutError):
+            outcome = "unknown"
+            raise
+        except VenueError:
+            outcome = "error"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.venue_calls.labels(op, outcome).inc()
+            self.metrics.venue_latency.labels(op, outcome).observe(elapsed)
+
+    # --- submit -------------------------------------------------------------------------
+
+    async def submit(self, coid: ClientOrderId) -> None:
+        order = self.state.orders[coid]
+        if order.status is not OrderStatus.ACCEPTED:
+            return
+        await self._append_lifecycle(lifecycle(OrderSubmitted, order, self.clock()))
+        try:
+            placed: Placed = await self._venue_call(
+                "place", self.venue.place(PlaceRequest.of(order))
+            )
+        except VenueRejected as rej:
+            if rej.is_duplicate:
+                log.warning("order %s: venue reports a duplicate id: in doubt, will query", coid)
+                return
+            log.info("order %s rejected by venue: %s", coid, rej.reason)
+            await self._append_lifecycle(
+                lifecycle(OrderRejected, order, self.clock(), reason=f"venue: {rej.reason}")
+            )
+            return
+        except VenueUnavailable as err:
+            await self._append_lifecycle(
+                lifecycle(OrderRejected, order, self.clock(), reason=f"venue unavailable: {err}")
+            )
+            return
+        except (VenueUnknownOutcome, TimeoutError, VenueError) as err:
+            log.warning("order %s: outcome unknown (%r): in doubt, will query by id", coid, err)
+            return
+        ack = lifecycle(
+            OrderAcknowledged, order, self.clock(), venue_order_id=placed.venue_order_id
+        )
+        if await self._append_lifecycle(ack):
+            started = self.ingress_perf.get(coid)
+            if started is not None:
+                self.metrics.intent_to_ack.observe(time.perf_counter() - started)
+
+    # --- tracking loop ------------------------------------------------------------------
+
+    async def track(self) -> None:
+        poll_s = self.cfg.poll_interval_ms / 1000
+        while True:
+            try:
+                await self.venue.wait_activity(poll_s)
+                await self.poll_fills()
+                now = self.clock()
+                await self.resolve_in_doubt(now)
+                self.expire_due(now)
+                if now - self._last_reconcile_ms >= self.cfg.reconcile_interval_ms:
+                    self._last_reconcile_ms = now
+                    await self.reconcile(now)
+            except asyncio.CancelledError:
+                raise
+            except VenueError as err:
+                log.warning("order tracking: venue error %r; retrying", err)
+                await asyncio.sleep(poll_s)
+            except TimeoutError:
+                log.warning("order tracking: venue timeout; retrying")
+
+    async def poll_fills(self) -> None:
+        fills, cursor = await self._venue_call("fills", self.venue.fills_since(self._cursor))
+        events = []
+        now = self.clock()
+        for f in fills:
+            ev = tracking.fill_event(self.state, f, account=self.account, now_ms=now)
+            if ev is None:
+                continue
+            events.append(ev)
+            # apply immediately so the next fill of the same order sees the new quantity
+            await_fut = self.events.append([ev])
+            self.metrics.fills.labels(ev.venue).inc()
+            started = self.ingress_perf.get(ev.client_order_id)
+            if started is not None and ev.client_order_id not in self._first_fill_seen:
+                self._first_fill_seen.add(ev.client_order_id)
+                await await_fut
+                self.metrics.intent_to_fill.observe(time.perf_counter() - started)
+        self._cursor = cursor
+        if events:
+            await self.events.drain()
+
+    async def resolve_in_doubt(self, now: int) -> None:
+        for order in list(self.state.iter_open_orders()):
+            if not order.is_in_doubt or now - order.t_submitted < self.cfg.in_doubt_query_after_ms:
+                continue
+            coid = order.client_order_id
+            if self._in_doubt_next.get(coid, 0) > now:
+                continue
+            report = await self._venue_call(
+                "query", self.venue.query_order(order.symbol, order.client_order_id)
+            )
+            current = self.state.orders[coid]
+            if not current.is_in_doubt:
+                continue
+            if report is not None:
+                log.info("in-doubt order %s found at venue (%s)", coid, report.status)
+                await self._append_lifecycle(
+                    lifecycle(
+                        OrderAcknowledged,
+                        current,
+                        self.clock(),
+                        venue_order_id=report.venue_order_id,
+                    )
+                )
+                self._in_doubt_next.pop(coid, None)
+                continue
+            age = now - current.t_submitted
+            if age >= self.cfg.in_doubt_absent_after_ms:
+                log.warning("in-doubt order %s not at venue after %d ms: absent", coid, age)
+                await self._append_lifecycle(
+                    lifecycle(
+                        OrderRejected,
+                        current,
+                        self.clock(),
+                        reason=f"absent at venue after {age} ms",
+                    )
+                )
+                self._in_doubt_next.pop(coid, None)
+            else:
+                backoff = min(max(age // 2, self.cfg.in_doubt_query_after_ms), 5000)
+                self._in_doubt_next[coid] = now + backoff
+
+    def expire_due(self, now: int) -> None:
+        for order in tracking.due_for_expiry(self.state, now):
+            if order.is_in_doubt or order.client_order_id in self._cancels:
+                continue
+            self._spawn_cancel(order.client_order_id, "ttl")
+
+    def request_cancel(self, coid: ClientOrderId, reason: str) -> None:
+        if coid not in self._cancels:
+            self._spawn_cancel(coid, reason)
+
+    def _spawn_cancel(self, coid: ClientOrderId, reason: str) -> None:
+        task = asyncio.create_task(self._cancel(coid, reason), name=f"cancel-{coid}")
+        self._cancels[coid] = task
+        task.add_done_callback(partial(self._forget_cancel, coid))
+
+    def _forget_cancel(self, coid: ClientOrderId, _task: asyncio.Task[None]) -> None:
+        self._cancels.pop(coid, None)
+
+    async def _cancel(self, coid: ClientOrderId, reason: str) -> None:
+        order = self.state.orders[coid]
+        if not order.is_open:
+            return
+        if order.status is OrderStatus.ACCEPTED:
+            await self._append_lifecycle(
+                lifecycle(OrderCanceled, order, self.clock(), reason=reason)
+            )
+            return
+        await self._append_lifecycle(
+            lifecycle(OrderCancelRequested, order, self.clock(), reason=reason)
+        )
+        try:
+            result = await self._venue_call(
+                "cancel", self.venue.cancel(order.symbol, order.client_order_id)
+            )
+        except (VenueError, TimeoutError) as err:
+            log.warning("cancel of %s failed (%r): reconciliation will retry", coid, err)
+            return
+        if result.status == "CANCELED":
+            await self.poll_fills()  # fills that happened before the cancel come first
+            current = self.state.orders[coid]
+            ev = (
+                lifecycle(OrderExpired, current, self.clock(), reason="ttl")
+                if reason == "ttl"
+                else lifecycle(OrderCanceled, current, self.clock(), reason=reason)
+            )
+            await self._append_lifecycle(ev)
+        else:
+            log.info("cancel of %s: venue says %s", coid, result.status)
+
+    async def reconcile(self, now: int) -> None:
+        """Compare open orders with the venue's reports; write what the venue decided."""
+        for order in list(self.state.iter_open_orders()):
+            if order.is_in_doubt or order.status is OrderStatus.ACCEPTED:
+                continue
+            report = await self._venue_call(
+                "query", self.venue.query_order(order.symbol, order.client_order_id)
+            )
+            if report is None:
+                continue  # not visible: unknown, not absent
+            current = self.state.orders[order.client_order_id]
+            ev = tracking.report_event(current, report, now)
+            if ev is not None:
+                log.info(
+                    "reconcile: order %s is %s at venue", current.client_order_id, report.status
+                )
+                await self._append_lifecycle(ev)
+            elif not report.is_open and report.status == "CANCELED" and current.is_cancel_requested:
+                continue
+            elif (
+                not report.is_open
+                and current.expires_at_ms <= now
+                and not current.is_cancel_requested
+            ):
+                self.request_cancel(current.client_order_id, "ttl")
+
+    async def recover(self) -> None:
+        """After a restart: orders recorded but never sent are sent or canceled."""
+        now = self.clock()
+        for order in list(self.state.iter_open_orders()):
+            if order.status is OrderStatus.ACCEPTED:
+                if now < order.expires_at_ms and now - order.t_decision < 5_000:
+                    await self.submit(order.client_order_id)
+                else:
+                    await self._append_lifecycle(
+                        lifecycle(
+                            OrderCanceled, order, self.clock(), reason="not sent before restart"
+                        )
+                    )
+
+    async def stop(self) -> None:
+        for task in list(self._cancels.values()):
+            task.cancel()
+        await asyncio.gather(*self._cancels.values(), return_exceptions=True)

@@ -1,0 +1,567 @@
+"""One execution service instance: composes the core, the NATS adapters and a venue.
+
+Start-up: connect → ensure streams → rebuild state by replaying `TITAN_EVT` → genesis if
+the namespace is new → recover orders recorded but not sent → open intake (durable
+consumer on `TITAN_CMD`, heartbeats, tickers, RPCs) → order tracking → truth snapshots.
+
+Commands are decided per (venue, symbol) key in arrival order by one worker per key, so
+one slow symbol never blocks another; decisions, the state and every event go through
+the single `EventLog` writer. A command is acknowledged on `TITAN_CMD` only after its
+decision is durable and its orders were sent (or refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from titan_exec.adapters.nats.eventlog import EventLog, genesis_event, replay_stream
+from titan_exec.adapters.nats.streams import ensure_streams
+from titan_exec.adapters.venue.base import Venue
+from titan_exec.api.metrics import Metrics
+from titan_exec.config import Config
+from titan_exec.core import decide as decide_mod
+from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
+from titan_exec.core.events import Event, IntentDecided, OrderFilled
+from titan_exec.core.positions import ClosedTrade
+from titan_exec.core.risk import RiskLimits
+from titan_exec.core.state import State, state_hash
+from titan_exec.runtime.market import MarketData
+from titan_exec.runtime.orders import OrderRunner
+from titan_exec.wire import contract
+from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.signing import Keyring
+from titan_exec.wire.subjects import Subjects
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "data" / "risk_policy.json"
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def load_policy(path: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(Path(path or DEFAULT_POLICY).read_text())
+    return doc
+
+
+@dataclass
+class Health:
+    started_at_ms: int = 0
+    is_ready: bool = False
+    is_stopping: bool = False
+    fatal: str | None = None
+    last_cmd_seq: int = 0
+    commands_seen: int = 0
+    replayed_events: int = 0
+    recent_rejects: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Service:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        venue: Venue,
+        nats_url: str,
+        clock: Callable[[], int] = wall_clock_ms,
+        nats_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.venue = venue
+        self.nats_url = nats_url
+        self.clock = clock
+        self.nats_options = nats_options or {}
+        self.subjects = Subjects(cfg.service.namespace)
+        self.metrics = Metrics()
+        self.market = MarketData(clock)
+        self.health = Health()
+        self.nonces = NonceCache(window_ms=cfg.security.timestamp_tolerance_s * 1000)
+        self.dcfg = DecisionConfig(
+            subjects=self.subjects,
+            keyring=Keyring(cfg.keyring_secrets),
+            venues=frozenset({venue.name}),
+            default_venue=venue.name,
+            tolerance_ms=cfg.security.timestamp_tolerance_s * 1000,
+            order_ttl_ms=cfg.orders.ttl_ms,
+            max_payload_bytes=cfg.security.max_payload_bytes,
+            max_depth=cfg.security.max_json_depth,
+            limits=RiskLimits(
+                freshness_ms=cfg.risk.freshness_ms,
+                heartbeat_stale_ms=cfg.risk.heartbeat_stale_ms,
+                require_heartbeat=cfg.risk.require_heartbeat,
+            ),
+        )
+        self.nc: NatsClient | None = None
+        self.js: JetStreamContext | None = None
+        self.events: EventLog | None = None
+        self.runner: OrderRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: dict[str, asyncio.Queue[Msg | None]] = {}
+        self._worker_tasks: dict[str, asyncio.Task[None]] = {}
+        self._subs: list[Any] = []
+        self._stopped = asyncio.Event()
+
+    # --- state access -----------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        if self.events is None:
+            return State()
+        return self.events.state
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, *, progress: Callable[[str], None] | None = None) -> None:
+        say = progress or (lambda m: log.info("%s", m))
+        self.health.started_at_ms = self.clock()
+        self.nc = await nats.connect(
+            self.nats_url,
+            name=f"titan-exec-{self.cfg.service.instance_id}",
+            ping_interval=5,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            **self.nats_options,
+        )
+        self.js = self.nc.jetstream()
+        await ensure_streams(
+            self.js,
+            replicas=self.cfg.nats.replicas,
+            duplicate_window_s=self.cfg.nats.duplicate_window_s,
+        )
+        say("replaying the event stream")
+        state, last = await replay_stream(
+            self.js, stream="TITAN_EVT", ns=self.cfg.service.namespace
+        )
+        self.health.replayed_events = state.event_count
+        say(f"state rebuilt from {state.event_count} events (stream seq {last})")
+        self.events = EventLog(
+            self.js,
+            state,
+            ns=self.cfg.service.namespace,
+            producer=self.cfg.service.producer,
+            on_closed_trade=self._trade_messages,
+        )
+        self.events.last_seq = last
+        self.events.start()
+        if not state.is_initialized:
+            policy = load_policy(self.cfg.risk.policy_file)
+            await self.events.append(
+                [genesis_event(policy, is_armed=self.cfg.risk.arm_on_genesis, ts_ms=self.clock())]
+            )
+            say("new namespace: genesis written")
+        self.runner = OrderRunner(
+            venue=self.venue,
+            events=self.events,
+            market=self.market,
+            metrics=self.metrics,
+            cfg=self.cfg.orders,
+            account=self.cfg.service.account,
+            clock=self.clock,
+        )
+        await self._refresh_equity()
+        await self.runner.recover()
+        await self._subscribe()
+        self._tasks.append(asyncio.create_task(self.runner.track(), name="order-tracker"))
+        self._tasks.append(asyncio.create_task(self._truth_loop(), name="truth"))
+        self._tasks.append(asyncio.create_task(self._equity_loop(), name="equity"))
+        self._tasks.append(asyncio.create_task(self._intake(), name="intake"))
+        self.health.is_ready = True
+        self.metrics.ready.set(1)
+        say("intake open")
+
+    async def _subscribe(self) -> None:
+        assert self.nc is not None
+        self._subs.append(
+            await self.nc.subscribe("titan.sys.heartbeat.v1.>", cb=self._on_heartbeat)
+        )
+        self._subs.append(
+            await self.nc.subscribe("titan.data.market.ticker.v1.>", cb=self._on_ticker)
+        )
+        self._subs.append(
+            await self.nc.subscribe(self.subjects.rpc_get_positions, cb=self._rpc_positions)
+        )
+        self._subs.append(
+            await self.nc.subscribe(self.subjects.rpc_get_balances, cb=self._rpc_balances)
+        )
+        self._subs.append(
+            await self.nc.subscribe(self.subjects.req_policy_hash, cb=self._rpc_policy_hash)
+        )
+
+    async def stop(self) -> None:
+        self.health.is_stopping = True
+        self.health.is_ready = False
+        self.metrics.ready.set(0)
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for q in self._workers.values():
+            q.put_nowait(None)
+        await asyncio.gather(*self._worker_tasks.values(), return_exceptions=True)
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.events is not None:
+            if not self.events.is_broken:
+                try:
+                    await asyncio.wait_for(self.events.drain(), 5)
+                except Exception:
+                    log.warning("events not all acknowledged at stop")
+            await self.events.stop()
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.drain()
+        await self.venue.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def _fatal(self, reason: str) -> None:
+        log.critical("fatal: %s", reason)
+        self.health.fatal = reason
+        self.health.is_ready = False
+        self.metrics.ready.set(0)
+        asyncio.get_running_loop().create_task(self.stop())
+
+    # --- intake ---------------------------------------------------------------------------
+
+    async def _intake(self) -> None:
+        assert self.js is not None
+        ns = self.cfg.service.namespace
+        psub = await self.js.pull_subscribe(
+            f"titan.cmd.{ns}.>",
+            durable=self.cfg.durable_name,
+            stream="TITAN_CMD",
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.ALL,
+                ack_wait=float(self.cfg.consumer.ack_wait_s),
+                max_ack_pending=self.cfg.consumer.max_ack_pending,
+                max_deliver=-1,
+            ),
+        )
+        while True:
+            try:
+                msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=1.0)
+            except TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("command fetch failed: %r", err)
+                await asyncio.sleep(0.2)
+                continue
+            for msg in msgs:
+                await self._dispatch(msg)
+
+    def _worker_key(self, subject: str) -> str:
+        parts = subject.split(".")
+        if len(parts) >= 8 and parts[3] == "place":
+            return f"place.{parts[5]}.{parts[7]}"
+        return "control" if len(parts) >= 4 and parts[3] == "control" else "other"
+
+    async def _dispatch(self, msg: Msg) -> None:
+        key = self._worker_key(msg.subject)
+        queue = self._workers.get(key)
+        if queue is None:
+            queue = asyncio.Queue(maxsize=1024)
+            self._workers[key] = queue
+            self._worker_tasks[key] = asyncio.create_task(self._worker(queue), name=f"worker-{key}")
+        await queue.put(msg)
+
+    async def _worker(self, queue: asyncio.Queue[Msg | None]) -> None:
+        while True:
+            msg = await queue.get()
+            if msg is None:
+                return
+            try:
+                await self._handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if self.events is not None and self.events.is_broken:
+                    self._fatal(f"event log broken: {err!r}")
+                    return
+                log.exception("command %s failed; it will be redelivered", msg.subject)
+                await msg.nak(delay=1.0)
+
+    async def _handle(self, msg: Msg) -> None:
+        assert self.events is not None and self.runner is not None
+        perf0 = time.perf_counter()
+        meta: Any = msg.metadata
+        cmd = ReceivedCommand(
+            seq=meta.sequence.stream, subject=msg.subject, data=msg.data, t_ingress_ms=self.clock()
+        )
+        self.health.commands_seen += 1
+        self.health.last_cmd_seq = max(self.health.last_cmd_seq, cmd.seq)
+        kind = self._worker_key(msg.subject).split(".")[0]
+        if kind == "place":
+            decision = decide_mod.decide_place(
+                self.state, cmd, self.dcfg, self.market.view(), self.nonces
+            )
+        elif kind == "control":
+            decision = decide_mod.decide_control(
+                self.state, cmd, self.dcfg, self.clock(), self.nonces
+            )
+        else:
+            decision = self._unknown_command(cmd)
+        if decision.is_duplicate:
+            self.metrics.duplicates.inc()
+            await msg.ack()
+            return
+        log.info("%s", decision.summary)
+        done = self.events.append(decision.events)
+        if decision.refusal is not None:
+            self._publish_refusal(cmd, decision)
+        for coid in decision.submit:
+            self.runner.ingress_perf[coid] = perf0
+        await done
+        outcome = "accepted" if decision.refusal is None else "rejected"
+        self.metrics.decision_latency.labels(outcome).observe(time.perf_counter() - perf0)
+        reason = decision.refusal.code if decision.refusal else "accepted"
+        self.metrics.commands.labels(kind, outcome, reason).inc()
+        for coid in decision.cancel:
+            self.runner.request_cancel(coid, "flatten")
+        if decision.submit:
+            await asyncio.gather(*(self.runner.submit(c) for c in decision.submit))
+        await msg.ack()
+
+    def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
+        if cmd.seq in self.state.decided_cmds:
+            return Decision(is_duplicate=True)
+        refusal = decide_mod.Refusal("unknown_command", f"no handler for subject {cmd.subject}")
+        ev = IntentDecided(
+            ts_ms=self.clock(),
+            cmd_seq=cmd.seq,
+            outcome="rejected",
+            reason=f"{refusal.code}: {refusal.message}",
+        )
+        return Decision(events=(ev,), refusal=refusal, summary=f"cmd {cmd.seq}: {refusal.message}")
+
+    def _publish_refusal(self, cmd: ReceivedCommand, decision: Decision) -> None:
+        assert self.events is not None and decision.refusal is not None
+        r = decision.refusal
+        now = self.clock()
+        self.events.publish(
+            self.subjects.reject,
+            contract.reject_telemetry(
+                intent_id=r.intent_id,
+                reason=r.code,
+                expected_policy_hash=r.expected_policy_hash,
+                got_policy_hash=r.got_policy_hash,
+                brain_instance_id=r.brain_instance_id,
+                timestamp_ms=now,
+            ),
+        )
+        self.events.publish(
+            self.subjects.dlq,
+            contract.dead_letter(
+                cmd.data, reason=r.message, t_ingress_ms=cmd.t_ingress_ms, subject=cmd.subject
+            ),
+            headers={
+                "Nats-Msg-Id": f"dlq:{cmd.seq}",
+                "Titan-Reason-Code": r.code,
+                "Titan-Cmd-Seq": str(cmd.seq),
+            },
+        )
+        self.metrics.dead_letters.labels(r.code).inc()
+        self.health.recent_rejects.append(
+            {"cmd_seq": cmd.seq, "subject": cmd.subject, "code": r.code, "reason": r.message}
+        )
+        del self.health.recent_rejects[:-100]
+
+    # --- derived outputs ------------------------------------------------------------------
+
+    def _trade_messages(self, trade: ClosedTrade, ev: Event) -> list[tuple[str, bytes]]:
+        reason = "OPPOSITE_FILL"
+        if isinstance(ev, OrderFilled):
+            order = self.state.orders.get(ev.client_order_id)
+            if order is not None and (order.is_reduce_only):
+                reason = "MANUAL"
+        body = contract.trade_record(
+            trade,
+            close_reason=reason,
+            metadata={
+                "venue": trade.venue,
+                "producer": self.cfg.service.producer,
+                "fee_asset": ev.fee_currency if isinstance(ev, OrderFilled) else "USDT",
+            },
+        )
+        return [(self.subjects.trade_completed, body)]
+
+    def positions_doc(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for (venue, symbol), pos in sorted(self.state.positions.items()):
+            if pos.is_flat and pos.realized_pnl == 0:
+                continue
+            key = symbol if venue == self.venue.name else f"{venue}:{symbol}"
+            out[key] = contract.position_doc(pos, mark=self.market.mark(venue, symbol))
+        return out
+
+    def truth_doc(self) -> dict[str, Any]:
+        st = self.state
+        return {
+            "timestamp": self.clock(),
+            "service": "titan-execution",
+            "positions": self.positions_doc(),
+            "policy_hash": st.policy.hash if st.policy else None,
+            "meta": {
+                "instance_id": self.cfg.service.instance_id,
+                "state_hash": state_hash(st),
+                "event_seq": self.events.last_seq if self.events else 0,
+                "event_count": st.event_count,
+                "open_orders": sum(len(v) for v in st.open_orders.values()),
+                "is_halted": st.is_halted,
+                "is_armed": st.is_armed,
+            },
+        }
+
+    async def _truth_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.truth.interval_ms / 1000)
+            if self.events is None or self.events.is_broken:
+                continue
+            self.events.publish(self.subjects.truth, json.dumps(self.truth_doc()).encode())
+            self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        st = self.state
+        self.metrics.open_orders.set(sum(len(v) for v in st.open_orders.values()))
+        self.metrics.positions.set(sum(1 for p in st.positions.values() if not p.is_flat))
+        self.metrics.halted.set(1 if st.is_halted else 0)
+        self.metrics.armed.set(1 if st.is_armed else 0)
+        self.metrics.anomalies.set(st.anomalies)
+        hb = self.market.last_heartbeat_ms
+        self.metrics.heartbeat_age.set(-1 if hb is None else (self.clock() - hb) / 1000)
+        if self.events is not None:
+            self.metrics.last_event_seq.set(self.events.last_seq)
+
+    async def _refresh_equity(self) -> None:
+        try:
+            equity = await asyncio.wait_for(self.venue.equity(), 5)
+        except Exception as err:
+            log.warning("equity of %s unavailable: %r", self.venue.name, err)
+            return
+        if equity is not None:
+            self.market.equity[self.venue.name] = equity
+
+    async def _equity_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._refresh_equity()
+
+    # --- subscriptions ----------------------------------------------------------------------
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        self.market.on_heartbeat(msg.subject)
+
+    async def _on_ticker(self, msg: Msg) -> None:
+        seen = self.market.on_ticker(msg.subject, msg.data)
+        if seen is not None and seen[0] == self.venue.name:
+            self.venue.on_ticker(seen[1], seen[2].bid, seen[2].ask, seen[2].ts_ms)
+
+    async def _reply(self, msg: Msg, doc: Any) -> None:
+        if msg.reply:
+            await msg.respond(json.dumps(doc, default=str).encode())
+
+    async def _rpc_positions(self, msg: Msg) -> None:
+        await self._reply(msg, {"positions": self.positions_doc(), "timestamp": self.clock()})
+
+    async def _rpc_balances(self, msg: Msg) -> None:
+        try:
+            balances = await asyncio.wait_for(self.venue.balances(), 5)
+            doc: dict[str, Any] = {
+                "venue": self.venue.name,
+                "balances": {k: str(v) for k, v in balances.items()},
+                "timestamp": self.clock(),
+            }
+        except Exception as err:
+            doc = {"error": f"balances unavailable: {err!r}"}
+        await self._reply(msg, doc)
+
+    async def _rpc_policy_hash(self, msg: Msg) -> None:
+        policy = self.state.policy
+        await self._reply(
+            msg,
+            {
+                "policy_hash": policy.hash if policy else None,
+                "version": policy.version if policy else None,
+            },
+        )
+
+    # --- views for the admin API ------------------------------------------------------------
+
+    def status_doc(self) -> dict[str, Any]:
+        st = self.state
+        orders = sorted(st.orders.values(), key=lambda o: o.t_decision)
+        hb = self.market.last_heartbeat_ms
+        now = self.clock()
+        return {
+            "instance_id": self.cfg.service.instance_id,
+            "role": "active",
+            "namespace": self.cfg.service.namespace,
+            "ready": self.health.is_ready,
+            "fatal": self.health.fatal,
+            "uptime_ms": now - self.health.started_at_ms,
+            "venue": self.venue.name,
+            "is_halted": st.is_halted,
+            "is_armed": st.is_armed,
+            "policy_hash": st.policy.hash if st.policy else None,
+            "state_hash": state_hash(st),
+            "event_seq": self.events.last_seq if self.events else 0,
+            "event_count": st.event_count,
+            "replayed_events": self.health.replayed_events,
+            "last_cmd_seq": self.health.last_cmd_seq,
+            "commands_seen": self.health.commands_seen,
+            "decided_commands": len(st.decided_cmds),
+            "brain_heartbeat_age_ms": None if hb is None else now - hb,
+            "open_orders": sum(len(v) for v in st.open_orders.values()),
+            "orders": [
+                {
+                    "client_order_id": o.client_order_id,
+                    "signal_id": o.signal_id,
+                    "symbol": o.symbol,
+                    "side": o.side.value,
+                    "qty": str(o.qty),
+                    "filled_qty": str(o.filled_qty),
+                    "avg_price": str(o.avg_fill_price) if o.avg_fill_price is not None else None,
+                    "status": o.status.value,
+                    "reason": o.last_reason,
+                }
+                for o in orders[-200:]
+            ],
+            "daily_realized_pnl": {str(k): str(v) for k, v in sorted(st.daily_realized.items())},
+            "trades": st.trade_count,
+            "anomalies": st.anomalies,
+            "recent_rejects": self.health.recent_rejects[-20:],
+        }
+
+    def is_ready(self) -> tuple[bool, str]:
+        if self.health.fatal:
+            return False, self.health.fatal
+        if not self.health.is_ready:
+            return False, "starting" if not self.health.is_stopping else "stopping"
+        if self.nc is None or not self.nc.is_connected:
+            return False, "NATS disconnected"
+        return True, "ok"
+
+    def realized_total(self) -> Decimal:
+        return sum((p.realized_pnl for p in self.state.positions.values()), Decimal(0))

@@ -1,0 +1,214 @@
+"""The NATS subject namespace of the execution service (contract table "Subjects").
+
+`Subjects(ns)` builds every subject the service subscribes to or publishes on, for the
+namespace `ns` (`exec` by default, `execution` in legacy deployments), and parses the
+inbound subjects whose tokens carry data:
+
+    titan.cmd.<ns>.place.v1.<venue>.<account>.<symbol>   (symbol `BTC_USDT` = `BTC/USDT`)
+    titan.cmd.<ns>.control.v1.<action>
+    titan.data.market.ticker.v1.<venue>.<symbol>          (venue = token 5, symbol = token 6)
+
+Symbols travel with `_` for `/` (`/` is not special in NATS, but the contract fixes this);
+parsers turn `_` back into `/`, so a symbol whose own name contains `_` cannot be carried.
+Every data token is validated: non-empty, no `.`, no wildcard (`*`, `>`), no whitespace.
+Parse failures raise `WireError("subject", ...)`.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from titan_exec.wire.errors import WireError
+
+__all__ = ["PlaceRoute", "Subjects", "TickerRoute", "symbol_from_token", "symbol_token"]
+
+_NS_RE: Final = re.compile(r"[A-Za-z0-9_-]+\Z")
+_BAD_TOKEN_RE: Final = re.compile(r"[.*>\s]")
+
+HEARTBEAT_WILDCARD: Final = "titan.sys.heartbeat.v1.>"
+TICKER_WILDCARD: Final = "titan.data.market.ticker.v1.>"
+TRADE_COMPLETED: Final = "titan.evt.analysis.trade_completed.v1"
+RISK_COMMAND_WILDCARD: Final = "titan.cmd.risk.>"
+_TICKER_PREFIX: Final = ("titan", "data", "market", "ticker", "v1")
+
+
+def _check_token(what: str, token: str) -> str:
+    if not token or _BAD_TOKEN_RE.search(token):
+        raise ValueError(f"{what} {token!r} is not a single NATS subject token")
+    return token
+
+
+def symbol_token(symbol: str) -> str:
+    """`BTC/USDT` -> `BTC_USDT` (the form symbols take in subjects)."""
+    return _check_token("symbol", symbol.replace("/", "_"))
+
+
+def symbol_from_token(token: str) -> str:
+    """`BTC_USDT` -> `BTC/USDT`."""
+    return token.replace("_", "/")
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceRoute:
+    """The data tokens of a place subject. `venue` may be `auto` (the payload decides)."""
+
+    venue: str
+    account: str
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class TickerRoute:
+    venue: str
+    symbol: str
+
+
+def _tokens_or_error(subject: str, expected: str, count: int) -> list[str]:
+    tokens = subject.split(".")
+    if len(tokens) != count or any(not t or _BAD_TOKEN_RE.search(t) for t in tokens):
+        raise WireError("subject", f"{subject[:200]!r} does not match {expected}")
+    return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """All subjects for one namespace. `ns` must be one NATS token ([A-Za-z0-9_-]+)."""
+
+    ns: str = "exec"
+
+    def __post_init__(self) -> None:
+        if not _NS_RE.match(self.ns):
+            raise ValueError(f"namespace {self.ns!r} must match [A-Za-z0-9_-]+")
+
+    # -- inbound: commands ---------------------------------------------------------------
+
+    def place(self, venue: str, account: str, symbol: str) -> str:
+        """`titan.cmd.<ns>.place.v1.<venue>.<account>.<symbol>` with `/` -> `_`."""
+        return (
+            f"titan.cmd.{self.ns}.place.v1.{_check_token('venue', venue)}"
+            f".{_check_token('account', account)}.{symbol_token(symbol)}"
+        )
+
+    @property
+    def place_wildcard(self) -> str:
+        return f"titan.cmd.{self.ns}.place.v1.>"
+
+    @property
+    def place_type(self) -> str:
+        """The envelope `type` producers put on place intents."""
+        return f"titan.cmd.{self.ns}.place.v1"
+
+    def parse_place(self, subject: str) -> PlaceRoute:
+        """(venue, account, symbol with `_` -> `/`) of a place subject, or WireError."""
+        expected = f"titan.cmd.{self.ns}.place.v1.<venue>.<account>.<symbol>"
+        tokens = _tokens_or_error(subject, expected, 8)
+        if tokens[:5] != ["titan", "cmd", self.ns, "place", "v1"]:
+            raise WireError("subject", f"{subject[:200]!r} does not match {expected}")
+        return PlaceRoute(venue=tokens[5], account=tokens[6], symbol=symbol_from_token(tokens[7]))
+
+    def control(self, action: str) -> str:
+        """`titan.cmd.<ns>.control.v1.<action>` (halt, open, arm, disarm, flatten, policy)."""
+        return f"titan.cmd.{self.ns}.control.v1.{_check_token('action', action)}"
+
+    @property
+    def control_wildcard(self) -> str:
+        return f"titan.cmd.{self.ns}.control.v1.*"
+
+    def parse_control(self, subject: str) -> str:
+        """The action token of a control subject, or WireError."""
+        expected = f"titan.cmd.{self.ns}.control.v1.<action>"
+        tokens = _tokens_or_error(subject, expected, 6)
+        if tokens[:5] != ["titan", "cmd", self.ns, "control", "v1"]:
+            raise WireError("subject", f"{subject[:200]!r} does not match {expected}")
+        return tokens[5]
+
+    @property
+    def risk_command_wildcard(self) -> str:
+        """Signed risk commands from the brain (`titan.cmd.risk.>`)."""
+        return RISK_COMMAND_WILDCARD
+
+    # -- inbound: system and market data -------------------------------------------------
+
+    @property
+    def heartbeat_wildcard(self) -> str:
+        """Brain liveness; a wildcard, since the brain publishes `...v1.<instance>`."""
+        return HEARTBEAT_WILDCARD
+
+    def ticker(self, venue: str, symbol: str) -> str:
+        return f"titan.data.market.ticker.v1.{_check_token('venue', venue)}.{symbol_token(symbol)}"
+
+    @property
+    def ticker_wildcard(self) -> str:
+        return TICKER_WILDCARD
+
+    def parse_ticker(self, subject: str) -> TickerRoute:
+        """venue = token 5, symbol = token 6 (with `_` -> `/`), or WireError."""
+        expected = "titan.data.market.ticker.v1.<venue>.<symbol>"
+        tokens = _tokens_or_error(subject, expected, 7)
+        if tuple(tokens[:5]) != _TICKER_PREFIX:
+            raise WireError("subject", f"{subject[:200]!r} does not match {expected}")
+        return TickerRoute(venue=tokens[5], symbol=symbol_from_token(tokens[6]))
+
+    # -- outbound events -----------------------------------------------------------------
+
+    def _evt(self, kind: str, venue: str, account: str, symbol: str) -> str:
+        return (
+            f"titan.evt.{self.ns}.{kind}.v1.{_check_token('venue', venue)}"
+            f".{_check_token('account', account)}.{symbol_token(symbol)}"
+        )
+
+    def fill(self, venue: str, account: str, symbol: str) -> str:
+        """One FillReport per fill."""
+        return self._evt("fill", venue, account, symbol)
+
+    def order(self, venue: str, account: str, symbol: str) -> str:
+        """Order lifecycle changes."""
+        return self._evt("order", venue, account, symbol)
+
+    def decision(self, venue: str, account: str, symbol: str) -> str:
+        """The service's decision for an intent (ours, not in the old service)."""
+        return self._evt("decision", venue, account, symbol)
+
+    @property
+    def control_event(self) -> str:
+        """Control state changes (halt/arm/policy), ours."""
+        return f"titan.evt.{self.ns}.control.v1"
+
+    @property
+    def reject(self) -> str:
+        return f"titan.evt.{self.ns}.reject.v1"
+
+    @property
+    def truth(self) -> str:
+        return f"titan.evt.{self.ns}.truth.v1"
+
+    @property
+    def trade_completed(self) -> str:
+        """TradeRecord on a full close; shared with analysis, not namespaced."""
+        return TRADE_COMPLETED
+
+    @property
+    def dlq(self) -> str:
+        return f"titan.dlq.{self.ns}.core"
+
+    def epoch(self, shard: str) -> str:
+        """Leadership epoch markers (design/ha-protocol.md)."""
+        return f"titan.evt.{self.ns}.epoch.v1.{_check_token('shard', shard)}"
+
+    # -- request / reply -----------------------------------------------------------------
+
+    @property
+    def rpc_get_positions(self) -> str:
+        return f"titan.rpc.{self.ns}.get_positions.v1.>"
+
+    @property
+    def rpc_get_balances(self) -> str:
+        return f"titan.rpc.{self.ns}.get_balances.v1.>"
+
+    @property
+    def req_policy_hash(self) -> str:
+        return f"titan.req.{self.ns}.policy_hash.v1"
