@@ -119,3 +119,71 @@ def filled(
         venue=venue,
         account="main",
     )
+
+
+# --- signed commands -----------------------------------------------------------------------
+
+SECRET = b"test-secret-123"
+NOW = 1_700_000_000_000
+
+
+def intent_payload(
+    signal_id: str = "sig-1",
+    *,
+    symbol: str = "BTC/USDT",
+    type_: str = "BUY_SETUP",
+    direction: int | None = None,
+    size: float | str = 0.1,
+    t_signal: int = NOW,
+    entry: list[float] | None = None,
+    status: str = "VALIDATED",
+    **extra: Any,
+) -> dict[str, Any]:
+    if direction is None:
+        direction = {"BUY_SETUP": 1, "SELL_SETUP": -1}.get(type_, 0)
+    doc: dict[str, Any] = {
+        "schema_version": "1.0.0",
+        "signal_id": signal_id,
+        "source": "brain",
+        "symbol": symbol,
+        "direction": direction,
+        "type": type_,
+        "size": size,
+        "status": status,
+        "t_signal": t_signal,
+    }
+    if entry is not None:
+        doc["entry_zone"] = entry
+    doc.update(extra)
+    return doc
+
+
+_nonce_counter = [0]
+
+
+def signed(
+    payload: dict[str, Any],
+    *,
+    ts: int = NOW,
+    secret: bytes = SECRET,
+    nonce: str | None = None,
+    type_: str = "titan.cmd.exec.place.v1",
+    key_id: str = "default",
+) -> bytes:
+    from titan_exec.wire.envelope import sign_envelope
+
+    if nonce is None:
+        _nonce_counter[0] += 1
+        nonce = f"{_nonce_counter[0]:032x}"
+    return sign_envelope(
+        payload,
+        secret=secret,
+        ts_ms=ts,
+        nonce=nonce,
+        type_=type_,
+        producer="test",
+        key_id=key_id,
+        id=f"env-{nonce}",
+        correlation_id=str(payload.get("signal_id", "")),
+        idempotency_key=str(payload.get("signal_id", "")),
+    )
