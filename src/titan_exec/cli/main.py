@@ -1,5 +1,351 @@
-"""titan-exec command line (placeholder until the CLI lands)."""
+"""`titan-exec`: the command line of the execution service.
+
+    titan-exec run              one instance (embedded NATS unless --nats-url / NATS_URL)
+    titan-exec nats             the embedded nats-server on its own
+    titan-exec send ...         sign and publish an intent or a control command
+    titan-exec envelope verify  verify a signed envelope read on stdin (HMAC_SECRET)
+    titan-exec status           a running instance's /status
+    titan-exec demo             the scripted end-to-end demo (make demo)
+    titan-exec bench            throughput and latency against the raw JetStream limits
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from titan_exec.config import Config, ConfigError, load
+
+EXIT_CONFIG = 78  # EX_CONFIG
 
 
-def main() -> None:
-    raise SystemExit("titan-exec: not built yet")
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML configuration file (or TITAN_CONFIG)")
+    p.add_argument("--nats-url", dest="nats.url", help="NATS server(s); empty: embedded server")
+    p.add_argument("--port", dest="http.port", type=int, help="admin HTTP port (PORT)")
+    p.add_argument("--instance-id", dest="service.instance_id", help="identity tag")
+    p.add_argument("--state-dir", dest="service.state_dir", help="state directory")
+    p.add_argument("--namespace", dest="service.namespace", help="subject namespace (exec)")
+    p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+
+
+def _load(args: argparse.Namespace, *, require_secret: bool = True) -> Config:
+    overrides = {
+        k: v for k, v in vars(args).items() if "." in k and v is not None
+    }
+    return load(args.config, env=os.environ, overrides=overrides, require_secret=require_secret)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+async def _run(cfg: Config) -> int:
+    from titan_exec.runtime.app import RunningInstance
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with RunningInstance(cfg) as inst:
+        assert inst.service is not None
+        stopped = asyncio.create_task(inst.service.wait_stopped())
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopped, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        fatal = inst.service.health.fatal
+        waiter.cancel()
+        stopped.cancel()
+    if fatal:
+        logging.getLogger("titan_exec").critical("stopped: %s", fatal)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    logging.getLogger("titan_exec").info("configuration: %s", json.dumps(cfg.redacted()))
+    return asyncio.run(_run(cfg))
+
+
+# --- nats --------------------------------------------------------------------------------
+
+
+async def _nats(cfg: Config) -> int:
+    from titan_exec.adapters.nats.embedded import EmbeddedNats
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with EmbeddedNats(
+        state_dir=Path(cfg.service.state_dir),
+        host=cfg.nats.embedded_host,
+        port=cfg.nats.embedded_port,
+        monitor_port=cfg.nats.embedded_monitor_port or None,
+    ) as server:
+        print(f"nats-server with JetStream listening on {server.url} (Ctrl-C stops it)", flush=True)
+        await stop.wait()
+    return 0
+
+
+def cmd_nats(args: argparse.Namespace) -> int:
+    overrides = {"service.state_dir": args.state_dir, "nats.embedded_port": args.nats_port}
+    cfg = load(args.config, env=os.environ, overrides=overrides, require_secret=False)
+    return asyncio.run(_nats(cfg))
+
+
+# --- send ----------------------------------------------------------------------------------
+
+
+def _secret(key_id: str) -> bytes:
+    secrets = {}
+    for pair in os.environ.get("HMAC_SECRETS", "").split(","):
+        if ":" in pair:
+            k, v = pair.split(":", 1)
+            secrets[k.strip()] = v.strip()
+    if key_id in secrets:
+        return secrets[key_id].encode()
+    secret = os.environ.get("HMAC_SECRET", "")
+    if not secret:
+        raise ConfigError("HMAC_SECRET is not set: cannot sign")
+    return secret.encode()
+
+
+async def _send(args: argparse.Namespace) -> int:
+    import nats
+
+    from titan_exec.wire.envelope import sign_envelope
+    from titan_exec.wire.subjects import Subjects
+
+    subjects = Subjects(args.namespace)
+    now = int(__import__("time").time() * 1000)
+    nonce = os.urandom(16).hex()
+    if args.what == "control":
+        payload: dict[str, Any] = {"action": args.action, "reason": args.reason}
+        if args.policy_file:
+            payload["policy"] = json.loads(Path(args.policy_file).read_text())
+        subject = subjects.control(args.action)
+        type_ = f"titan.cmd.{args.namespace}.control.v1"
+        msg_id = f"control-{args.action}-{nonce}"
+    else:
+        if args.payload_file:
+            text = sys.stdin.read() if args.payload_file == "-" else Path(args.payload_file).read_text()
+            payload = json.loads(text)
+        else:
+            payload = {
+                "schema_version": "1.0.0",
+                "signal_id": args.signal_id or f"cli-{nonce[:12]}",
+                "source": "manual",
+                "symbol": args.symbol,
+                "direction": {"BUY_SETUP": 1, "SELL_SETUP": -1}.get(args.type, 0),
+                "type": args.type,
+                "size": float(args.size),
+                "status": "VALIDATED",
+                "t_signal": now,
+            }
+            if args.entry is not None:
+                payload["entry_zone"] = [float(args.entry)]
+            if args.exchange:
+                payload["exchange"] = args.exchange
+        subject = subjects.place(args.venue, args.account, str(payload.get("symbol", "")))
+        type_ = f"titan.cmd.{args.namespace}.place.v1"
+        msg_id = str(payload.get("signal_id", nonce))
+    data = sign_envelope(
+        payload, secret=_secret(args.key_id), ts_ms=now, nonce=nonce, type_=type_,
+        producer="titan-exec-cli", key_id=args.key_id, id=f"cli-{nonce}",
+        correlation_id=msg_id, idempotency_key=msg_id,
+    )
+    nc = await nats.connect(args.nats_url)
+    try:
+        ack = await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+    finally:
+        await nc.close()
+    print(json.dumps({"subject": subject, "stream": ack.stream, "seq": ack.seq,
+                      "duplicate": bool(ack.duplicate), "msg_id": msg_id}))
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    return asyncio.run(_send(args))
+
+
+# --- envelope verify -------------------------------------------------------------------------
+
+
+def cmd_envelope_verify(args: argparse.Namespace) -> int:
+    from titan_exec.wire.envelope import parse_envelope, parse_intent, verify_envelope
+    from titan_exec.wire.errors import WireError
+    from titan_exec.wire.signing import Keyring
+
+    data = sys.stdin.buffer.read()
+    secrets: dict[str, bytes] = {}
+    for pair in os.environ.get("HMAC_SECRETS", "").split(","):
+        if ":" in pair:
+            k, v = pair.split(":", 1)
+            secrets[k.strip()] = v.strip().encode()
+    if os.environ.get("HMAC_SECRET"):
+        secrets.setdefault("default", os.environ["HMAC_SECRET"].encode())
+    if not secrets:
+        print("error: HMAC_SECRET is not set", file=sys.stderr)
+        return 2
+    try:
+        env = parse_envelope(data)
+    except WireError as err:
+        print(f"invalid envelope: {err}", file=sys.stderr)
+        return 3
+    now = int(__import__("time").time() * 1000)
+    tolerance_s = int(os.environ.get("HMAC_TIMESTAMP_TOLERANCE", "300"))
+    # the signature is checked whatever the time; the time only when asked
+    failure = verify_envelope(env, Keyring(secrets), now_ms=env.ts_ms, tolerance_ms=tolerance_s * 1000)
+    if failure is not None:
+        print(f"signature does not verify: {failure.message}", file=sys.stderr)
+        return 1
+    skew = now - env.ts_ms
+    if not args.ignore_time and abs(skew) > tolerance_s * 1000:
+        print(
+            f"signature verifies but ts is {skew} ms from now (tolerance {tolerance_s} s): "
+            "the service rejects it as stale_timestamp",
+            file=sys.stderr,
+        )
+        return 4
+    try:
+        intent = parse_intent(env)
+        what = f"intent {intent.signal_id} {intent.type} {intent.size} {intent.symbol}"
+    except WireError as err:
+        what = f"payload is not a place intent ({err.message})"
+    print(f"ok: signature verifies with key '{env.key_id or 'default'}'; {what}; ts skew {skew} ms")
+    return 0
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            doc = json.loads(resp.read())
+    except (urllib.error.URLError, OSError) as err:
+        print(f"cannot reach {url}: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    keys = ["instance_id", "role", "ready", "venue", "is_armed", "is_halted", "policy_hash",
+            "state_hash", "event_seq", "event_count", "last_cmd_seq", "decided_commands",
+            "open_orders", "trades", "brain_heartbeat_age_ms", "uptime_ms"]
+    width = max(len(k) for k in keys)
+    for k in keys:
+        print(f"{k:<{width}}  {doc.get(k)}")
+    return 0
+
+
+# --- demo / bench ----------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from titan_exec.runtime.demo import run_demo
+
+    return asyncio.run(run_demo(keep_state=args.keep_state))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from titan_exec.runtime.bench import run_bench
+
+    return asyncio.run(
+        run_bench(intents=args.intents, raw_messages=args.raw_messages, rounds=args.rounds)
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="titan-exec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run one instance")
+    _config_flags(p)
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("nats", help="run the embedded nats-server on its own")
+    p.add_argument("--config")
+    p.add_argument("--state-dir", default=None)
+    p.add_argument("--nats-port", type=int, default=None)
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(fn=cmd_nats)
+
+    p = sub.add_parser("send", help="sign and publish an intent or a control command")
+    p.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    p.add_argument("--namespace", default=os.environ.get("TITAN_NAMESPACE", "exec"))
+    p.add_argument("--key-id", default="default")
+    p.add_argument("--log-level", default="WARNING")
+    what = p.add_subparsers(dest="what", required=True)
+    i = what.add_parser("intent", help="a place intent")
+    i.add_argument("--venue", default="sim")
+    i.add_argument("--account", default="main")
+    i.add_argument("--symbol", default="BTC/USDT")
+    i.add_argument("--type", default="BUY_SETUP",
+                   choices=["BUY_SETUP", "SELL_SETUP", "CLOSE_LONG", "CLOSE_SHORT", "CLOSE"])
+    i.add_argument("--size", default="0.01")
+    i.add_argument("--entry", default=None, help="limit price (entry_zone[0]); none: market")
+    i.add_argument("--exchange", default=None)
+    i.add_argument("--signal-id", default=None)
+    i.add_argument("--payload-file", default=None, help="a payload JSON file, or - for stdin")
+    c = what.add_parser("control", help="a control command")
+    c.add_argument("action", choices=["halt", "open", "arm", "disarm", "flatten", "policy"])
+    c.add_argument("--reason", default="operator")
+    c.add_argument("--policy-file", default=None)
+    p.set_defaults(fn=cmd_send)
+
+    p = sub.add_parser("envelope", help="envelope tools")
+    env_sub = p.add_subparsers(dest="envelope_command", required=True)
+    v = env_sub.add_parser("verify", help="verify a signed envelope read on stdin")
+    v.add_argument("--ignore-time", action="store_true", help="check the signature only")
+    v.add_argument("--log-level", default="WARNING")
+    v.set_defaults(fn=cmd_envelope_verify)
+
+    p = sub.add_parser("status", help="show a running instance's status")
+    p.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("demo", help="scripted end-to-end demo on an embedded NATS")
+    p.add_argument("--keep-state", action="store_true")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("bench", help="service throughput and latency vs raw JetStream")
+    p.add_argument("--intents", type=int, default=2000)
+    p.add_argument("--raw-messages", type=int, default=20000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(fn=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    _logging(args.log_level)
+    try:
+        code = args.fn(args)
+    except ConfigError as err:
+        print(f"titan-exec: configuration error: {err}", file=sys.stderr)
+        code = EXIT_CONFIG
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)

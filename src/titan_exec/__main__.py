@@ -1,0 +1,3 @@
+from titan_exec.cli.main import main
+
+main()

@@ -1,0 +1,181 @@
+"""`titan-exec bench`: the service's sustained rate and intent→fill latency, next to the raw
+JetStream limits measured in the same run on the same embedded server.
+
+Each round measures, in this order on one fresh server:
+1. raw async publish rate (`publish_async`, all acks awaited) of intent-sized messages;
+2. raw pull-consume + ack rate of those messages by a durable consumer;
+3. the service: N pre-signed market intents over three symbols published as fast as
+   possible; the rate is N / (first publish → last fill event), and each intent's latency
+   is publish → its first fill event seen by a subscriber on `titan.evt.exec.fill.v1.>`.
+Medians over the rounds are reported, with the ratio of the service's rate to each limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+from nats.js import api
+
+from titan_exec.config import load
+from titan_exec.runtime.app import RunningInstance
+from titan_exec.runtime.feeds import Brain, TickerFeed
+
+SECRET = "bench-secret"
+SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+PRICES = {"BTC/USDT": Decimal("50000"), "ETH/USDT": Decimal("3000"), "SOL/USDT": Decimal("150")}
+SIZES = {"BTC/USDT": "0.001", "ETH/USDT": "0.01", "SOL/USDT": "0.1"}
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+async def _raw_limits(url: str, n: int, body: bytes) -> tuple[float, float]:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH_RAW", subjects=["bench.raw.>"], storage=api.StorageType.FILE)
+    t0 = time.perf_counter()
+    futures = [await js.publish_async("bench.raw.x", body) for _ in range(n)]
+    await asyncio.gather(*futures)
+    pub_rate = n / (time.perf_counter() - t0)
+    psub = await js.pull_subscribe("bench.raw.>", durable="bench", stream="BENCH_RAW")
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        msgs = await psub.fetch(256, timeout=5)
+        for m in msgs:
+            await m.ack()
+        got += len(msgs)
+    await nc.flush()
+    consume_rate = n / (time.perf_counter() - t0)
+    await js.delete_stream("BENCH_RAW")
+    await nc.close()
+    return pub_rate, consume_rate
+
+
+async def _service_round(n: int, round_no: int) -> dict[str, Any]:
+    state_dir = Path(tempfile.mkdtemp(prefix="titan-bench-"))
+    cfg = load(
+        None,
+        env={},
+        overrides={
+            "service.state_dir": str(state_dir),
+            "security.hmac_secret": SECRET,
+            "nats.embedded_port": 0,
+            "http.port": 0,
+            "risk.arm_on_genesis": True,
+            # the bench measures capacity: a backlog must not expire while it is worked off
+            "risk.freshness_ms": 600_000,
+        },
+    )
+    try:
+        async with RunningInstance(cfg) as inst:
+            assert inst.service is not None
+            nc = await nats.connect(inst.nats_url)
+            brain = Brain(nc, secret=SECRET.encode())
+            feed = TickerFeed(nc, PRICES)
+            await brain.heartbeat()
+            brain.start_heartbeats(0.5)
+            feed.start(0.5)
+            await feed.publish_all()
+            while len(inst.service.market.tickers) < len(SYMBOLS):
+                await asyncio.sleep(0.01)
+            sample = brain.envelope(brain.intent("sample", "BTC/USDT", "BUY_SETUP", "0.001"))
+            pub_rate, consume_rate = await _raw_limits(inst.nats_url, max(n * 5, 5000), sample)
+
+            prepared = []
+            for i in range(n):
+                symbol = SYMBOLS[i % len(SYMBOLS)]
+                kind = "BUY_SETUP" if (i // len(SYMBOLS)) % 2 == 0 else "SELL_SETUP"
+                sid = f"bench-{round_no}-{i}"
+                payload = brain.intent(sid, symbol, kind, SIZES[symbol])
+                prepared.append((sid, brain.place_subject(symbol), brain.envelope(payload)))
+            sent_at: dict[str, float] = {}
+            latencies: list[float] = []
+            done = asyncio.Event()
+            last_fill = [0.0]
+
+            async def on_fill(msg: Msg) -> None:
+                sid = json.loads(msg.data)["payload"]["signalId"]
+                t = time.perf_counter()
+                if sid in sent_at:
+                    latencies.append(t - sent_at.pop(sid))
+                    last_fill[0] = t
+                    if len(latencies) == n:
+                        done.set()
+
+            sub = await nc.subscribe("titan.evt.exec.fill.v1.>", cb=on_fill)
+            js = nc.jetstream()
+            t0 = time.perf_counter()
+            futures = []
+            for sid, subject, data in prepared:
+                sent_at[sid] = time.perf_counter()
+                futures.append(await js.publish_async(subject, data, headers={"Nats-Msg-Id": sid}))
+            await asyncio.gather(*futures)
+            try:
+                await asyncio.wait_for(done.wait(), timeout=max(60.0, n / 20))
+            except TimeoutError:
+                pass
+            elapsed = (last_fill[0] or time.perf_counter()) - t0
+            await sub.unsubscribe()
+            await brain.stop()
+            await feed.stop()
+            await nc.close()
+            rejected = len(inst.service.state.decided_cmds) - len(inst.service.state.accepted_signals)
+            return {
+                "raw_publish_per_s": pub_rate,
+                "raw_consume_ack_per_s": consume_rate,
+                "service_intents_per_s": len(latencies) / elapsed if elapsed > 0 else 0.0,
+                "filled": len(latencies),
+                "rejected": rejected,
+                "p50_ms": _pct(latencies, 50) * 1000,
+                "p99_ms": _pct(latencies, 99) * 1000,
+            }
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+async def run_bench(*, intents: int = 2000, raw_messages: int = 20000, rounds: int = 3) -> int:
+    del raw_messages  # the raw runs use max(5 × intents, 5000) messages
+    print(f"titan-exec bench: {rounds} rounds, {intents} intents per round, "
+          f"python {platform.python_version()} on {platform.machine()}", flush=True)
+    results = []
+    for r in range(1, rounds + 1):
+        res = await _service_round(intents, r)
+        results.append(res)
+        print(
+            f"round {r}: service {res['service_intents_per_s']:.0f} intents/s "
+            f"(filled {res['filled']}/{intents}, rejected {res['rejected']}), "
+            f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms | raw publish "
+            f"{res['raw_publish_per_s']:.0f}/s, raw consume+ack {res['raw_consume_ack_per_s']:.0f}/s",
+            flush=True,
+        )
+    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    print("\nmedians over rounds")
+    print(f"  service sustained rate     {med['service_intents_per_s']:>10.0f} intents/s")
+    print(f"  intent→fill latency p50    {med['p50_ms']:>10.2f} ms")
+    print(f"  intent→fill latency p99    {med['p99_ms']:>10.2f} ms")
+    print(f"  raw JetStream async publish {med['raw_publish_per_s']:>9.0f} msgs/s")
+    print(f"  raw JetStream consume+ack  {med['raw_consume_ack_per_s']:>10.0f} msgs/s")
+    print(f"  service / raw publish      {med['service_intents_per_s'] / med['raw_publish_per_s']:>10.3f}")
+    print(f"  service / raw consume+ack  "
+          f"{med['service_intents_per_s'] / med['raw_consume_ack_per_s']:>10.3f}")
+    ok = all(r["filled"] == intents for r in results)
+    if not ok:
+        print("WARNING: not every intent produced a fill event in time")
+    return 0 if ok else 1

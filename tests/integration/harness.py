@@ -1,0 +1,140 @@
+"""A service instance on a real nats-server, with a brain, a ticker feed and a fake-able clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import api
+
+from titan_exec.config import Config, load
+from titan_exec.runtime.app import RunningInstance
+from titan_exec.runtime.feeds import Brain, TickerFeed
+from titan_exec.runtime.service import Service
+
+SECRET = "test-secret-123"
+API_KEY = "test-api-key"
+PRICES = {"BTC/USDT": Decimal("50000"), "ETH/USDT": Decimal("3000"), "SOL/USDT": Decimal("150")}
+
+
+class OffsetClock:
+    """Wall time shifted to start at `start_ms` (so signed vectors from 2023 are 'now')."""
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self._real0 = time.time_ns() // 1_000_000
+        self._start = start_ms if start_ms is not None else self._real0
+
+    def __call__(self) -> int:
+        return self._start + (time.time_ns() // 1_000_000 - self._real0)
+
+
+def make_config(url: str, state_dir: Path, **overrides: Any) -> Config:
+    base: dict[str, Any] = {
+        "nats.url": url,
+        "service.state_dir": str(state_dir),
+        "security.hmac_secret": SECRET,
+        "security.api_key": API_KEY,
+        "http.port": 0,
+        "risk.arm_on_genesis": True,
+        "orders.poll_interval_ms": 20,
+        "orders.reconcile_interval_ms": 200,
+        "truth.interval_ms": 500,
+    }
+    base.update(overrides)
+    return load(None, env={}, overrides=base)
+
+
+async def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+class World:
+    def __init__(self, inst: RunningInstance, nc: NatsClient, brain: Brain, feed: TickerFeed) -> None:
+        self.inst = inst
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.brain = brain
+        self.feed = feed
+
+    @property
+    def svc(self) -> Service:
+        assert self.inst.service is not None
+        return self.inst.service
+
+    @property
+    def http_url(self) -> str:
+        assert self.inst.http is not None
+        return f"http://127.0.0.1:{self.inst.http.port}"
+
+    async def decided(self, seq: int, timeout_s: float = 10.0) -> None:
+        await wait_for(lambda: seq in self.svc.state.decided_cmds, f"decision of cmd {seq}", timeout_s)
+
+    async def publish_raw(self, data: bytes, *, subject: str | None = None, msg_id: str) -> int:
+        ack = await self.js.publish(
+            subject or self.brain.place_subject("BTC/USDT"), data, headers={"Nats-Msg-Id": msg_id}
+        )
+        return ack.seq
+
+    async def stream_messages(self, stream: str, subject: str) -> list[Any]:
+        sub = await self.js.pull_subscribe(
+            subject, stream=stream,
+            config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE,
+                                      deliver_policy=api.DeliverPolicy.ALL),
+        )
+        out: list[Any] = []
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(500, timeout=0.5)
+                except TimeoutError:
+                    break
+                out.extend(msgs)
+        finally:
+            await sub.unsubscribe()
+        return out
+
+    async def dead_letters(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for m in await self.stream_messages("TITAN_DLQ", "titan.dlq.>"):
+            doc = json.loads(m.data)
+            doc["code"] = m.headers["Titan-Reason-Code"]
+            out[int(m.headers["Titan-Cmd-Seq"])] = doc
+        return out
+
+
+@asynccontextmanager
+async def world(
+    url: str, state_dir: Path, *, clock: Callable[[], int] | None = None, **overrides: Any
+) -> AsyncIterator[World]:
+    clk = clock or OffsetClock()
+    cfg = make_config(url, state_dir, **overrides)
+    async with RunningInstance(cfg, clock=clk) as inst:
+        nc = await nats.connect(url)
+        brain = Brain(nc, secret=SECRET.encode(), clock=clk)
+        feed = TickerFeed(nc, PRICES, clock=clk)
+        try:
+            await feed.publish_all()
+            await brain.heartbeat()
+            brain.start_heartbeats(0.5)
+            feed.start(0.2)
+            assert inst.service is not None
+            svc = inst.service
+            await wait_for(lambda: len(svc.market.tickers) >= 3, "tickers")
+            await wait_for(lambda: svc.market.last_heartbeat_ms is not None, "heartbeat")
+            yield World(inst, nc, brain, feed)
+        finally:
+            await brain.stop()
+            await feed.stop()
+            await nc.close()

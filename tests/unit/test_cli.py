@@ -1,0 +1,78 @@
+"""The command line: envelope verify (the operator's debugging tool) and loud config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.builders import SHARED
+
+VECTORS = json.loads((SHARED / "contract" / "hmac-vectors.json").read_text())["vectors"]
+
+
+def run_cli(args: list[str], *, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HMAC", "NATS", "TITAN"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "titan_exec", *args], input=stdin, env=full_env,
+        capture_output=True, timeout=60, check=False,
+    )
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_envelope_verify_accepts_every_vector(vector: dict[str, str]) -> None:
+    res = run_cli(["envelope", "verify", "--ignore-time"], stdin=vector["envelope_wire"].encode(),
+                  env={"HMAC_SECRET": vector["secret"]})
+    assert res.returncode == 0, res.stderr
+    assert b"ok: signature verifies" in res.stdout
+
+
+def test_envelope_verify_names_the_reason_for_a_tampered_envelope() -> None:
+    wire = VECTORS[0]["envelope_wire"].replace('"size":0.1', '"size":0.2')
+    res = run_cli(["envelope", "verify", "--ignore-time"], stdin=wire.encode(),
+                  env={"HMAC_SECRET": VECTORS[0]["secret"]})
+    assert res.returncode == 1
+    assert b"hmac_signature_mismatch" in res.stderr
+
+
+def test_envelope_verify_reports_a_stale_timestamp() -> None:
+    res = run_cli(["envelope", "verify"], stdin=VECTORS[0]["envelope_wire"].encode(),
+                  env={"HMAC_SECRET": VECTORS[0]["secret"]})
+    assert res.returncode == 4
+    assert b"stale_timestamp" in res.stderr
+
+
+def test_envelope_verify_without_secret_or_with_garbage() -> None:
+    assert run_cli(["envelope", "verify"], stdin=b"{}").returncode == 2
+    res = run_cli(["envelope", "verify"], stdin=b"nope", env={"HMAC_SECRET": "x"})
+    assert res.returncode == 3 and b"invalid envelope" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "toml", "fragment"),
+    [
+        ({}, "", b"security.hmac_secret"),
+        ({"HMAC_SECRET": "s", "PORT": "http"}, "", b"http.port"),
+        ({"HMAC_SECRET": "s", "NATS_USER": "u"}, "", b"nats.user"),
+        ({"HMAC_SECRET": "s"}, "[nats]\nreplicas = 9\n", b"nats.replicas"),
+        ({"HMAC_SECRET": "s"}, "[orders]\nttl_msec = 5\n", b"orders.ttl_msec"),
+        ({"HMAC_SECRET": "s", "HMAC_TIMESTAMP_TOLERANCE": "-1"}, "", b"timestamp_tolerance"),
+    ],
+    ids=["no-secret", "bad-port", "user-without-password", "replicas", "unknown-key", "tolerance"],
+)
+def test_bad_configuration_stops_start_up_naming_the_setting(
+    tmp_path: Path, env: dict[str, str], toml: str, fragment: bytes
+) -> None:
+    args = ["run", "--state-dir", str(tmp_path)]
+    if toml:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(toml)
+        args += ["--config", str(cfg)]
+    res = run_cli(args, env=env)
+    assert res.returncode == 78, res.stderr
+    assert b"configuration error" in res.stderr and fragment in res.stderr
