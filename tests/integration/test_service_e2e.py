@@ -21,7 +21,12 @@ pytestmark = pytest.mark.integration
 VECTORS = json.loads((SHARED / "contract" / "hmac-vectors.json").read_text())["vectors"]
 
 
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+async def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """GET in a thread: the service's HTTP server runs on this test's event loop."""
+    return await asyncio.to_thread(_http_get, url, headers)
+
+
+def _http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     req = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
@@ -31,10 +36,10 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]
         return err.code, json.loads(err.read())
 
 
-async def test_typescript_vector_is_executed_end_to_end(nats_server: Any, tmp_path: Path) -> None:
+async def test_typescript_vector_is_executed_end_to_end(service_nats: Any, tmp_path: Path) -> None:
     vector = VECTORS[0]  # basic-buy: BUY_SETUP 0.1 BTC/USDT limit 50000
     clock = OffsetClock(vector["ts"] + 50)
-    async with world(nats_server.url, tmp_path, clock=clock) as w:
+    async with world(service_nats.url, tmp_path, clock=clock) as w:
         w.feed.move("BTC/USDT", Decimal("49990"))  # ask below the limit: marketable
         await w.feed.publish_all()
         events: list[tuple[str, dict[str, Any]]] = []
@@ -50,7 +55,9 @@ async def test_typescript_vector_is_executed_end_to_end(nats_server: Any, tmp_pa
         )
         await w.decided(seq)
         await wait_for(
-            lambda: any(s.startswith("titan.evt.exec.fill.v1.sim.main.BTC_USDT") for s, _ in events),
+            lambda: any(
+                s.startswith("titan.evt.exec.fill.v1.sim.main.BTC_USDT") for s, _ in events
+            ),
             "fill event",
         )
         await sub.unsubscribe()
@@ -62,22 +69,33 @@ async def test_typescript_vector_is_executed_end_to_end(nats_server: Any, tmp_pa
         p = fill["payload"]
         assert p["signalId"] == "sig-1" and p["side"] == "BUY" and p["qty"] == "0.1"
         assert p["price"] == "50000" and isinstance(p["fee"], str)
-        for key in ("fillId", "tSignal", "tIngress", "tDecision", "tAck", "tExchange",
-                    "clientOrderId", "executionId", "status", "timestamp", "feeCurrency"):
+        for key in (
+            "fillId",
+            "tSignal",
+            "tIngress",
+            "tDecision",
+            "tAck",
+            "tExchange",
+            "clientOrderId",
+            "executionId",
+            "status",
+            "timestamp",
+            "feeCurrency",
+        ):
             assert key in p
         assert p["dexProof"] is None
-        status, body = http_get(f"{w.http_url}/positions", {"X-API-Key": API_KEY})
+        status, body = await http_get(f"{w.http_url}/positions", {"X-API-Key": API_KEY})
         assert status == 200
         pos = body["positions"]["BTC/USDT"]
         assert pos["side"] == "LONG" and pos["size"] == "0.1" and pos["entry_price"] == "50000"
-        assert http_get(f"{w.http_url}/positions")[0] == 401
+        assert (await http_get(f"{w.http_url}/positions"))[0] == 401
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 async def test_every_vector_passes_the_signature_gate(
-    nats_server: Any, tmp_path: Path, vector: dict[str, Any]
+    service_nats: Any, tmp_path: Path, vector: dict[str, Any]
 ) -> None:
-    async with world(nats_server.url, tmp_path, clock=OffsetClock(vector["ts"] + 10)) as w:
+    async with world(service_nats.url, tmp_path, clock=OffsetClock(vector["ts"] + 10)) as w:
         seq = await w.publish_raw(
             vector["envelope_wire"].encode(),
             subject="titan.cmd.exec.place.v1.sim.main.BTC_USDT",
@@ -88,9 +106,12 @@ async def test_every_vector_passes_the_signature_gate(
         assert dlq.get(seq, {}).get("code") != "hmac_signature_mismatch"
 
 
-async def test_trading_flow_pyramid_reduce_flip_close(nats_server: Any, tmp_path: Path) -> None:
-    async with world(nats_server.url, tmp_path, **{"venue.paper.fill_slices": 3,
-                                                   "venue.paper.slice_interval_ms": 30}) as w:
+async def test_trading_flow_pyramid_reduce_flip_close(service_nats: Any, tmp_path: Path) -> None:
+    async with world(
+        service_nats.url,
+        tmp_path,
+        **{"venue.paper.fill_slices": 3, "venue.paper.slice_interval_ms": 30},
+    ) as w:
         b, svc = w.brain, w.svc
         trades: list[dict[str, Any]] = []
 
@@ -103,8 +124,10 @@ async def test_trading_flow_pyramid_reduce_flip_close(nats_server: Any, tmp_path
             ack = await b.place(b.intent(sid, "BTC/USDT", type_, size))
             await w.decided(ack.seq)
             coids = svc.state.accepted_signals[sid]
-            await wait_for(lambda: all(svc.state.orders[c].status is OrderStatus.FILLED
-                                       for c in coids), f"{sid} filled")
+            await wait_for(
+                lambda: all(svc.state.orders[c].status is OrderStatus.FILLED for c in coids),
+                f"{sid} filled",
+            )
 
         await trade("open", "BUY_SETUP", "0.2")
         await trade("pyramid", "BUY_SETUP", "0.1")
@@ -125,8 +148,8 @@ async def test_trading_flow_pyramid_reduce_flip_close(nats_server: Any, tmp_path
         assert statuses.count("PARTIALLY_FILLED") >= 5
 
 
-async def test_limit_order_is_canceled_at_its_ttl(nats_server: Any, tmp_path: Path) -> None:
-    async with world(nats_server.url, tmp_path, **{"orders.ttl_ms": 400}) as w:
+async def test_limit_order_is_canceled_at_its_ttl(service_nats: Any, tmp_path: Path) -> None:
+    async with world(service_nats.url, tmp_path, **{"orders.ttl_ms": 400}) as w:
         ack = await w.brain.place(w.brain.intent("lim", "ETH/USDT", "BUY_SETUP", "1", entry="2000"))
         await w.decided(ack.seq)
         coid = w.svc.state.accepted_signals["lim"][0]
@@ -137,9 +160,9 @@ async def test_limit_order_is_canceled_at_its_ttl(nats_server: Any, tmp_path: Pa
 
 
 async def test_bad_input_gets_its_reason_and_the_next_intent_executes(
-    nats_server: Any, tmp_path: Path
+    service_nats: Any, tmp_path: Path
 ) -> None:
-    async with world(nats_server.url, tmp_path) as w:
+    async with world(service_nats.url, tmp_path) as w:
         b = w.brain
         good = b.intent("ok-1", "BTC/USDT", "BUY_SETUP", "0.01")
         cases: list[tuple[str, bytes, str]] = [
@@ -148,33 +171,63 @@ async def test_bad_input_gets_its_reason_and_the_next_intent_executes(
             ("missing-fields", b.envelope({"signal_id": "x"}), "schema_invalid"),
             ("one-mib", b'{"x":"' + b"a" * (1024 * 1024) + b'"}', "invalid_envelope"),
             ("deep", b"[" * 5000 + b"]" * 5000, "invalid_envelope"),
-            ("wrong-signature", b.envelope(b.intent("bad-sig", "BTC/USDT", "BUY_SETUP", "0.01"),
-                                           secret=b"wrong"), "hmac_signature_mismatch"),
-            ("expired", b.envelope(b.intent("old", "BTC/USDT", "BUY_SETUP", "0.01",
-                                            t_signal=b.clock() - 6000)), "intent_expired"),
-            ("unknown-symbol", b.envelope(b.intent("doge", "DOGE/USDT", "BUY_SETUP", "1")),
-             "risk_rejection"),
-            ("size-zero", b.envelope(b.intent("zero", "BTC/USDT", "BUY_SETUP", "0")),
-             "risk_rejection"),
-            ("size-negative", b.envelope(b.intent("neg", "BTC/USDT", "BUY_SETUP", "-1")),
-             "risk_rejection"),
+            (
+                "wrong-signature",
+                b.envelope(b.intent("bad-sig", "BTC/USDT", "BUY_SETUP", "0.01"), secret=b"wrong"),
+                "hmac_signature_mismatch",
+            ),
+            (
+                "expired",
+                b.envelope(
+                    b.intent("old", "BTC/USDT", "BUY_SETUP", "0.01", t_signal=b.clock() - 6000)
+                ),
+                "intent_expired",
+            ),
+            (
+                "unknown-symbol",
+                b.envelope(b.intent("doge", "DOGE/USDT", "BUY_SETUP", "1")),
+                "risk_rejection",
+            ),
+            (
+                "size-zero",
+                b.envelope(b.intent("zero", "BTC/USDT", "BUY_SETUP", "0")),
+                "risk_rejection",
+            ),
+            (
+                "size-negative",
+                b.envelope(b.intent("neg", "BTC/USDT", "BUY_SETUP", "-1")),
+                "risk_rejection",
+            ),
             ("nan", b.envelope(good).replace(b'"size":0.01', b'"size":NaN'), "invalid_envelope"),
-            ("infinity", b.envelope(good).replace(b'"size":0.01', b'"size":1e999'),
-             "invalid_envelope"),
-            ("mistyped", b.envelope({**good, "signal_id": "typed", "size": "0.01"}),
-             "schema_invalid"),
+            (
+                "infinity",
+                b.envelope(good).replace(b'"size":0.01', b'"size":1e999'),
+                "invalid_envelope",
+            ),
+            (
+                "mistyped",
+                b.envelope({**good, "signal_id": "typed", "size": "0.01"}),
+                "schema_invalid",
+            ),
         ]
         nonce = "ab" * 16
         first = b.envelope(b.intent("nonce-1", "BTC/USDT", "BUY_SETUP", "0.01"), nonce=nonce)
         seq_first = await w.publish_raw(first, msg_id="nonce-1")
         await w.decided(seq_first)
-        cases.append(("replayed-nonce", b.envelope(b.intent("nonce-2", "BTC/USDT", "BUY_SETUP",
-                                                            "0.01"), nonce=nonce),
-                       "nonce_replayed"))
+        cases.append(
+            (
+                "replayed-nonce",
+                b.envelope(b.intent("nonce-2", "BTC/USDT", "BUY_SETUP", "0.01"), nonce=nonce),
+                "nonce_replayed",
+            )
+        )
         seqs = {}
         for name, data, _ in cases:
-            subject = (b.place_subject("DOGE/USDT") if name == "unknown-symbol"
-                       else b.place_subject("BTC/USDT"))
+            subject = (
+                b.place_subject("DOGE/USDT")
+                if name == "unknown-symbol"
+                else b.place_subject("BTC/USDT")
+            )
             seqs[name] = await w.publish_raw(data, subject=subject, msg_id=f"case-{name}")
         good_ack = await b.place(good)
         await w.decided(good_ack.seq)
@@ -193,14 +246,16 @@ async def test_bad_input_gets_its_reason_and_the_next_intent_executes(
         # never an order for a bad input; the good one executes
         orders = {o.signal_id for o in w.svc.state.orders.values()}
         assert orders == {"nonce-1", "ok-1"}
-        telemetry = [json.loads(m.data) for m in
-                     await w.stream_messages("TITAN_EVT", "titan.evt.exec.reject.v1")]
+        telemetry = [
+            json.loads(m.data)
+            for m in await w.stream_messages("TITAN_EVT", "titan.evt.exec.reject.v1")
+        ]
         assert {t["reason"] for t in telemetry} >= {"hmac_signature_mismatch", "nonce_replayed"}
         assert all(t["event_type"] == "execution.intent.rejected" for t in telemetry)
 
 
-async def test_state_and_switches_survive_a_restart(nats_server: Any, tmp_path: Path) -> None:
-    async with world(nats_server.url, tmp_path) as w:
+async def test_state_and_switches_survive_a_restart(service_nats: Any, tmp_path: Path) -> None:
+    async with world(service_nats.url, tmp_path) as w:
         ack = await w.brain.place(w.brain.intent("keep", "SOL/USDT", "BUY_SETUP", "2"))
         await w.decided(ack.seq)
         coid = w.svc.state.accepted_signals["keep"][0]
@@ -210,7 +265,7 @@ async def test_state_and_switches_survive_a_restart(nats_server: Any, tmp_path: 
         await w.svc.events.drain()  # type: ignore[union-attr]
         before = state_hash(w.svc.state)
         position = w.svc.state.position("sim", "SOL/USDT")
-    async with world(nats_server.url, tmp_path) as w2:
+    async with world(service_nats.url, tmp_path) as w2:
         assert w2.svc.state.is_halted
         assert state_hash(w2.svc.state) == before
         assert w2.svc.state.position("sim", "SOL/USDT") == position
@@ -221,10 +276,12 @@ async def test_state_and_switches_survive_a_restart(nats_server: Any, tmp_path: 
         await wait_for(lambda: not w2.svc.state.is_halted, "open")
 
 
-async def test_flatten_closes_every_position(nats_server: Any, tmp_path: Path) -> None:
-    async with world(nats_server.url, tmp_path) as w:
-        for sid, symbol, kind, size in [("f1", "BTC/USDT", "BUY_SETUP", "0.1"),
-                                        ("f2", "ETH/USDT", "SELL_SETUP", "1")]:
+async def test_flatten_closes_every_position(service_nats: Any, tmp_path: Path) -> None:
+    async with world(service_nats.url, tmp_path) as w:
+        for sid, symbol, kind, size in [
+            ("f1", "BTC/USDT", "BUY_SETUP", "0.1"),
+            ("f2", "ETH/USDT", "SELL_SETUP", "1"),
+        ]:
             ack = await w.brain.place(w.brain.intent(sid, symbol, kind, size))
             await w.decided(ack.seq)
         await wait_for(lambda: not w.svc.state.position("sim", "ETH/USDT").is_flat, "ETH fill")
@@ -235,8 +292,8 @@ async def test_flatten_closes_every_position(nats_server: Any, tmp_path: Path) -
         assert all(p.qty == 0 for p in venue_positions)
 
 
-async def test_rpcs_and_admin_endpoints(nats_server: Any, tmp_path: Path) -> None:
-    async with world(nats_server.url, tmp_path) as w:
+async def test_rpcs_and_admin_endpoints(service_nats: Any, tmp_path: Path) -> None:
+    async with world(service_nats.url, tmp_path) as w:
         reply = await w.nc.request("titan.req.exec.policy_hash.v1", b"{}", timeout=2)
         assert json.loads(reply.data)["policy_hash"] == (
             "7ff820b56b12d89d64dcb78a261a8062087cde3bc3d47e03e11037a4de354a7d"
@@ -245,19 +302,19 @@ async def test_rpcs_and_admin_endpoints(nats_server: Any, tmp_path: Path) -> Non
         assert "positions" in json.loads(reply.data)
         reply = await w.nc.request("titan.rpc.exec.get_balances.v1.sim", b"{}", timeout=2)
         assert json.loads(reply.data)["balances"]["USDT"]
-        assert http_get(f"{w.http_url}/health")[0] == 200
-        assert http_get(f"{w.http_url}/ready") == (200, {"ready": True, "reason": "ok"})
-        status, doc = http_get(f"{w.http_url}/status")
+        assert (await http_get(f"{w.http_url}/health"))[0] == 200
+        assert await http_get(f"{w.http_url}/ready") == (200, {"ready": True, "reason": "ok"})
+        status, doc = await http_get(f"{w.http_url}/status")
         assert status == 200 and doc["is_armed"] is True and len(doc["state_hash"]) == 64
-        code, metrics = http_get(f"{w.http_url}/metrics")
+        code, metrics = await http_get(f"{w.http_url}/metrics")
         assert code == 200 and b"titan_exec_commands_total" in metrics
 
 
 async def test_commands_for_several_symbols_are_decided_concurrently(
-    nats_server: Any, tmp_path: Path
+    service_nats: Any, tmp_path: Path
 ) -> None:
     """A slow venue on one symbol does not hold back another symbol's intents."""
-    async with world(nats_server.url, tmp_path) as w:
+    async with world(service_nats.url, tmp_path) as w:
         venue = w.inst.venue
         real_place = venue.place
 
@@ -271,7 +328,9 @@ async def test_commands_for_several_symbols_are_decided_concurrently(
         fast = await w.brain.place(w.brain.intent("fast", "ETH/USDT", "BUY_SETUP", "0.1"))
         await w.decided(fast.seq)
         coid = w.svc.state.accepted_signals["fast"][0]
-        await wait_for(lambda: w.svc.state.orders[coid].status is OrderStatus.FILLED, "fast fill", 1.2)
+        await wait_for(
+            lambda: w.svc.state.orders[coid].status is OrderStatus.FILLED, "fast fill", 1.2
+        )
         slow_coid = w.svc.state.accepted_signals["slow"][0]
         assert w.svc.state.orders[slow_coid].status is OrderStatus.SUBMITTED
         await wait_for(lambda: w.svc.state.orders[slow_coid].status is OrderStatus.FILLED, "slow")

@@ -15,34 +15,49 @@ from tests.builders import SHARED
 VECTORS = json.loads((SHARED / "contract" / "hmac-vectors.json").read_text())["vectors"]
 
 
-def run_cli(args: list[str], *, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    args: list[str], *, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HMAC", "NATS", "TITAN"))}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "titan_exec", *args], input=stdin, env=full_env,
-        capture_output=True, timeout=60, check=False,
+        [sys.executable, "-m", "titan_exec", *args],
+        input=stdin,
+        env=full_env,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_envelope_verify_accepts_every_vector(vector: dict[str, str]) -> None:
-    res = run_cli(["envelope", "verify", "--ignore-time"], stdin=vector["envelope_wire"].encode(),
-                  env={"HMAC_SECRET": vector["secret"]})
+    res = run_cli(
+        ["envelope", "verify", "--ignore-time"],
+        stdin=vector["envelope_wire"].encode(),
+        env={"HMAC_SECRET": vector["secret"]},
+    )
     assert res.returncode == 0, res.stderr
     assert b"ok: signature verifies" in res.stdout
 
 
 def test_envelope_verify_names_the_reason_for_a_tampered_envelope() -> None:
     wire = VECTORS[0]["envelope_wire"].replace('"size":0.1', '"size":0.2')
-    res = run_cli(["envelope", "verify", "--ignore-time"], stdin=wire.encode(),
-                  env={"HMAC_SECRET": VECTORS[0]["secret"]})
+    res = run_cli(
+        ["envelope", "verify", "--ignore-time"],
+        stdin=wire.encode(),
+        env={"HMAC_SECRET": VECTORS[0]["secret"]},
+    )
     assert res.returncode == 1
     assert b"hmac_signature_mismatch" in res.stderr
 
 
 def test_envelope_verify_reports_a_stale_timestamp() -> None:
-    res = run_cli(["envelope", "verify"], stdin=VECTORS[0]["envelope_wire"].encode(),
-                  env={"HMAC_SECRET": VECTORS[0]["secret"]})
+    res = run_cli(
+        ["envelope", "verify"],
+        stdin=VECTORS[0]["envelope_wire"].encode(),
+        env={"HMAC_SECRET": VECTORS[0]["secret"]},
+    )
     assert res.returncode == 4
     assert b"stale_timestamp" in res.stderr
 

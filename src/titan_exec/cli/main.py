@@ -1,12 +1,12 @@
 """`titan-exec`: the command line of the execution service.
 
-    titan-exec run              one instance (embedded NATS unless --nats-url / NATS_URL)
-    titan-exec nats             the embedded nats-server on its own
-    titan-exec send ...         sign and publish an intent or a control command
-    titan-exec envelope verify  verify a signed envelope read on stdin (HMAC_SECRET)
-    titan-exec status           a running instance's /status
-    titan-exec demo             the scripted end-to-end demo (make demo)
-    titan-exec bench            throughput and latency against the raw JetStream limits
+titan-exec run              one instance (embedded NATS unless --nats-url / NATS_URL)
+titan-exec nats             the embedded nats-server on its own
+titan-exec send ...         sign and publish an intent or a control command
+titan-exec envelope verify  verify a signed envelope read on stdin (HMAC_SECRET)
+titan-exec status           a running instance's /status
+titan-exec demo             the scripted end-to-end demo (make demo)
+titan-exec bench            throughput and latency against the raw JetStream limits
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -39,9 +40,7 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, *, require_secret: bool = True) -> Config:
-    overrides = {
-        k: v for k, v in vars(args).items() if "." in k and v is not None
-    }
+    overrides = {k: v for k, v in vars(args).items() if "." in k and v is not None}
     return load(args.config, env=os.environ, overrides=overrides, require_secret=require_secret)
 
 
@@ -127,6 +126,17 @@ def _secret(key_id: str) -> bytes:
     return secret.encode()
 
 
+def _read_inputs(args: argparse.Namespace) -> None:
+    """Files are read before the event loop starts (no blocking I/O inside it)."""
+    args.policy_doc = None
+    args.payload_doc = None
+    if getattr(args, "policy_file", None):
+        args.policy_doc = json.loads(Path(args.policy_file).read_text())
+    if getattr(args, "payload_file", None):
+        text = sys.stdin.read() if args.payload_file == "-" else Path(args.payload_file).read_text()
+        args.payload_doc = json.loads(text)
+
+
 async def _send(args: argparse.Namespace) -> int:
     import nats
 
@@ -134,19 +144,18 @@ async def _send(args: argparse.Namespace) -> int:
     from titan_exec.wire.subjects import Subjects
 
     subjects = Subjects(args.namespace)
-    now = int(__import__("time").time() * 1000)
+    now = time.time_ns() // 1_000_000
     nonce = os.urandom(16).hex()
     if args.what == "control":
         payload: dict[str, Any] = {"action": args.action, "reason": args.reason}
-        if args.policy_file:
-            payload["policy"] = json.loads(Path(args.policy_file).read_text())
+        if args.policy_doc is not None:
+            payload["policy"] = args.policy_doc
         subject = subjects.control(args.action)
         type_ = f"titan.cmd.{args.namespace}.control.v1"
         msg_id = f"control-{args.action}-{nonce}"
     else:
-        if args.payload_file:
-            text = sys.stdin.read() if args.payload_file == "-" else Path(args.payload_file).read_text()
-            payload = json.loads(text)
+        if args.payload_doc is not None:
+            payload = args.payload_doc
         else:
             payload = {
                 "schema_version": "1.0.0",
@@ -167,21 +176,38 @@ async def _send(args: argparse.Namespace) -> int:
         type_ = f"titan.cmd.{args.namespace}.place.v1"
         msg_id = str(payload.get("signal_id", nonce))
     data = sign_envelope(
-        payload, secret=_secret(args.key_id), ts_ms=now, nonce=nonce, type_=type_,
-        producer="titan-exec-cli", key_id=args.key_id, id=f"cli-{nonce}",
-        correlation_id=msg_id, idempotency_key=msg_id,
+        payload,
+        secret=_secret(args.key_id),
+        ts_ms=now,
+        nonce=nonce,
+        type_=type_,
+        producer="titan-exec-cli",
+        key_id=args.key_id,
+        id=f"cli-{nonce}",
+        correlation_id=msg_id,
+        idempotency_key=msg_id,
     )
     nc = await nats.connect(args.nats_url)
     try:
         ack = await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
     finally:
         await nc.close()
-    print(json.dumps({"subject": subject, "stream": ack.stream, "seq": ack.seq,
-                      "duplicate": bool(ack.duplicate), "msg_id": msg_id}))
+    print(
+        json.dumps(
+            {
+                "subject": subject,
+                "stream": ack.stream,
+                "seq": ack.seq,
+                "duplicate": bool(ack.duplicate),
+                "msg_id": msg_id,
+            }
+        )
+    )
     return 0
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    _read_inputs(args)
     return asyncio.run(_send(args))
 
 
@@ -209,10 +235,12 @@ def cmd_envelope_verify(args: argparse.Namespace) -> int:
     except WireError as err:
         print(f"invalid envelope: {err}", file=sys.stderr)
         return 3
-    now = int(__import__("time").time() * 1000)
+    now = time.time_ns() // 1_000_000
     tolerance_s = int(os.environ.get("HMAC_TIMESTAMP_TOLERANCE", "300"))
     # the signature is checked whatever the time; the time only when asked
-    failure = verify_envelope(env, Keyring(secrets), now_ms=env.ts_ms, tolerance_ms=tolerance_s * 1000)
+    failure = verify_envelope(
+        env, Keyring(secrets), now_ms=env.ts_ms, tolerance_ms=tolerance_s * 1000
+    )
     if failure is not None:
         print(f"signature does not verify: {failure.message}", file=sys.stderr)
         return 1
@@ -247,9 +275,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    keys = ["instance_id", "role", "ready", "venue", "is_armed", "is_halted", "policy_hash",
-            "state_hash", "event_seq", "event_count", "last_cmd_seq", "decided_commands",
-            "open_orders", "trades", "brain_heartbeat_age_ms", "uptime_ms"]
+    keys = [
+        "instance_id",
+        "role",
+        "ready",
+        "venue",
+        "is_armed",
+        "is_halted",
+        "policy_hash",
+        "state_hash",
+        "event_seq",
+        "event_count",
+        "last_cmd_seq",
+        "decided_commands",
+        "open_orders",
+        "trades",
+        "brain_heartbeat_age_ms",
+        "uptime_ms",
+    ]
     width = max(len(k) for k in keys)
     for k in keys:
         print(f"{k:<{width}}  {doc.get(k)}")
@@ -298,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--venue", default="sim")
     i.add_argument("--account", default="main")
     i.add_argument("--symbol", default="BTC/USDT")
-    i.add_argument("--type", default="BUY_SETUP",
-                   choices=["BUY_SETUP", "SELL_SETUP", "CLOSE_LONG", "CLOSE_SHORT", "CLOSE"])
+    i.add_argument(
+        "--type",
+        default="BUY_SETUP",
+        choices=["BUY_SETUP", "SELL_SETUP", "CLOSE_LONG", "CLOSE_SHORT", "CLOSE"],
+    )
     i.add_argument("--size", default="0.01")
     i.add_argument("--entry", default=None, help="limit price (entry_zone[0]); none: market")
     i.add_argument("--exchange", default=None)

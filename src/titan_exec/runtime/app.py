@@ -13,8 +13,8 @@ from contextlib import AsyncExitStack
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
+from titan_exec.adapters.nats.connect import NatsSettings
 from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.api.http import HttpServer
@@ -37,22 +37,29 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> PaperVenue:
     )
 
 
-def nats_options(cfg: Config) -> dict[str, Any]:
-    """Connection options for an external server (auth and TLS as operators expect)."""
-    from titan_exec.adapters.nats.connect import NatsSettings, connect_options
+EMBEDDED_MAX_PAYLOAD = "max_payload: 8MB\n"
+"""Above the service's own size limit, so an oversized intent reaches it and is dead-lettered
+with a reason instead of being refused by the server with no trace."""
 
+
+def nats_settings(cfg: Config, urls: tuple[str, ...] | None = None) -> NatsSettings:
+    """How to reach NATS: the embedded server, or an external one with auth and TLS."""
     n = cfg.nats
-    settings = NatsSettings(
-        servers=[u.strip() for u in n.url.split(",") if u.strip()],
+    name = f"titan-exec-{cfg.service.instance_id}"
+    if urls is not None:
+        return NatsSettings(urls=urls, name=name)
+    return NatsSettings(
+        urls=tuple(u.strip() for u in n.url.split(",") if u.strip()),
+        name=name,
         user=n.user or None,
         password=n.password or None,
         token=n.token or None,
-        creds_file=n.creds_file or None,
-        tls_ca_file=n.tls_ca_file or None,
-        tls_cert_file=n.tls_cert_file or None,
-        tls_key_file=n.tls_key_file or None,
+        creds_file=Path(n.creds_file) if n.creds_file else None,
+        tls_ca_file=Path(n.tls_ca_file) if n.tls_ca_file else None,
+        tls_cert_file=Path(n.tls_cert_file) if n.tls_cert_file else None,
+        tls_key_file=Path(n.tls_key_file) if n.tls_key_file else None,
+        connect_timeout_s=n.connect_timeout_s,
     )
-    return connect_options(settings)
 
 
 class RunningInstance:
@@ -84,7 +91,6 @@ class RunningInstance:
 
     async def _start(self) -> None:
         say = self.progress or (lambda m: log.info("%s", m))
-        options: dict[str, Any] = {}
         if not self.cfg.nats.url:
             state_dir = Path(self.cfg.service.state_dir)
             self.embedded = EmbeddedNats(
@@ -92,21 +98,24 @@ class RunningInstance:
                 host=self.cfg.nats.embedded_host,
                 port=self.cfg.nats.embedded_port,
                 monitor_port=self.cfg.nats.embedded_monitor_port or None,
+                extra_config=EMBEDDED_MAX_PAYLOAD,
             )
             await self._stack.enter_async_context(self.embedded)
             self.nats_url = self.embedded.url
-            say(f"embedded nats-server with JetStream at {self.nats_url} (data in {state_dir}/nats)")
+            say(
+                f"embedded nats-server with JetStream at {self.nats_url} (data in {state_dir}/nats)"
+            )
+            settings = nats_settings(self.cfg, (self.nats_url,))
         else:
-            options = nats_options(self.cfg)
-            say(f"connecting to NATS at {self.cfg.nats.url}")
-        self.service = Service(
-            self.cfg, venue=self.venue, nats_url=self.nats_url, clock=self.clock,
-            nats_options=options,
-        )
+            settings = nats_settings(self.cfg)
+            say(f"connecting to NATS at {settings.redacted_urls}")
+        self.service = Service(self.cfg, venue=self.venue, nats=settings, clock=self.clock)
         await self.service.start(progress=say)
         self._stack.push_async_callback(self.service.stop)
         self.http = HttpServer(
-            self.service, host=self.cfg.http.host, port=self.cfg.http.port,
+            self.service,
+            host=self.cfg.http.host,
+            port=self.cfg.http.port,
             api_key=self.cfg.security.api_key,
         )
         await self.http.start()

@@ -136,7 +136,9 @@ async def _service_round(n: int, round_no: int) -> dict[str, Any]:
             await brain.stop()
             await feed.stop()
             await nc.close()
-            rejected = len(inst.service.state.decided_cmds) - len(inst.service.state.accepted_signals)
+            rejected = len(inst.service.state.decided_cmds) - len(
+                inst.service.state.accepted_signals
+            )
             return {
                 "raw_publish_per_s": pub_rate,
                 "raw_consume_ack_per_s": consume_rate,
@@ -152,8 +154,11 @@ async def _service_round(n: int, round_no: int) -> dict[str, Any]:
 
 async def run_bench(*, intents: int = 2000, raw_messages: int = 20000, rounds: int = 3) -> int:
     del raw_messages  # the raw runs use max(5 × intents, 5000) messages
-    print(f"titan-exec bench: {rounds} rounds, {intents} intents per round, "
-          f"python {platform.python_version()} on {platform.machine()}", flush=True)
+    print(
+        f"titan-exec bench: {rounds} rounds, {intents} intents per round, "
+        f"python {platform.python_version()} on {platform.machine()}",
+        flush=True,
+    )
     results = []
     for r in range(1, rounds + 1):
         res = await _service_round(intents, r)
@@ -162,7 +167,8 @@ async def run_bench(*, intents: int = 2000, raw_messages: int = 20000, rounds: i
             f"round {r}: service {res['service_intents_per_s']:.0f} intents/s "
             f"(filled {res['filled']}/{intents}, rejected {res['rejected']}), "
             f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms | raw publish "
-            f"{res['raw_publish_per_s']:.0f}/s, raw consume+ack {res['raw_consume_ack_per_s']:.0f}/s",
+            f"{res['raw_publish_per_s']:.0f}/s, "
+            f"raw consume+ack {res['raw_consume_ack_per_s']:.0f}/s",
             flush=True,
         )
     med = {k: statistics.median(r[k] for r in results) for k in results[0]}
@@ -172,9 +178,12 @@ async def run_bench(*, intents: int = 2000, raw_messages: int = 20000, rounds: i
     print(f"  intent→fill latency p99    {med['p99_ms']:>10.2f} ms")
     print(f"  raw JetStream async publish {med['raw_publish_per_s']:>9.0f} msgs/s")
     print(f"  raw JetStream consume+ack  {med['raw_consume_ack_per_s']:>10.0f} msgs/s")
-    print(f"  service / raw publish      {med['service_intents_per_s'] / med['raw_publish_per_s']:>10.3f}")
-    print(f"  service / raw consume+ack  "
-          f"{med['service_intents_per_s'] / med['raw_consume_ack_per_s']:>10.3f}")
+    ratio_pub = med["service_intents_per_s"] / med["raw_publish_per_s"]
+    print(f"  service / raw publish      {ratio_pub:>10.3f}")
+    print(
+        f"  service / raw consume+ack  "
+        f"{med['service_intents_per_s'] / med['raw_consume_ack_per_s']:>10.3f}"
+    )
     ok = all(r["filled"] == intents for r in results)
     if not ok:
         print("WARNING: not every intent produced a fill event in time")

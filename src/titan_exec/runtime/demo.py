@@ -14,12 +14,12 @@ import json
 import shutil
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nats
 from nats.js import api
 
@@ -61,7 +61,7 @@ def _table(title: str, header: list[str], rows: list[list[Any]]) -> str:
 def _d(value: Decimal | None, places: str = "0.0001") -> str:
     if value is None:
         return "-"
-    return str(value.quantize(Decimal(places)).normalize()) if value != 0 else "0"
+    return format(value.quantize(Decimal(places)).normalize(), "f") if value != 0 else "0"
 
 
 class DemoFlow:
@@ -83,9 +83,7 @@ class DemoFlow:
     async def settle(self, signal_id: str) -> None:
         def done() -> bool:
             coids = self.svc.state.accepted_signals.get(signal_id, ())
-            return bool(coids) and all(
-                self.svc.state.orders[c].status.is_terminal for c in coids
-            )
+            return bool(coids) and all(self.svc.state.orders[c].status.is_terminal for c in coids)
 
         await wait_for(done, f"orders of {signal_id} to finish", timeout_s=20)
 
@@ -98,7 +96,9 @@ class DemoFlow:
 
     async def trade(self, label: str, payload: dict[str, Any]) -> None:
         seq = await self.send(label, payload)
-        decision = "accepted" if payload["signal_id"] in self.svc.state.accepted_signals else "REJECTED"
+        decision = (
+            "accepted" if payload["signal_id"] in self.svc.state.accepted_signals else "REJECTED"
+        )
         _say(f"  cmd {seq} {label}: {decision}")
         if decision == "accepted":
             await self.settle(payload["signal_id"])
@@ -114,7 +114,9 @@ class DemoFlow:
         await self.trade("open long 0.2 BTC", b.intent("demo-open", "BTC/USDT", "BUY_SETUP", "0.2"))
         self.feed.move("BTC/USDT", Decimal("50500"))
         await self.feed.publish_all()
-        await self.trade("pyramid +0.1 BTC", b.intent("demo-pyramid", "BTC/USDT", "BUY_SETUP", "0.1"))
+        await self.trade(
+            "pyramid +0.1 BTC", b.intent("demo-pyramid", "BTC/USDT", "BUY_SETUP", "0.1")
+        )
         self.feed.move("BTC/USDT", Decimal("51000"))
         await self.feed.publish_all()
         await self.trade(
@@ -122,7 +124,9 @@ class DemoFlow:
         )
         self.feed.move("BTC/USDT", Decimal("50800"))
         await self.feed.publish_all()
-        await self.trade("flip: sell 0.4 BTC", b.intent("demo-flip", "BTC/USDT", "SELL_SETUP", "0.4"))
+        await self.trade(
+            "flip: sell 0.4 BTC", b.intent("demo-flip", "BTC/USDT", "SELL_SETUP", "0.4")
+        )
         self.feed.move("BTC/USDT", Decimal("50200"))
         await self.feed.publish_all()
         await self.trade("full close", b.intent("demo-close", "BTC/USDT", "CLOSE", "0.25"))
@@ -137,10 +141,13 @@ class DemoFlow:
         _say(f"    order {coid}: {self.svc.state.orders[coid].status.value}")
 
         _say("3/5 bad input: each gets a reason, none an order")
-        seq = await self.send("symbol DOGE/USDT", b.intent("demo-doge", "DOGE/USDT", "BUY_SETUP", "100"))
+        seq = await self.send(
+            "symbol DOGE/USDT", b.intent("demo-doge", "DOGE/USDT", "BUY_SETUP", "100")
+        )
         _say(f"  cmd {seq} DOGE/USDT → rejected")
         seq = await self.send(
-            "bad signature", b.intent("demo-badsig", "BTC/USDT", "BUY_SETUP", "0.01"),
+            "bad signature",
+            b.intent("demo-badsig", "BTC/USDT", "BUY_SETUP", "0.01"),
             secret=b"not-the-secret",
         )
         _say(f"  cmd {seq} bad signature → rejected")
@@ -162,16 +169,28 @@ class DemoFlow:
         await self.trade("close the replay test position", close)
 
         _say("4/5 flatten and halt (signed control commands)")
+        await self.trade("open SOL long 20", b.intent("demo-sol", "SOL/USDT", "BUY_SETUP", "20"))
+        await self.trade("open ETH short 2", b.intent("demo-eth", "ETH/USDT", "SELL_SETUP", "2"))
+        await b.control("flatten", reason="demo: flatten everything")
+        await wait_for(
+            lambda: all(p.is_flat for p in self.svc.state.positions.values()), "flatten", 20
+        )
+        _say("  flatten: reduce-only market orders closed every position")
         await b.control("halt", reason="demo end")
         await wait_for(lambda: self.svc.state.is_halted, "halt")
-        seq = await self.send("intent while halted", b.intent("demo-halted", "SOL/USDT", "BUY_SETUP", "1"))
+        seq = await self.send(
+            "intent while halted", b.intent("demo-halted", "SOL/USDT", "BUY_SETUP", "1")
+        )
         _say(f"  cmd {seq} while halted → dropped to the DLQ")
 
 
 async def _dead_letters(js: Any) -> dict[int, dict[str, Any]]:
     sub = await js.pull_subscribe(
-        "titan.dlq.>", stream="TITAN_DLQ",
-        config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL),
+        "titan.dlq.>",
+        stream="TITAN_DLQ",
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL
+        ),
     )
     out: dict[int, dict[str, Any]] = {}
     try:
@@ -182,48 +201,118 @@ async def _dead_letters(js: Any) -> dict[int, dict[str, Any]]:
                 break
             for m in msgs:
                 seq = int((m.headers or {}).get("Titan-Cmd-Seq", "0"))
-                out[seq] = {**json.loads(m.data), "code": (m.headers or {}).get("Titan-Reason-Code")}
+                out[seq] = {
+                    **json.loads(m.data),
+                    "code": (m.headers or {}).get("Titan-Reason-Code"),
+                }
     finally:
         await sub.unsubscribe()
     return out
 
 
-def _report(svc: Service, flow: DemoFlow, dlq: dict[int, dict[str, Any]], http: str) -> None:
+async def _positions_over_http(http: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{http}/positions", headers={"X-API-Key": API_KEY}) as resp,
+    ):
+        doc: dict[str, Any] = await resp.json()
+        return doc
+
+
+def _report(
+    svc: Service, flow: DemoFlow, dlq: dict[int, dict[str, Any]], positions: dict[str, Any]
+) -> None:
     st = svc.state
     rows = []
     for o in sorted(st.orders.values(), key=lambda o: o.t_decision):
-        rows.append([o.client_order_id, o.signal_id, o.symbol, o.side.value,
-                     _d(o.qty), _d(o.filled_qty), _d(o.avg_fill_price, "0.01"), o.status.value])
-    print(_table("ORDERS", ["client order id", "signal", "symbol", "side", "qty", "filled",
-                            "avg price", "status"], rows))
+        rows.append(
+            [
+                o.client_order_id,
+                o.signal_id,
+                o.symbol,
+                o.side.value,
+                _d(o.qty),
+                _d(o.filled_qty),
+                _d(o.avg_fill_price, "0.01"),
+                o.status.value,
+            ]
+        )
+    print(
+        _table(
+            "ORDERS",
+            ["client order id", "signal", "symbol", "side", "qty", "filled", "avg price", "status"],
+            rows,
+        )
+    )
     rows = []
     for (venue, symbol), p in sorted(st.positions.items()):
-        rows.append([venue, symbol, p.side, _d(abs(p.qty)), _d(p.avg_entry, "0.01"),
-                     _d(p.realized_pnl), _d(p.fees_paid)])
-    print(_table("POSITIONS", ["venue", "symbol", "side", "size", "entry", "realised PnL",
-                               "fees"], rows))
-    rows = [[t.signal_id, t.symbol, t.side, _d(t.entry_price, "0.01"), _d(t.exit_price, "0.01"),
-             _d(t.size), _d(t.pnl), _d(t.fee)] for t in st.recent_trades]
-    print(_table("TRADES (TradeRecord on titan.evt.analysis.trade_completed.v1)",
-                 ["opening signal", "symbol", "side", "entry", "exit", "size", "pnl", "fees"], rows))
+        rows.append(
+            [
+                venue,
+                symbol,
+                p.side,
+                _d(abs(p.qty)),
+                _d(p.avg_entry, "0.01"),
+                _d(p.realized_pnl),
+                _d(p.fees_paid),
+            ]
+        )
+    print(
+        _table(
+            "POSITIONS", ["venue", "symbol", "side", "size", "entry", "realised PnL", "fees"], rows
+        )
+    )
+    rows = [
+        [
+            t.signal_id,
+            t.symbol,
+            t.side,
+            _d(t.entry_price, "0.01"),
+            _d(t.exit_price, "0.01"),
+            _d(t.size),
+            _d(t.pnl),
+            _d(t.fee),
+        ]
+        for t in st.recent_trades
+    ]
+    print(
+        _table(
+            "TRADES (TradeRecord on titan.evt.analysis.trade_completed.v1)",
+            ["opening signal", "symbol", "side", "entry", "exit", "size", "pnl", "fees"],
+            rows,
+        )
+    )
     daily = " ".join(f"day {k}: {_d(v)}" for k, v in sorted(st.daily_realized.items()))
-    print(f"\nDaily realised PnL: {daily or '0'}   total fees: "
-          f"{_d(sum((p.fees_paid for p in st.positions.values()), Decimal(0)))}")
+    print(
+        f"\nDaily realised PnL: {daily or '0'}   total fees: "
+        f"{_d(sum((p.fees_paid for p in st.positions.values()), Decimal(0)))}"
+    )
     rows = []
     for seq, label in flow.sent:
         if seq in dlq:
             d = dlq[seq]
-            rows.append([seq, label, d["code"], "titan.dlq.exec.core + reject telemetry",
-                         str(d["reason"])[:70]])
-    print(_table("REJECTED INTENTS (read back from TITAN_DLQ)",
-                 ["cmd", "intent", "reason code", "went to", "reason"], rows))
-    req = urllib.request.Request(f"{http}/positions", headers={"X-API-Key": API_KEY})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        positions = json.loads(resp.read())["positions"]
-    print(f"\n/positions (API key): {json.dumps(positions)[:300]}")
+            rows.append(
+                [
+                    str(seq),
+                    label,
+                    d["code"],
+                    "titan.dlq.exec.core + reject telemetry",
+                    str(d["reason"])[:70],
+                ]
+            )
+    print(
+        _table(
+            "REJECTED INTENTS (read back from TITAN_DLQ)",
+            ["cmd", "intent", "reason code", "went to", "reason"],
+            rows,
+        )
+    )
+    print(f"\n/positions (API key): {json.dumps(positions['positions'])[:300]}")
     filled = sum(1 for o in st.orders.values() if o.status is OrderStatus.FILLED)
-    print(f"\nstate hash {svc.status_doc()['state_hash'][:16]}…  events {st.event_count}  "
-          f"orders {len(st.orders)} ({filled} filled)  commands decided {len(st.decided_cmds)}")
+    print(
+        f"\nstate hash {svc.status_doc()['state_hash'][:16]}…  events {st.event_count}  "
+        f"orders {len(st.orders)} ({filled} filled)  commands decided {len(st.decided_cmds)}"
+    )
 
 
 async def run_demo(*, keep_state: bool = False) -> int:
@@ -248,20 +337,28 @@ async def run_demo(*, keep_state: bool = False) -> int:
             assert inst.service is not None and inst.http is not None
             nc = await nats.connect(inst.nats_url)
             brain = Brain(nc, secret=SECRET.encode())
-            feed = TickerFeed(nc, {"BTC/USDT": Decimal("50000"), "ETH/USDT": Decimal("3000"),
-                                   "SOL/USDT": Decimal("150")})
+            feed = TickerFeed(
+                nc,
+                {
+                    "BTC/USDT": Decimal("50000"),
+                    "ETH/USDT": Decimal("3000"),
+                    "SOL/USDT": Decimal("150"),
+                },
+            )
             brain.start_heartbeats(0.5)
             feed.start(0.25)
             await feed.publish_all()
-            await wait_for(lambda: ("sim", "BTC/USDT") in inst.service.market.tickers, "tickers")
-            await wait_for(lambda: inst.service.market.last_heartbeat_ms is not None, "heartbeat")
-            flow = DemoFlow(inst.service, brain, feed)
+            svc = inst.service
+            await wait_for(lambda: ("sim", "BTC/USDT") in svc.market.tickers, "tickers")
+            await wait_for(lambda: svc.market.last_heartbeat_ms is not None, "heartbeat")
+            flow = DemoFlow(svc, brain, feed)
             try:
                 await flow.run()
                 _say("5/5 collecting the results")
                 await inst.service.events.drain() if inst.service.events else None
                 dlq = await _dead_letters(nc.jetstream())
-                _report(inst.service, flow, dlq, f"http://127.0.0.1:{inst.http.port}")
+                positions = await _positions_over_http(f"http://127.0.0.1:{inst.http.port}")
+                _report(inst.service, flow, dlq, positions)
             finally:
                 await brain.stop()
                 await feed.stop()

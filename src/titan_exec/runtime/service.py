@@ -22,11 +22,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from titan_exec.adapters.nats.connect import ConnectionEvent, NatsSettings
+from titan_exec.adapters.nats.connect import connect as connect_nats
 from titan_exec.adapters.nats.eventlog import EventLog, genesis_event, replay_stream
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.adapters.venue.base import Venue
@@ -77,15 +78,13 @@ class Service:
         cfg: Config,
         *,
         venue: Venue,
-        nats_url: str,
+        nats: NatsSettings,
         clock: Callable[[], int] = wall_clock_ms,
-        nats_options: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.venue = venue
-        self.nats_url = nats_url
+        self.nats_settings = nats
         self.clock = clock
-        self.nats_options = nats_options or {}
         self.subjects = Subjects(cfg.service.namespace)
         self.metrics = Metrics()
         self.market = MarketData(clock)
@@ -129,14 +128,7 @@ class Service:
     async def start(self, *, progress: Callable[[str], None] | None = None) -> None:
         say = progress or (lambda m: log.info("%s", m))
         self.health.started_at_ms = self.clock()
-        self.nc = await nats.connect(
-            self.nats_url,
-            name=f"titan-exec-{self.cfg.service.instance_id}",
-            ping_interval=5,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            **self.nats_options,
-        )
+        self.nc = await connect_nats(self.nats_settings, on_event=self._on_connection_event)
         self.js = self.nc.jetstream()
         await ensure_streams(
             self.js,
@@ -202,6 +194,9 @@ class Service:
             await self.nc.subscribe(self.subjects.req_policy_hash, cb=self._rpc_policy_hash)
         )
 
+    def _on_connection_event(self, event: ConnectionEvent) -> None:
+        log.info("NATS connection: %s", event)
+
     async def stop(self) -> None:
         self.health.is_stopping = True
         self.health.is_ready = False
@@ -227,7 +222,7 @@ class Service:
                     log.warning("events not all acknowledged at stop")
             await self.events.stop()
         if self.nc is not None and not self.nc.is_closed:
-            await self.nc.drain()
+            await self.nc.close()  # the event log was drained above; nothing else is pending
         await self.venue.close()
         self._stopped.set()
 

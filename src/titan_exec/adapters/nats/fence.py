@@ -1,0 +1,89 @@
+"""The JetStream epoch fence (ha-protocol.md §4): headers and error recognition.
+
+This module owns the header names and values that make the server refuse a write
+from a deposed leader, and recognising that refusal. It does not decide anything:
+the runtime writes the epoch marker, remembers its sequence (the epoch) and fences
+itself when ``is_fence_rejection`` says a write was refused.
+
+- The epoch marker on ``<epoch subject>`` is written with ``marker_headers(last)``:
+  it is accepted only if the last message on that subject still has sequence
+  ``last`` (0 = no marker yet). Its stream sequence is the new epoch.
+- Every event of that leader carries ``fenced_headers(epoch subject, epoch)``: it is
+  accepted only while the newest marker is still the leader's own.
+- A refused write is a ``nats.js.errors.APIError`` with ``err_code`` 10071
+  ("wrong last sequence: <n>"), checked with nats-server 2.15.1.
+
+Caution (nats-py 2.16.0, nats-io/nats.py#985): a ``js.publish_async`` whose ack is an
+error never resolves its future (the error escapes nats-py's reply handler). Await
+fenced writes with ``js.publish`` or put a timeout on ``publish_async`` futures.
+"""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+MSG_ID = "Nats-Msg-Id"
+WRONG_LAST_SEQUENCE_ERR_CODE = 10071
+
+
+def _check_subject(subject: str) -> None:
+    if not subject or any(c in subject for c in " \t\r\n*>"):
+        raise ValueError(f"fence subject must be a concrete subject, got {subject!r}")
+
+
+def fenced_headers(epoch_subject: str, epoch_seq: int) -> dict[str, str]:
+    """Headers that let a write land only while ``epoch_seq`` is the newest epoch marker.
+
+    ``epoch_seq`` is the stream sequence of this leader's marker on ``epoch_subject``.
+    """
+    _check_subject(epoch_subject)
+    if epoch_seq < 1:
+        raise ValueError(f"epoch_seq must be a stream sequence >= 1, got {epoch_seq}")
+    return {
+        EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: epoch_subject,
+        EXPECTED_LAST_SUBJECT_SEQ: str(epoch_seq),
+    }
+
+
+def marker_headers(last_marker_seq: int) -> dict[str, str]:
+    """Headers for writing a new epoch marker: compare-and-set on the marker subject.
+
+    ``last_marker_seq`` is the sequence of the newest marker seen, 0 when there is none.
+    """
+    if last_marker_seq < 0:
+        raise ValueError(f"last_marker_seq must be >= 0, got {last_marker_seq}")
+    return {EXPECTED_LAST_SUBJECT_SEQ: str(last_marker_seq)}
+
+
+def is_fence_rejection(exc: BaseException) -> bool:
+    """True if ``exc`` is the server refusing a write because the expected sequence moved."""
+    return isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE_ERR_CODE
+
+
+async def last_subject_seq(js: JetStreamContext, stream: str, subject: str) -> int:
+    """Stream sequence of the newest message on ``subject`` in ``stream``; 0 if none."""
+    _check_subject(subject)
+    try:
+        msg = await js.get_last_msg(stream, subject)
+    except NotFoundError as exc:
+        if exc.err_code == 10037:  # no message found (10059 = stream not found: re-raise)
+            return 0
+        raise
+    if msg.seq is None:
+        raise RuntimeError(f"nats-server returned no sequence for {subject} in {stream}")
+    return msg.seq
+
+
+__all__: list[str] = [
+    "EXPECTED_LAST_SUBJECT_SEQ",
+    "EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
+    "MSG_ID",
+    "WRONG_LAST_SEQUENCE_ERR_CODE",
+    "fenced_headers",
+    "is_fence_rejection",
+    "last_subject_seq",
+    "marker_headers",
+]
