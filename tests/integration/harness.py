@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -61,7 +61,9 @@ async def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 10.0)
 
 
 class World:
-    def __init__(self, inst: RunningInstance, nc: NatsClient, brain: Brain, feed: TickerFeed) -> None:
+    def __init__(
+        self, inst: RunningInstance, nc: NatsClient, brain: Brain, feed: TickerFeed
+    ) -> None:
         self.inst = inst
         self.nc = nc
         self.js = nc.jetstream()
@@ -79,7 +81,9 @@ class World:
         return f"http://127.0.0.1:{self.inst.http.port}"
 
     async def decided(self, seq: int, timeout_s: float = 10.0) -> None:
-        await wait_for(lambda: seq in self.svc.state.decided_cmds, f"decision of cmd {seq}", timeout_s)
+        await wait_for(
+            lambda: seq in self.svc.state.decided_cmds, f"decision of cmd {seq}", timeout_s
+        )
 
     async def publish_raw(self, data: bytes, *, subject: str | None = None, msg_id: str) -> int:
         ack = await self.js.publish(
@@ -89,9 +93,11 @@ class World:
 
     async def stream_messages(self, stream: str, subject: str) -> list[Any]:
         sub = await self.js.pull_subscribe(
-            subject, stream=stream,
-            config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE,
-                                      deliver_policy=api.DeliverPolicy.ALL),
+            subject,
+            stream=stream,
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL
+            ),
         )
         out: list[Any] = []
         try:

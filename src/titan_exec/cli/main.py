@@ -312,7 +312,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from titan_exec.runtime.bench import run_bench
 
     return asyncio.run(
-        run_bench(intents=args.intents, raw_messages=args.raw_messages, rounds=args.rounds)
+        run_bench(intents=args.intents, paced=args.paced, pace_per_s=args.pace, rounds=args.rounds)
     )
 
 
@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="service throughput and latency vs raw JetStream")
     p.add_argument("--intents", type=int, default=2000)
-    p.add_argument("--raw-messages", type=int, default=20000)
+    p.add_argument("--paced", type=int, default=600, help="intents in the paced latency run")
+    p.add_argument("--pace", type=float, default=200.0, help="intents per second when paced")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_bench)

@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("event append failed: %r", fut.exception())
+
+
 class OrderRunner:
     def __init__(
         self,
@@ -70,7 +75,6 @@ class OrderRunner:
         self._cancels: dict[ClientOrderId, asyncio.Task[None]] = {}
         self._in_doubt_next: dict[ClientOrderId, int] = {}
         self._last_reconcile_ms = 0
-        self._first_fill_seen: set[ClientOrderId] = set()
         self.ingress_perf: dict[ClientOrderId, float] = {}
         """perf_counter at command ingress, for intent→ack / intent→fill latency."""
 
@@ -84,6 +88,14 @@ class OrderRunner:
             return False
         self.metrics.orders.labels(type(ev).__name__).inc()
         await self.events.append([ev])
+        return True
+
+    def _append_nowait(self, ev: OrderEvent) -> bool:
+        if not can_apply(self.state.orders[ev.client_order_id], ev):
+            return False
+        self.metrics.orders.labels(type(ev).__name__).inc()
+        fut = self.events.append([ev])
+        fut.add_done_callback(_log_failure)
         return True
 
     async def _venue_call(self, op: str, call: Awaitable[T]) -> T:
@@ -107,11 +119,36 @@ class OrderRunner:
 
     # --- submit -------------------------------------------------------------------------
 
+    def write_ahead(self, coids: tuple[ClientOrderId, ...]) -> asyncio.Future[None] | None:
+        """Queue the write-ahead `OrderSubmitted` of accepted orders (in the same writer batch
+        as their decision when called right after it); await the result before `submit`."""
+        now = self.clock()
+        events = [
+            lifecycle(OrderSubmitted, self.state.orders[c], now)
+            for c in coids
+            if self.state.orders[c].status is OrderStatus.ACCEPTED
+        ]
+        if not events:
+            return None
+        self.metrics.orders.labels("OrderSubmitted").inc(len(events))
+        return self.events.append(events)
+
     async def submit(self, coid: ClientOrderId) -> None:
+        """Send an accepted order: its write-ahead event durable first, then the venue call."""
         order = self.state.orders[coid]
         if order.status is not OrderStatus.ACCEPTED:
             return
-        await self._append_lifecycle(lifecycle(OrderSubmitted, order, self.clock()))
+        if await self._append_lifecycle(lifecycle(OrderSubmitted, order, self.clock())):
+            await self.send_written_ahead(coid)
+
+    async def send_written_ahead(self, coid: ClientOrderId) -> None:
+        """The venue call for an order whose `OrderSubmitted` this caller just made durable.
+
+        Never call it for an order found SUBMITTED after a restart: that order is in doubt
+        and is resolved by querying its client order id, never by sending it again."""
+        order = self.state.orders[coid]
+        if order.status is not OrderStatus.SUBMITTED:
+            return
         try:
             placed: Placed = await self._venue_call(
                 "place", self.venue.place(PlaceRequest.of(order))
@@ -136,7 +173,9 @@ class OrderRunner:
         ack = lifecycle(
             OrderAcknowledged, order, self.clock(), venue_order_id=placed.venue_order_id
         )
-        if await self._append_lifecycle(ack):
+        # not awaited: the next order of this symbol need not wait for this record to be
+        # durable (a failed publish breaks the event log and stops the instance anyway)
+        if self._append_nowait(ack):
             started = self.ingress_perf.get(coid)
             if started is not None:
                 self.metrics.intent_to_ack.observe(time.perf_counter() - started)
@@ -165,24 +204,21 @@ class OrderRunner:
 
     async def poll_fills(self) -> None:
         fills, cursor = await self._venue_call("fills", self.venue.fills_since(self._cursor))
-        events = []
         now = self.clock()
+        pending: list[tuple[asyncio.Future[None], ClientOrderId]] = []
         for f in fills:
             ev = tracking.fill_event(self.state, f, account=self.account, now_ms=now)
             if ev is None:
                 continue
-            events.append(ev)
-            # apply immediately so the next fill of the same order sees the new quantity
-            await_fut = self.events.append([ev])
+            # appended one by one: the next fill of the same order sees the new quantity
+            pending.append((self.events.append([ev]), ev.client_order_id))
             self.metrics.fills.labels(ev.venue).inc()
-            started = self.ingress_perf.get(ev.client_order_id)
-            if started is not None and ev.client_order_id not in self._first_fill_seen:
-                self._first_fill_seen.add(ev.client_order_id)
-                await await_fut
-                self.metrics.intent_to_fill.observe(time.perf_counter() - started)
         self._cursor = cursor
-        if events:
-            await self.events.drain()
+        for fut, coid in pending:
+            await fut
+            started = self.ingress_perf.pop(coid, None)
+            if started is not None:
+                self.metrics.intent_to_fill.observe(time.perf_counter() - started)
 
     async def resolve_in_doubt(self, now: int) -> None:
         for order in list(self.state.iter_open_orders()):

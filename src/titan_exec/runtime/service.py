@@ -60,6 +60,19 @@ def load_policy(path: str) -> dict[str, Any]:
     return doc
 
 
+PIPELINE_DEPTH = 256
+"""Commands of one key decided ahead of their execution (bounded)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    msg: Msg
+    decision: Decision
+    kind: str
+    perf0: float
+    durable: list[asyncio.Future[None]]
+
+
 @dataclass
 class Health:
     started_at_ms: int = 0
@@ -283,22 +296,34 @@ class Service:
         await queue.put(msg)
 
     async def _worker(self, queue: asyncio.Queue[Msg | None]) -> None:
-        while True:
-            msg = await queue.get()
-            if msg is None:
-                return
-            try:
-                await self._handle(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                if self.events is not None and self.events.is_broken:
-                    self._fatal(f"event log broken: {err!r}")
+        """One key's commands: decided in arrival order, executed in the same order by a
+        second stage, so the next decision need not wait for the previous one's round trips
+        (a pipeline; the decision already sees the previous decision's events)."""
+        pipeline: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        executor = asyncio.create_task(self._executor(pipeline))
+        try:
+            while True:
+                msg = await queue.get()
+                if msg is None:
                     return
-                log.exception("command %s failed; it will be redelivered", msg.subject)
-                await msg.nak(delay=1.0)
+                try:
+                    pending = self._decide(msg)
+                except Exception:
+                    log.exception("command %s could not be decided; redelivering", msg.subject)
+                    await msg.nak(delay=1.0)
+                    continue
+                if pending is None:
+                    self.metrics.duplicates.inc()
+                    await msg.ack()
+                    continue
+                await pipeline.put(pending)
+        finally:
+            await pipeline.put(None)
+            await executor
 
-    async def _handle(self, msg: Msg) -> None:
+    def _decide(self, msg: Msg) -> _Pending | None:
+        """Decide and append (synchronously applied) — no await in here, so no other
+        decision can interleave. None: a redelivered command that was decided before."""
         assert self.events is not None and self.runner is not None
         perf0 = time.perf_counter()
         meta: Any = msg.metadata
@@ -319,25 +344,48 @@ class Service:
         else:
             decision = self._unknown_command(cmd)
         if decision.is_duplicate:
-            self.metrics.duplicates.inc()
-            await msg.ack()
-            return
+            return None
         log.info("%s", decision.summary)
-        done = self.events.append(decision.events)
+        durable = [self.events.append(decision.events)]
+        write_ahead = self.runner.write_ahead(decision.submit)
+        if write_ahead is not None:
+            durable.append(write_ahead)
         if decision.refusal is not None:
             self._publish_refusal(cmd, decision)
         for coid in decision.submit:
             self.runner.ingress_perf[coid] = perf0
-        await done
-        outcome = "accepted" if decision.refusal is None else "rejected"
-        self.metrics.decision_latency.labels(outcome).observe(time.perf_counter() - perf0)
-        reason = decision.refusal.code if decision.refusal else "accepted"
-        self.metrics.commands.labels(kind, outcome, reason).inc()
-        for coid in decision.cancel:
-            self.runner.request_cancel(coid, "flatten")
-        if decision.submit:
-            await asyncio.gather(*(self.runner.submit(c) for c in decision.submit))
-        await msg.ack()
+        return _Pending(msg, decision, kind, perf0, durable)
+
+    async def _executor(self, pipeline: asyncio.Queue[_Pending | None]) -> None:
+        assert self.runner is not None
+        while True:
+            p = await pipeline.get()
+            if p is None:
+                return
+            try:
+                for fut in p.durable:
+                    await fut
+                decision = p.decision
+                outcome = "accepted" if decision.refusal is None else "rejected"
+                elapsed = time.perf_counter() - p.perf0
+                self.metrics.decision_latency.labels(outcome).observe(elapsed)
+                reason = decision.refusal.code if decision.refusal else "accepted"
+                self.metrics.commands.labels(p.kind, outcome, reason).inc()
+                for coid in decision.cancel:
+                    self.runner.request_cancel(coid, "flatten")
+                if decision.submit:
+                    await asyncio.gather(
+                        *(self.runner.send_written_ahead(c) for c in decision.submit)
+                    )
+                await p.msg.ack()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if self.events is not None and self.events.is_broken:
+                    self._fatal(f"event log broken: {err!r}")
+                    return
+                log.exception("command %s failed; it will be redelivered", p.msg.subject)
+                await p.msg.nak(delay=1.0)
 
     def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
         if cmd.seq in self.state.decided_cmds:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from nats import errors as nats_errors
 from nats.aio.client import Client
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,13 @@ def _describe_error(exc: BaseException) -> str:
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 
+def _is_auth_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, nats_errors.AuthorizationError) or (
+        "authorization" in text or "authentication" in text
+    )
+
+
 class _ConnectionWatcher:
     """nats-py callbacks: log, remember the last error, forward to ``on_event``.
 
@@ -226,6 +234,7 @@ class _ConnectionWatcher:
         self._nc = nc
         self._on_event = on_event
         self.last_error: BaseException | None = None
+        self.auth_error: BaseException | None = None
         self.is_connected_once = False
         self._last_url: str | None = None
 
@@ -245,6 +254,8 @@ class _ConnectionWatcher:
 
     async def error_cb(self, exc: Exception) -> None:
         self.last_error = exc
+        if _is_auth_error(exc):
+            self.auth_error = exc
         if self.is_connected_once:
             log.warning("nats: error: %s", _describe_error(exc))
         else:
@@ -336,12 +347,21 @@ async def connect(settings: NatsSettings, *, on_event: OnConnectionEvent | None 
         await _close_quietly(nc)
         if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt
             raise
-        reason = _describe_error(watcher.last_error or exc)
+        # An authorization failure seen on any attempt explains the others: the server
+        # closes the socket right after its -ERR, and depending on timing the client
+        # reads the -ERR or only a connection reset.
+        cause = watcher.auth_error or watcher.last_error or exc
+        reason = _describe_error(cause)
         if isinstance(exc, TimeoutError) and watcher.last_error is None:
             reason = f"no answer within {settings.first_connect_timeout_s}s"
         hint = ""
-        if "authorization" in reason.lower() or "authentication" in reason.lower():
+        if watcher.auth_error is not None:
             hint = " (check the user/password, token or creds_file settings)"
+        elif isinstance(cause, ConnectionResetError | EOFError):
+            hint = (
+                " (the server closed the connection during the handshake; if it requires "
+                "authentication, check the user/password, token or creds_file settings)"
+            )
         raise NatsConnectError(
             f"cannot connect to NATS at {settings.redacted_urls}: {reason}{hint}"
         ) from exc

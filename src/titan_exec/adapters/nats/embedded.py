@@ -202,7 +202,8 @@ class EmbeddedNats:
         ]
         if self._monitor_port is not None:
             mport = self._monitor_port if self._monitor_port else -1
-            sections.append(f"http: {_conf_str(f'{self._host_for_url()}:{mport}')}")
+            bind = f"[{self.host}]" if ":" in self.host else self.host
+            sections.append(f"http: {_conf_str(f'{bind}:{mport}')}")
         if self.jetstream:
             js = [f"  store_dir: {_conf_str(str(self.store_dir))}"]
             if self.max_file_store_bytes is not None:

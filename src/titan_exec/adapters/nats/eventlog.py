@@ -70,23 +70,37 @@ class EventLog:
         self._ack_timeout_s = ack_timeout_s
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: asyncio.Queue[tuple[list[_Batch], list[asyncio.Future[api.PubAck]]]] = (
+            asyncio.Queue()
+        )
+        self._failure = EventLogBroken("event log is broken")
         self.is_broken = False
         self.last_seq = 0
         self.published = 0
         self.listeners: list[Callable[[Event], None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-log-writer")
+        self._tasks = [
+            asyncio.create_task(self._publish_loop(), name="event-log-publisher"),
+            asyncio.create_task(self._complete_loop(), name="event-log-completer"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopped = EventLogBroken("event log stopped")
+        while not self._queue.empty():
+            batch = self._queue.get_nowait()
+            if not batch.done.done():
+                batch.done.set_exception(stopped)
+        while not self._inflight.empty():
+            batches, _ = self._inflight.get_nowait()
+            for batch in batches:
+                if not batch.done.done():
+                    batch.done.set_exception(stopped)
 
     def append(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Apply now, publish in order; await the result for durability."""
@@ -112,37 +126,46 @@ class EventLog:
 
     def _enqueue(self, messages: list[_Outgoing]) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.is_broken or not self._tasks:
+            done.set_exception(self._failure if self.is_broken else EventLogBroken("stopped"))
+            return done
         self._queue.put_nowait(_Batch(messages, done))
         return done
 
-    async def _run(self) -> None:
+    async def _publish_loop(self) -> None:
+        """Publish queued batches as they come, without waiting for earlier acks
+        (pipelined); the completer resolves them in order."""
         while True:
             batches = [await self._queue.get()]
             while not self._queue.empty() and len(batches) < self._max_batch:
                 batches.append(self._queue.get_nowait())
+            futures: list[asyncio.Future[api.PubAck]] = []
             try:
-                futures: list[asyncio.Future[api.PubAck]] = []
-                for batch in batches:
-                    for m in batch.messages:
-                        futures.append(
-                            await self._js.publish_async(m.subject, m.body, headers=m.headers)
-                        )
-                acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
+                if not self.is_broken:
+                    for batch in batches:
+                        for m in batch.messages:
+                            futures.append(
+                                await self._js.publish_async(m.subject, m.body, headers=m.headers)
+                            )
             except asyncio.CancelledError:
-                for batch in batches:
-                    if not batch.done.done():
-                        batch.done.cancel()
                 raise
             except Exception as err:
-                self.is_broken = True
-                log.error("event publish failed, state is ahead of the stream: %r", err)
-                failure = EventLogBroken(f"event publish failed: {err!r}")
-                for batch in batches:
-                    if not batch.done.done():
-                        batch.done.set_exception(failure)
-                while not self._queue.empty():
-                    pending = self._queue.get_nowait()
-                    pending.done.set_exception(failure)
+                self._break(err)
+            self._inflight.put_nowait((batches, futures))
+
+    async def _complete_loop(self) -> None:
+        while True:
+            batches, futures = await self._inflight.get()
+            if self.is_broken:
+                self._fail(batches)
+                continue
+            try:
+                acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                self._break(err)
+                self._fail(batches)
                 continue
             if acks:
                 self.last_seq = max(self.last_seq, max(a.seq for a in acks))
@@ -150,6 +173,17 @@ class EventLog:
             for batch in batches:
                 if not batch.done.done():
                     batch.done.set_result(None)
+
+    def _break(self, err: BaseException) -> None:
+        if not self.is_broken:
+            log.error("event publish failed, state is ahead of the stream: %r", err)
+            self._failure = EventLogBroken(f"event publish failed: {err!r}")
+        self.is_broken = True
+
+    def _fail(self, batches: list[_Batch]) -> None:
+        for batch in batches:
+            if not batch.done.done():
+                batch.done.set_exception(self._failure)
 
     async def drain(self) -> None:
         """Wait until everything queued so far is acknowledged (or failed)."""
