@@ -105,10 +105,15 @@ def report_event(order: Order, report: OrderReport, now_ms: int) -> OrderEvent |
     return None
 
 
-def due_for_expiry(state: State, now_ms: int) -> list[Order]:
-    """Open orders past their time-to-live whose cancel has not been requested yet."""
-    return [
-        o
-        for o in state.iter_open_orders()
-        if o.expires_at_ms <= now_ms and not o.is_cancel_requested
-    ]
+def due_for_expiry(state: State, now_ms: int, *, retry_after_ms: int | None = None) -> list[Order]:
+    """Open orders past their time-to-live whose cancel has not been requested yet, and,
+    with `retry_after_ms`, those whose cancel was requested that long ago and still open."""
+    out = []
+    for o in state.iter_open_orders():
+        if o.expires_at_ms > now_ms:
+            continue
+        if not o.is_cancel_requested or (
+            retry_after_ms is not None and now_ms - o.expires_at_ms >= retry_after_ms
+        ):
+            out.append(o)
+    return out

@@ -52,6 +52,10 @@ def _log_failure(fut: asyncio.Future[None]) -> None:
         log.error("event append failed: %r", fut.exception())
 
 
+CANCEL_RETRY_MS = 1000
+"""A cancel that failed (venue error, timeout) is tried again after this long."""
+
+
 class OrderRunner:
     def __init__(
         self,
@@ -74,6 +78,7 @@ class OrderRunner:
         self._cursor: str | None = None
         self._cancels: dict[ClientOrderId, asyncio.Task[None]] = {}
         self._in_doubt_next: dict[ClientOrderId, int] = {}
+        self._cancel_failed_at: dict[ClientOrderId, int] = {}
         self._last_reconcile_ms = 0
         self.ingress_perf: dict[ClientOrderId, float] = {}
         """perf_counter at command ingress, for intent→ack / intent→fill latency."""
@@ -262,10 +267,15 @@ class OrderRunner:
                 self._in_doubt_next[coid] = now + backoff
 
     def expire_due(self, now: int) -> None:
-        for order in tracking.due_for_expiry(self.state, now):
-            if order.is_in_doubt or order.client_order_id in self._cancels:
+        for order in tracking.due_for_expiry(self.state, now, retry_after_ms=CANCEL_RETRY_MS):
+            coid = order.client_order_id
+            if order.is_in_doubt or coid in self._cancels:
                 continue
-            self._spawn_cancel(order.client_order_id, "ttl")
+            if order.is_cancel_requested:
+                failed_at = self._cancel_failed_at.get(coid)
+                if failed_at is None or now - failed_at < CANCEL_RETRY_MS:
+                    continue  # a cancel is on its way, or failed too recently to retry
+            self._spawn_cancel(coid, order.last_reason or "ttl")
 
     def request_cancel(self, coid: ClientOrderId, reason: str) -> None:
         if coid not in self._cancels:
@@ -288,16 +298,19 @@ class OrderRunner:
                 lifecycle(OrderCanceled, order, self.clock(), reason=reason)
             )
             return
-        await self._append_lifecycle(
-            lifecycle(OrderCancelRequested, order, self.clock(), reason=reason)
-        )
+        if not order.is_cancel_requested:
+            await self._append_lifecycle(
+                lifecycle(OrderCancelRequested, order, self.clock(), reason=reason)
+            )
         try:
             result = await self._venue_call(
                 "cancel", self.venue.cancel(order.symbol, order.client_order_id)
             )
         except (VenueError, TimeoutError) as err:
-            log.warning("cancel of %s failed (%r): reconciliation will retry", coid, err)
+            log.warning("cancel of %s failed (%r): retrying in %d ms", coid, err, CANCEL_RETRY_MS)
+            self._cancel_failed_at[coid] = self.clock()
             return
+        self._cancel_failed_at.pop(coid, None)
         if result.status == "CANCELED":
             await self.poll_fills()  # fills that happened before the cancel come first
             current = self.state.orders[coid]
