@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import time
 import weakref
@@ -66,6 +68,21 @@ def find_nats_server_binary() -> Path:
 def _conf_str(value: str) -> str:
     # JSON string quoting is valid NATS config syntax and keeps `$`, quotes and spaces literal.
     return json.dumps(value)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the parent dies, so a killed
+    service (kill -9, a crashed test runner) never leaves its embedded server behind."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # pragma: no cover - best effort
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
@@ -244,6 +261,7 @@ class EmbeddedNats:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 cwd=self.nats_dir,
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             self._cleanup()
