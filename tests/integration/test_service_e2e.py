@@ -335,3 +335,21 @@ async def test_commands_for_several_symbols_are_decided_concurrently(
         assert w.svc.state.orders[slow_coid].status is OrderStatus.SUBMITTED
         await wait_for(lambda: w.svc.state.orders[slow_coid].status is OrderStatus.FILLED, "slow")
         assert slow.seq < fast.seq
+
+
+async def test_a_replayed_control_command_is_refused_even_after_a_restart(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    async with world(service_nats.url, tmp_path) as w:
+        halt = w.brain.envelope({"action": "halt", "reason": "x"}, kind="control")
+        seq = await w.publish_raw(halt, subject="titan.cmd.exec.control.v1.halt", msg_id="h1")
+        await w.decided(seq)
+        assert w.svc.state.is_halted
+        await w.brain.control("open")
+        await wait_for(lambda: not w.svc.state.is_halted, "open")
+    async with world(service_nats.url, tmp_path) as w2:
+        seq = await w2.publish_raw(halt, subject="titan.cmd.exec.control.v1.halt", msg_id="h2")
+        await w2.decided(seq)
+        assert not w2.svc.state.is_halted
+        await w2.svc.events.drain()  # type: ignore[union-attr]
+        assert (await w2.dead_letters())[seq]["code"] == "nonce_replayed"

@@ -12,8 +12,10 @@ The nonce replay cache is the only mutable input (owned by the caller, passed ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import msgspec
 
 from titan_exec.core import risk
 from titan_exec.core.events import (
@@ -21,6 +23,7 @@ from titan_exec.core.events import (
     Event,
     IntentDecided,
     OrderAccepted,
+    SeenNonce,
 )
 from titan_exec.core.model import (
     ClientOrderId,
@@ -110,16 +113,34 @@ def _refuse(
     )
 
 
-def _verify(env: Envelope, cfg: DecisionConfig, nonces: NonceCache, now_ms: int) -> Refusal | None:
+def _verify(
+    env: Envelope,
+    cfg: DecisionConfig,
+    nonces: NonceCache,
+    now_ms: int,
+    seen: list[SeenNonce],
+) -> Refusal | None:
     failure = verify_envelope(env, cfg.keyring, now_ms=now_ms, tolerance_ms=cfg.tolerance_ms)
     if failure is not None:
         code = "hmac_signature_mismatch" if failure.code == "signature" else failure.code
         return Refusal(code, failure.message, intent_id=env.id or "N/A")
-    if not nonces.check_and_remember(env.key_id or "default", env.nonce, env.ts_ms, now_ms):
+    key_id = env.key_id or "default"
+    if not nonces.check_and_remember(key_id, env.nonce, env.ts_ms, now_ms):
         return Refusal(
             "nonce_replayed", f"nonce {env.nonce} was seen before", intent_id=env.id or "N/A"
         )
+    seen.append(SeenNonce(key_id=key_id, nonce=env.nonce, ts_ms=env.ts_ms))
     return None
+
+
+def _with_nonce(decision: Decision, seen: list[SeenNonce]) -> Decision:
+    """Record the verified nonce on the decision event (first event of every decision)."""
+    if not seen or not decision.events:
+        return decision
+    first = decision.events[0]
+    if isinstance(first, IntentDecided | ControlDecided):
+        first = msgspec.structs.replace(first, nonce=seen[0])
+    return replace(decision, events=(first, *decision.events[1:]))
 
 
 def decide_place(
@@ -128,6 +149,18 @@ def decide_place(
     cfg: DecisionConfig,
     market: risk.MarketView,
     nonces: NonceCache,
+) -> Decision:
+    seen: list[SeenNonce] = []
+    return _with_nonce(_decide_place(state, cmd, cfg, market, nonces, seen), seen)
+
+
+def _decide_place(
+    state: State,
+    cmd: ReceivedCommand,
+    cfg: DecisionConfig,
+    market: risk.MarketView,
+    nonces: NonceCache,
+    seen: list[SeenNonce],
 ) -> Decision:
     now = market.now_ms
     if cmd.seq in state.decided_cmds:
@@ -144,7 +177,7 @@ def decide_place(
         env = parse_envelope(cmd.data, max_bytes=cfg.max_payload_bytes, max_depth=cfg.max_depth)
     except WireError as err:
         return _refuse(cmd, now, Refusal("invalid_envelope", f"invalid envelope: {err.message}"))
-    sig_refusal = _verify(env, cfg, nonces, now)
+    sig_refusal = _verify(env, cfg, nonces, now, seen)
     if sig_refusal is not None:
         return _refuse(cmd, now, sig_refusal)
     try:
@@ -231,7 +264,9 @@ def decide_place(
         reason="accepted",
         signal_id=intent.signal_id,
         client_order_ids=(coid,),
-        **where,
+        venue=venue,
+        account=route.account,
+        symbol=intent.symbol,
     )
     kind = "market" if plan.limit_price is None else f"limit {plan.limit_price}"
     return Decision(
@@ -271,6 +306,18 @@ def decide_control(
     nonces: NonceCache,
 ) -> Decision:
     """halt / open / arm / disarm / flatten / policy: signed like intents."""
+    seen: list[SeenNonce] = []
+    return _with_nonce(_decide_control(state, cmd, cfg, now_ms, nonces, seen), seen)
+
+
+def _decide_control(
+    state: State,
+    cmd: ReceivedCommand,
+    cfg: DecisionConfig,
+    now_ms: int,
+    nonces: NonceCache,
+    seen: list[SeenNonce],
+) -> Decision:
     if cmd.seq in state.decided_cmds:
         return Decision(is_duplicate=True, summary=f"cmd {cmd.seq} already decided")
 
@@ -293,7 +340,7 @@ def decide_control(
         env = parse_envelope(cmd.data, max_bytes=cfg.max_payload_bytes, max_depth=cfg.max_depth)
     except WireError as err:
         return refuse("invalid_envelope", f"invalid control envelope: {err.message}")
-    sig_refusal = _verify(env, cfg, nonces, now_ms)
+    sig_refusal = _verify(env, cfg, nonces, now_ms, seen)
     if sig_refusal is not None:
         return refuse(sig_refusal.code, sig_refusal.message, env.id or "N/A")
     payload: Any = env.payload_raw

@@ -24,6 +24,15 @@ from titan_exec.core.model import (
 Outcome = Literal["accepted", "rejected"]
 
 
+class SeenNonce(msgspec.Struct, frozen=True, rename="camel"):
+    """The verified nonce of a decided command, so that a restarted instance (or a standby)
+    rebuilds its replay cache from the stream instead of starting empty."""
+
+    key_id: str
+    nonce: str
+    ts_ms: int
+
+
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event", rename="camel"):
     ts_ms: int
 
@@ -47,6 +56,7 @@ class IntentDecided(_Event, frozen=True, kw_only=True, tag="intent.decided"):
     account: str = ""
     symbol: str = ""
     client_order_ids: tuple[ClientOrderId, ...] = ()
+    nonce: SeenNonce | None = None
 
 
 class ControlDecided(_Event, frozen=True, kw_only=True, tag="control.decided"):
@@ -58,6 +68,7 @@ class ControlDecided(_Event, frozen=True, kw_only=True, tag="control.decided"):
     reason: str
     policy: dict[str, Any] | None = None
     client_order_ids: tuple[ClientOrderId, ...] = ()
+    nonce: SeenNonce | None = None
 
 
 class _OrderEvent(_Event, frozen=True, kw_only=True):

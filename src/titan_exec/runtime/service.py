@@ -35,7 +35,7 @@ from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
 from titan_exec.core import decide as decide_mod
 from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
-from titan_exec.core.events import Event, IntentDecided, OrderFilled
+from titan_exec.core.events import ControlDecided, Event, IntentDecided, OrderFilled
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
 from titan_exec.core.state import State, state_hash
@@ -150,7 +150,10 @@ class Service:
         )
         say("replaying the event stream")
         state, last = await replay_stream(
-            self.js, stream="TITAN_EVT", ns=self.cfg.service.namespace
+            self.js,
+            stream="TITAN_EVT",
+            ns=self.cfg.service.namespace,
+            on_event=self._remember_nonce,
         )
         self.health.replayed_events = state.event_count
         say(f"state rebuilt from {state.event_count} events (stream seq {last})")
@@ -206,6 +209,13 @@ class Service:
         self._subs.append(
             await self.nc.subscribe(self.subjects.req_policy_hash, cb=self._rpc_policy_hash)
         )
+
+    def _remember_nonce(self, ev: Event) -> None:
+        """Rebuild the replay cache from the decisions in the stream: a restart must not
+        reopen the window for an envelope seen shortly before it."""
+        if isinstance(ev, IntentDecided | ControlDecided) and ev.nonce is not None:
+            n = ev.nonce
+            self.nonces.check_and_remember(n.key_id, n.nonce, n.ts_ms, self.clock())
 
     def _on_connection_event(self, event: ConnectionEvent) -> None:
         log.info("NATS connection: %s", event)

@@ -198,6 +198,7 @@ async def replay_stream(
     state: State | None = None,
     batch: int = 1024,
     progress: Callable[[int, int], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> tuple[State, int]:
     """Fold every state event of namespace `ns` in `stream`; returns (state, last seq)."""
     state = state or State()
@@ -229,6 +230,8 @@ async def replay_stream(
                 if ev is not None:
                     step(state, ev)
                     seen += 1
+                    if on_event is not None:
+                        on_event(ev)
             if progress is not None:
                 progress(seen, last)
             if msgs and msgs[-1].metadata.num_pending == 0:
