@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.builders import (
     NOW,
@@ -27,6 +30,7 @@ from titan_exec.core.events import ControlDecided, IntentDecided, OrderAccepted
 from titan_exec.core.model import ControlAction, OrderType, Side, client_order_id
 from titan_exec.core.risk import MarketView, Ticker
 from titan_exec.core.state import State, apply, replay
+from titan_exec.wire.envelope import parse_envelope
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
@@ -351,3 +355,58 @@ def test_flatten_creates_reduce_only_market_orders_for_every_position() -> None:
     }
     assert all(o.is_reduce_only and o.order_type is OrderType.MARKET for o in orders)
     assert len(d.submit) == 2
+
+
+# --- properties: bad input never becomes an order --------------------------------------
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _one_decision(d: Any) -> None:
+    assert d.events, "every command gets a decision"
+    assert isinstance(d.events[0], IntentDecided)
+    assert sum(isinstance(e, IntentDecided) for e in d.events) == 1
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_never_become_an_order(data: bytes) -> None:
+    d = Harness().place(data)
+    _one_decision(d)
+    assert d.refusal is not None and d.submit == ()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_arbitrary_signed_json_payloads_never_crash_and_never_trade_unless_valid(
+    payload: Any,
+) -> None:
+    doc = payload if isinstance(payload, dict) else {"value": payload}
+    d = Harness().place(signed(doc))
+    _one_decision(d)
+    assert d.refusal is not None  # no random document is a whitelisted, fresh, valid intent
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_flipped_byte_never_executes_different_signed_content(data: st.DataObject) -> None:
+    original = signed(intent_payload("sig-flip", entry=[50000]))
+    pos = data.draw(st.integers(0, len(original) - 1))
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != original[pos]))
+    mutated = original[:pos] + bytes([new]) + original[pos + 1 :]
+    d = Harness().place(mutated)
+    _one_decision(d)
+    if d.refusal is None:
+        a, b = parse_envelope(original), parse_envelope(mutated)
+        assert (a.payload_raw, a.ts_ms, a.nonce) == (b.payload_raw, b.ts_ms, b.nonce)

@@ -112,18 +112,16 @@ def cmd_nats(args: argparse.Namespace) -> int:
 # --- send ----------------------------------------------------------------------------------
 
 
+def _env_secrets() -> dict[str, bytes]:
+    """HMAC secrets from the environment, read the way the service reads them."""
+    return load(None, env=os.environ, require_secret=False).keyring_secrets
+
+
 def _secret(key_id: str) -> bytes:
-    secrets = {}
-    for pair in os.environ.get("HMAC_SECRETS", "").split(","):
-        if ":" in pair:
-            k, v = pair.split(":", 1)
-            secrets[k.strip()] = v.strip()
-    if key_id in secrets:
-        return secrets[key_id].encode()
-    secret = os.environ.get("HMAC_SECRET", "")
-    if not secret:
-        raise ConfigError("HMAC_SECRET is not set: cannot sign")
-    return secret.encode()
+    secret = _env_secrets().get(key_id)
+    if secret is None:
+        raise ConfigError(f"no HMAC secret for key_id '{key_id}' (set HMAC_SECRET or HMAC_SECRETS)")
+    return secret
 
 
 def _read_inputs(args: argparse.Namespace) -> None:
@@ -220,13 +218,7 @@ def cmd_envelope_verify(args: argparse.Namespace) -> int:
     from titan_exec.wire.signing import Keyring
 
     data = sys.stdin.buffer.read()
-    secrets: dict[str, bytes] = {}
-    for pair in os.environ.get("HMAC_SECRETS", "").split(","):
-        if ":" in pair:
-            k, v = pair.split(":", 1)
-            secrets[k.strip()] = v.strip().encode()
-    if os.environ.get("HMAC_SECRET"):
-        secrets.setdefault("default", os.environ["HMAC_SECRET"].encode())
+    secrets = _env_secrets()
     if not secrets:
         print("error: HMAC_SECRET is not set", file=sys.stderr)
         return 2

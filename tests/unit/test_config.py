@@ -1,0 +1,78 @@
+"""Configuration: precedence, strictness, and secrets that never show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from titan_exec.config import ConfigError, load
+
+
+def test_precedence_defaults_file_environment_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[http]\nport = 4000\n[service]\ninstance_id = "from-file"\n')
+    cfg = load(f, env={"HMAC_SECRET": "s", "PORT": "5000"}, overrides={"http.port": None})
+    assert cfg.http.port == 5000  # env beats file
+    assert cfg.service.instance_id == "from-file"
+    cfg = load(f, env={"HMAC_SECRET": "s", "PORT": "5000"}, overrides={"http.port": 6000})
+    assert cfg.http.port == 6000  # flag beats env
+    assert load(None, env={"HMAC_SECRET": "s"}).http.port == 3002  # default
+
+
+def test_legacy_environment_keeps_its_meaning() -> None:
+    cfg = load(
+        None,
+        env={
+            "HMAC_SECRET": "s",
+            "HMAC_TIMESTAMP_TOLERANCE": "60",
+            "NATS_URL": "nats://x:4222",
+            "NATS_USER": "u",
+            "NATS_PASS": "p",
+            "TITAN_EXECUTION_API_KEY": "k",
+        },
+    )
+    assert cfg.security.timestamp_tolerance_s == 60
+    assert cfg.nats.url == "nats://x:4222" and cfg.nats.user == "u" and cfg.nats.password == "p"
+    assert cfg.security.api_key == "k"
+
+
+def test_several_secrets_by_key_id() -> None:
+    cfg = load(None, env={"HMAC_SECRETS": "k1:one, k2:two", "HMAC_SECRET": "zero"})
+    assert cfg.keyring_secrets == {"k1": b"one", "k2": b"two", "default": b"zero"}
+
+
+def test_secrets_never_appear_in_the_redacted_view() -> None:
+    cfg = load(
+        None,
+        env={
+            "HMAC_SECRET": "hunter2",
+            "NATS_USER": "u",
+            "NATS_PASS": "pw-secret",
+            "TITAN_EXECUTION_API_KEY": "api-secret",
+            "HMAC_SECRETS": "k:ks",
+        },
+    )
+    text = json.dumps(cfg.redacted())
+    for secret in ("hunter2", "pw-secret", "api-secret", '"ks"'):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragment"),
+    [
+        ("[nats]\nreplica = 3\n", "unknown setting nats.replica"),
+        ("[http]\nport = true\n", "http.port"),
+        ('[service]\nnamespace = "a.b"\n', "service.namespace"),
+        ('[venue]\nkind = "ftx"\n', "venue.kind"),
+        ("[orders]\nin_doubt_absent_after_ms = 10\n", "orders.in_doubt_absent_after_ms"),
+        ('[risk]\npolicy_file = "/nope.json"\n', "risk.policy_file"),
+        ("not toml at all [", "config file"),
+    ],
+)
+def test_bad_settings_name_themselves(tmp_path: Path, toml: str, fragment: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+        load(f, env={"HMAC_SECRET": "s"})
