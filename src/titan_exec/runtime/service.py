@@ -60,6 +60,8 @@ def load_policy(path: str) -> dict[str, Any]:
     return doc
 
 
+MAX_WORKERS = 512
+"""Per-key workers at most; commands for further keys share one overflow worker."""
 PIPELINE_DEPTH = 256
 """Commands of one key decided ahead of their execution (bounded)."""
 
@@ -298,6 +300,8 @@ class Service:
 
     async def _dispatch(self, msg: Msg) -> None:
         key = self._worker_key(msg.subject)
+        if key not in self._workers and len(self._workers) >= MAX_WORKERS:
+            key = "overflow"  # subjects are untrusted: never one task per invented symbol
         queue = self._workers.get(key)
         if queue is None:
             queue = asyncio.Queue(maxsize=1024)
