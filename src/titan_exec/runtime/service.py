@@ -4,10 +4,10 @@ Start-up: connect → ensure streams → rebuild state by replaying `TITAN_EVT` 
 the namespace is new → recover orders recorded but not sent → open intake (durable
 consumer on `TITAN_CMD`, heartbeats, tickers, RPCs) → order tracking → truth snapshots.
 
-Commands are decided per (venue, symbol) key in arrival order by one worker per key, so
-one slow symbol never blocks another; decisions, the state and every event go through
-the single `EventLog` writer. A command is acknowledged on `TITAN_CMD` only after its
-decision is durable and its orders were sent (or refused).
+Commands go through `intake.CommandIntake` (per-symbol pipeline), orders through
+`orders.OrderRunner`; decisions, the state and every event go through the single
+`EventLog` writer. This module owns the lifecycle, the subscriptions (heartbeats, tickers,
+RPCs), the periodic truth snapshot and the views the admin API serves.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
 from titan_exec.adapters.nats.connect import ConnectionEvent, NatsSettings
 from titan_exec.adapters.nats.connect import connect as connect_nats
@@ -33,12 +33,12 @@ from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.adapters.venue.base import Venue
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
-from titan_exec.core import decide as decide_mod
-from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
+from titan_exec.core.decide import DecisionConfig
 from titan_exec.core.events import ControlDecided, Event, IntentDecided, OrderFilled
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
 from titan_exec.core.state import State, state_hash
+from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
 from titan_exec.wire import contract
@@ -60,31 +60,13 @@ def load_policy(path: str) -> dict[str, Any]:
     return doc
 
 
-MAX_WORKERS = 512
-"""Per-key workers at most; commands for further keys share one overflow worker."""
-PIPELINE_DEPTH = 256
-"""Commands of one key decided ahead of their execution (bounded)."""
-
-
-@dataclass(slots=True)
-class _Pending:
-    msg: Msg
-    decision: Decision
-    kind: str
-    perf0: float
-    durable: list[asyncio.Future[None]]
-
-
 @dataclass
 class Health:
     started_at_ms: int = 0
     is_ready: bool = False
     is_stopping: bool = False
     fatal: str | None = None
-    last_cmd_seq: int = 0
-    commands_seen: int = 0
     replayed_events: int = 0
-    recent_rejects: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Service:
@@ -125,8 +107,7 @@ class Service:
         self.events: EventLog | None = None
         self.runner: OrderRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._workers: dict[str, asyncio.Queue[Msg | None]] = {}
-        self._worker_tasks: dict[str, asyncio.Task[None]] = {}
+        self.intake: CommandIntake | None = None
         self._subs: list[Any] = []
         self._stopped = asyncio.Event()
 
@@ -189,7 +170,20 @@ class Service:
         self._tasks.append(asyncio.create_task(self.runner.track(), name="order-tracker"))
         self._tasks.append(asyncio.create_task(self._truth_loop(), name="truth"))
         self._tasks.append(asyncio.create_task(self._equity_loop(), name="equity"))
-        self._tasks.append(asyncio.create_task(self._intake(), name="intake"))
+        self.intake = CommandIntake(
+            cfg=self.cfg,
+            js=self.js,
+            log=self.events,
+            runner=self.runner,
+            market=self.market,
+            metrics=self.metrics,
+            dcfg=self.dcfg,
+            nonces=self.nonces,
+            subjects=self.subjects,
+            clock=self.clock,
+            on_fatal=self._fatal,
+        )
+        self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
         self.health.is_ready = True
         self.metrics.ready.set(1)
         say("intake open")
@@ -234,9 +228,8 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for q in self._workers.values():
-            q.put_nowait(None)
-        await asyncio.gather(*self._worker_tasks.values(), return_exceptions=True)
+        if self.intake is not None:
+            await self.intake.stop()
         if self.runner is not None:
             await self.runner.stop()
         if self.events is not None:
@@ -260,190 +253,6 @@ class Service:
         self.health.is_ready = False
         self.metrics.ready.set(0)
         asyncio.get_running_loop().create_task(self.stop())
-
-    # --- intake ---------------------------------------------------------------------------
-
-    async def _intake(self) -> None:
-        assert self.js is not None
-        ns = self.cfg.service.namespace
-        psub = await self.js.pull_subscribe(
-            f"titan.cmd.{ns}.>",
-            durable=self.cfg.durable_name,
-            stream="TITAN_CMD",
-            config=api.ConsumerConfig(
-                ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.ALL,
-                ack_wait=float(self.cfg.consumer.ack_wait_s),
-                max_ack_pending=self.cfg.consumer.max_ack_pending,
-                max_deliver=-1,
-            ),
-        )
-        while True:
-            try:
-                msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=1.0)
-            except TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                log.warning("command fetch failed: %r", err)
-                await asyncio.sleep(0.2)
-                continue
-            for msg in msgs:
-                await self._dispatch(msg)
-
-    def _worker_key(self, subject: str) -> str:
-        parts = subject.split(".")
-        if len(parts) >= 8 and parts[3] == "place":
-            return f"place.{parts[5]}.{parts[7]}"
-        return "control" if len(parts) >= 4 and parts[3] == "control" else "other"
-
-    async def _dispatch(self, msg: Msg) -> None:
-        key = self._worker_key(msg.subject)
-        if key not in self._workers and len(self._workers) >= MAX_WORKERS:
-            key = "overflow"  # subjects are untrusted: never one task per invented symbol
-        queue = self._workers.get(key)
-        if queue is None:
-            queue = asyncio.Queue(maxsize=1024)
-            self._workers[key] = queue
-            self._worker_tasks[key] = asyncio.create_task(self._worker(queue), name=f"worker-{key}")
-        await queue.put(msg)
-
-    async def _worker(self, queue: asyncio.Queue[Msg | None]) -> None:
-        """One key's commands: decided in arrival order, executed in the same order by a
-        second stage, so the next decision need not wait for the previous one's round trips
-        (a pipeline; the decision already sees the previous decision's events)."""
-        pipeline: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
-        executor = asyncio.create_task(self._executor(pipeline))
-        try:
-            while True:
-                msg = await queue.get()
-                if msg is None:
-                    return
-                try:
-                    pending = self._decide(msg)
-                except Exception:
-                    log.exception("command %s could not be decided; redelivering", msg.subject)
-                    await msg.nak(delay=1.0)
-                    continue
-                if pending is None:
-                    self.metrics.duplicates.inc()
-                    await msg.ack()
-                    continue
-                await pipeline.put(pending)
-        finally:
-            await pipeline.put(None)
-            await executor
-
-    def _decide(self, msg: Msg) -> _Pending | None:
-        """Decide and append (synchronously applied) — no await in here, so no other
-        decision can interleave. None: a redelivered command that was decided before."""
-        assert self.events is not None and self.runner is not None
-        perf0 = time.perf_counter()
-        meta: Any = msg.metadata
-        cmd = ReceivedCommand(
-            seq=meta.sequence.stream, subject=msg.subject, data=msg.data, t_ingress_ms=self.clock()
-        )
-        self.health.commands_seen += 1
-        self.health.last_cmd_seq = max(self.health.last_cmd_seq, cmd.seq)
-        kind = self._worker_key(msg.subject).split(".")[0]
-        if kind == "place":
-            decision = decide_mod.decide_place(
-                self.state, cmd, self.dcfg, self.market.view(), self.nonces
-            )
-        elif kind == "control":
-            decision = decide_mod.decide_control(
-                self.state, cmd, self.dcfg, self.clock(), self.nonces
-            )
-        else:
-            decision = self._unknown_command(cmd)
-        if decision.is_duplicate:
-            return None
-        log.info("%s", decision.summary)
-        durable = [self.events.append(decision.events)]
-        write_ahead = self.runner.write_ahead(decision.submit)
-        if write_ahead is not None:
-            durable.append(write_ahead)
-        if decision.refusal is not None:
-            self._publish_refusal(cmd, decision)
-        for coid in decision.submit:
-            self.runner.ingress_perf[coid] = perf0
-        return _Pending(msg, decision, kind, perf0, durable)
-
-    async def _executor(self, pipeline: asyncio.Queue[_Pending | None]) -> None:
-        assert self.runner is not None
-        while True:
-            p = await pipeline.get()
-            if p is None:
-                return
-            try:
-                for fut in p.durable:
-                    await fut
-                decision = p.decision
-                outcome = "accepted" if decision.refusal is None else "rejected"
-                elapsed = time.perf_counter() - p.perf0
-                self.metrics.decision_latency.labels(outcome).observe(elapsed)
-                reason = decision.refusal.code if decision.refusal else "accepted"
-                self.metrics.commands.labels(p.kind, outcome, reason).inc()
-                for coid in decision.cancel:
-                    self.runner.request_cancel(coid, "flatten")
-                if decision.submit:
-                    await asyncio.gather(
-                        *(self.runner.send_written_ahead(c) for c in decision.submit)
-                    )
-                await p.msg.ack()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                if self.events is not None and self.events.is_broken:
-                    self._fatal(f"event log broken: {err!r}")
-                    return
-                log.exception("command %s failed; it will be redelivered", p.msg.subject)
-                await p.msg.nak(delay=1.0)
-
-    def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
-        if cmd.seq in self.state.decided_cmds:
-            return Decision(is_duplicate=True)
-        refusal = decide_mod.Refusal("unknown_command", f"no handler for subject {cmd.subject}")
-        ev = IntentDecided(
-            ts_ms=self.clock(),
-            cmd_seq=cmd.seq,
-            outcome="rejected",
-            reason=f"{refusal.code}: {refusal.message}",
-        )
-        return Decision(events=(ev,), refusal=refusal, summary=f"cmd {cmd.seq}: {refusal.message}")
-
-    def _publish_refusal(self, cmd: ReceivedCommand, decision: Decision) -> None:
-        assert self.events is not None and decision.refusal is not None
-        r = decision.refusal
-        now = self.clock()
-        self.events.publish(
-            self.subjects.reject,
-            contract.reject_telemetry(
-                intent_id=r.intent_id,
-                reason=r.code,
-                expected_policy_hash=r.expected_policy_hash,
-                got_policy_hash=r.got_policy_hash,
-                brain_instance_id=r.brain_instance_id,
-                timestamp_ms=now,
-            ),
-        )
-        self.events.publish(
-            self.subjects.dlq,
-            contract.dead_letter(
-                cmd.data, reason=r.message, t_ingress_ms=cmd.t_ingress_ms, subject=cmd.subject
-            ),
-            headers={
-                "Nats-Msg-Id": f"dlq:{cmd.seq}",
-                "Titan-Reason-Code": r.code,
-                "Titan-Cmd-Seq": str(cmd.seq),
-            },
-        )
-        self.metrics.dead_letters.labels(r.code).inc()
-        self.health.recent_rejects.append(
-            {"cmd_seq": cmd.seq, "subject": cmd.subject, "code": r.code, "reason": r.message}
-        )
-        del self.health.recent_rejects[:-100]
 
     # --- derived outputs ------------------------------------------------------------------
 
@@ -586,8 +395,8 @@ class Service:
             "event_seq": self.events.last_seq if self.events else 0,
             "event_count": st.event_count,
             "replayed_events": self.health.replayed_events,
-            "last_cmd_seq": self.health.last_cmd_seq,
-            "commands_seen": self.health.commands_seen,
+            "last_cmd_seq": self.intake.last_cmd_seq if self.intake else 0,
+            "commands_seen": self.intake.commands_seen if self.intake else 0,
             "decided_commands": len(st.decided_cmds),
             "brain_heartbeat_age_ms": None if hb is None else now - hb,
             "open_orders": sum(len(v) for v in st.open_orders.values()),
@@ -608,7 +417,7 @@ class Service:
             "daily_realized_pnl": {str(k): str(v) for k, v in sorted(st.daily_realized.items())},
             "trades": st.trade_count,
             "anomalies": st.anomalies,
-            "recent_rejects": self.health.recent_rejects[-20:],
+            "recent_rejects": self.intake.recent_rejects[-20:] if self.intake else [],
         }
 
     def is_ready(self) -> tuple[bool, str]:

@@ -1,0 +1,269 @@
+"""Command intake: the durable consumer on `TITAN_CMD` and the per-key decision pipeline.
+
+Commands are decided per (venue, symbol) key in arrival order by one worker per key, so
+one slow symbol never blocks another. Within a key, a decision is made and appended
+(applied synchronously, so the next decision sees it) before the previous one's venue call
+has returned; a second stage executes decisions in the same order: it waits until the
+decision and the write-ahead events are durable, sends the orders, then acknowledges the
+command on `TITAN_CMD`. A refused command gets its dead letter and reject telemetry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from titan_exec.adapters.nats.eventlog import EventLog
+from titan_exec.api.metrics import Metrics
+from titan_exec.config import Config
+from titan_exec.core import decide as decide_mod
+from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
+from titan_exec.core.events import IntentDecided
+from titan_exec.runtime.market import MarketData
+from titan_exec.runtime.orders import OrderRunner
+from titan_exec.wire import contract
+from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.subjects import Subjects
+
+log = logging.getLogger(__name__)
+
+MAX_WORKERS = 512
+"""Per-key workers at most; commands for further keys share one overflow worker."""
+PIPELINE_DEPTH = 256
+"""Commands of one key decided ahead of their execution (bounded)."""
+RECENT_REJECTS = 100
+
+
+@dataclass(slots=True)
+class _Pending:
+    msg: Msg
+    decision: Decision
+    kind: str
+    perf0: float
+    durable: list[asyncio.Future[None]]
+
+
+class CommandIntake:
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        js: JetStreamContext,
+        log: EventLog,
+        runner: OrderRunner,
+        market: MarketData,
+        metrics: Metrics,
+        dcfg: DecisionConfig,
+        nonces: NonceCache,
+        subjects: Subjects,
+        clock: Callable[[], int],
+        on_fatal: Callable[[str], None],
+    ) -> None:
+        self.cfg = cfg
+        self.js = js
+        self.log = log
+        self.runner = runner
+        self.market = market
+        self.metrics = metrics
+        self.dcfg = dcfg
+        self.nonces = nonces
+        self.subjects = subjects
+        self.clock = clock
+        self.on_fatal = on_fatal
+        self._workers: dict[str, asyncio.Queue[Msg | None]] = {}
+        self._worker_tasks: dict[str, asyncio.Task[None]] = {}
+        self.commands_seen = 0
+        self.last_cmd_seq = 0
+        self.recent_rejects: list[dict[str, Any]] = []
+
+    async def stop(self) -> None:
+        """Let every worker finish what it has decided, then return."""
+        for q in self._workers.values():
+            q.put_nowait(None)
+        await asyncio.gather(*self._worker_tasks.values(), return_exceptions=True)
+
+    async def run(self) -> None:
+        ns = self.cfg.service.namespace
+        psub = await self.js.pull_subscribe(
+            f"titan.cmd.{ns}.>",
+            durable=self.cfg.durable_name,
+            stream="TITAN_CMD",
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.ALL,
+                ack_wait=float(self.cfg.consumer.ack_wait_s),
+                max_ack_pending=self.cfg.consumer.max_ack_pending,
+                max_deliver=-1,
+            ),
+        )
+        while True:
+            try:
+                msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=1.0)
+            except TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("command fetch failed: %r", err)
+                await asyncio.sleep(0.2)
+                continue
+            for msg in msgs:
+                await self._dispatch(msg)
+
+    def _worker_key(self, subject: str) -> str:
+        parts = subject.split(".")
+        if len(parts) >= 8 and parts[3] == "place":
+            return f"place.{parts[5]}.{parts[7]}"
+        return "control" if len(parts) >= 4 and parts[3] == "control" else "other"
+
+    async def _dispatch(self, msg: Msg) -> None:
+        key = self._worker_key(msg.subject)
+        if key not in self._workers and len(self._workers) >= MAX_WORKERS:
+            key = "overflow"  # subjects are untrusted: never one task per invented symbol
+        queue = self._workers.get(key)
+        if queue is None:
+            queue = asyncio.Queue(maxsize=1024)
+            self._workers[key] = queue
+            self._worker_tasks[key] = asyncio.create_task(self._worker(queue), name=f"worker-{key}")
+        await queue.put(msg)
+
+    async def _worker(self, queue: asyncio.Queue[Msg | None]) -> None:
+        """One key's commands: decided in arrival order, executed in the same order by a
+        second stage, so the next decision need not wait for the previous one's round trips
+        (a pipeline; the decision already sees the previous decision's events)."""
+        pipeline: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        executor = asyncio.create_task(self._executor(pipeline))
+        try:
+            while True:
+                msg = await queue.get()
+                if msg is None:
+                    return
+                try:
+                    pending = self._decide(msg)
+                except Exception:
+                    log.exception("command %s could not be decided; redelivering", msg.subject)
+                    await msg.nak(delay=1.0)
+                    continue
+                if pending is None:
+                    self.metrics.duplicates.inc()
+                    await msg.ack()
+                    continue
+                await pipeline.put(pending)
+        finally:
+            await pipeline.put(None)
+            await executor
+
+    def _decide(self, msg: Msg) -> _Pending | None:
+        """Decide and append (synchronously applied) — no await in here, so no other
+        decision can interleave. None: a redelivered command that was decided before."""
+        perf0 = time.perf_counter()
+        meta: Any = msg.metadata
+        cmd = ReceivedCommand(
+            seq=meta.sequence.stream, subject=msg.subject, data=msg.data, t_ingress_ms=self.clock()
+        )
+        self.commands_seen += 1
+        self.last_cmd_seq = max(self.last_cmd_seq, cmd.seq)
+        kind = self._worker_key(msg.subject).split(".")[0]
+        if kind == "place":
+            decision = decide_mod.decide_place(
+                self.log.state, cmd, self.dcfg, self.market.view(), self.nonces
+            )
+        elif kind == "control":
+            decision = decide_mod.decide_control(
+                self.log.state, cmd, self.dcfg, self.clock(), self.nonces
+            )
+        else:
+            decision = self._unknown_command(cmd)
+        if decision.is_duplicate:
+            return None
+        log.info("%s", decision.summary)
+        durable = [self.log.append(decision.events)]
+        write_ahead = self.runner.write_ahead(decision.submit)
+        if write_ahead is not None:
+            durable.append(write_ahead)
+        if decision.refusal is not None:
+            self._publish_refusal(cmd, decision)
+        for coid in decision.submit:
+            self.runner.ingress_perf[coid] = perf0
+        return _Pending(msg, decision, kind, perf0, durable)
+
+    async def _executor(self, pipeline: asyncio.Queue[_Pending | None]) -> None:
+        while True:
+            p = await pipeline.get()
+            if p is None:
+                return
+            try:
+                for fut in p.durable:
+                    await fut
+                decision = p.decision
+                outcome = "accepted" if decision.refusal is None else "rejected"
+                elapsed = time.perf_counter() - p.perf0
+                self.metrics.decision_latency.labels(outcome).observe(elapsed)
+                reason = decision.refusal.code if decision.refusal else "accepted"
+                self.metrics.commands.labels(p.kind, outcome, reason).inc()
+                for coid in decision.cancel:
+                    self.runner.request_cancel(coid, "flatten")
+                if decision.submit:
+                    await asyncio.gather(
+                        *(self.runner.send_written_ahead(c) for c in decision.submit)
+                    )
+                await p.msg.ack()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if self.log.is_broken:
+                    self.on_fatal(f"event log broken: {err!r}")
+                    return
+                log.exception("command %s failed; it will be redelivered", p.msg.subject)
+                await p.msg.nak(delay=1.0)
+
+    def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
+        if cmd.seq in self.log.state.decided_cmds:
+            return Decision(is_duplicate=True)
+        refusal = decide_mod.Refusal("unknown_command", f"no handler for subject {cmd.subject}")
+        ev = IntentDecided(
+            ts_ms=self.clock(),
+            cmd_seq=cmd.seq,
+            outcome="rejected",
+            reason=f"{refusal.code}: {refusal.message}",
+        )
+        return Decision(events=(ev,), refusal=refusal, summary=f"cmd {cmd.seq}: {refusal.message}")
+
+    def _publish_refusal(self, cmd: ReceivedCommand, decision: Decision) -> None:
+        assert decision.refusal is not None
+        r = decision.refusal
+        now = self.clock()
+        self.log.publish(
+            self.subjects.reject,
+            contract.reject_telemetry(
+                intent_id=r.intent_id,
+                reason=r.code,
+                expected_policy_hash=r.expected_policy_hash,
+                got_policy_hash=r.got_policy_hash,
+                brain_instance_id=r.brain_instance_id,
+                timestamp_ms=now,
+            ),
+        )
+        self.log.publish(
+            self.subjects.dlq,
+            contract.dead_letter(
+                cmd.data, reason=r.message, t_ingress_ms=cmd.t_ingress_ms, subject=cmd.subject
+            ),
+            headers={
+                "Nats-Msg-Id": f"dlq:{cmd.seq}",
+                "Titan-Reason-Code": r.code,
+                "Titan-Cmd-Seq": str(cmd.seq),
+            },
+        )
+        self.metrics.dead_letters.labels(r.code).inc()
+        self.recent_rejects.append(
+            {"cmd_seq": cmd.seq, "subject": cmd.subject, "code": r.code, "reason": r.message}
+        )
+        del self.recent_rejects[:-RECENT_REJECTS]
