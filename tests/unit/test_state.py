@@ -151,3 +151,20 @@ def test_hash_changes_when_state_changes() -> None:
     apply(s, submitted("c1"))
     assert state_hash(s) != h1
     assert State().policy is None
+
+
+def test_the_global_decimal_context_does_not_change_the_fold() -> None:
+    import decimal
+
+    events = events_from(
+        [
+            ("BTC/USDT", Side.BUY, Decimal("0.3"), Decimal("100.01"), Decimal("0.07"), False),
+            ("BTC/USDT", Side.BUY, Decimal("0.7"), Decimal("333.33"), Decimal("0.01"), False),
+            ("BTC/USDT", Side.SELL, Decimal("0.9"), Decimal("250"), Decimal("0.03"), False),
+        ]
+    )
+    expected = state_hash(replay(events))
+    with decimal.localcontext() as ctx:
+        ctx.prec = 5
+        ctx.rounding = decimal.ROUND_FLOOR
+        assert state_hash(replay(events)) == expected

@@ -13,6 +13,7 @@ The nonce replay cache is the only mutable input (owned by the caller, passed ex
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from decimal import localcontext
 from typing import Any
 
 import msgspec
@@ -26,6 +27,7 @@ from titan_exec.core.events import (
     SeenNonce,
 )
 from titan_exec.core.model import (
+    DECIMAL_CONTEXT,
     ClientOrderId,
     ControlAction,
     IntentType,
@@ -151,7 +153,8 @@ def decide_place(
     nonces: NonceCache,
 ) -> Decision:
     seen: list[SeenNonce] = []
-    return _with_nonce(_decide_place(state, cmd, cfg, market, nonces, seen), seen)
+    with localcontext(DECIMAL_CONTEXT):
+        return _with_nonce(_decide_place(state, cmd, cfg, market, nonces, seen), seen)
 
 
 def _decide_place(
@@ -307,7 +310,8 @@ def decide_control(
 ) -> Decision:
     """halt / open / arm / disarm / flatten / policy: signed like intents."""
     seen: list[SeenNonce] = []
-    return _with_nonce(_decide_control(state, cmd, cfg, now_ms, nonces, seen), seen)
+    with localcontext(DECIMAL_CONTEXT):
+        return _with_nonce(_decide_control(state, cmd, cfg, now_ms, nonces, seen), seen)
 
 
 def _decide_control(

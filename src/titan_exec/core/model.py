@@ -6,7 +6,7 @@ Everything here is a plain value: no I/O, no clock. Money and sizes are `Decimal
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 from typing import NewType
 
@@ -18,6 +18,10 @@ StreamSeq = NewType("StreamSeq", int)
 """Sequence of a message in a JetStream stream."""
 
 ZERO = Decimal(0)
+DECIMAL_CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999999)
+"""The one arithmetic context of the core (IEEE decimal128 precision). Every fold and
+decision runs in it, so a process that changes the global decimal context cannot make two
+instances compute different states from the same events."""
 MS_PER_DAY = 86_400_000
 CLIENT_ORDER_ID_MAX_LEN = 32
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import msgspec
@@ -32,7 +32,7 @@ from titan_exec.core.events import (
     OrderRejected,
     OrderSubmitted,
 )
-from titan_exec.core.model import ZERO, ClientOrderId, ControlAction, day_of
+from titan_exec.core.model import DECIMAL_CONTEXT, ZERO, ClientOrderId, ControlAction, day_of
 from titan_exec.core.orders import Order
 from titan_exec.core.policy import RiskPolicy, parse_policy
 from titan_exec.core.positions import ClosedTrade, Opening, Position
@@ -85,6 +85,11 @@ def apply(state: State, event: Event) -> State:
 
 def step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
     """Apply one event; also return the round trip it closed, if any (a TradeRecord)."""
+    with localcontext(DECIMAL_CONTEXT):
+        return _step(state, event)
+
+
+def _step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
     state.event_count += 1
     closed: ClosedTrade | None = None
     match event:
