@@ -353,3 +353,36 @@ async def test_a_replayed_control_command_is_refused_even_after_a_restart(
         assert not w2.svc.state.is_halted
         await w2.svc.events.drain()  # type: ignore[union-attr]
         assert (await w2.dead_letters())[seq]["code"] == "nonce_replayed"
+
+
+async def test_a_failed_event_publish_stops_the_instance_and_a_restart_loses_nothing(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    quick = {"consumer.ack_wait_s": 2}
+    async with world(service_nats.url, tmp_path, **quick) as w:
+        log = w.svc.events
+        assert log is not None
+
+        async def refuse(*_a: Any, **_k: Any) -> Any:
+            raise ConnectionError("JetStream unavailable")
+
+        log._js.publish_async = refuse  # type: ignore[method-assign]
+        ack = await w.brain.place(w.brain.intent("lost-decision", "BTC/USDT", "BUY_SETUP", "0.01"))
+        await wait_for(lambda: w.svc.health.fatal is not None, "fatal stop")
+        assert "event log broken" in (w.svc.health.fatal or "")
+        ready, why = w.svc.is_ready()
+        assert not ready and "broken" in why
+        assert w.inst.venue.place_count == 0  # the write-ahead never became durable: no order
+    async with world(service_nats.url, tmp_path, **quick) as w2:
+        # the command was never acknowledged: it is redelivered and decided exactly once
+        await w2.decided(ack.seq, timeout_s=10)
+        coid = w2.svc.state.accepted_signals.get("lost-decision")
+        assert coid is not None
+        await wait_for(lambda: w2.svc.state.orders[coid[0]].status is OrderStatus.FILLED, "fill")
+        assert w2.inst.venue.place_count == 1
+        decisions = [
+            m
+            for m in await w2.stream_messages("TITAN_EVT", "titan.evt.exec.decision.v1.>")
+            if json.loads(m.data)["payload"]["cmdSeq"] == ack.seq
+        ]
+        assert len(decisions) == 1

@@ -200,8 +200,9 @@ class CommandIntake:
             if p is None:
                 return
             try:
-                for fut in p.durable:
-                    await fut
+                for result in await asyncio.gather(*p.durable, return_exceptions=True):
+                    if isinstance(result, BaseException):
+                        raise result
                 decision = p.decision
                 outcome = "accepted" if decision.refusal is None else "rejected"
                 elapsed = time.perf_counter() - p.perf0
