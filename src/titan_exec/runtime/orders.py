@@ -87,19 +87,24 @@ class OrderRunner:
     def state(self) -> State:
         return self.events.state
 
-    async def _append_lifecycle(self, ev: OrderEvent) -> bool:
-        order = self.state.orders[ev.client_order_id]
-        if not can_apply(order, ev):
-            return False
+    def _append(self, ev: OrderEvent) -> asyncio.Future[None] | None:
+        """Append a lifecycle event if the order's state machine allows it (else None)."""
+        if not can_apply(self.state.orders[ev.client_order_id], ev):
+            return None
         self.metrics.orders.labels(type(ev).__name__).inc()
-        await self.events.append([ev])
+        return self.events.append([ev])
+
+    async def _append_lifecycle(self, ev: OrderEvent) -> bool:
+        fut = self._append(ev)
+        if fut is None:
+            return False
+        await fut
         return True
 
     def _append_nowait(self, ev: OrderEvent) -> bool:
-        if not can_apply(self.state.orders[ev.client_order_id], ev):
+        fut = self._append(ev)
+        if fut is None:
             return False
-        self.metrics.orders.labels(type(ev).__name__).inc()
-        fut = self.events.append([ev])
         fut.add_done_callback(_log_failure)
         return True
 
@@ -114,7 +119,7 @@ class OrderRunner:
         except (VenueUnknownOutcome, TimeoutError):
             outcome = "unknown"
             raise
-        except VenueError:
+        except BaseException:
             outcome = "error"
             raise
         finally:
@@ -172,7 +177,9 @@ class OrderRunner:
                 lifecycle(OrderRejected, order, self.clock(), reason=f"venue unavailable: {err}")
             )
             return
-        except (VenueUnknownOutcome, TimeoutError, VenueError) as err:
+        except Exception as err:
+            # VenueUnknownOutcome, a timeout, or anything unexpected: the request may have
+            # reached the venue, so the order is in doubt and is resolved by query, never resent
             log.warning("order %s: outcome unknown (%r): in doubt, will query by id", coid, err)
             return
         ack = lifecycle(
