@@ -104,7 +104,19 @@ class PaperConfig:
 @dataclass(frozen=True)
 class VenueConfig:
     kind: str = "paper"
+    """`paper` (in-process), or `ccxt` (a real venue or the simulator through ccxt)."""
     name: str = "sim"
+    """The venue's name inside Titan: subjects, events, positions."""
+    exchange_id: str = "binanceusdm"
+    """ccxt id (`binanceusdm`, `bybit`, `okx`, ...) when kind = ccxt."""
+    testnet: bool = False
+    base_url: str = ""
+    """Override of the venue's API host (the simulator, a proxy)."""
+    api_key: str = ""
+    """Or TITAN_VENUE_API_KEY, or a file named by TITAN_VENUE_API_KEY_FILE."""
+    api_secret: str = ""
+    """Or TITAN_VENUE_API_SECRET, or a file named by TITAN_VENUE_API_SECRET_FILE."""
+    timeout_ms: int = 5000
     paper: PaperConfig = field(default_factory=PaperConfig)
 
 
@@ -163,6 +175,8 @@ SECRET_KEYS = [
     ("security", "api_key"),
     ("nats", "password"),
     ("nats", "token"),
+    ("venue", "api_key"),
+    ("venue", "api_secret"),
 ]
 
 ENV: dict[str, tuple[str, str]] = {
@@ -179,6 +193,10 @@ ENV: dict[str, tuple[str, str]] = {
     "TITAN_STATE_DIR": ("service", "state_dir"),
     "TITAN_INSTANCE_ID": ("service", "instance_id"),
     "TITAN_NAMESPACE": ("service", "namespace"),
+    "TITAN_VENUE_KIND": ("venue", "kind"),
+    "TITAN_VENUE_NAME": ("venue", "name"),
+    "TITAN_VENUE_EXCHANGE_ID": ("venue", "exchange_id"),
+    "TITAN_VENUE_BASE_URL": ("venue", "base_url"),
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -360,8 +378,15 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError(
             "orders.in_doubt_absent_after_ms: must exceed orders.in_doubt_query_after_ms"
         )
-    if cfg.venue.kind != "paper":
-        raise ConfigError(f"venue.kind: unknown venue kind {cfg.venue.kind!r} (known: paper)")
+    if cfg.venue.kind not in ("paper", "ccxt"):
+        raise ConfigError(f"venue.kind: unknown venue kind {cfg.venue.kind!r} (known: paper, ccxt)")
+    if cfg.venue.kind == "ccxt":
+        if not cfg.venue.exchange_id.isidentifier():
+            raise ConfigError(f"venue.exchange_id: not a ccxt id: {cfg.venue.exchange_id!r}")
+        if cfg.venue.base_url and not cfg.venue.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"venue.base_url: must be an http(s) URL, got {cfg.venue.base_url!r}")
+        if cfg.venue.timeout_ms <= 0:
+            raise ConfigError("venue.timeout_ms: must be > 0")
     if not _TOKEN.match(cfg.venue.name):
         raise ConfigError(f"venue.name: must be one NATS token, got {cfg.venue.name!r}")
     if cfg.venue.paper.fill_slices < 1:

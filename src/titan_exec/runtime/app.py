@@ -16,16 +16,34 @@ from types import TracebackType
 
 from titan_exec.adapters.nats.connect import NatsSettings
 from titan_exec.adapters.nats.embedded import EmbeddedNats
+from titan_exec.adapters.venue.base import Venue
+from titan_exec.adapters.venue.ccxt_venue import CcxtVenue, VenueConfigError, settings_from_env
 from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.api.http import HttpServer
-from titan_exec.config import Config
+from titan_exec.config import Config, ConfigError
 from titan_exec.runtime.service import Service, wall_clock_ms
 
 log = logging.getLogger(__name__)
 
 
-def make_venue(cfg: Config, clock: Callable[[], int]) -> PaperVenue:
-    p = cfg.venue.paper
+def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
+    v = cfg.venue
+    if v.kind == "ccxt":
+        try:
+            return CcxtVenue(
+                settings_from_env(
+                    exchange_id=v.exchange_id,
+                    name=v.name,
+                    is_testnet=v.testnet,
+                    base_url=v.base_url,
+                    api_key=v.api_key,
+                    api_secret=v.api_secret,
+                    timeout_ms=v.timeout_ms,
+                )
+            )
+        except VenueConfigError as err:
+            raise ConfigError(str(err)) from None
+    p = v.paper
     return PaperVenue(
         cfg.venue.name,
         balance_usdt=Decimal(p.balance_usdt),
@@ -69,7 +87,7 @@ class RunningInstance:
         *,
         clock: Callable[[], int] = wall_clock_ms,
         progress: Callable[[str], None] | None = None,
-        venue: PaperVenue | None = None,
+        venue: Venue | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock

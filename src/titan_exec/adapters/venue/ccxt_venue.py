@@ -1,0 +1,446 @@
+"""A real venue through ccxt (async REST): Binance USDⓈ-M, Bybit, OKX, ... by ccxt id.
+
+Outcomes (see `base.py`) from ccxt's exception hierarchy:
+
+- `DuplicateOrderId` → `VenueRejected(is_duplicate=True)`: the venue has the id; the order
+  is in doubt and is queried.
+- `InvalidOrder`, `InsufficientFunds`, `BadRequest`, `BadSymbol` → `VenueRejected`:
+  a definitive refusal.
+- `AuthenticationError`, `PermissionDenied`, `RateLimitExceeded` → `VenueUnavailable`:
+  refused before execution.
+- `RequestTimeout`, `NetworkError`, `ExchangeNotAvailable`, any other `ExchangeError` →
+  `VenueUnknownOutcome`: it may have executed; query by client order id, never resend.
+
+A place is never retried here: the order runner resolves an unknown outcome by querying the
+client order id. Reads (query, open orders, trades, positions, balances) are safe to retry
+and are retried a few times on network errors. ccxt's own rate limiter is on.
+
+Symbols are canonical inside the service (`BTC/USDT`); the venue market is the linear
+swap settled in the quote (`BTC/USDT:USDT` on USDⓈ-M) when the venue has one, else the
+spot market. Amounts and prices are rounded to the market's precision with ccxt, and the
+minimum amount and notional are checked before sending (a clear `VenueRejected`). Numbers
+are read from the venue's raw strings where the venue provides them (never via floats).
+
+Fills are learned by polling the venue's trades per symbol (`fetch_my_trades` from the last
+trade id seen); Binance trades carry the venue order id, mapped back to our client order id.
+Credentials come from the environment or files (Docker secrets) and are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
+from ccxt.base import errors as cx  # type: ignore[import-untyped]
+
+from titan_exec.adapters.venue.base import (
+    CancelResult,
+    Placed,
+    VenueRejected,
+    VenueUnavailable,
+    VenueUnknownOutcome,
+)
+from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, PositionReport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+READ_RETRIES = 3
+
+
+class VenueConfigError(ValueError):
+    """The venue configuration cannot work (names the setting)."""
+
+
+@dataclass(frozen=True)
+class CcxtSettings:
+    exchange_id: str = "binanceusdm"
+    name: str = "binance"
+    """The venue's name inside Titan (subjects, events)."""
+    is_testnet: bool = False
+    base_url: str = ""
+    """Override of every API host (the simulator, a proxy); empty: the venue's own."""
+    api_key: str = field(default="", repr=False)
+    api_secret: str = field(default="", repr=False)
+    timeout_ms: int = 5000
+    poll_interval_ms: int = 250
+    fill_lookback_ms: int = 3_600_000
+    """How far back the first trade poll of a symbol looks after a start."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def read_secret(value: str, env: Mapping[str, str], var: str) -> str:
+    """A secret from the setting, else `$VAR`, else the file named by `$VAR_FILE`."""
+    if value:
+        return value
+    if env.get(var):
+        return env[var]
+    path = env.get(f"{var}_FILE")
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise VenueConfigError(f"{var}_FILE: {path} does not exist")
+        return p.read_text().strip()
+    return ""
+
+
+def _rebase(url: str, base: str) -> str:
+    b = urlsplit(base)
+    u = urlsplit(url)
+    path = b.path.rstrip("/") + u.path
+    return urlunsplit((b.scheme, b.netloc, path, u.query, u.fragment))
+
+
+def _rebase_tree(node: Any, base: str) -> Any:
+    if isinstance(node, str) and node.startswith(("http://", "https://")):
+        return _rebase(node, base)
+    if isinstance(node, dict):
+        return {k: _rebase_tree(v, base) for k, v in node.items()}
+    return node
+
+
+def _dec(raw: Any, fallback: Any = None) -> Decimal:
+    for value in (raw, fallback):
+        if value is None or value == "":
+            continue
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            continue
+        if d.is_finite():
+            return d
+    return ZERO
+
+
+_STATUS = {"closed": "FILLED", "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
+
+
+class CcxtVenue:
+    def __init__(self, settings: CcxtSettings) -> None:
+        cls = getattr(ccxt_async, settings.exchange_id, None)
+        if cls is None:
+            raise VenueConfigError(
+                f"venue.exchange_id: ccxt has no exchange {settings.exchange_id!r}"
+            )
+        self.settings = settings
+        self.name = settings.name
+        options = {"fetchCurrencies": False, **dict(settings.options)}
+        self.exchange: Any = cls(
+            {
+                "apiKey": settings.api_key,
+                "secret": settings.api_secret,
+                "enableRateLimit": True,
+                "timeout": settings.timeout_ms,
+                "options": options,
+            }
+        )
+        if settings.is_testnet:
+            self.exchange.set_sandbox_mode(True)
+        if settings.base_url:
+            self.exchange.urls["api"] = _rebase_tree(self.exchange.urls["api"], settings.base_url)
+        self._coid_by_order: dict[str, ClientOrderId] = {}
+        self._last_trade_id: dict[str, int] = {}
+        self._symbols: set[str] = set()
+        self._started_ms = int(time.time() * 1000)
+        self._markets_loaded = False
+        self._marks: dict[str, Decimal] = {}
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"CcxtVenue({self.settings.exchange_id!r}, name={self.name!r})"
+
+    # --- markets ----------------------------------------------------------------------------
+
+    async def _markets(self) -> None:
+        if not self._markets_loaded:
+            await self._read(lambda: self.exchange.load_markets())
+            self._markets_loaded = True
+
+    def market_symbol(self, symbol: str) -> str:
+        """Canonical `BTC/USDT` → the venue's market (`BTC/USDT:USDT` for a linear swap)."""
+        markets = self.exchange.markets or {}
+        base, _, quote = symbol.partition("/")
+        swap = f"{symbol}:{quote}"
+        if swap in markets:
+            return swap
+        if symbol in markets:
+            return symbol
+        raise VenueRejected(f"{symbol} is not listed on {self.name} ({base}/{quote})")
+
+    def canonical(self, market_symbol: str) -> str:
+        return market_symbol.split(":", 1)[0]
+
+    def _checked(self, req: PlaceRequest, msym: str) -> tuple[str, str | None]:
+        """Amount and price at the market's precision; minimum amount and notional."""
+        market = self.exchange.market(msym)
+        try:
+            amount = self.exchange.amount_to_precision(msym, str(req.qty))
+            price = (
+                self.exchange.price_to_precision(msym, str(req.limit_price))
+                if req.limit_price is not None
+                else None
+            )
+        except (cx.InvalidOrder, cx.BadRequest) as err:
+            raise VenueRejected(f"precision: {err}") from None
+        qty = Decimal(amount)
+        limits = market.get("limits") or {}
+        min_amount = (limits.get("amount") or {}).get("min")
+        if qty <= ZERO or (min_amount is not None and qty < _dec(min_amount)):
+            raise VenueRejected(f"amount {req.qty} below the minimum {min_amount} of {msym}")
+        min_cost = (limits.get("cost") or {}).get("min")
+        ref = Decimal(price) if price is not None else self._last_price(msym)
+        if min_cost is not None and ref is not None and qty * ref < _dec(min_cost):
+            raise VenueRejected(
+                f"notional {qty * ref} below the minimum {min_cost} of {msym} (min notional)"
+            )
+        return amount, price
+
+    def _last_price(self, msym: str) -> Decimal | None:
+        ticker = (
+            (self.exchange.tickers or {}).get(msym) if hasattr(self.exchange, "tickers") else None
+        )
+        if ticker and ticker.get("last"):
+            return _dec(ticker["last"])
+        return self._marks.get(msym)
+
+    def on_ticker(self, symbol: str, bid: Decimal, ask: Decimal, ts_ms: int) -> None:
+        """Market data from Titan's feed, used for the min-notional check of market orders."""
+        if not self._markets_loaded:
+            return
+        try:
+            self._marks[self.market_symbol(symbol)] = (bid + ask) / 2
+        except VenueRejected:
+            return
+
+    # --- calls ------------------------------------------------------------------------------
+
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A read: retried on network errors (safe), mapped to VenueUnavailable at the end."""
+        delay = 0.1
+        for attempt in range(READ_RETRIES):
+            try:
+                return await call()
+            except (cx.NetworkError, cx.ExchangeNotAvailable) as err:
+                if attempt == READ_RETRIES - 1:
+                    raise VenueUnavailable(f"{self.name}: {type(err).__name__}: {err}") from None
+                await asyncio.sleep(delay)
+                delay *= 2
+            except (cx.AuthenticationError, cx.PermissionDenied) as err:
+                raise VenueUnavailable(f"{self.name}: authentication: {err}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def place(self, req: PlaceRequest) -> Placed:
+        await self._markets()
+        msym = self.market_symbol(req.symbol)
+        amount, price = self._checked(req, msym)
+        params: dict[str, Any] = {"newClientOrderId": req.client_order_id}
+        if req.is_reduce_only:
+            params["reduceOnly"] = True
+        kind = "market" if req.order_type is OrderType.MARKET else "limit"
+        side = "buy" if req.side is Side.BUY else "sell"
+        self._symbols.add(msym)
+        try:
+            # amounts and prices go to ccxt as decimal strings, never floats
+            order = await self.exchange.create_order(msym, kind, side, amount, price, params)
+        except cx.DuplicateOrderId as err:
+            raise VenueRejected(f"duplicate client order id: {err}", is_duplicate=True) from None
+        except (cx.AuthenticationError, cx.PermissionDenied, cx.RateLimitExceeded) as err:
+            raise VenueUnavailable(f"{type(err).__name__}: {err}") from None
+        except (cx.InvalidOrder, cx.InsufficientFunds, cx.BadRequest, cx.BadSymbol) as err:
+            raise VenueRejected(f"{type(err).__name__}: {err}") from None
+        except (cx.NetworkError, cx.ExchangeError) as err:
+            raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
+        oid = str(order.get("id"))
+        self._coid_by_order[oid] = req.client_order_id
+        return Placed(venue_order_id=VenueOrderId(oid), status=self._status(order))
+
+    def _status(self, order: Mapping[str, Any]) -> str:
+        raw = (order.get("info") or {}).get("status")
+        if isinstance(raw, str) and raw in (
+            "NEW",
+            "PARTIALLY_FILLED",
+            "FILLED",
+            "CANCELED",
+            "REJECTED",
+            "EXPIRED",
+        ):
+            return raw
+        st = order.get("status")
+        if st == "open":
+            return "PARTIALLY_FILLED" if (order.get("filled") or 0) > 0 else "NEW"
+        return _STATUS.get(str(st), "NEW")
+
+    def _report(self, order: Mapping[str, Any]) -> OrderReport:
+        info = order.get("info") or {}
+        coid = ClientOrderId(str(order.get("clientOrderId") or info.get("clientOrderId") or ""))
+        oid = str(order.get("id"))
+        if coid:
+            self._coid_by_order[oid] = coid
+        return OrderReport(
+            venue=self.name,
+            symbol=self.canonical(str(order.get("symbol"))),
+            client_order_id=coid,
+            venue_order_id=VenueOrderId(oid),
+            status=self._status(order),
+            qty=_dec(info.get("origQty"), order.get("amount")),
+            filled_qty=_dec(info.get("executedQty"), order.get("filled")),
+            ts_ms=int(order.get("timestamp") or 0),
+        )
+
+    async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
+        await self._markets()
+        msym = self.market_symbol(symbol)
+        try:
+            order = await self.exchange.cancel_order(None, msym, {"origClientOrderId": coid})
+        except cx.OrderNotFound:
+            report = await self.query_order(symbol, coid)
+            return CancelResult(report.status if report is not None else "NOT_FOUND")
+        except (cx.InvalidOrder, cx.BadRequest) as err:
+            report = await self.query_order(symbol, coid)
+            if report is not None and not report.is_open:
+                return CancelResult(report.status)
+            raise VenueUnavailable(f"cancel refused: {err}") from None
+        except (cx.NetworkError, cx.ExchangeError) as err:
+            raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
+        return CancelResult(self._status(order) if self._status(order) != "NEW" else "CANCELED")
+
+    async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
+        await self._markets()
+        msym = self.market_symbol(symbol)
+        try:
+            order = await self._read(
+                lambda: self.exchange.fetch_order(None, msym, {"origClientOrderId": coid})
+            )
+        except cx.OrderNotFound:
+            return None  # not visible: unknown, not absent (the caller decides)
+        self._symbols.add(msym)
+        return self._report(order)
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderReport]:
+        await self._markets()
+        msym = self.market_symbol(symbol) if symbol else None
+        orders = await self._read(lambda: self.exchange.fetch_open_orders(msym))
+        return [self._report(o) for o in orders]
+
+    async def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
+        await self._markets()
+        if cursor:
+            for sym, last in json.loads(cursor).items():
+                self._last_trade_id[sym] = max(self._last_trade_id.get(sym, 0), int(last))
+                self._symbols.add(sym)
+        fills: list[FillReport] = []
+        for msym in sorted(self._symbols):
+            last = self._last_trade_id.get(msym)
+            params: dict[str, Any] = {}
+            since: int | None = None
+            if last is not None:
+                params["fromId"] = last + 1
+            else:
+                since = self._started_ms - self.settings.fill_lookback_ms
+            trades: list[Any] = await self._read(
+                partial(self.exchange.fetch_my_trades, msym, since, 500, params)
+            )
+            for trade in trades:
+                fill = await self._fill(msym, trade)
+                if fill is not None:
+                    fills.append(fill)
+                tid = int(str(trade.get("id")))
+                self._last_trade_id[msym] = max(self._last_trade_id.get(msym, 0), tid)
+        return fills, json.dumps(self._last_trade_id, sort_keys=True)
+
+    async def _fill(self, msym: str, trade: Mapping[str, Any]) -> FillReport | None:
+        info = trade.get("info") or {}
+        oid = str(trade.get("order"))
+        coid = self._coid_by_order.get(oid)
+        if coid is None:
+            try:
+                order = await self._read(lambda: self.exchange.fetch_order(oid, msym))
+                coid = self._report(order).client_order_id
+            except cx.OrderNotFound:
+                coid = ClientOrderId(f"venue-{oid}")
+        fee = trade.get("fee") or {}
+        return FillReport(
+            venue=self.name,
+            symbol=self.canonical(msym),
+            client_order_id=coid,
+            venue_order_id=VenueOrderId(oid),
+            trade_id=str(trade.get("id")),
+            side=Side.BUY if trade.get("side") == "buy" else Side.SELL,
+            price=_dec(info.get("price"), trade.get("price")),
+            qty=_dec(info.get("qty"), trade.get("amount")),
+            fee=_dec(info.get("commission"), fee.get("cost")),
+            fee_currency=str(info.get("commissionAsset") or fee.get("currency") or "USDT"),
+            ts_ms=int(trade.get("timestamp") or 0),
+        )
+
+    async def wait_activity(self, timeout_s: float) -> None:
+        await asyncio.sleep(max(timeout_s, self.settings.poll_interval_ms / 1000))
+
+    async def positions(self) -> list[PositionReport]:
+        await self._markets()
+        raw = await self._read(lambda: self.exchange.fetch_positions())
+        out = []
+        for p in raw:
+            info = p.get("info") or {}
+            qty = _dec(info.get("positionAmt"))
+            if qty == ZERO and p.get("contracts"):
+                qty = _dec(p.get("contracts")) * (-1 if p.get("side") == "short" else 1)
+            out.append(
+                PositionReport(
+                    venue=self.name,
+                    symbol=self.canonical(str(p.get("symbol"))),
+                    qty=qty,
+                    entry_price=_dec(info.get("entryPrice"), p.get("entryPrice")),
+                )
+            )
+        return out
+
+    async def balances(self) -> dict[str, Decimal]:
+        raw = await self._read(lambda: self.exchange.fetch_balance())
+        totals = raw.get("total") or {}
+        return {asset: _dec(v) for asset, v in totals.items() if v is not None}
+
+    async def equity(self) -> Decimal | None:
+        raw = await self._read(lambda: self.exchange.fetch_balance())
+        info = raw.get("info") or {}
+        if isinstance(info, dict) and info.get("totalMarginBalance") is not None:
+            return _dec(info["totalMarginBalance"])
+        total = (raw.get("total") or {}).get("USDT")
+        return None if total is None else _dec(total)
+
+    async def close(self) -> None:
+        await self.exchange.close()
+
+
+def settings_from_env(
+    *,
+    exchange_id: str,
+    name: str,
+    is_testnet: bool,
+    base_url: str,
+    api_key: str,
+    api_secret: str,
+    timeout_ms: int,
+    env: Mapping[str, str] | None = None,
+) -> CcxtSettings:
+    e = env if env is not None else os.environ
+    return CcxtSettings(
+        exchange_id=exchange_id,
+        name=name,
+        is_testnet=is_testnet,
+        base_url=base_url,
+        api_key=read_secret(api_key, e, "TITAN_VENUE_API_KEY"),
+        api_secret=read_secret(api_secret, e, "TITAN_VENUE_API_SECRET"),
+        timeout_ms=timeout_ms,
+    )
