@@ -1,0 +1,156 @@
+"""The ccxt venue's decisions that need no network: outcome mapping, precision, secrets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ccxt.base import errors as cx  # type: ignore[import-untyped]
+
+from titan_exec.adapters.venue.base import VenueRejected, VenueUnavailable, VenueUnknownOutcome
+from titan_exec.adapters.venue.ccxt_venue import (
+    CcxtSettings,
+    CcxtVenue,
+    VenueConfigError,
+    _rebase,
+    read_secret,
+)
+from titan_exec.core.model import ClientOrderId, OrderType, Side
+from titan_exec.core.reports import PlaceRequest
+
+MARKET = {
+    "symbol": "BTC/USDT:USDT",
+    "limits": {"amount": {"min": 0.001}, "cost": {"min": 100}},
+}
+
+
+class FakeExchange:
+    """Stands in for a ccxt exchange object: the unified calls the venue makes."""
+
+    def __init__(self, raise_on_create: Exception | None = None) -> None:
+        self.markets = {"BTC/USDT:USDT": MARKET, "ETH/USDT": {"symbol": "ETH/USDT"}}
+        self.raise_on_create = raise_on_create
+        self.created: list[tuple[Any, ...]] = []
+
+    async def load_markets(self) -> dict[str, Any]:
+        return self.markets
+
+    def market(self, symbol: str) -> dict[str, Any]:
+        return self.markets[symbol]
+
+    def amount_to_precision(self, symbol: str, amount: str) -> str:
+        return str(Decimal(amount).quantize(Decimal("0.001"), rounding="ROUND_DOWN"))
+
+    def price_to_precision(self, symbol: str, price: str) -> str:
+        return str(Decimal(price).quantize(Decimal("0.1")))
+
+    async def create_order(self, *args: Any) -> dict[str, Any]:
+        self.created.append(args)
+        if self.raise_on_create is not None:
+            raise self.raise_on_create
+        return {"id": "42", "status": "open", "filled": 0, "info": {"status": "NEW"}}
+
+
+def venue(fake: FakeExchange) -> CcxtVenue:
+    v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", name="binance"))
+    v.exchange = fake
+    return v
+
+
+def req(
+    qty: str = "0.01", limit: str | None = "50000.04", symbol: str = "BTC/USDT"
+) -> PlaceRequest:
+    return PlaceRequest(
+        client_order_id=ClientOrderId("tx1c0"),
+        symbol=symbol,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+        qty=Decimal(qty),
+        limit_price=Decimal(limit) if limit else None,
+        is_reduce_only=False,
+    )
+
+
+async def test_place_sends_precise_strings_and_the_client_order_id() -> None:
+    fake = FakeExchange()
+    placed = await venue(fake).place(req(qty="0.0109"))
+    assert placed.venue_order_id == "42" and placed.status == "NEW"
+    symbol, kind, side, amount, price, params = fake.created[0]
+    assert (symbol, kind, side) == ("BTC/USDT:USDT", "limit", "buy")
+    assert (amount, price) == ("0.010", "50000.0")  # strings at the market's precision
+    assert params == {"newClientOrderId": "tx1c0"}
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "is_duplicate"),
+    [
+        (cx.DuplicateOrderId("-4116"), VenueRejected, True),
+        (cx.InsufficientFunds("-2019"), VenueRejected, False),
+        (cx.InvalidOrder("-1111"), VenueRejected, False),
+        (cx.AuthenticationError("-2015"), VenueUnavailable, False),
+        (cx.RateLimitExceeded("429"), VenueUnavailable, False),
+        (cx.RequestTimeout("timeout"), VenueUnknownOutcome, False),
+        (cx.NetworkError("reset"), VenueUnknownOutcome, False),
+        (cx.ExchangeNotAvailable("503"), VenueUnknownOutcome, False),
+        (cx.ExchangeError("-1001 internal"), VenueUnknownOutcome, False),
+    ],
+)
+async def test_ccxt_errors_map_to_definite_or_unknown_outcomes(
+    error: Exception, outcome: type[Exception], is_duplicate: bool
+) -> None:
+    with pytest.raises(outcome) as info:
+        await venue(FakeExchange(raise_on_create=error)).place(req())
+    if isinstance(info.value, VenueRejected):
+        assert info.value.is_duplicate is is_duplicate
+
+
+async def test_minimum_amount_and_notional_are_checked_before_sending() -> None:
+    fake = FakeExchange()
+    with pytest.raises(VenueRejected, match="below the minimum"):
+        await venue(fake).place(req(qty="0.0001"))
+    with pytest.raises(VenueRejected, match="min notional"):
+        await venue(fake).place(req(qty="0.001", limit="50000"))  # 50 < 100
+    assert fake.created == []
+
+
+async def test_an_unlisted_symbol_is_a_clear_rejection() -> None:
+    with pytest.raises(VenueRejected, match="not listed"):
+        await venue(FakeExchange()).place(req(symbol="DOGE/USDT"))
+
+
+def test_symbols_map_to_the_linear_swap_then_spot() -> None:
+    v = venue(FakeExchange())
+    assert v.market_symbol("BTC/USDT") == "BTC/USDT:USDT"
+    assert v.market_symbol("ETH/USDT") == "ETH/USDT"
+    assert v.canonical("BTC/USDT:USDT") == "BTC/USDT"
+
+
+def test_base_url_override_keeps_the_api_paths() -> None:
+    assert _rebase("https://fapi.binance.com/fapi/v1", "http://127.0.0.1:8765") == (
+        "http://127.0.0.1:8765/fapi/v1"
+    )
+    v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", base_url="http://127.0.0.1:9/x"))
+    assert v.exchange.urls["api"]["fapiPrivate"] == "http://127.0.0.1:9/x/fapi/v1"
+
+
+def test_unknown_exchange_id_names_the_setting() -> None:
+    with pytest.raises(VenueConfigError, match=r"venue\.exchange_id"):
+        CcxtVenue(CcxtSettings(exchange_id="nosuchexchange"))
+
+
+def test_secrets_from_setting_environment_or_file(tmp_path: Path) -> None:
+    f = tmp_path / "key"
+    f.write_text("from-file\n")
+    assert read_secret("direct", {}, "K") == "direct"
+    assert read_secret("", {"K": "from-env"}, "K") == "from-env"
+    assert read_secret("", {"K_FILE": str(f)}, "K") == "from-file"
+    assert read_secret("", {}, "K") == ""
+    with pytest.raises(VenueConfigError, match="K_FILE"):
+        read_secret("", {"K_FILE": str(tmp_path / "missing")}, "K")
+
+
+def test_credentials_never_show_in_repr() -> None:
+    v = CcxtVenue(CcxtSettings(api_key="AKEY-SECRET", api_secret="SSECRET"))
+    assert "SECRET" not in repr(v) and "SECRET" not in repr(v.settings)
