@@ -117,6 +117,8 @@ class VenueConfig:
     api_secret: str = ""
     """Or TITAN_VENUE_API_SECRET, or a file named by TITAN_VENUE_API_SECRET_FILE."""
     timeout_ms: int = 5000
+    poll_interval_ms: int = 250
+    """How often the venue's trades are polled for fills (REST venues; mind rate limits)."""
     paper: PaperConfig = field(default_factory=PaperConfig)
 
 
@@ -387,6 +389,8 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
             raise ConfigError(f"venue.base_url: must be an http(s) URL, got {cfg.venue.base_url!r}")
         if cfg.venue.timeout_ms <= 0:
             raise ConfigError("venue.timeout_ms: must be > 0")
+        if cfg.venue.poll_interval_ms < 10:
+            raise ConfigError("venue.poll_interval_ms: must be >= 10")
     if not _TOKEN.match(cfg.venue.name):
         raise ConfigError(f"venue.name: must be one NATS token, got {cfg.venue.name!r}")
     if cfg.venue.paper.fill_slices < 1:

@@ -39,6 +39,7 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
                     api_key=v.api_key,
                     api_secret=v.api_secret,
                     timeout_ms=v.timeout_ms,
+                    poll_interval_ms=v.poll_interval_ms,
                 )
             )
         except VenueConfigError as err:

@@ -385,6 +385,7 @@ class CcxtVenue:
         )
 
     async def wait_activity(self, timeout_s: float) -> None:
+        """A REST venue has no push here: the next poll comes after the poll interval."""
         await asyncio.sleep(max(timeout_s, self.settings.poll_interval_ms / 1000))
 
     async def positions(self) -> list[PositionReport]:
@@ -432,6 +433,7 @@ def settings_from_env(
     api_key: str,
     api_secret: str,
     timeout_ms: int,
+    poll_interval_ms: int = 250,
     env: Mapping[str, str] | None = None,
 ) -> CcxtSettings:
     e = env if env is not None else os.environ
@@ -443,4 +445,5 @@ def settings_from_env(
         api_key=read_secret(api_key, e, "TITAN_VENUE_API_KEY"),
         api_secret=read_secret(api_secret, e, "TITAN_VENUE_API_SECRET"),
         timeout_ms=timeout_ms,
+        poll_interval_ms=poll_interval_ms,
     )
