@@ -19,6 +19,7 @@ from titan_exec.config import Config, load
 from titan_exec.runtime.app import RunningInstance
 from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.service import Service
+from titan_exec.sim.server import VenueSim
 
 SECRET = "test-secret-123"
 API_KEY = "test-api-key"
@@ -62,9 +63,15 @@ async def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 10.0)
 
 class World:
     def __init__(
-        self, inst: RunningInstance, nc: NatsClient, brain: Brain, feed: TickerFeed
+        self,
+        inst: RunningInstance,
+        nc: NatsClient,
+        brain: Brain,
+        feed: TickerFeed,
+        sim: VenueSim | None = None,
     ) -> None:
         self.inst = inst
+        self.sim = sim
         self.nc = nc
         self.js = nc.jetstream()
         self.brain = brain
@@ -120,26 +127,49 @@ class World:
         return out
 
 
+def sim_overrides(sim: VenueSim) -> dict[str, Any]:
+    """The service configured for the simulator through the ccxt venue (production path)."""
+    return {
+        "venue.kind": "ccxt",
+        "venue.name": sim.settings.venue_name,
+        "venue.exchange_id": "binanceusdm",
+        "venue.base_url": sim.url,
+        "venue.api_key": sim.settings.api_key,
+        "venue.api_secret": sim.settings.api_secret,
+        "venue.poll_interval_ms": 50,
+    }
+
+
 @asynccontextmanager
 async def world(
-    url: str, state_dir: Path, *, clock: Callable[[], int] | None = None, **overrides: Any
+    url: str,
+    state_dir: Path,
+    *,
+    clock: Callable[[], int] | None = None,
+    sim: VenueSim | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[World]:
+    """The service on `url`; with `sim`, through the ccxt venue against the simulator
+    (which publishes the tickers itself), else on the paper venue with a ticker feed."""
     clk = clock or OffsetClock()
+    if sim is not None:
+        overrides = {**sim_overrides(sim), **overrides}
     cfg = make_config(url, state_dir, **overrides)
     async with RunningInstance(cfg, clock=clk) as inst:
         nc = await nats.connect(url)
         brain = Brain(nc, secret=SECRET.encode(), clock=clk)
         feed = TickerFeed(nc, PRICES, clock=clk)
         try:
-            await feed.publish_all()
             await brain.heartbeat()
             brain.start_heartbeats(0.5)
-            feed.start(0.2)
+            if sim is None:
+                await feed.publish_all()
+                feed.start(0.2)
             assert inst.service is not None
             svc = inst.service
             await wait_for(lambda: len(svc.market.tickers) >= 3, "tickers")
             await wait_for(lambda: svc.market.last_heartbeat_ms is not None, "heartbeat")
-            yield World(inst, nc, brain, feed)
+            yield World(inst, nc, brain, feed, sim)
         finally:
             await brain.stop()
             await feed.stop()

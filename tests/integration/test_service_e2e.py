@@ -106,10 +106,13 @@ async def test_every_vector_passes_the_signature_gate(
         assert dlq.get(seq, {}).get("code") != "hmac_signature_mismatch"
 
 
-async def test_trading_flow_pyramid_reduce_flip_close(service_nats: Any, tmp_path: Path) -> None:
+async def test_trading_flow_pyramid_reduce_flip_close(
+    service_nats: Any, tmp_path: Path, backend: dict[str, Any]
+) -> None:
     async with world(
         service_nats.url,
         tmp_path,
+        **backend,
         **{"venue.paper.fill_slices": 3, "venue.paper.slice_interval_ms": 30},
     ) as w:
         b, svc = w.brain, w.svc
@@ -148,8 +151,10 @@ async def test_trading_flow_pyramid_reduce_flip_close(service_nats: Any, tmp_pat
         assert statuses.count("PARTIALLY_FILLED") >= 5
 
 
-async def test_limit_order_is_canceled_at_its_ttl(service_nats: Any, tmp_path: Path) -> None:
-    async with world(service_nats.url, tmp_path, **{"orders.ttl_ms": 400}) as w:
+async def test_limit_order_is_canceled_at_its_ttl(
+    service_nats: Any, tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    async with world(service_nats.url, tmp_path, **backend, **{"orders.ttl_ms": 400}) as w:
         ack = await w.brain.place(w.brain.intent("lim", "ETH/USDT", "BUY_SETUP", "1", entry="2000"))
         await w.decided(ack.seq)
         coid = w.svc.state.accepted_signals["lim"][0]
@@ -160,9 +165,9 @@ async def test_limit_order_is_canceled_at_its_ttl(service_nats: Any, tmp_path: P
 
 
 async def test_bad_input_gets_its_reason_and_the_next_intent_executes(
-    service_nats: Any, tmp_path: Path
+    service_nats: Any, tmp_path: Path, backend: dict[str, Any]
 ) -> None:
-    async with world(service_nats.url, tmp_path) as w:
+    async with world(service_nats.url, tmp_path, **backend) as w:
         b = w.brain
         good = b.intent("ok-1", "BTC/USDT", "BUY_SETUP", "0.01")
         cases: list[tuple[str, bytes, str]] = [
@@ -254,8 +259,10 @@ async def test_bad_input_gets_its_reason_and_the_next_intent_executes(
         assert all(t["event_type"] == "execution.intent.rejected" for t in telemetry)
 
 
-async def test_state_and_switches_survive_a_restart(service_nats: Any, tmp_path: Path) -> None:
-    async with world(service_nats.url, tmp_path) as w:
+async def test_state_and_switches_survive_a_restart(
+    service_nats: Any, tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    async with world(service_nats.url, tmp_path, **backend) as w:
         ack = await w.brain.place(w.brain.intent("keep", "SOL/USDT", "BUY_SETUP", "2"))
         await w.decided(ack.seq)
         coid = w.svc.state.accepted_signals["keep"][0]
@@ -265,7 +272,7 @@ async def test_state_and_switches_survive_a_restart(service_nats: Any, tmp_path:
         await w.svc.events.drain()  # type: ignore[union-attr]
         before = state_hash(w.svc.state)
         position = w.svc.state.position("sim", "SOL/USDT")
-    async with world(service_nats.url, tmp_path) as w2:
+    async with world(service_nats.url, tmp_path, **backend) as w2:
         assert w2.svc.state.is_halted
         assert state_hash(w2.svc.state) == before
         assert w2.svc.state.position("sim", "SOL/USDT") == position
@@ -276,8 +283,10 @@ async def test_state_and_switches_survive_a_restart(service_nats: Any, tmp_path:
         await wait_for(lambda: not w2.svc.state.is_halted, "open")
 
 
-async def test_flatten_closes_every_position(service_nats: Any, tmp_path: Path) -> None:
-    async with world(service_nats.url, tmp_path) as w:
+async def test_flatten_closes_every_position(
+    service_nats: Any, tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    async with world(service_nats.url, tmp_path, **backend) as w:
         for sid, symbol, kind, size in [
             ("f1", "BTC/USDT", "BUY_SETUP", "0.1"),
             ("f2", "ETH/USDT", "SELL_SETUP", "1"),
@@ -292,8 +301,10 @@ async def test_flatten_closes_every_position(service_nats: Any, tmp_path: Path) 
         assert all(p.qty == 0 for p in venue_positions)
 
 
-async def test_rpcs_and_admin_endpoints(service_nats: Any, tmp_path: Path) -> None:
-    async with world(service_nats.url, tmp_path) as w:
+async def test_rpcs_and_admin_endpoints(
+    service_nats: Any, tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    async with world(service_nats.url, tmp_path, **backend) as w:
         reply = await w.nc.request("titan.req.exec.policy_hash.v1", b"{}", timeout=2)
         assert json.loads(reply.data)["policy_hash"] == (
             "7ff820b56b12d89d64dcb78a261a8062087cde3bc3d47e03e11037a4de354a7d"

@@ -89,6 +89,11 @@ async def test_place_sends_precise_strings_and_the_client_order_id() -> None:
         (cx.DuplicateOrderId("-4116"), VenueRejected, True),
         (cx.InsufficientFunds("-2019"), VenueRejected, False),
         (cx.InvalidOrder("-1111"), VenueRejected, False),
+        (
+            cx.InvalidOrder('binance {"code":-4116,"msg":"ClientOrderId is duplicated."}'),
+            VenueRejected,
+            True,
+        ),
         (cx.AuthenticationError("-2015"), VenueUnavailable, False),
         (cx.RateLimitExceeded("429"), VenueUnavailable, False),
         (cx.RequestTimeout("timeout"), VenueUnknownOutcome, False),

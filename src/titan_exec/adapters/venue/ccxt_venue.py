@@ -111,6 +111,27 @@ def _rebase_tree(node: Any, base: str) -> Any:
     return node
 
 
+def _keep_market_error_codes(exchange: Any) -> None:
+    """ccxt's Binance picks per-market error tables by the request's *host*; behind another
+    host (a proxy, the simulator) -4116, -2019, -2022, -4164 would all become a bare
+    ExchangeError. Merge the linear table into the generic one so they map as at Binance."""
+    per_market = (
+        exchange.exceptions.get("linear") if isinstance(exchange.exceptions, dict) else None
+    )
+    if not per_market:
+        return
+    for kind in ("exact", "broad"):
+        merged = dict(exchange.exceptions.get(kind, {}))
+        merged.update(per_market.get(kind, {}))
+        exchange.exceptions[kind] = merged
+
+
+def _is_duplicate_id(err: Exception) -> bool:
+    """Binance answers a reused client order id with -4116, which ccxt maps to InvalidOrder."""
+    text = str(err)
+    return "-4116" in text or "ClientOrderId is duplicated" in text
+
+
 def _dec(raw: Any, fallback: Any = None) -> Decimal:
     for value in (raw, fallback):
         if value is None or value == "":
@@ -136,7 +157,12 @@ class CcxtVenue:
             )
         self.settings = settings
         self.name = settings.name
-        options = {"fetchCurrencies": False, **dict(settings.options)}
+        options = {
+            "fetchCurrencies": False,  # a private spot call; never needed here
+            "fetchMargins": False,
+            "fetchOpenOrders": {"warnWithoutSymbol": False},
+            **dict(settings.options),
+        }
         self.exchange: Any = cls(
             {
                 "apiKey": settings.api_key,
@@ -150,6 +176,7 @@ class CcxtVenue:
             self.exchange.set_sandbox_mode(True)
         if settings.base_url:
             self.exchange.urls["api"] = _rebase_tree(self.exchange.urls["api"], settings.base_url)
+            _keep_market_error_codes(self.exchange)
         self._coid_by_order: dict[str, ClientOrderId] = {}
         self._last_trade_id: dict[str, int] = {}
         self._symbols: set[str] = set()
@@ -258,6 +285,10 @@ class CcxtVenue:
         except (cx.AuthenticationError, cx.PermissionDenied, cx.RateLimitExceeded) as err:
             raise VenueUnavailable(f"{type(err).__name__}: {err}") from None
         except (cx.InvalidOrder, cx.InsufficientFunds, cx.BadRequest, cx.BadSymbol) as err:
+            if _is_duplicate_id(err):
+                raise VenueRejected(
+                    f"duplicate client order id: {err}", is_duplicate=True
+                ) from None
             raise VenueRejected(f"{type(err).__name__}: {err}") from None
         except (cx.NetworkError, cx.ExchangeError) as err:
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
