@@ -96,6 +96,8 @@ async def test_place_sends_precise_strings_and_the_client_order_id() -> None:
         ),
         (cx.AuthenticationError("-2015"), VenueUnavailable, False),
         (cx.RateLimitExceeded("429"), VenueUnavailable, False),
+        (cx.DDoSProtection("429 Too Many Requests"), VenueUnavailable, False),
+        (cx.OperationFailed("-1001 Internal error"), VenueUnknownOutcome, False),
         (cx.RequestTimeout("timeout"), VenueUnknownOutcome, False),
         (cx.NetworkError("reset"), VenueUnknownOutcome, False),
         (cx.ExchangeNotAvailable("503"), VenueUnknownOutcome, False),

@@ -356,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--log-level", default="WARNING")
     v.set_defaults(fn=cmd_envelope_verify)
 
+    from titan_exec.sim.cli import add_parser as add_venue_sim
+
+    add_venue_sim(sub)
+
     p = sub.add_parser("status", help="show a running instance's status")
     p.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}")
     p.add_argument("--json", action="store_true")

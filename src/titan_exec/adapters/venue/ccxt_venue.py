@@ -6,10 +6,11 @@ Outcomes (see `base.py`) from ccxt's exception hierarchy:
   is in doubt and is queried.
 - `InvalidOrder`, `InsufficientFunds`, `BadRequest`, `BadSymbol` → `VenueRejected`:
   a definitive refusal.
-- `AuthenticationError`, `PermissionDenied`, `RateLimitExceeded` → `VenueUnavailable`:
-  refused before execution.
-- `RequestTimeout`, `NetworkError`, `ExchangeNotAvailable`, any other `ExchangeError` →
-  `VenueUnknownOutcome`: it may have executed; query by client order id, never resend.
+- `AuthenticationError`, `PermissionDenied`, `DDoSProtection` (HTTP 429) →
+  `VenueUnavailable`: refused before execution.
+- `RequestTimeout`, `NetworkError`, `ExchangeNotAvailable`, `OperationFailed` (-1001),
+  any other `ExchangeError` → `VenueUnknownOutcome`: it may have executed; query by client
+  order id, never resend.
 
 A place is never retried here: the order runner resolves an unknown outcome by querying the
 client order id. Reads (query, open orders, trades, positions, balances) are safe to retry
@@ -258,7 +259,7 @@ class CcxtVenue:
         for attempt in range(READ_RETRIES):
             try:
                 return await call()
-            except (cx.NetworkError, cx.ExchangeNotAvailable) as err:
+            except (cx.OperationFailed, cx.ExchangeNotAvailable) as err:
                 if attempt == READ_RETRIES - 1:
                     raise VenueUnavailable(f"{self.name}: {type(err).__name__}: {err}") from None
                 await asyncio.sleep(delay)
@@ -282,7 +283,13 @@ class CcxtVenue:
             order = await self.exchange.create_order(msym, kind, side, amount, price, params)
         except cx.DuplicateOrderId as err:
             raise VenueRejected(f"duplicate client order id: {err}", is_duplicate=True) from None
-        except (cx.AuthenticationError, cx.PermissionDenied, cx.RateLimitExceeded) as err:
+        except (
+            cx.AuthenticationError,
+            cx.PermissionDenied,
+            cx.DDoSProtection,
+            cx.RateLimitExceeded,
+        ) as err:
+            # refused before execution (HTTP 429 surfaces as DDoSProtection in ccxt)
             raise VenueUnavailable(f"{type(err).__name__}: {err}") from None
         except (cx.InvalidOrder, cx.InsufficientFunds, cx.BadRequest, cx.BadSymbol) as err:
             if _is_duplicate_id(err):
@@ -290,7 +297,8 @@ class CcxtVenue:
                     f"duplicate client order id: {err}", is_duplicate=True
                 ) from None
             raise VenueRejected(f"{type(err).__name__}: {err}") from None
-        except (cx.NetworkError, cx.ExchangeError) as err:
+        except (cx.OperationFailed, cx.ExchangeError) as err:
+            # network errors, lost responses, -1001 "internal error": it may have executed
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
         oid = str(order.get("id"))
         self._coid_by_order[oid] = req.client_order_id
@@ -342,7 +350,7 @@ class CcxtVenue:
             if report is not None and not report.is_open:
                 return CancelResult(report.status)
             raise VenueUnavailable(f"cancel refused: {err}") from None
-        except (cx.NetworkError, cx.ExchangeError) as err:
+        except (cx.OperationFailed, cx.ExchangeError) as err:
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
         return CancelResult(self._status(order) if self._status(order) != "NEW" else "CANCELED")
 
