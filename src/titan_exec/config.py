@@ -117,6 +117,8 @@ class VenueConfig:
     api_secret: str = ""
     """Or TITAN_VENUE_API_SECRET, or a file named by TITAN_VENUE_API_SECRET_FILE."""
     timeout_ms: int = 5000
+    enable_rate_limit: bool = True
+    """ccxt's request pacing (keep it on against real venues)."""
     poll_interval_ms: int = 250
     """How often the venue's trades are polled for fills (REST venues; mind rate limits)."""
     paper: PaperConfig = field(default_factory=PaperConfig)

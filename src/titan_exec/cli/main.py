@@ -297,14 +297,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from titan_exec.runtime.demo import run_demo
 
-    return asyncio.run(run_demo(keep_state=args.keep_state))
+    return asyncio.run(run_demo(keep_state=args.keep_state, venue=args.venue))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from titan_exec.runtime.bench import run_bench
 
     return asyncio.run(
-        run_bench(intents=args.intents, paced=args.paced, pace_per_s=args.pace, rounds=args.rounds)
+        run_bench(
+            intents=args.intents,
+            paced=args.paced,
+            pace_per_s=args.pace,
+            rounds=args.rounds,
+            venue=args.venue,
+        )
     )
 
 
@@ -368,11 +374,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="scripted end-to-end demo on an embedded NATS")
     p.add_argument("--keep-state", action="store_true")
+    p.add_argument(
+        "--venue",
+        choices=["sim", "paper"],
+        default="sim",
+        help="sim: the venue simulator through ccxt (default); paper: in-process paper venue",
+    )
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("bench", help="service throughput and latency vs raw JetStream")
     p.add_argument("--intents", type=int, default=2000)
+    p.add_argument(
+        "--venue",
+        choices=["paper", "sim"],
+        default="paper",
+        help="paper: in-process; sim: the simulator process through the ccxt venue",
+    )
     p.add_argument("--paced", type=int, default=600, help="intents in the paced latency run")
     p.add_argument("--pace", type=float, default=200.0, help="intents per second when paced")
     p.add_argument("--rounds", type=int, default=3)

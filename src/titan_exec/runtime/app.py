@@ -40,6 +40,7 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
                     api_secret=v.api_secret,
                     timeout_ms=v.timeout_ms,
                     poll_interval_ms=v.poll_interval_ms,
+                    enable_rate_limit=v.enable_rate_limit,
                 )
             )
         except VenueConfigError as err:

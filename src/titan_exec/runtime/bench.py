@@ -29,15 +29,19 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api
 
+from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.config import load
-from titan_exec.runtime.app import RunningInstance
+from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
 from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.service import DEFAULT_POLICY
+from titan_exec.runtime.simproc import SimProcess
+from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET
 
 SECRET = "bench-secret"
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 PRICES = {"BTC/USDT": Decimal("50000"), "ETH/USDT": Decimal("3000"), "SOL/USDT": Decimal("150")}
-SIZES = {"BTC/USDT": "0.001", "ETH/USDT": "0.01", "SOL/USDT": "0.1"}
+SIZES = {"BTC/USDT": "0.002", "ETH/USDT": "0.01", "SOL/USDT": "1"}
+"""Above the simulator's minimum notional and quantity steps (BTC 100 USDT, SOL step 1)."""
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -128,72 +132,107 @@ async def _drive(
 
 
 async def _service_round(
-    n: int, round_no: int, *, paced_n: int = 600, pace_per_s: float = 200.0
+    n: int, round_no: int, *, paced_n: int, pace_per_s: float, venue: str
 ) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="titan-bench-"))
-    policy = json.loads(DEFAULT_POLICY.read_text())
-    policy.update({"maxOpenOrdersPerSymbol": 100_000, "maxDailyLoss": -1e9})
-    policy_path = state_dir / "bench-policy.json"
-    policy_path.write_text(json.dumps(policy))
-    cfg = load(
-        None,
-        env={},
-        overrides={
-            "service.state_dir": str(state_dir),
-            "security.hmac_secret": SECRET,
-            "nats.embedded_port": 0,
-            "http.port": 0,
-            "risk.arm_on_genesis": True,
-            # the bench measures capacity: a backlog must not expire while it is worked off,
-            # and market orders whose fills are not yet learned count as open orders
-            "risk.freshness_ms": 600_000,
-            "risk.policy_file": str(policy_path),
-        },
-    )
     try:
-        async with RunningInstance(cfg) as inst:
-            assert inst.service is not None
-            nc = await nats.connect(inst.nats_url)
-            brain = Brain(nc, secret=SECRET.encode())
-            feed = TickerFeed(nc, PRICES)
-            await brain.heartbeat()
-            brain.start_heartbeats(0.5)
-            feed.start(0.5)
-            await feed.publish_all()
-            while len(inst.service.market.tickers) < len(SYMBOLS):
-                await asyncio.sleep(0.01)
-            sample = brain.envelope(brain.intent("sample", "BTC/USDT", "BUY_SETUP", "0.001"))
-            pub_rate, consume_rate = await _raw_limits(inst.nats_url, max(n * 5, 5000), sample)
-
-            burst = _prepare(brain, n, f"burst-{round_no}")
-            burst_rate, burst_lat = await _drive(nc, burst, pace_per_s=None)
-            paced = _prepare(brain, paced_n, f"paced-{round_no}")
-            _, paced_lat = await _drive(nc, paced, pace_per_s=pace_per_s)
-            await brain.stop()
-            await feed.stop()
-            await nc.close()
-            rejected = len(inst.service.state.decided_cmds) - len(
-                inst.service.state.accepted_signals
-            )
-            return {
-                "raw_publish_per_s": pub_rate,
-                "raw_consume_ack_per_s": consume_rate,
-                "service_intents_per_s": burst_rate,
-                "filled": len(burst_lat) + len(paced_lat),
-                "rejected": rejected,
-                "burst_p50_ms": _pct(burst_lat, 50) * 1000,
-                "p50_ms": _pct(paced_lat, 50) * 1000,
-                "p99_ms": _pct(paced_lat, 99) * 1000,
-            }
+        async with EmbeddedNats(
+            state_dir=state_dir, port=0, extra_config=EMBEDDED_MAX_PAYLOAD
+        ) as server:
+            if venue == "sim":
+                async with SimProcess(nats_url=server.url, fill_slices=1) as sim:
+                    return await _measure(
+                        state_dir, server.url, n, round_no, paced_n, pace_per_s, sim.url
+                    )
+            return await _measure(state_dir, server.url, n, round_no, paced_n, pace_per_s, None)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
+async def _measure(
+    state_dir: Path,
+    nats_url: str,
+    n: int,
+    round_no: int,
+    paced_n: int,
+    pace_per_s: float,
+    sim_url: str | None,
+) -> dict[str, Any]:
+    policy = json.loads(DEFAULT_POLICY.read_text())
+    policy.update({"maxOpenOrdersPerSymbol": 100_000, "maxDailyLoss": -1e9})
+    policy_path = state_dir / "bench-policy.json"
+    policy_path.write_text(json.dumps(policy))
+    overrides: dict[str, Any] = {
+        "nats.url": nats_url,
+        "service.state_dir": str(state_dir),
+        "security.hmac_secret": SECRET,
+        "http.port": 0,
+        "risk.arm_on_genesis": True,
+        # the bench measures capacity: a backlog must not expire while it is worked off,
+        # and market orders whose fills are not yet learned count as open orders
+        "risk.freshness_ms": 600_000,
+        "risk.policy_file": str(policy_path),
+    }
+    if sim_url is not None:
+        overrides.update(
+            {
+                "venue.kind": "ccxt",
+                "venue.exchange_id": "binanceusdm",
+                "venue.base_url": sim_url,
+                "venue.api_key": DEV_API_KEY,
+                "venue.api_secret": DEV_API_SECRET,
+                "venue.poll_interval_ms": 50,
+                # the simulator has no request quota: measure the service, not ccxt's pacing
+                "venue.enable_rate_limit": False,
+            }
+        )
+    cfg = load(None, env={}, overrides=overrides)
+    async with RunningInstance(cfg) as inst:
+        assert inst.service is not None
+        svc = inst.service
+        nc = await nats.connect(nats_url)
+        brain = Brain(nc, secret=SECRET.encode())
+        feed = TickerFeed(nc, PRICES)
+        await brain.heartbeat()
+        brain.start_heartbeats(0.5)
+        if sim_url is None:
+            feed.start(0.5)
+            await feed.publish_all()
+        while len(svc.market.tickers) < len(SYMBOLS):
+            await asyncio.sleep(0.01)
+        sample = brain.envelope(brain.intent("sample", "BTC/USDT", "BUY_SETUP", "0.002"))
+        pub_rate, consume_rate = await _raw_limits(nats_url, max(n * 5, 5000), sample)
+        burst = _prepare(brain, n, f"burst-{round_no}")
+        burst_rate, burst_lat = await _drive(nc, burst, pace_per_s=None)
+        paced = _prepare(brain, paced_n, f"paced-{round_no}")
+        _, paced_lat = await _drive(nc, paced, pace_per_s=pace_per_s)
+        await brain.stop()
+        await feed.stop()
+        await nc.close()
+        rejected = len(svc.state.decided_cmds) - len(svc.state.accepted_signals)
+        return {
+            "raw_publish_per_s": pub_rate,
+            "raw_consume_ack_per_s": consume_rate,
+            "service_intents_per_s": burst_rate,
+            "filled": len(burst_lat) + len(paced_lat),
+            "rejected": rejected,
+            "burst_p50_ms": _pct(burst_lat, 50) * 1000,
+            "p50_ms": _pct(paced_lat, 50) * 1000,
+            "p99_ms": _pct(paced_lat, 99) * 1000,
+        }
+
+
 async def run_bench(
-    *, intents: int = 2000, paced: int = 600, pace_per_s: float = 200.0, rounds: int = 3
+    *,
+    intents: int = 2000,
+    paced: int = 600,
+    pace_per_s: float = 200.0,
+    rounds: int = 3,
+    venue: str = "paper",
 ) -> int:
     print(
-        f"titan-exec bench: {rounds} rounds; per round a burst of {intents} intents "
+        f"titan-exec bench ({venue} venue): {rounds} rounds; per round a burst of "
+        f"{intents} intents "
         f"(throughput) then {paced} intents paced at {pace_per_s:.0f}/s (latency); "
         f"python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs",
@@ -201,7 +240,7 @@ async def run_bench(
     )
     results = []
     for r in range(1, rounds + 1):
-        res = await _service_round(intents, r, paced_n=paced, pace_per_s=pace_per_s)
+        res = await _service_round(intents, r, paced_n=paced, pace_per_s=pace_per_s, venue=venue)
         results.append(res)
         print(
             f"round {r}: service {res['service_intents_per_s']:.0f} intents/s "

@@ -23,11 +23,14 @@ import aiohttp
 import nats
 from nats.js import api
 
+from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.config import load
 from titan_exec.core.model import OrderStatus
-from titan_exec.runtime.app import RunningInstance
+from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
 from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.service import Service
+from titan_exec.runtime.simproc import SimProcess
+from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET
 
 SECRET = "demo-secret-change-me"
 API_KEY = "demo-api-key"
@@ -64,11 +67,46 @@ def _d(value: Decimal | None, places: str = "0.0001") -> str:
     return format(value.quantize(Decimal(places)).normalize(), "f") if value != 0 else "0"
 
 
+START_PRICES = {
+    "BTC/USDT": Decimal("50000"),
+    "ETH/USDT": Decimal("3000"),
+    "SOL/USDT": Decimal("150"),
+}
+
+
+class PaperMarket:
+    """Prices of the paper venue: the demo's own ticker feed."""
+
+    def __init__(self, feed: TickerFeed) -> None:
+        self.feed = feed
+
+    async def move(self, symbol: str, mid: Decimal) -> None:
+        self.feed.move(symbol, mid)
+        await self.feed.publish_all()
+
+
+class SimMarket:
+    """Prices of the simulator: pinned through its test endpoint (`POST /sim/price`); the
+    simulator publishes the tickers itself."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def move(self, symbol: str, mid: Decimal) -> None:
+        body = {"symbol": symbol.replace("/", ""), "mid": str(mid)}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.url}/sim/price", json=body) as resp,
+        ):
+            resp.raise_for_status()
+        await asyncio.sleep(0.3)  # two simulator ticks: the new book is published
+
+
 class DemoFlow:
-    def __init__(self, svc: Service, brain: Brain, feed: TickerFeed) -> None:
+    def __init__(self, svc: Service, brain: Brain, market: PaperMarket | SimMarket) -> None:
         self.svc = svc
         self.brain = brain
-        self.feed = feed
+        self.market = market
         self.sent: list[tuple[int, str]] = []
 
     def decided(self, seq: int) -> bool:
@@ -112,23 +150,19 @@ class DemoFlow:
 
         _say("1/5 trading flow on BTC/USDT (market orders, fills arrive in 2 slices)")
         await self.trade("open long 0.2 BTC", b.intent("demo-open", "BTC/USDT", "BUY_SETUP", "0.2"))
-        self.feed.move("BTC/USDT", Decimal("50500"))
-        await self.feed.publish_all()
+        await self.market.move("BTC/USDT", Decimal("50500"))
         await self.trade(
             "pyramid +0.1 BTC", b.intent("demo-pyramid", "BTC/USDT", "BUY_SETUP", "0.1")
         )
-        self.feed.move("BTC/USDT", Decimal("51000"))
-        await self.feed.publish_all()
+        await self.market.move("BTC/USDT", Decimal("51000"))
         await self.trade(
             "partial close 0.15 BTC", b.intent("demo-reduce", "BTC/USDT", "CLOSE_LONG", "0.15")
         )
-        self.feed.move("BTC/USDT", Decimal("50800"))
-        await self.feed.publish_all()
+        await self.market.move("BTC/USDT", Decimal("50800"))
         await self.trade(
             "flip: sell 0.4 BTC", b.intent("demo-flip", "BTC/USDT", "SELL_SETUP", "0.4")
         )
-        self.feed.move("BTC/USDT", Decimal("50200"))
-        await self.feed.publish_all()
+        await self.market.move("BTC/USDT", Decimal("50200"))
         await self.trade("full close", b.intent("demo-close", "BTC/USDT", "CLOSE", "0.25"))
 
         _say("2/5 an ETH limit order below the market: tracked, then canceled at its TTL")
@@ -315,56 +349,80 @@ def _report(
     )
 
 
-async def run_demo(*, keep_state: bool = False) -> int:
+async def run_demo(*, keep_state: bool = False, venue: str = "sim") -> int:
+    """The demo on an embedded nats-server; `venue` "sim": the venue simulator as a child
+    process reached through the ccxt venue (the production path), "paper": in-process."""
     state_dir = Path(tempfile.mkdtemp(prefix="titan-demo-"))
-    cfg = load(
-        None,
-        env={},
-        overrides={
-            "service.state_dir": str(state_dir),
-            "security.hmac_secret": SECRET,
-            "security.api_key": API_KEY,
-            "nats.embedded_port": 0,
-            "http.port": 0,
-            "orders.ttl_ms": 3000,
-            "venue.paper.fill_slices": 2,
-            "venue.paper.slice_interval_ms": 150,
-        },
-    )
-    _say(f"titan-exec demo: state in {state_dir}")
+    _say(f"titan-exec demo: state in {state_dir}, venue: {venue}")
     try:
-        async with RunningInstance(cfg, progress=lambda m: _say(f"service: {m}")) as inst:
-            assert inst.service is not None and inst.http is not None
-            nc = await nats.connect(inst.nats_url)
-            brain = Brain(nc, secret=SECRET.encode())
-            feed = TickerFeed(
-                nc,
-                {
-                    "BTC/USDT": Decimal("50000"),
-                    "ETH/USDT": Decimal("3000"),
-                    "SOL/USDT": Decimal("150"),
-                },
-            )
-            brain.start_heartbeats(0.5)
-            feed.start(0.25)
-            await feed.publish_all()
-            svc = inst.service
-            await wait_for(lambda: ("sim", "BTC/USDT") in svc.market.tickers, "tickers")
-            await wait_for(lambda: svc.market.last_heartbeat_ms is not None, "heartbeat")
-            flow = DemoFlow(svc, brain, feed)
-            try:
-                await flow.run()
-                _say("5/5 collecting the results")
-                await inst.service.events.drain() if inst.service.events else None
-                dlq = await _dead_letters(nc.jetstream())
-                positions = await _positions_over_http(f"http://127.0.0.1:{inst.http.port}")
-                _report(inst.service, flow, dlq, positions)
-            finally:
-                await brain.stop()
-                await feed.stop()
-                await nc.close()
+        async with EmbeddedNats(
+            state_dir=state_dir, port=0, extra_config=EMBEDDED_MAX_PAYLOAD
+        ) as server:
+            _say(f"embedded nats-server with JetStream at {server.url}")
+            if venue == "sim":
+                async with SimProcess(nats_url=server.url) as sim:
+                    _say(f"venue simulator (Binance USDⓈ-M API) at {sim.url}, pid {sim.pid}")
+                    await _run(state_dir, server.url, sim_url=sim.url)
+            else:
+                await _run(state_dir, server.url, sim_url=None)
     finally:
         if not keep_state:
             shutil.rmtree(state_dir, ignore_errors=True)
     _say("demo finished")
     return 0
+
+
+async def _run(state_dir: Path, nats_url: str, *, sim_url: str | None) -> None:
+    overrides: dict[str, Any] = {
+        "nats.url": nats_url,
+        "service.state_dir": str(state_dir),
+        "security.hmac_secret": SECRET,
+        "security.api_key": API_KEY,
+        "http.port": 0,
+        "orders.ttl_ms": 3000,
+        "venue.paper.fill_slices": 2,
+        "venue.paper.slice_interval_ms": 150,
+    }
+    if sim_url is not None:
+        overrides.update(
+            {
+                "venue.kind": "ccxt",
+                "venue.exchange_id": "binanceusdm",
+                "venue.base_url": sim_url,
+                "venue.api_key": DEV_API_KEY,
+                "venue.api_secret": DEV_API_SECRET,
+                "venue.poll_interval_ms": 100,
+            }
+        )
+    cfg = load(None, env={}, overrides=overrides)
+    async with RunningInstance(cfg, progress=lambda m: _say(f"service: {m}")) as inst:
+        assert inst.service is not None and inst.http is not None
+        svc = inst.service
+        nc = await nats.connect(nats_url)
+        brain = Brain(nc, secret=SECRET.encode())
+        feed = TickerFeed(nc, START_PRICES)
+        brain.start_heartbeats(0.5)
+        market: PaperMarket | SimMarket
+        if sim_url is None:
+            market = PaperMarket(feed)
+            feed.start(0.25)
+            await feed.publish_all()
+        else:
+            market = SimMarket(sim_url)
+            for symbol, mid in START_PRICES.items():
+                await market.move(symbol, mid)
+        try:
+            await wait_for(lambda: ("sim", "BTC/USDT") in svc.market.tickers, "tickers")
+            await wait_for(lambda: svc.market.last_heartbeat_ms is not None, "heartbeat")
+            flow = DemoFlow(svc, brain, market)
+            await flow.run()
+            _say("5/5 collecting the results")
+            if svc.events is not None:
+                await svc.events.drain()
+            dlq = await _dead_letters(nc.jetstream())
+            positions = await _positions_over_http(f"http://127.0.0.1:{inst.http.port}")
+            _report(svc, flow, dlq, positions)
+        finally:
+            await brain.stop()
+            await feed.stop()
+            await nc.close()

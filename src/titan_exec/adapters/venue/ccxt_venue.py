@@ -76,6 +76,7 @@ class CcxtSettings:
     api_key: str = field(default="", repr=False)
     api_secret: str = field(default="", repr=False)
     timeout_ms: int = 5000
+    enable_rate_limit: bool = True
     poll_interval_ms: int = 250
     fill_lookback_ms: int = 3_600_000
     """How far back the first trade poll of a symbol looks after a start."""
@@ -168,7 +169,7 @@ class CcxtVenue:
             {
                 "apiKey": settings.api_key,
                 "secret": settings.api_secret,
-                "enableRateLimit": True,
+                "enableRateLimit": settings.enable_rate_limit,
                 "timeout": settings.timeout_ms,
                 "options": options,
             }
@@ -473,6 +474,7 @@ def settings_from_env(
     api_secret: str,
     timeout_ms: int,
     poll_interval_ms: int = 250,
+    enable_rate_limit: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> CcxtSettings:
     e = env if env is not None else os.environ
@@ -485,4 +487,5 @@ def settings_from_env(
         api_secret=read_secret(api_secret, e, "TITAN_VENUE_API_SECRET"),
         timeout_ms=timeout_ms,
         poll_interval_ms=poll_interval_ms,
+        enable_rate_limit=enable_rate_limit,
     )
