@@ -377,7 +377,7 @@ async def test_a_failed_event_publish_stops_the_instance_and_a_restart_loses_not
         async def refuse(*_a: Any, **_k: Any) -> Any:
             raise ConnectionError("JetStream unavailable")
 
-        log._js.publish_async = refuse  # type: ignore[method-assign]
+        log._publisher.publish = refuse  # type: ignore[method-assign]
         ack = await w.brain.place(w.brain.intent("lost-decision", "BTC/USDT", "BUY_SETUP", "0.01"))
         await wait_for(lambda: w.svc.health.fatal is not None, "fatal stop")
         assert "event log broken" in (w.svc.health.fatal or "")

@@ -141,14 +141,14 @@ class Service:
         self.health.replayed_events = state.event_count
         say(f"state rebuilt from {state.event_count} events (stream seq {last})")
         self.events = EventLog(
-            self.js,
+            self.nc,
             state,
             ns=self.cfg.service.namespace,
             producer=self.cfg.service.producer,
             on_closed_trade=self._trade_messages,
         )
         self.events.last_seq = last
-        self.events.start()
+        await self.events.start()
         if not state.is_initialized:
             policy = load_policy(self.cfg.risk.policy_file)
             await self.events.append(

@@ -21,8 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
+from titan_exec.adapters.nats.fence import WRONG_LAST_SEQUENCE_ERR_CODE, fenced_headers
+from titan_exec.adapters.nats.publisher import AckedPublisher, PublishRejected
 from titan_exec.core.events import Event, Genesis
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.state import State, step
@@ -53,7 +56,7 @@ class _Batch:
 class EventLog:
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: NatsClient,
         state: State,
         *,
         ns: str,
@@ -62,7 +65,7 @@ class EventLog:
         ack_timeout_s: float = 5.0,
         max_batch: int = 512,
     ) -> None:
-        self._js = js
+        self._publisher = AckedPublisher(nc)
         self.state = state
         self._ns = ns
         self._producer = producer
@@ -71,16 +74,19 @@ class EventLog:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._inflight: asyncio.Queue[tuple[list[_Batch], list[asyncio.Future[api.PubAck]]]] = (
+        self._inflight: asyncio.Queue[tuple[list[_Batch], list[asyncio.Future[int]]]] = (
             asyncio.Queue()
         )
+        self._fence: dict[str, str] | None = None
+        self.is_deposed = False
         self._failure = EventLogBroken("event log is broken")
         self.is_broken = False
         self.last_seq = 0
         self.published = 0
         self.listeners: list[Callable[[Event], None]] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self._publisher.start()
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name="event-log-publisher"),
             asyncio.create_task(self._complete_loop(), name="event-log-completer"),
@@ -91,6 +97,7 @@ class EventLog:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._publisher.stop()
         stopped = EventLogBroken("event log stopped")
         while not self._queue.empty():
             batch = self._queue.get_nowait()
@@ -139,13 +146,13 @@ class EventLog:
             batches = [await self._queue.get()]
             while not self._queue.empty() and len(batches) < self._max_batch:
                 batches.append(self._queue.get_nowait())
-            futures: list[asyncio.Future[api.PubAck]] = []
+            futures: list[asyncio.Future[int]] = []
             try:
                 if not self.is_broken:
                     for batch in batches:
                         for m in batch.messages:
                             futures.append(
-                                await self._js.publish_async(m.subject, m.body, headers=m.headers)
+                                await self._publisher.publish(m.subject, m.body, self._headers(m))
                             )
             except asyncio.CancelledError:
                 raise
@@ -168,13 +175,25 @@ class EventLog:
                 self._fail(batches)
                 continue
             if acks:
-                self.last_seq = max(self.last_seq, max(a.seq for a in acks))
+                self.last_seq = max(self.last_seq, max(acks))
             self.published += len(acks)
             for batch in batches:
                 if not batch.done.done():
                     batch.done.set_result(None)
 
+    def set_epoch(self, epoch_subject: str, epoch: int) -> None:
+        """From now on every event carries the epoch fence: the server refuses it once a
+        newer epoch marker exists (ha-protocol.md §4)."""
+        self._fence = fenced_headers(epoch_subject, epoch)
+
+    def _headers(self, m: _Outgoing) -> dict[str, str] | None:
+        if self._fence is None or not m.subject.startswith("titan.evt."):
+            return m.headers  # the dead-letter stream has no epoch subject to check
+        return {**(m.headers or {}), **self._fence}
+
     def _break(self, err: BaseException) -> None:
+        if isinstance(err, PublishRejected) and err.code == WRONG_LAST_SEQUENCE_ERR_CODE:
+            self.is_deposed = True
         if not self.is_broken:
             log.error("event publish failed, state is ahead of the stream: %r", err)
             self._failure = EventLogBroken(f"event publish failed: {err!r}")
