@@ -35,6 +35,12 @@ class ServiceConfig:
     state_dir: str = "./state"
     producer: str = "titan-execution"
     account: str = "main"
+    mode: str = "active"
+    """`active` (take over at once) or `standby` (EXECUTION_MODE, `--mode`)."""
+    hot_standby: bool = False
+    """The RFC's field: true is the same as mode = standby."""
+    shard: str = "main"
+    """The epoch subject's shard (`titan.evt.<ns>.epoch.v1.<shard>`)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,10 @@ class Config:
     truth: TruthConfig = field(default_factory=TruthConfig)
 
     @property
+    def is_standby(self) -> bool:
+        return self.service.hot_standby or self.service.mode == "standby"
+
+    @property
     def durable_name(self) -> str:
         return self.consumer.durable or f"titan-exec-{self.service.instance_id}"
 
@@ -196,6 +206,7 @@ ENV: dict[str, tuple[str, str]] = {
     "PORT": ("http", "port"),
     "TITAN_STATE_DIR": ("service", "state_dir"),
     "TITAN_INSTANCE_ID": ("service", "instance_id"),
+    "EXECUTION_MODE": ("service", "mode"),
     "TITAN_NAMESPACE": ("service", "namespace"),
     "TITAN_VENUE_KIND": ("venue", "kind"),
     "TITAN_VENUE_NAME": ("venue", "name"),
@@ -334,6 +345,10 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError(
             f"service.instance_id: letters, digits, _ and - only, got {s.instance_id!r}"
         )
+    if s.mode not in ("active", "standby"):
+        raise ConfigError(f"service.mode: active or standby (EXECUTION_MODE), got {s.mode!r}")
+    if not _TOKEN.match(s.shard):
+        raise ConfigError(f"service.shard: must be one NATS token, got {s.shard!r}")
     if not _TOKEN.match(s.account):
         raise ConfigError(f"service.account: must be one NATS token, got {s.account!r}")
     if require_secret and not cfg.keyring_secrets:

@@ -36,6 +36,19 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instance-id", dest="service.instance_id", help="identity tag")
     p.add_argument("--state-dir", dest="service.state_dir", help="state directory")
     p.add_argument("--namespace", dest="service.namespace", help="subject namespace (exec)")
+    p.add_argument(
+        "--mode",
+        dest="service.mode",
+        choices=["active", "standby"],
+        help="active: take over at once; standby: hot standby (EXECUTION_MODE)",
+    )
+    p.add_argument(
+        "--active-standby",
+        dest="service.hot_standby",
+        action="store_const",
+        const=True,
+        help="run as the hot standby of an active/standby pair (RFC 004)",
+    )
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
 
 

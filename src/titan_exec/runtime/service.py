@@ -28,7 +28,9 @@ from nats.js import JetStreamContext
 
 from titan_exec.adapters.nats.connect import ConnectionEvent, NatsSettings
 from titan_exec.adapters.nats.connect import connect as connect_nats
-from titan_exec.adapters.nats.eventlog import EventLog, genesis_event, replay_stream
+from titan_exec.adapters.nats.eventlog import EventLog, genesis_event
+from titan_exec.adapters.nats.fence import last_subject_seq, marker_headers
+from titan_exec.adapters.nats.follow import EventFollower, replay_stream
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.adapters.venue.base import Venue
 from titan_exec.api.metrics import Metrics
@@ -108,6 +110,10 @@ class Service:
         self.runner: OrderRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.intake: CommandIntake | None = None
+        self.follower: EventFollower | None = None
+        self.role = "starting"
+        self.epoch = 0
+        self._say: Callable[[str], None] = lambda m: log.info("%s", m)
         self._subs: list[Any] = []
         self._stopped = asyncio.Event()
 
@@ -122,7 +128,10 @@ class Service:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self, *, progress: Callable[[str], None] | None = None) -> None:
+        """Connect, rebuild the state, then run as the active (`service.mode = active`: the
+        takeover sequence at once) or as a hot standby that follows the event stream."""
         say = progress or (lambda m: log.info("%s", m))
+        self._say = say
         self.health.started_at_ms = self.clock()
         self.nc = await connect_nats(self.nats_settings, on_event=self._on_connection_event)
         self.js = self.nc.jetstream()
@@ -148,7 +157,49 @@ class Service:
             on_closed_trade=self._trade_messages,
         )
         self.events.last_seq = last
+        await self._subscribe()
+        if self.cfg.is_standby:
+            self.follower = EventFollower(
+                self.js,
+                state,
+                ns=self.cfg.service.namespace,
+                after_seq=last,
+                on_event=self._remember_nonce,
+            )
+            await self.follower.start()
+            self.role = "standby"
+            self.health.is_ready = True
+            self.metrics.ready.set(1)
+            say(f"hot standby: following the event stream from seq {last}; no venue writes")
+            return
+        await self.take_over()
+
+    async def take_over(self) -> int:
+        """Become the active (ha-protocol.md §6): write the epoch marker (from now on the
+        previous active cannot publish), drain the stream to its head, then recover orders
+        and open intake. Returns the epoch. The lease (election) decides *when*; this is
+        *how*."""
+        assert self.js is not None and self.events is not None
+        say = self._say
+        self.role = "promoting"
+        epoch = await self._write_epoch_marker()
+        if self.follower is not None:
+            await self.follower.stop()
+            after = self.follower.last_seq
+            self.follower = None
+            _, last = await replay_stream(
+                self.js,
+                stream="TITAN_EVT",
+                ns=self.cfg.service.namespace,
+                state=self.events.state,
+                start_seq=after + 1,
+                on_event=self._remember_nonce,
+            )
+            self.events.last_seq = max(self.events.last_seq, last)
+        self.events.set_epoch(self.subjects.epoch(self.cfg.service.shard), epoch)
+        self.epoch = epoch
         await self.events.start()
+        state = self.events.state
         if not state.is_initialized:
             policy = load_policy(self.cfg.risk.policy_file)
             await self.events.append(
@@ -166,7 +217,7 @@ class Service:
         )
         await self._refresh_equity()
         await self.runner.recover()
-        await self._subscribe()
+        await self._subscribe_rpcs()
         self._tasks.append(asyncio.create_task(self.runner.track(), name="order-tracker"))
         self._tasks.append(asyncio.create_task(self._truth_loop(), name="truth"))
         self._tasks.append(asyncio.create_task(self._equity_loop(), name="equity"))
@@ -184,11 +235,30 @@ class Service:
             on_fatal=self._fatal,
         )
         self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
+        self.role = "active"
         self.health.is_ready = True
         self.metrics.ready.set(1)
-        say("intake open")
+        say(f"active with epoch {epoch}: intake open")
+        return epoch
+
+    async def _write_epoch_marker(self) -> int:
+        """Compare-and-set a new marker on the epoch subject; its sequence is the epoch."""
+        assert self.js is not None and self.nc is not None
+        subject = self.subjects.epoch(self.cfg.service.shard)
+        previous = await last_subject_seq(self.js, "TITAN_EVT", subject)
+        body = json.dumps(
+            {
+                "instance_id": self.cfg.service.instance_id,
+                "previous_epoch": previous,
+                "ts": self.clock(),
+            }
+        ).encode()
+        ack = await self.js.publish(subject, body, headers=marker_headers(previous))
+        log.info("epoch marker written: epoch %d (previous %d)", ack.seq, previous)
+        return int(ack.seq)
 
     async def _subscribe(self) -> None:
+        """Market data and heartbeats: both roles keep them current (a standby is hot)."""
         assert self.nc is not None
         self._subs.append(
             await self.nc.subscribe("titan.sys.heartbeat.v1.>", cb=self._on_heartbeat)
@@ -196,6 +266,10 @@ class Service:
         self._subs.append(
             await self.nc.subscribe("titan.data.market.ticker.v1.>", cb=self._on_ticker)
         )
+
+    async def _subscribe_rpcs(self) -> None:
+        """Request/reply is answered by the active only (one answer per request)."""
+        assert self.nc is not None
         self._subs.append(
             await self.nc.subscribe(self.subjects.rpc_get_positions, cb=self._rpc_positions)
         )
@@ -228,6 +302,8 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.follower is not None:
+            await self.follower.stop()
         if self.intake is not None:
             await self.intake.stop()
         if self.runner is not None:
@@ -382,7 +458,8 @@ class Service:
         now = self.clock()
         return {
             "instance_id": self.cfg.service.instance_id,
-            "role": "active",
+            "role": self.role,
+            "epoch": self.epoch,
             "namespace": self.cfg.service.namespace,
             "ready": self.health.is_ready,
             "fatal": self.health.fatal,

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext, api
 
 from titan_exec.adapters.nats.fence import WRONG_LAST_SEQUENCE_ERR_CODE, fenced_headers
 from titan_exec.adapters.nats.publisher import AckedPublisher, PublishRejected
 from titan_exec.core.events import Event, Genesis
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.state import State, step
-from titan_exec.wire.contract import decode_event, encode_event
+from titan_exec.wire.contract import encode_event
 
 log = logging.getLogger(__name__)
 
@@ -207,57 +206,6 @@ class EventLog:
     async def drain(self) -> None:
         """Wait until everything queued so far is acknowledged (or failed)."""
         await self._enqueue([])
-
-
-async def replay_stream(
-    js: JetStreamContext,
-    *,
-    stream: str,
-    ns: str,
-    state: State | None = None,
-    batch: int = 1024,
-    progress: Callable[[int, int], None] | None = None,
-    on_event: Callable[[Event], None] | None = None,
-) -> tuple[State, int]:
-    """Fold every state event of namespace `ns` in `stream`; returns (state, last seq)."""
-    state = state or State()
-    info = await js.stream_info(stream)
-    last = info.state.last_seq
-    if info.state.messages == 0:
-        return state, last
-    sub = await js.pull_subscribe(
-        f"titan.evt.{ns}.>",
-        stream=stream,
-        config=api.ConsumerConfig(
-            ack_policy=api.AckPolicy.NONE,
-            deliver_policy=api.DeliverPolicy.ALL,
-            inactive_threshold=30.0,
-        ),
-    )
-    seen = 0
-    last_seq = 0
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(batch, timeout=1.0)
-            except TimeoutError:
-                break
-            for msg in msgs:
-                meta: Any = msg.metadata
-                last_seq = meta.sequence.stream
-                ev = decode_event(msg.subject, msg.data, ns=ns)
-                if ev is not None:
-                    step(state, ev)
-                    seen += 1
-                    if on_event is not None:
-                        on_event(ev)
-            if progress is not None:
-                progress(seen, last)
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
-    finally:
-        await sub.unsubscribe()
-    return state, max(last_seq, 0)
 
 
 def needs_genesis(state: State) -> bool:

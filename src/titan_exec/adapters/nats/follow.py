@@ -1,0 +1,133 @@
+"""Reading the service's own events back: replay at start-up, and the standby's follower.
+
+`replay_stream` folds the namespace's events from a sequence to the head of `TITAN_EVT`
+(start-up, and the drain of a takeover). `EventFollower` is a standby's shadow state: an
+ordered consumer that applies every new event as it lands, with the same `step` the
+active uses, so both hold the same state and can compare hashes at a stream position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from titan_exec.core.events import Event
+from titan_exec.core.state import State, step
+from titan_exec.wire.contract import decode_event
+
+log = logging.getLogger(__name__)
+
+
+async def replay_stream(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    ns: str,
+    state: State | None = None,
+    start_seq: int = 1,
+    batch: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> tuple[State, int]:
+    """Fold the state events of namespace `ns` in `stream` from `start_seq` to the head;
+    returns (state, the last sequence read, or `start_seq - 1` when there was none)."""
+    state = state or State()
+    info = await js.stream_info(stream)
+    last = info.state.last_seq
+    if info.state.messages == 0 or last < start_seq:
+        return state, max(start_seq - 1, 0)
+    sub = await js.pull_subscribe(
+        f"titan.evt.{ns}.>",
+        stream=stream,
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start_seq,
+            inactive_threshold=30.0,
+        ),
+    )
+    seen = 0
+    last_seq = start_seq - 1
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except TimeoutError:
+                break
+            for msg in msgs:
+                meta: Any = msg.metadata
+                last_seq = meta.sequence.stream
+                ev = decode_event(msg.subject, msg.data, ns=ns)
+                if ev is not None:
+                    step(state, ev)
+                    seen += 1
+                    if on_event is not None:
+                        on_event(ev)
+            if progress is not None:
+                progress(seen, last)
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return state, max(last_seq, 0)
+
+
+class EventFollower:
+    """Applies new events of `ns` to `state` as they arrive (a standby's shadow state)."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        state: State,
+        *,
+        ns: str,
+        after_seq: int,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self._js = js
+        self.state = state
+        self._ns = ns
+        self.last_seq = after_seq
+        self._on_event = on_event
+        self._sub: Any = None
+        self.applied = 0
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        self._sub = await self._js.subscribe(
+            f"titan.evt.{self._ns}.>",
+            ordered_consumer=True,
+            cb=self._on_msg,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.last_seq + 1,
+            ),
+        )
+
+    async def _on_msg(self, msg: Msg) -> None:
+        meta: Any = msg.metadata
+        seq = meta.sequence.stream
+        if seq <= self.last_seq:
+            return
+        ev = decode_event(msg.subject, msg.data, ns=self._ns)
+        if ev is not None:
+            step(self.state, ev)
+            self.applied += 1
+            if self._on_event is not None:
+                self._on_event(ev)
+        self.last_seq = seq
+        if meta.num_pending == 0:
+            self.caught_up.set()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                log.debug("follower unsubscribe failed", exc_info=True)
+            self._sub = None

@@ -1,0 +1,461 @@
+"""The leader lease in JetStream KV (ha-protocol.md §3): one key, compare-and-set, TTL.
+
+This module owns the election bucket and every call on the lease key. It decides nothing:
+the pure core (`titan_exec.core.leadership`) says when to acquire, renew, release or read,
+and this adapter turns each call into one of three outcomes, mapped in one place
+(`_classify`): ``CallOk(revision)``, ``CallLost`` (someone else holds it: wrong last
+sequence) or ``CallUnavailable`` (cannot tell: timeout, no responders, disconnected).
+Every call runs under a timeout derived from the lease (default: the renew interval).
+
+- Bucket ``TITAN_EXEC_ELECTION`` (stream ``KV_TITAN_EXEC_ELECTION``), created or bound
+  idempotently: history 1, TTL = lease, and limit markers (``limit_marker_ttl`` = lease,
+  i.e. the stream's ``subject_delete_marker_ttl``, which needs ``allow_msg_ttl``; nats-py
+  sets both) so that an expiry leaves a marker (``Nats-Marker-Reason: MaxAge``) that
+  watchers see at once. A bucket with another TTL is refused: every instance's local
+  deadline must match the server's expiry.
+- Key ``leader`` (``leader.<shard>``); value JSON ``{"instance_id", "session", "epoch",
+  "since_ms", "lease_ms"}``. The holder is ``instance_id/session``, unique per process.
+- **The marker pitfall** (nats-py 2.16.0, nats-server 2.15.1): after an expiry the key's
+  newest entry is a server marker, and ``kv.create`` fails with "wrong last sequence"
+  until the marker itself expires (nats-py's own fallback only recognises client-written
+  ``KV-Operation`` markers, not ``Nats-Marker-Reason``). ``acquire`` then reads the
+  newest entry and, when it is a marker, ``update(last=<marker revision>)`` is the atomic
+  create.
+- **Late writes**: nats-py buffers publishes while reconnecting, so a call that timed out
+  may still be applied later. A compare-and-set that fails on an entry of *our own*
+  (a late acquire or renew) is retried once on that entry's revision: success then
+  proves the write left after this call's send time, which the core's deadline needs.
+- nats-py's ``update(last=None)`` means "revision 0" and ``delete(last=0)`` deletes
+  unconditionally: `_cas` and `release` take explicit revisions and refuse the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
+from nats.js.kv import KeyValue
+
+from titan_exec.core.leadership import (
+    AcquireFailed,
+    AcquireSucceeded,
+    Failure,
+    LeaseEmpty,
+    LeaseSeen,
+    LeaseTiming,
+    LeaseUnavailable,
+    RenewFailed,
+    RenewSucceeded,
+)
+
+BUCKET = "TITAN_EXEC_ELECTION"
+STREAM = f"KV_{BUCKET}"
+KEY = "leader"
+KV_OPERATION = "KV-Operation"  # client-written delete/purge markers
+MARKER_REASON = "Nats-Marker-Reason"  # server-written markers (MaxAge, Purge, Remove)
+WRONG_LAST_SEQUENCE = (10071, 10164)
+STREAM_CONFIG_DIFFERS = 10058
+NO_MESSAGE_FOUND = 10037
+_SHARD_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+Observation = LeaseSeen | LeaseEmpty | LeaseUnavailable
+
+
+class LeaseSetupError(RuntimeError):
+    """The election bucket cannot be created or has settings that contradict ours."""
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def lease_key(shard: str | None = None) -> str:
+    """``leader``, or ``leader.<shard>`` for one lease per shard."""
+    if shard is None:
+        return KEY
+    if not _SHARD_RE.match(shard):
+        raise ValueError(f"shard must match {_SHARD_RE.pattern}, got {shard!r}")
+    return f"{KEY}.{shard}"
+
+
+# ------------------------------------------------------------------------- values
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """The value of the lease key."""
+
+    instance_id: str
+    session: str
+    epoch: int | None
+    since_ms: int  # wall clock when this holder acquired the lease (display only)
+    lease_ms: int
+
+    @property
+    def holder(self) -> str:
+        return f"{self.instance_id}/{self.session}"
+
+    def encode(self) -> bytes:
+        fields = {
+            "instance_id": self.instance_id,
+            "session": self.session,
+            "epoch": self.epoch,
+            "since_ms": self.since_ms,
+            "lease_ms": self.lease_ms,
+        }
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> LeaseRecord | None:
+        """The record, or None for a value this code did not write."""
+        try:
+            raw = json.loads(data or b"")
+            epoch = raw["epoch"]
+            record = cls(
+                instance_id=str(raw["instance_id"]),
+                session=str(raw["session"]),
+                epoch=None if epoch is None else int(epoch),
+                since_ms=int(raw["since_ms"]),
+                lease_ms=int(raw["lease_ms"]),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEntry:
+    """The newest entry of the lease key: a live record or a delete/expiry marker."""
+
+    revision: int
+    record: LeaseRecord | None  # None: a marker, or a value not written by this code
+    is_marker: bool
+
+    @property
+    def holder(self) -> str | None:
+        if self.is_marker:
+            return None
+        return self.record.holder if self.record is not None else "<unreadable value>"
+
+    def describe(self) -> str:
+        if self.holder is None:
+            return f"a marker at revision {self.revision}"
+        return f"{self.holder} at revision {self.revision}"
+
+    def observe(self, now_ms: int) -> LeaseSeen | LeaseEmpty:
+        if self.holder is None:
+            return LeaseEmpty(self.revision, now_ms)
+        epoch = self.record.epoch if self.record is not None else None
+        return LeaseSeen(self.holder, self.revision, epoch, now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class CallOk:
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallLost:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallUnavailable:
+    reason: str
+
+
+CallResult = CallOk | CallLost | CallUnavailable
+
+
+def acquire_outcome(
+    result: CallResult, sent_at_ms: int, now_ms: int
+) -> AcquireSucceeded | AcquireFailed:
+    """The core input for the outcome of an ``acquire`` sent at ``sent_at_ms``."""
+    match result:
+        case CallOk(revision=rev):
+            return AcquireSucceeded(rev, sent_at_ms, now_ms)
+        case CallLost():
+            return AcquireFailed(Failure.LOST, now_ms)
+        case CallUnavailable():
+            return AcquireFailed(Failure.UNAVAILABLE, now_ms)
+
+
+def renew_outcome(result: CallResult, sent_at_ms: int, now_ms: int) -> RenewSucceeded | RenewFailed:
+    """The core input for the outcome of a ``renew`` sent at ``sent_at_ms``."""
+    match result:
+        case CallOk(revision=rev):
+            return RenewSucceeded(rev, sent_at_ms, now_ms)
+        case CallLost():
+            return RenewFailed(Failure.LOST, now_ms)
+        case CallUnavailable():
+            return RenewFailed(Failure.UNAVAILABLE, now_ms)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _classify(exc: Exception) -> CallLost | CallUnavailable | None:
+    """The one error mapping: lost (definitive), unavailable (cannot tell), or None (a bug)."""
+    if isinstance(exc, KeyWrongLastSequenceError) or (
+        isinstance(exc, APIError) and exc.err_code in WRONG_LAST_SEQUENCE
+    ):
+        return CallLost(f"the lease moved on ({_describe(exc)})")
+    if isinstance(exc, TimeoutError | nats.errors.Error | OSError):
+        return CallUnavailable(_describe(exc))
+    return None
+
+
+def _is_marker(headers: dict[str, str] | None) -> bool:
+    if not headers:
+        return False
+    return headers.get(KV_OPERATION) in ("DEL", "PURGE") or MARKER_REASON in headers
+
+
+# ---------------------------------------------------------------------------- bucket
+async def ensure_bucket(
+    js: JetStreamContext, timing: LeaseTiming, *, replicas: int = 1
+) -> KeyValue:
+    """Create the election bucket, or bind to it when it exists with our lease TTL."""
+    ttl_s = timing.lease_ms / 1000
+    try:
+        kv: KeyValue = await js.create_key_value(
+            bucket=BUCKET,
+            description="titan-exec leader lease (ha-protocol.md §3)",
+            history=1,
+            ttl=ttl_s,
+            limit_marker_ttl=ttl_s,
+            replicas=replicas,
+        )
+        return kv
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_CONFIG_DIFFERS:
+            raise
+    kv = await js.key_value(BUCKET)
+    status = await kv.status()
+    problems = []
+    if status.ttl is None or abs(status.ttl - ttl_s) > 1e-6:
+        problems.append(f"ttl={status.ttl}s (lease_ms={timing.lease_ms} needs {ttl_s}s)")
+    if status.history != 1:
+        problems.append(f"history={status.history} (needs 1)")
+    if not status.marker_ttl:
+        problems.append("no limit marker TTL (expiries would not reach watchers)")
+    if problems:
+        raise LeaseSetupError(
+            f"bucket {BUCKET} exists with " + ", ".join(problems) + ": every instance must "
+            f"use the same lease_ms; delete the bucket to change it (nats kv del {BUCKET})"
+        )
+    return kv
+
+
+# ----------------------------------------------------------------------------- lease
+class NatsLease:
+    """The lease key of one instance: acquire, renew, release, read, watch."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        kv: KeyValue,
+        *,
+        instance_id: str,
+        timing: LeaseTiming,
+        session: str | None = None,
+        shard: str | None = None,
+        clock_ms: Callable[[], int] = monotonic_ms,
+    ) -> None:
+        self._js = js
+        self._kv = kv
+        self._timing = timing
+        self.instance_id = instance_id
+        self.session = session or secrets.token_hex(4)
+        self.key = lease_key(shard)
+        self._subject = f"$KV.{BUCKET}.{self.key}"
+        self._clock_ms = clock_ms
+        self._since_ms = 0
+
+    @classmethod
+    async def open(
+        cls,
+        js: JetStreamContext,
+        *,
+        instance_id: str,
+        timing: LeaseTiming,
+        session: str | None = None,
+        shard: str | None = None,
+        replicas: int = 1,
+        clock_ms: Callable[[], int] = monotonic_ms,
+    ) -> NatsLease:
+        """Ensure the bucket (bounded by the lease) and return the lease of this instance."""
+        try:
+            async with asyncio.timeout(timing.lease_ms / 1000):
+                kv = await ensure_bucket(js, timing, replicas=replicas)
+        except TimeoutError as exc:
+            raise LeaseSetupError(f"bucket {BUCKET}: no answer within the lease") from exc
+        return cls(
+            js,
+            kv,
+            instance_id=instance_id,
+            timing=timing,
+            session=session,
+            shard=shard,
+            clock_ms=clock_ms,
+        )
+
+    @property
+    def holder(self) -> str:
+        """What `LeaseSeen.holder` says when the lease is ours (the core's config.holder)."""
+        return f"{self.instance_id}/{self.session}"
+
+    def _value(self, epoch: int | None, since_ms: int) -> bytes:
+        record = LeaseRecord(self.instance_id, self.session, epoch, since_ms, self._timing.lease_ms)
+        return record.encode()
+
+    # ------------------------------------------------------------------------- calls
+    async def _call(
+        self, what: str, attempt: Callable[[], Awaitable[CallResult]], timeout_ms: int | None
+    ) -> CallResult:
+        timeout_s = (timeout_ms or self._timing.renew_interval_ms) / 1000
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await attempt()
+        except Exception as exc:
+            outcome = _classify(exc)
+            if outcome is None:
+                raise
+            return type(outcome)(f"{what}: {outcome.reason}")
+
+    async def _cas(self, value: bytes, *, last: int) -> CallOk:
+        """Write ``value`` only if the key's newest revision is ``last`` (0: no entry)."""
+        if not isinstance(last, int) or last < 0:
+            raise ValueError(f"compare-and-set needs an explicit revision >= 0, got {last!r}")
+        return CallOk(int(await self._kv.update(self.key, value, last=last)))
+
+    async def _latest(self) -> LeaseEntry | None:
+        try:
+            msg: Any = await self._js.get_last_msg(STREAM, self._subject)
+        except NotFoundError as exc:
+            if exc.err_code == NO_MESSAGE_FOUND:
+                return None
+            raise
+        is_marker = _is_marker(msg.headers)
+        record = None if is_marker else LeaseRecord.decode(msg.data)
+        return LeaseEntry(int(msg.seq), record, is_marker)
+
+    def _is_ours(self, entry: LeaseEntry | None) -> bool:
+        return entry is not None and entry.record is not None and entry.record.holder == self.holder
+
+    async def acquire(
+        self, *, epoch: int | None = None, timeout_ms: int | None = None
+    ) -> CallResult:
+        """Take the lease if it is free (no entry, or a delete/expiry marker)."""
+        since_ms = time.time_ns() // 1_000_000
+        value = self._value(epoch, since_ms)
+
+        async def attempt() -> CallResult:
+            try:
+                return CallOk(int(await self._kv.create(self.key, value)))
+            except (KeyWrongLastSequenceError, KeyNotFoundError):
+                pass  # an entry or a marker is there (or a marker just expired): look
+            latest = await self._latest()
+            if latest is None:  # the marker expired in between
+                return await self._cas(value, last=0)
+            if latest.is_marker or self._is_ours(latest):  # the pitfall / a late write
+                return await self._cas(value, last=latest.revision)
+            return CallLost(f"held by {latest.describe()}")
+
+        result = await self._call("acquire", attempt, timeout_ms)
+        if isinstance(result, CallOk):
+            self._since_ms = since_ms
+        return result
+
+    async def renew(
+        self, revision: int, *, epoch: int | None = None, timeout_ms: int | None = None
+    ) -> CallResult:
+        """Extend the lease held at ``revision`` (compare-and-set)."""
+        if revision < 1:
+            raise ValueError(f"renew needs the revision we hold (>= 1), got {revision}")
+        value = self._value(epoch, self._since_ms)
+
+        async def attempt() -> CallResult:
+            try:
+                return await self._cas(value, last=revision)
+            except KeyWrongLastSequenceError:
+                pass
+            latest = await self._latest()
+            if self._is_ours(latest) and latest is not None:  # our timed-out renew, applied late
+                return await self._cas(value, last=latest.revision)
+            found = "nothing" if latest is None else latest.describe()
+            return CallLost(f"revision {revision} is no longer the lease: found {found}")
+
+        return await self._call("renew", attempt, timeout_ms)
+
+    async def release(self, revision: int, *, timeout_ms: int | None = None) -> CallResult:
+        """Delete the lease only if ``revision`` is still its newest entry (ours)."""
+        if revision < 1:
+            raise ValueError(f"release needs the revision we hold (>= 1), got {revision}")
+
+        async def attempt() -> CallResult:
+            await self._kv.delete(self.key, last=revision)
+            return CallOk(revision)
+
+        return await self._call("release", attempt, timeout_ms)
+
+    async def inspect(self, *, timeout_ms: int | None = None) -> LeaseEntry | None:
+        """The newest entry (None: no entry). Raises on errors: for status displays."""
+        async with asyncio.timeout((timeout_ms or self._timing.renew_interval_ms) / 1000):
+            return await self._latest()
+
+    async def read(self, *, timeout_ms: int | None = None) -> Observation:
+        """Poll the lease (a watch can miss): seen, empty, or unavailable (cannot tell)."""
+        try:
+            latest = await self.inspect(timeout_ms=timeout_ms)
+        except Exception as exc:
+            if _classify(exc) is None:
+                raise
+            return LeaseUnavailable(self._clock_ms())
+        now = self._clock_ms()
+        return LeaseEmpty(0, now) if latest is None else latest.observe(now)
+
+    async def watch(self) -> AsyncIterator[LeaseSeen | LeaseEmpty]:
+        """Every change of the lease key, starting with its current state.
+
+        Expiry and release arrive as `LeaseEmpty` at once (limit markers). Run it in its
+        own task and put each observation on the driver's queue; poll with `read` too.
+        """
+        async with asyncio.timeout(self._timing.lease_ms / 1000):
+            watcher: Any = await self._kv.watch(self.key)
+        try:
+            is_initial = True
+            async for entry in watcher:
+                now = self._clock_ms()
+                if entry is None:  # end of the initial state: nothing there
+                    if is_initial:
+                        yield LeaseEmpty(0, now)
+                    is_initial = False
+                    continue
+                is_initial = False
+                if entry.operation in ("DEL", "PURGE"):
+                    yield LeaseEmpty(int(entry.revision), now)
+                else:
+                    latest = LeaseEntry(int(entry.revision), LeaseRecord.decode(entry.value), False)
+                    yield latest.observe(now)
+        finally:
+            try:
+                async with asyncio.timeout(1):
+                    await watcher.stop()
+            except Exception:  # the connection may be gone; the subscription goes with it
+                pass
