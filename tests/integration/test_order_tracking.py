@@ -96,3 +96,16 @@ async def test_failed_cancel_is_retried_until_the_order_expires(
         coid = w.svc.state.accepted_signals["rest"][0]
         await wait_for(lambda: w.svc.state.orders[coid].status is OrderStatus.EXPIRED, "expiry", 8)
         assert failures["left"] == 0
+
+
+async def test_closed_venue_writes_send_nothing(service_nats: Any, tmp_path: Path) -> None:
+    """A fenced instance (its lease deadline passed) records the write-ahead but never
+    reaches the venue; the order stays in doubt for whoever holds the epoch next."""
+    async with world(service_nats.url, tmp_path) as w:
+        assert w.svc.runner is not None
+        w.svc.runner.may_write_venue = lambda: False
+        ack = await w.brain.place(w.brain.intent("gated", "BTC/USDT", "BUY_SETUP", "0.01"))
+        await w.decided(ack.seq)
+        coid = w.svc.state.accepted_signals["gated"][0]
+        assert w.svc.state.orders[coid].status is OrderStatus.SUBMITTED
+        assert w.inst.venue.place_count == 0

@@ -80,6 +80,9 @@ class OrderRunner:
         self._in_doubt_next: dict[ClientOrderId, int] = {}
         self._cancel_failed_at: dict[ClientOrderId, int] = {}
         self._last_reconcile_ms = 0
+        self.may_write_venue: Callable[[], bool] = lambda: True
+        """Checked right before every venue write (place, cancel): the hot-standby lease's
+        local deadline closes it the moment leadership can no longer be proven."""
         self.ingress_perf: dict[ClientOrderId, float] = {}
         """perf_counter at command ingress, for intent→ack / intent→fill latency."""
 
@@ -158,6 +161,9 @@ class OrderRunner:
         and is resolved by querying its client order id, never by sending it again."""
         order = self.state.orders[coid]
         if order.status is not OrderStatus.SUBMITTED:
+            return
+        if not self.may_write_venue():
+            log.warning("order %s not sent: venue writes are closed (fenced)", coid)
             return
         try:
             placed: Placed = await self._venue_call(
@@ -309,6 +315,9 @@ class OrderRunner:
             await self._append_lifecycle(
                 lifecycle(OrderCancelRequested, order, self.clock(), reason=reason)
             )
+        if not self.may_write_venue():
+            log.warning("cancel of %s not sent: venue writes are closed (fenced)", coid)
+            return
         try:
             result = await self._venue_call(
                 "cancel", self.venue.cancel(order.symbol, order.client_order_id)
