@@ -145,6 +145,19 @@ class TruthConfig:
 
 
 @dataclass(frozen=True)
+class HaConfig:
+    enabled: bool = False
+    """Lease election in JetStream KV (ha-protocol.md §3); off: `service.mode` decides."""
+    lease_ms: int = 5000
+    renew_interval_ms: int = 0
+    """0: lease / 4."""
+    safety_margin_ms: int = 0
+    """0: the leadership core's default."""
+    manual_failover: bool = False
+    """A standby never promotes by itself; `titan-exec promote` (operator) does."""
+
+
+@dataclass(frozen=True)
 class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     nats: NatsConfig = field(default_factory=NatsConfig)
@@ -155,6 +168,7 @@ class Config:
     venue: VenueConfig = field(default_factory=VenueConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
 
     @property
     def is_standby(self) -> bool:
@@ -412,5 +426,7 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError(f"venue.name: must be one NATS token, got {cfg.venue.name!r}")
     if cfg.venue.paper.fill_slices < 1:
         raise ConfigError("venue.paper.fill_slices: must be >= 1")
+    if cfg.ha.enabled and cfg.ha.lease_ms < 1000:
+        raise ConfigError("ha.lease_ms: must be >= 1000")
     if cfg.truth.interval_ms <= 0:
         raise ConfigError("truth.interval_ms: must be > 0")

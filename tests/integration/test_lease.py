@@ -55,12 +55,12 @@ async def other_client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def a(nats_client: Client) -> NatsLease:
-    return await NatsLease.open(nats_client.jetstream(), instance_id="primary", timing=TIMING)
+    return await NatsLease.open(nats_client, instance_id="primary", timing=TIMING)
 
 
 @pytest.fixture
 async def b(other_client: Client) -> NatsLease:
-    return await NatsLease.open(other_client.jetstream(), instance_id="backup", timing=TIMING)
+    return await NatsLease.open(other_client, instance_id="backup", timing=TIMING)
 
 
 def timeless(observation: LeaseSeen | LeaseEmpty | LeaseUnavailable) -> object:
@@ -117,7 +117,7 @@ async def test_the_bucket_has_the_lease_ttl_history_1_and_limit_markers(
     assert info.config.subject_delete_marker_ttl == 1.0
     assert info.config.allow_msg_ttl is True
     # idempotent: a second instance binds to it
-    again = await NatsLease.open(nats_client.jetstream(), instance_id="x", timing=TIMING)
+    again = await NatsLease.open(nats_client, instance_id="x", timing=TIMING)
     assert again.key == "leader"
 
 
@@ -211,6 +211,7 @@ async def test_a_late_write_of_our_own_is_recovered_not_lost(
     first = ok(await a.acquire())
     kv = await nats_client.jetstream().key_value(BUCKET)
     entry = await kv.get("leader")
+    assert entry.value is not None
     late = await kv.update("leader", entry.value, last=first)
     renewed = ok(await a.renew(first))
     assert renewed == late + 1
@@ -229,6 +230,45 @@ async def test_a_stopped_server_means_unavailable_not_lost(
     assert isinstance(await b.acquire(), CallUnavailable)
     assert isinstance(await a.release(revision), CallUnavailable)
     assert isinstance(await a.read(), LeaseUnavailable)
+    await nats_server.astart()  # same port and store: the clients reconnect
+    async with asyncio.timeout(5):
+        while isinstance(await a.read(), LeaseUnavailable):
+            await asyncio.sleep(0.05)
+
+
+async def test_the_watch_resumes_after_the_server_restarts(
+    a: NatsLease, b: NatsLease, nats_server: EmbeddedNats
+) -> None:
+    async with watching(b) as seen:
+        assert timeless(await seen.get()) == LeaseEmpty(0, 0)
+        await nats_server.astop()
+        await nats_server.astart()
+        async with asyncio.timeout(5):
+            while isinstance(result := await a.acquire(), CallUnavailable):
+                await asyncio.sleep(0.05)
+        revision = ok(result)
+        async with asyncio.timeout(3):
+            while timeless(await seen.get()) != LeaseSeen(a.holder, revision, None, 0):
+                pass
+
+
+async def test_a_cancellation_swallowed_inside_nats_py_is_restored(a: NatsLease) -> None:
+    """nats-py's ``asyncio.wait_for`` can swallow a cancellation on Python 3.11."""
+    entered = asyncio.Event()
+
+    async def swallowing() -> CallOk:
+        entered.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # what wait_for does when the reply arrives at the same moment
+        return CallOk(1)
+
+    call = asyncio.create_task(a._call("renew", swallowing, 5000))
+    await entered.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
 
 
 def test_call_results_become_core_inputs() -> None:

@@ -14,7 +14,8 @@ import heapq
 import itertools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -275,7 +276,7 @@ def test_stale_observations_do_not_fence_the_leader() -> None:
         assert after.role is Role.ACTIVE, decision.summary
     adopted, decision = step(active, LeaseSeen(ME, 6, 7, NOW))
     assert adopted.revision == 6
-    assert decision.summary == "active: adopted our own newer revision 6"
+    assert decision.summary == "active: our own write seen at revision 6: adopted"
 
 
 # ----------------------------------------------------------------------- campaigning
@@ -497,11 +498,11 @@ class Sim:
             for h, m, ppm in zip(HOLDERS, scenario.modes, scenario.ppm, strict=True)
         ]
         for node in self.nodes:
-            self.at(0, lambda n=node: self.boot(n))
+            self.at(0, partial(self.boot, node))
         for i, at, duration in scenario.pauses:
-            self.at(at, lambda n=self.nodes[i], d=duration: self.pause(n, d))
+            self.at(at, partial(self.pause, self.nodes[i], duration))
         for i, at, jump in scenario.clock_steps:
-            self.at(at, lambda n=self.nodes[i], j=jump: self.clock_step(n, j))
+            self.at(at, partial(self.clock_step, self.nodes[i], jump))
         for at in scenario.switchovers:
             self.at(at, self.switchover)
 
@@ -780,34 +781,40 @@ def test_two_instances_never_both_write_and_the_standby_takes_over(scenario: Sce
     assert takeover_ms <= TAKEOVER_BOUND_MS
 
 
-def quiet(**changes: object) -> Scenario:
-    base = Scenario(1, 0.0, 0.0, True, (0, 0), (Mode.ACTIVE, Mode.STANDBY), (), (), ())
-    return replace(base, **changes)
+def quiet(
+    *, pauses: tuple[tuple[int, int, int], ...] = (), switchovers: tuple[int, ...] = ()
+) -> Scenario:
+    """No loss, no drift: A in mode active, B a standby."""
+    return Scenario(1, 0.0, 0.0, True, (0, 0), (Mode.ACTIVE, Mode.STANDBY), pauses, (), switchovers)
+
+
+def roles(sim: Sim) -> list[Role]:
+    return [n.state.role for n in sim.nodes]
 
 
 def test_the_active_mode_instance_leads_and_the_standby_takes_over_after_a_kill() -> None:
     sim = Sim(quiet(), faults_until=0)
     sim.run_until(2000)
-    assert [n.state.role for n in sim.nodes] == [Role.ACTIVE, Role.STANDBY]
+    assert roles(sim) == [Role.ACTIVE, Role.STANDBY]
     takeover_ms = crash_the_active_and_time_the_takeover(sim)
-    assert TIMING.lease_ms <= takeover_ms <= TIMING.lease_ms + 4 * TIMING.renew_interval_ms
+    lease, renew = TIMING.lease_ms, TIMING.renew_interval_ms
+    assert lease - renew <= takeover_ms <= lease + 4 * MAX_DELAY_MS
 
 
 def test_an_active_paused_longer_than_the_lease_is_deposed_and_rejoins() -> None:
     sim = Sim(quiet(pauses=((0, 2000, 3000),)), faults_until=6000)
     sim.run_until(4500)
-    a, b = sim.nodes
-    assert b.state.role is Role.ACTIVE  # took over while A was stopped
-    assert a.state.role is Role.ACTIVE  # A has not run yet: its view is stale ...
+    a = sim.nodes[0]
+    assert roles(sim) == [Role.ACTIVE, Role.ACTIVE]  # B took over; A has not run since ...
     assert not can_write_venue(a.state, sim.local(a))  # ... but its deadline has passed
     sim.run_until(5010)
-    assert a.state.role is Role.FENCED
+    assert roles(sim) == [Role.FENCED, Role.ACTIVE]
     sim.run_until(9000)
-    assert (a.state.role, b.state.role) == (Role.STANDBY, Role.ACTIVE)
+    assert roles(sim) == [Role.STANDBY, Role.ACTIVE]
 
 
 def test_a_switchover_hands_the_lease_to_the_standby() -> None:
     sim = Sim(quiet(switchovers=(2000,)), faults_until=0)
     # drain, release, watch, acquire, epoch marker, drain to head: nine one-way delays
     sim.run_until(2000 + 9 * MAX_DELAY_MS)
-    assert [n.state.role for n in sim.nodes] == [Role.FENCED, Role.ACTIVE]
+    assert roles(sim) == [Role.FENCED, Role.ACTIVE]

@@ -459,7 +459,8 @@ def next_timer_ms(state: Leadership, now_ms: int) -> int | None:
 def step(state: Leadership, inp: Input) -> Step:
     """Apply one input. Returns the new state and the decision (sentence, actions, timer)."""
     now = inp.now_ms
-    if state.role in LEADING and now >= state.deadline_ms:
+    is_past_deadline = state.role in LEADING and now >= state.deadline_ms
+    if is_past_deadline:
         new, summary, actions = _fence(
             state,
             now,
@@ -470,8 +471,7 @@ def step(state: Leadership, inp: Input) -> Step:
         new, summary, actions = _HANDLERS[state.role](state, inp)
     if new.role is not state.role:
         allowed = TRANSITIONS.get((state.role, type(inp)), frozenset())
-        deadline_rule = state.role in LEADING and new.role is R.FENCED
-        if new.role not in allowed and not deadline_rule:
+        if new.role not in allowed and not (is_past_deadline and new.role is R.FENCED):
             raise IllegalTransition(f"{state.role} --{type(inp).__name__}--> {new.role}")
         new = replace(new, since_ms=now)
     return new, Decision(f"{state.role}: {summary}", actions, next_timer_ms(new, now))
@@ -729,7 +729,7 @@ def _on_leading(state: Leadership, inp: Input) -> _Out:
         case LeaseSeen(holder=holder, revision=rev) if rev > ours:
             if holder == state.config.holder:  # a timed-out renew of ours, applied late
                 new = replace(state, revision=rev, view=_observe(state, inp))
-                return new, f"adopted our own newer revision {rev}", ()
+                return new, f"our own write seen at revision {rev}: adopted", ()
             summary = f"lease taken by {holder} at revision {rev}: fencing"
             return _fence(state, now, summary, release=False)
         case LeaseEmpty(revision=rev) if rev > ours:

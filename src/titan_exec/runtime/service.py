@@ -40,6 +40,7 @@ from titan_exec.core.events import ControlDecided, Event, IntentDecided, OrderFi
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
 from titan_exec.core.state import State, state_hash
+from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
@@ -111,6 +112,8 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.intake: CommandIntake | None = None
         self.follower: EventFollower | None = None
+        self.ha: HaDriver | None = None
+        self.venue_gate: Callable[[], bool] | None = None
         self.role = "starting"
         self.epoch = 0
         self._say: Callable[[str], None] = lambda m: log.info("%s", m)
@@ -158,7 +161,8 @@ class Service:
         )
         self.events.last_seq = last
         await self._subscribe()
-        if self.cfg.is_standby:
+        if self.cfg.is_standby or self.cfg.ha.enabled:
+            # with the lease on, every instance starts hot and the election decides
             self.follower = EventFollower(
                 self.js,
                 state,
@@ -171,6 +175,10 @@ class Service:
             self.health.is_ready = True
             self.metrics.ready.set(1)
             say(f"hot standby: following the event stream from seq {last}; no venue writes")
+            if self.cfg.ha.enabled:
+                self.ha = HaDriver(self, say=say)
+                self.venue_gate = self.ha.can_write_venue
+                await self.ha.start()
             return
         await self.take_over()
 
@@ -178,24 +186,35 @@ class Service:
         """Become the active (ha-protocol.md §6): write the epoch marker (from now on the
         previous active cannot publish), drain the stream to its head, then recover orders
         and open intake. Returns the epoch. The lease (election) decides *when*; this is
-        *how*."""
-        assert self.js is not None and self.events is not None
-        say = self._say
+        *how* (`runtime/ha.py` runs the same three steps one by one)."""
         self.role = "promoting"
         epoch = await self._write_epoch_marker()
-        if self.follower is not None:
-            await self.follower.stop()
-            after = self.follower.last_seq
-            self.follower = None
-            _, last = await replay_stream(
-                self.js,
-                stream="TITAN_EVT",
-                ns=self.cfg.service.namespace,
-                state=self.events.state,
-                start_seq=after + 1,
-                on_event=self._remember_nonce,
-            )
-            self.events.last_seq = max(self.events.last_seq, last)
+        await self.drain_to_head()
+        await self.open_intake(epoch)
+        return epoch
+
+    async def drain_to_head(self) -> None:
+        """Stop following and fold the rest of the stream: the state is now complete."""
+        assert self.js is not None and self.events is not None
+        if self.follower is None:
+            return
+        await self.follower.stop()
+        after = self.follower.last_seq
+        self.follower = None
+        _, last = await replay_stream(
+            self.js,
+            stream="TITAN_EVT",
+            ns=self.cfg.service.namespace,
+            state=self.events.state,
+            start_seq=after + 1,
+            on_event=self._remember_nonce,
+        )
+        self.events.last_seq = max(self.events.last_seq, last)
+
+    async def open_intake(self, epoch: int) -> None:
+        """Publish under `epoch`, recover orders, decide the waiting commands, open intake."""
+        assert self.js is not None and self.events is not None
+        say = self._say
         self.events.set_epoch(self.subjects.epoch(self.cfg.service.shard), epoch)
         self.epoch = epoch
         await self.events.start()
@@ -215,6 +234,8 @@ class Service:
             account=self.cfg.service.account,
             clock=self.clock,
         )
+        if self.venue_gate is not None:
+            self.runner.may_write_venue = self.venue_gate
         await self._refresh_equity()
         await self.runner.recover()
         await self._subscribe_rpcs()
@@ -239,7 +260,6 @@ class Service:
         self.health.is_ready = True
         self.metrics.ready.set(1)
         say(f"active with epoch {epoch}: intake open")
-        return epoch
 
     async def _write_epoch_marker(self) -> int:
         """Compare-and-set a new marker on the epoch subject; its sequence is the epoch."""
@@ -302,6 +322,8 @@ class Service:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ha is not None:
+            await self.ha.stop()
         if self.follower is not None:
             await self.follower.stop()
         if self.intake is not None:

@@ -124,6 +124,18 @@ class EventFollower:
         if meta.num_pending == 0:
             self.caught_up.set()
 
+    async def is_at_head(self) -> bool:
+        """True when the server has nothing more for this follower (caught up)."""
+        if self.caught_up.is_set():
+            return True
+        if self._sub is None:
+            return False
+        try:
+            info = await self._sub.consumer_info()
+        except Exception:
+            return False
+        return int(info.num_pending or 0) == 0 and int(info.num_ack_pending or 0) == 0
+
     async def stop(self) -> None:
         if self._sub is not None:
             try:

@@ -14,7 +14,8 @@ Every call runs under a timeout derived from the lease (default: the renew inter
   watchers see at once. A bucket with another TTL is refused: every instance's local
   deadline must match the server's expiry.
 - Key ``leader`` (``leader.<shard>``); value JSON ``{"instance_id", "session", "epoch",
-  "since_ms", "lease_ms"}``. The holder is ``instance_id/session``, unique per process.
+  "since_ms", "lease_ms"}``. The holder is ``instance_id/session``, unique per process:
+  give the core ``LeaderConfig(holder=lease.holder, ...)``.
 - **The marker pitfall** (nats-py 2.16.0, nats-server 2.15.1): after an expiry the key's
   newest entry is a server marker, and ``kv.create`` fails with "wrong last sequence"
   until the marker itself expires (nats-py's own fallback only recognises client-written
@@ -27,6 +28,10 @@ Every call runs under a timeout derived from the lease (default: the renew inter
   proves the write left after this call's send time, which the core's deadline needs.
 - nats-py's ``update(last=None)`` means "revision 0" and ``delete(last=0)`` deletes
   unconditionally: `_cas` and `release` take explicit revisions and refuse the others.
+- ``watch`` re-subscribes after a reconnect (nats-py's KV watcher goes silent when its
+  server restarts) and avoids ``KeyWatcher.updates``; calls restore a cancellation that
+  nats-py's ``asyncio.wait_for`` swallowed (Python 3.11): leader tasks must stop when
+  cancelled.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import (
     APIError,
@@ -220,6 +226,18 @@ def _classify(exc: Exception) -> CallLost | CallUnavailable | None:
     return None
 
 
+def _cancelling() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _raise_if_cancel_swallowed(before: int) -> None:
+    """nats-py waits for replies with ``asyncio.wait_for``, which on Python 3.11 can
+    swallow a cancellation when the reply arrives at the same moment: restore it."""
+    if _cancelling() > before:
+        raise asyncio.CancelledError
+
+
 def _is_marker(headers: dict[str, str] | None) -> bool:
     if not headers:
         return False
@@ -268,7 +286,7 @@ class NatsLease:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: Client,
         kv: KeyValue,
         *,
         instance_id: str,
@@ -277,7 +295,8 @@ class NatsLease:
         shard: str | None = None,
         clock_ms: Callable[[], int] = monotonic_ms,
     ) -> None:
-        self._js = js
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
         self._kv = kv
         self._timing = timing
         self.instance_id = instance_id
@@ -290,7 +309,7 @@ class NatsLease:
     @classmethod
     async def open(
         cls,
-        js: JetStreamContext,
+        nc: Client,
         *,
         instance_id: str,
         timing: LeaseTiming,
@@ -302,11 +321,11 @@ class NatsLease:
         """Ensure the bucket (bounded by the lease) and return the lease of this instance."""
         try:
             async with asyncio.timeout(timing.lease_ms / 1000):
-                kv = await ensure_bucket(js, timing, replicas=replicas)
+                kv = await ensure_bucket(nc.jetstream(), timing, replicas=replicas)
         except TimeoutError as exc:
             raise LeaseSetupError(f"bucket {BUCKET}: no answer within the lease") from exc
         return cls(
-            js,
+            nc,
             kv,
             instance_id=instance_id,
             timing=timing,
@@ -329,14 +348,17 @@ class NatsLease:
         self, what: str, attempt: Callable[[], Awaitable[CallResult]], timeout_ms: int | None
     ) -> CallResult:
         timeout_s = (timeout_ms or self._timing.renew_interval_ms) / 1000
+        before = _cancelling()
         try:
             async with asyncio.timeout(timeout_s):
-                return await attempt()
+                result = await attempt()
         except Exception as exc:
             outcome = _classify(exc)
             if outcome is None:
                 raise
-            return type(outcome)(f"{what}: {outcome.reason}")
+            result = type(outcome)(f"{what}: {outcome.reason}")
+        _raise_if_cancel_swallowed(before)
+        return result
 
     async def _cas(self, value: bytes, *, last: int) -> CallOk:
         """Write ``value`` only if the key's newest revision is ``last`` (0: no entry)."""
@@ -396,7 +418,7 @@ class NatsLease:
             except KeyWrongLastSequenceError:
                 pass
             latest = await self._latest()
-            if self._is_ours(latest) and latest is not None:  # our timed-out renew, applied late
+            if latest is not None and self._is_ours(latest):  # our timed-out renew, applied late
                 return await self._cas(value, last=latest.revision)
             found = "nothing" if latest is None else latest.describe()
             return CallLost(f"revision {revision} is no longer the lease: found {found}")
@@ -416,8 +438,11 @@ class NatsLease:
 
     async def inspect(self, *, timeout_ms: int | None = None) -> LeaseEntry | None:
         """The newest entry (None: no entry). Raises on errors: for status displays."""
+        before = _cancelling()
         async with asyncio.timeout((timeout_ms or self._timing.renew_interval_ms) / 1000):
-            return await self._latest()
+            latest = await self._latest()
+        _raise_if_cancel_swallowed(before)
+        return latest
 
     async def read(self, *, timeout_ms: int | None = None) -> Observation:
         """Poll the lease (a watch can miss): seen, empty, or unavailable (cannot tell)."""
@@ -431,31 +456,50 @@ class NatsLease:
         return LeaseEmpty(0, now) if latest is None else latest.observe(now)
 
     async def watch(self) -> AsyncIterator[LeaseSeen | LeaseEmpty]:
-        """Every change of the lease key, starting with its current state.
+        """Every change of the lease key, starting with its current state; never ends.
 
         Expiry and release arrive as `LeaseEmpty` at once (limit markers). Run it in its
         own task and put each observation on the driver's queue; poll with `read` too.
+        After a reconnect the watch is re-created (and starts with the current state
+        again): nats-py's KV watcher, an ordered push consumer, stays silent after the
+        server that held it restarts (nats-py 2.16.0, nats-server 2.15.1).
         """
-        async with asyncio.timeout(self._timing.lease_ms / 1000):
-            watcher: Any = await self._kv.watch(self.key)
-        try:
-            is_initial = True
-            async for entry in watcher:
-                now = self._clock_ms()
-                if entry is None:  # end of the initial state: nothing there
-                    if is_initial:
-                        yield LeaseEmpty(0, now)
-                    is_initial = False
-                    continue
-                is_initial = False
-                if entry.operation in ("DEL", "PURGE"):
-                    yield LeaseEmpty(int(entry.revision), now)
-                else:
-                    latest = LeaseEntry(int(entry.revision), LeaseRecord.decode(entry.value), False)
-                    yield latest.observe(now)
-        finally:
+        check_s = self._timing.renew_interval_ms / 1000
+        before = _cancelling()
+        while True:
+            reconnects = self._nc.stats["reconnects"]
             try:
-                async with asyncio.timeout(1):
-                    await watcher.stop()
-            except Exception:  # the connection may be gone; the subscription goes with it
-                pass
+                async with asyncio.timeout(self._timing.lease_ms / 1000):
+                    watcher: Any = await self._kv.watch(self.key)
+            except Exception as exc:
+                if _classify(exc) is None:
+                    raise
+                await asyncio.sleep(check_s)  # not reachable now: the poll path covers
+                continue
+            try:
+                _raise_if_cancel_swallowed(before)
+                is_initial = True
+                while self._nc.stats["reconnects"] == reconnects:
+                    try:
+                        # not watcher.updates(): its asyncio.wait_for can swallow a
+                        # cancellation on Python 3.11 when an entry arrives at that moment
+                        async with asyncio.timeout(check_s):
+                            entry = await anext(watcher)
+                    except TimeoutError:
+                        continue
+                    now = self._clock_ms()
+                    if entry is None:  # end of the initial state: nothing there
+                        if is_initial:
+                            yield LeaseEmpty(0, now)
+                    elif entry.operation in ("DEL", "PURGE"):
+                        yield LeaseEmpty(int(entry.revision), now)
+                    else:
+                        record = LeaseRecord.decode(entry.value)
+                        yield LeaseEntry(int(entry.revision), record, False).observe(now)
+                    is_initial = False
+            finally:
+                try:
+                    async with asyncio.timeout(1):
+                        await watcher.stop()
+                except Exception:  # the connection may be gone; the subscription goes with it
+                    pass

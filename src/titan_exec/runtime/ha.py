@@ -1,0 +1,213 @@
+"""The hot-standby driver: runs the pure leadership core against the KV lease and the service.
+
+One task owns the `Leadership` state. Inputs (lease observations from the watch and the
+poll, outcomes of our own calls, the stream's verdicts, timer ticks, the standby's
+catch-up reports) go through one queue; each is stepped through `leadership.step`, the
+decision's sentence is logged, and its actions are carried out here:
+
+    ReadLease / Acquire / Renew / Release  →  `adapters/nats/lease.NatsLease`
+    WriteEpochMarker / DrainToHead / OpenIntake  →  the service's takeover steps
+    StopVenueWrites  →  the service stops (fenced); its supervisor restarts it as standby
+
+`can_write_venue` (the lease's local monotonic deadline) is what the order runner checks
+right before every venue write. A loop-lag watchdog steps `LoopStalled` when the event
+loop stalled longer than the core tolerates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from titan_exec.adapters.nats.lease import (
+    NatsLease,
+    acquire_outcome,
+    monotonic_ms,
+    renew_outcome,
+)
+from titan_exec.core import leadership as ld
+
+if TYPE_CHECKING:
+    from titan_exec.runtime.service import Service
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_PERIOD_MS = 50
+
+
+class HaDriver:
+    def __init__(self, service: Service, *, say: Callable[[str], None]) -> None:
+        self.service = service
+        self.say = say
+        ha = service.cfg.ha
+        self.timing = ld.LeaseTiming(
+            lease_ms=ha.lease_ms,
+            renew_interval_ms=ha.renew_interval_ms,
+            safety_margin_ms=ha.safety_margin_ms,
+        )
+        self.lease: NatsLease | None = None
+        self.state: ld.Leadership | None = None
+        self._inputs: asyncio.Queue[ld.Input] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._renewals: set[asyncio.Task[None]] = set()
+        self._actions: set[asyncio.Task[None]] = set()
+        self.transitions: list[tuple[int, str, str]] = []
+        """(monotonic ms, role, decision sentence): what `status` and tests read."""
+
+    # --- the check before every venue write ------------------------------------------------
+
+    def can_write_venue(self) -> bool:
+        return self.state is not None and ld.can_write_venue(self.state, monotonic_ms())
+
+    @property
+    def role(self) -> str:
+        return self.state.role.value if self.state is not None else "starting"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        svc = self.service
+        assert svc.nc is not None
+        self.lease = await NatsLease.open(
+            svc.nc,
+            instance_id=svc.cfg.service.instance_id,
+            timing=self.timing,
+            shard=None if svc.cfg.service.shard == "main" else svc.cfg.service.shard,
+            replicas=svc.cfg.nats.replicas,
+        )
+        mode = ld.Mode.STANDBY if svc.cfg.is_standby else ld.Mode.ACTIVE
+        config = ld.LeaderConfig(
+            holder=self.lease.holder,
+            timing=self.timing,
+            mode=mode,
+            is_manual_failover=svc.cfg.ha.manual_failover,
+        )
+        self.state = ld.initial(config, monotonic_ms())
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="ha-loop"),
+            asyncio.create_task(self._watch(), name="ha-watch"),
+            asyncio.create_task(self._watchdog(), name="ha-watchdog"),
+            asyncio.create_task(self._report_shadow(), name="ha-shadow"),
+        ]
+        self.put(ld.Tick(monotonic_ms()))
+
+    async def stop(self) -> None:
+        state, lease = self.state, self.lease
+        tasks, self._tasks = self._tasks, []
+        tasks += [*self._actions, *self._renewals]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        is_leader = state is not None and state.role in ld.LEADING
+        if is_leader and lease is not None and state is not None and state.revision is not None:
+            # a planned stop of the leader hands the lease over at once
+            with contextlib.suppress(Exception):
+                await lease.release(state.revision)
+
+    def put(self, inp: ld.Input) -> None:
+        self._inputs.put_nowait(inp)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            assert self.state is not None
+            now = monotonic_ms()
+            wake = ld.next_timer_ms(self.state, now)
+            timeout = None if wake is None else max(0, wake - now) / 1000
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                async with asyncio.timeout(timeout):
+                    inp = await self._inputs.get()
+            except TimeoutError:
+                inp = ld.Tick(monotonic_ms())
+            self.state, decision = ld.step(self.state, inp)
+            if decision.summary and not isinstance(inp, ld.Tick | ld.LeaseSeen):
+                log.info("ha[%s]: %s", self.state.role.value, decision.summary)
+            self.transitions.append((monotonic_ms(), self.state.role.value, decision.summary))
+            del self.transitions[:-200]
+            for action in decision.actions:
+                # every action runs on its own: a long drain or a slow call never holds
+                # back the next renewal (the loop keeps stepping ticks)
+                task = asyncio.create_task(self._act(action), name=f"ha-{type(action).__name__}")
+                self._actions.add(task)
+                task.add_done_callback(self._actions.discard)
+
+    async def _act(self, action: ld.Action) -> None:
+        lease, svc = self.lease, self.service
+        assert lease is not None
+        match action:
+            case ld.ReadLease():
+                self.put(await lease.read())
+            case ld.Acquire(timeout_ms=timeout_ms):
+                sent = monotonic_ms()
+                result = await lease.acquire(timeout_ms=timeout_ms)
+                self.put(acquire_outcome(result, sent, monotonic_ms()))
+            case ld.Renew(revision=revision, epoch=epoch, timeout_ms=timeout_ms):
+                # in flight while the loop goes on: the deadline, not the call, bounds it
+                renew = asyncio.create_task(self._renew(revision, epoch, timeout_ms))
+                self._renewals.add(renew)
+                renew.add_done_callback(self._renewals.discard)
+            case ld.Release(revision=revision):
+                await lease.release(revision)
+            case ld.WriteEpochMarker():
+                try:
+                    epoch = await svc._write_epoch_marker()
+                except Exception as err:
+                    log.warning("epoch marker not written: %r", err)
+                    self.put(ld.EpochMarkerFailed(ld.Failure.LOST, monotonic_ms()))
+                else:
+                    self.put(ld.EpochMarkerWritten(epoch, monotonic_ms()))
+            case ld.DrainToHead():
+                await svc.drain_to_head()
+                self.put(ld.CaughtUp(monotonic_ms()))
+            case ld.OpenIntake(epoch=epoch):
+                await svc.open_intake(epoch)
+                self.say(f"leadership: active with epoch {epoch}")
+            case ld.CloseIntake():
+                self.put(ld.DrainDone(monotonic_ms()))
+            case ld.StopVenueWrites(reason=reason):
+                if svc.role in ("active", "promoting"):
+                    svc._fatal(f"fenced: {reason}")
+
+    async def _renew(self, revision: int, epoch: int | None, timeout_ms: int) -> None:
+        assert self.lease is not None
+        sent = monotonic_ms()
+        result = await self.lease.renew(revision, epoch=epoch, timeout_ms=timeout_ms)
+        self.put(renew_outcome(result, sent, monotonic_ms()))
+
+    async def _watch(self) -> None:
+        assert self.lease is not None
+        while True:
+            try:
+                async for observation in self.lease.watch():
+                    self.put(observation)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("lease watch failed (%r); the poll covers it", err)
+                await asyncio.sleep(self.timing.renew_interval_ms / 1000)
+
+    async def _watchdog(self) -> None:
+        """The event loop measures its own stalls (GC, SIGSTOP, an overloaded machine)."""
+        period = WATCHDOG_PERIOD_MS / 1000
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(period)
+            stall_ms = int((time.monotonic() - before - period) * 1000)
+            if stall_ms > self.timing.max_loop_stall_ms:
+                self.put(ld.LoopStalled(stall_ms, monotonic_ms()))
+            events = self.service.events
+            if events is not None and events.is_deposed:
+                self.put(ld.WriteRejected(monotonic_ms()))
+
+    async def _report_shadow(self) -> None:
+        while True:
+            follower = self.service.follower
+            is_caught_up = follower is not None and await follower.is_at_head()
+            self.put(ld.ShadowReported(is_caught_up, False, monotonic_ms()))
+            await asyncio.sleep(self.timing.renew_interval_ms / 1000)

@@ -1,0 +1,66 @@
+"""The pair with lease election (short lease): the active wins at once, the standby takes
+over when the active dies, and nothing is decided twice or placed twice."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import make_config, wait_for, world
+from titan_exec.core.model import OrderStatus
+from titan_exec.runtime.app import RunningInstance
+
+pytestmark = pytest.mark.integration
+
+HA = {"ha.enabled": True, "ha.lease_ms": 1000}
+
+
+async def test_lease_election_failover_after_the_active_dies(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    async with world(
+        service_nats.url, tmp_path / "a", **HA, **{"service.instance_id": "primary"}
+    ) as w:
+        await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
+        venue = w.inst.venue
+        cfg_b = make_config(
+            service_nats.url,
+            tmp_path / "b",
+            **HA,
+            **{"service.instance_id": "backup", "service.mode": "standby"},
+        )
+        async with RunningInstance(cfg_b, venue=venue) as b:
+            assert b.service is not None
+            backup = b.service
+            ack = await w.brain.place(w.brain.intent("one", "BTC/USDT", "BUY_SETUP", "0.1"))
+            await w.decided(ack.seq)
+            assert backup.role == "standby"
+            await wait_for(lambda: len(backup.market.tickers) == 3, "backup tickers")
+            await wait_for(lambda: backup.market.last_heartbeat_ms is not None, "heartbeat")
+            # the active dies without a word (no release): the lease must expire
+            assert w.svc.ha is not None
+            w.svc.ha.lease = None  # a dead process releases nothing
+            died = time.monotonic()
+            await w.svc.stop()
+            await wait_for(lambda: backup.role == "active", "backup elected", 10)
+            failover_s = time.monotonic() - died
+            assert failover_s <= 1.0 + 1.0, failover_s  # lease + 1 s (the issue's bound)
+            ack2 = await w.brain.place(w.brain.intent("two", "ETH/USDT", "BUY_SETUP", "1"))
+            await wait_for(lambda: ack2.seq in backup.state.decided_cmds, "decided by backup")
+            assert "two" in backup.state.accepted_signals, backup.status_doc()["recent_rejects"]
+            coid = backup.state.accepted_signals["two"][0]
+            await wait_for(
+                lambda: backup.state.orders[coid].status is OrderStatus.FILLED, "fill by backup"
+            )
+            coids = [o.client_order_id for o in venue.all_orders()]
+            assert len(coids) == len(set(coids)) == 2
+            decisions = [
+                json.loads(m.data)["payload"]["cmdSeq"]
+                for m in await w.stream_messages("TITAN_EVT", "titan.evt.exec.decision.v1.>")
+            ]
+            assert sorted(decisions) == sorted(set(decisions))
+            assert backup.epoch > w.svc.epoch > 0
