@@ -64,3 +64,45 @@ async def test_lease_election_failover_after_the_active_dies(
             ]
             assert sorted(decisions) == sorted(set(decisions))
             assert backup.epoch > w.svc.epoch > 0
+
+
+async def test_planned_switchover_hands_over_at_once(service_nats: Any, tmp_path: Path) -> None:
+    """Stopping the active (SIGTERM) releases the lease: the watching standby takes over
+    without waiting for an expiry. The intake gap is measured and reported."""
+    async with world(
+        service_nats.url,
+        tmp_path / "a",
+        **{**HA, "ha.lease_ms": 3000, "service.instance_id": "primary"},
+    ) as w:
+        await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
+        cfg_b = make_config(
+            service_nats.url,
+            tmp_path / "b",
+            **{
+                **HA,
+                "ha.lease_ms": 3000,
+                "service.instance_id": "backup",
+                "service.mode": "standby",
+            },
+        )
+        async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
+            assert b.service is not None
+            backup = b.service
+            await wait_for(
+                lambda: (
+                    backup.ha is not None
+                    and backup.ha.role == "standby"
+                    and len(backup.market.tickers) == 3
+                ),
+                "backup ready",
+            )
+            await wait_for(lambda: backup.market.last_heartbeat_ms is not None, "heartbeat")
+            stopped = time.monotonic()
+            await w.svc.stop()  # the planned path: intake closed, lease released
+            await wait_for(lambda: backup.role == "active", "backup active", 5)
+            gap_ms = (time.monotonic() - stopped) * 1000
+            print(f"switchover intake gap: {gap_ms:.0f} ms")
+            assert gap_ms < 3000 / 2  # far below the lease: no expiry was waited for
+            ack = await w.brain.place(w.brain.intent("after", "BTC/USDT", "BUY_SETUP", "0.01"))
+            await wait_for(lambda: ack.seq in backup.state.decided_cmds, "decided by backup")
+            assert "after" in backup.state.accepted_signals
