@@ -198,3 +198,78 @@ async def test_kill_9_of_the_active_under_load(service_nats: Any, tmp_path: Path
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait()
+
+
+async def test_sigstop_longer_than_the_lease_deposes_the_active(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    """A paused active (GC, SIGSTOP, VM freeze) wakes up deposed: its lease deadline has
+    passed and the new epoch refuses its writes; it stops instead of trading."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports = {"primary": free_port(), "backup": free_port()}
+    async with SimProcess(nats_url=service_nats.url, fill_slices=1) as sim:
+        try:
+            procs["primary"] = start_instance(
+                tmp_path, "primary", "active", service_nats.url, sim.url, ports["primary"]
+            )
+            await poll(
+                lambda: (
+                    (get_json(f"http://127.0.0.1:{ports['primary']}/status") or {}).get("role")
+                    == "active"
+                ),
+                "primary active",
+            )
+            procs["backup"] = start_instance(
+                tmp_path, "backup", "standby", service_nats.url, sim.url, ports["backup"]
+            )
+            await poll(
+                lambda: (
+                    (get_json(f"http://127.0.0.1:{ports['backup']}/status") or {}).get("role")
+                    == "standby"
+                ),
+                "backup standby",
+            )
+            nc = await nats.connect(service_nats.url)
+            brain = Brain(nc, secret=SECRET.encode())
+            brain.start_heartbeats(0.3)
+            await asyncio.sleep(1.0)
+            procs["primary"].send_signal(signal.SIGSTOP)
+            await poll(
+                lambda: (
+                    (get_json(f"http://127.0.0.1:{ports['backup']}/status") or {}).get("role")
+                    == "active"
+                ),
+                "backup active",
+                10,
+            )
+            ack = await brain.place(brain.intent("while-paused", "BTC/USDT", "BUY_SETUP", "0.002"))
+            procs["primary"].send_signal(signal.SIGCONT)
+            # the deposed active fences itself and stops (its supervisor restarts it)
+            code = await asyncio.to_thread(procs["primary"].wait, 15)
+            assert code != 0
+            log = (tmp_path / "primary.log").read_text()
+            assert "fenced" in log or "deposed" in log or "broken" in log, log[-2000:]
+            await poll(
+                lambda: any(
+                    o.get("clientOrderId")
+                    for o in (get_json(f"{sim.url}/sim/inspect") or {}).get("orders", [])
+                ),
+                "the backup placed the order",
+            )
+            inspect = await asyncio.to_thread(get_json, f"{sim.url}/sim/inspect")
+            coids = [o.get("clientOrderId") for o in inspect["orders"]]
+            assert len(coids) == len(set(coids)) == 1
+            status = await asyncio.to_thread(get_json, f"http://127.0.0.1:{ports['backup']}/status")
+            assert status["last_cmd_seq"] >= ack.seq
+            await brain.stop()
+            await nc.close()
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()

@@ -82,6 +82,7 @@ class CommandIntake:
         self.commands_seen = 0
         self.last_cmd_seq = 0
         self.recent_rejects: list[dict[str, Any]] = []
+        self.is_closing = False
 
     async def stop(self) -> None:
         """Let every worker finish what it has decided, then return."""
@@ -103,7 +104,7 @@ class CommandIntake:
                 max_deliver=-1,
             ),
         )
-        while True:
+        while not self.is_closing:
             try:
                 msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=1.0)
             except TimeoutError:

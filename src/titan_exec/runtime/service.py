@@ -63,6 +63,10 @@ def load_policy(path: str) -> dict[str, Any]:
     return doc
 
 
+STOP_STEP_S = 5.0
+"""Each step of a stop waits at most this long."""
+
+
 @dataclass
 class Health:
     started_at_ms: int = 0
@@ -119,6 +123,7 @@ class Service:
         self._say: Callable[[str], None] = lambda m: log.info("%s", m)
         self._subs: list[Any] = []
         self._stopped = asyncio.Event()
+        self._stop_task: asyncio.Future[None] | None = None
 
     # --- state access -----------------------------------------------------------------
 
@@ -311,9 +316,18 @@ class Service:
         log.info("NATS connection: %s", event)
 
     async def stop(self) -> None:
+        """Stop everything, bounded in time; safe to call twice (a fatal error and the
+        process's own exit may both ask)."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
         self.health.is_stopping = True
         self.health.is_ready = False
         self.metrics.ready.set(0)
+        if self.intake is not None:
+            self.intake.is_closing = True
         for sub in self._subs:
             try:
                 await sub.unsubscribe()
@@ -321,13 +335,22 @@ class Service:
                 pass
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # nats-py can swallow a cancel inside its own wait_for: never wait forever
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_STEP_S)
+            for task in stuck:
+                log.warning(
+                    "task %s did not stop in %s s; leaving it", task.get_name(), STOP_STEP_S
+                )
         if self.ha is not None:
             await self.ha.stop()
         if self.follower is not None:
             await self.follower.stop()
         if self.intake is not None:
-            await self.intake.stop()
+            try:
+                await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
+            except TimeoutError:
+                log.warning("intake did not stop in %s s", STOP_STEP_S)
         if self.runner is not None:
             await self.runner.stop()
         if self.events is not None:
@@ -350,7 +373,8 @@ class Service:
         self.health.fatal = reason
         self.health.is_ready = False
         self.metrics.ready.set(0)
-        asyncio.get_running_loop().create_task(self.stop())
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
 
     # --- derived outputs ------------------------------------------------------------------
 
