@@ -44,6 +44,7 @@ async def test_lease_election_failover_after_the_active_dies(
             # the active dies without a word (no release): the lease must expire
             assert w.svc.ha is not None
             w.svc.ha.lease = None  # a dead process releases nothing
+            await w.svc.ha.stop()  # its renewals stop at this instant
             died = time.monotonic()
             await w.svc.stop()
             await wait_for(lambda: backup.role == "active", "backup elected", 10)

@@ -54,6 +54,9 @@ async def replay_stream(
     seen = 0
     last_seq = start_seq - 1
     try:
+        consumer = await sub.consumer_info()
+        if int(consumer.num_pending or 0) == 0:
+            return state, last_seq  # nothing of ours past start_seq: no fetch to wait out
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=1.0)
