@@ -25,6 +25,8 @@ class ServiceView(Protocol):
 
     def is_ready(self) -> tuple[bool, str]: ...
 
+    def refresh_metrics(self) -> None: ...
+
 
 def _json(doc: Any, status: int = 200) -> web.Response:
     return web.Response(
@@ -41,6 +43,7 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
         return _json({"ready": ok, "reason": why}, 200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
+        service.refresh_metrics()  # gauges are read at scrape time, in every role
         return web.Response(body=service.metrics.render(), content_type="text/plain")
 
     async def status(_: web.Request) -> web.Response:

@@ -107,6 +107,10 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("titan_exec_ready", "1 when the instance is ready", registry=r)
+        self.epoch = Gauge(
+            "titan_exec_epoch", "Epoch this instance writes under (0: none)", registry=r
+        )
+        self.is_active = Gauge("titan_exec_is_active", "1 on the active of the pair", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -428,9 +428,9 @@ class Service:
             if self.events is None or self.events.is_broken:
                 continue
             self.events.publish(self.subjects.truth, json.dumps(self.truth_doc()).encode())
-            self._update_gauges()
+            self.refresh_metrics()
 
-    def _update_gauges(self) -> None:
+    def refresh_metrics(self) -> None:
         st = self.state
         self.metrics.open_orders.set(sum(len(v) for v in st.open_orders.values()))
         self.metrics.positions.set(sum(1 for p in st.positions.values() if not p.is_flat))
@@ -441,6 +441,8 @@ class Service:
         self.metrics.heartbeat_age.set(-1 if hb is None else (self.clock() - hb) / 1000)
         if self.events is not None:
             self.metrics.last_event_seq.set(self.events.last_seq)
+        self.metrics.epoch.set(self.epoch)
+        self.metrics.is_active.set(1 if self.role == "active" else 0)
 
     async def _refresh_equity(self) -> None:
         try:
@@ -506,6 +508,11 @@ class Service:
             "instance_id": self.cfg.service.instance_id,
             "role": self.role,
             "epoch": self.epoch,
+            "lease_role": self.ha.role if self.ha is not None else None,
+            "lease_holder": self.ha.lease.holder if self.ha and self.ha.lease else None,
+            "last_transition": (
+                self.ha.transitions[-1][2] if self.ha and self.ha.transitions else None
+            ),
             "namespace": self.cfg.service.namespace,
             "ready": self.health.is_ready,
             "fatal": self.health.fatal,
