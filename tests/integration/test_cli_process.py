@@ -6,32 +6,18 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 
+from tests.integration.procs import free_port, get_json, poll
+
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get_json(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return json.loads(resp.read())
-    except OSError:
-        return None
 
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -46,16 +32,6 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
-
-
-async def poll(fn: Any, what: str, timeout_s: float = 20) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = await asyncio.to_thread(fn)
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_run_send_status_and_sigterm(service_nats: Any, tmp_path: Path) -> None:
