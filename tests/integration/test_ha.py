@@ -3,14 +3,17 @@ over when the active dies, and nothing is decided twice or placed twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import make_config, wait_for, world
+from tests.integration.harness import API_KEY, make_config, wait_for, world
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
 
@@ -107,3 +110,57 @@ async def test_planned_switchover_hands_over_at_once(service_nats: Any, tmp_path
             ack = await w.brain.place(w.brain.intent("after", "BTC/USDT", "BUY_SETUP", "0.01"))
             await wait_for(lambda: ack.seq in backup.state.decided_cmds, "decided by backup")
             assert "after" in backup.state.accepted_signals
+
+
+async def test_operator_switchover_through_the_admin_api(service_nats: Any, tmp_path: Path) -> None:
+    """`titan-exec switchover` (POST /switchover): the active closes intake, finishes, hands
+    the lease over and stops cleanly; the standby's intake opens at once."""
+    ha = {**HA, "ha.lease_ms": 3000}
+    async with world(
+        service_nats.url, tmp_path / "a", **{**ha, "service.instance_id": "primary"}
+    ) as w:
+        await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
+        cfg_b = make_config(
+            service_nats.url,
+            tmp_path / "b",
+            **{**ha, "service.instance_id": "backup", "service.mode": "standby"},
+        )
+        async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
+            assert b.service is not None
+            backup = b.service
+            await wait_for(
+                lambda: (
+                    backup.ha is not None
+                    and backup.ha.role == "standby"
+                    and len(backup.market.tickers) == 3
+                ),
+                "backup ready",
+            )
+            url = f"{w.http_url}/switchover"
+            denied = await asyncio.to_thread(_post, url, "wrong-key")
+            assert denied == 401
+            requested = time.monotonic()
+            assert await asyncio.to_thread(_post, url, API_KEY) == 202
+            await wait_for(lambda: backup.role == "active", "backup active", 5)
+            gap_ms = (time.monotonic() - requested) * 1000
+            print(f"operator switchover: standby active {gap_ms:.0f} ms after the request")
+            assert gap_ms < 250
+            await asyncio.wait_for(w.svc.wait_stopped(), 10)
+            assert w.svc.health.fatal is None  # a planned end, not a failure
+            assert (
+                await asyncio.to_thread(
+                    _post,
+                    f"http://127.0.0.1:{b.http.port}/switchover",
+                    "wrong",  # type: ignore[union-attr]
+                )
+                == 401
+            )
+
+
+def _post(url: str, key: str) -> int:
+    req = urllib.request.Request(url, method="POST", headers={"X-API-Key": key})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)

@@ -27,6 +27,8 @@ class ServiceView(Protocol):
 
     def refresh_metrics(self) -> None: ...
 
+    def request_switchover(self) -> bool: ...
+
 
 def _json(doc: Any, status: int = 200) -> web.Response:
     return web.Response(
@@ -49,6 +51,20 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
     async def status(_: web.Request) -> web.Response:
         return _json(service.status_doc())
 
+    def authorized(request: web.Request) -> bool:
+        given = request.headers.get("X-API-Key", "")
+        auth = request.headers.get("Authorization", "")
+        if not given and auth.startswith("Bearer "):
+            given = auth[len("Bearer ") :]
+        return bool(api_key) and hmac.compare_digest(given.encode(), api_key.encode())
+
+    async def switchover(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return _json({"error": "unauthorized (API key)"}, 401)
+        if not service.request_switchover():
+            return _json({"error": "not the active of a lease-elected pair"}, 409)
+        return _json({"status": "switchover requested: intake closing, lease to be released"}, 202)
+
     async def positions(request: web.Request) -> web.Response:
         if not api_key:
             return _json({"error": "no API key configured (TITAN_EXECUTION_API_KEY)"}, 503)
@@ -66,6 +82,7 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
     app.router.add_get("/positions", positions)
+    app.router.add_post("/switchover", switchover)
     return app
 
 

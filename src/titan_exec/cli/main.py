@@ -304,6 +304,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_switchover(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/switchover"
+    key = args.api_key or os.environ.get("TITAN_EXECUTION_API_KEY", "")
+    req = urllib.request.Request(url, method="POST", headers={"X-API-Key": key})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            print(json.loads(resp.read())["status"])
+            return 0
+    except urllib.error.HTTPError as err:
+        print(f"switchover refused: {json.loads(err.read()).get('error')}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as err:
+        print(f"cannot reach {url}: {err}", file=sys.stderr)
+        return 1
+
+
 # --- demo / bench ----------------------------------------------------------------------------
 
 
@@ -384,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("switchover", help="planned hand-over of the active to the standby")
+    p.add_argument(
+        "--url",
+        default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}",
+        help="the active's admin API",
+    )
+    p.add_argument("--api-key", default=None, help="default: TITAN_EXECUTION_API_KEY")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(fn=cmd_switchover)
 
     p = sub.add_parser("demo", help="scripted end-to-end demo on an embedded NATS")
     p.add_argument("--keep-state", action="store_true")

@@ -55,6 +55,7 @@ class HaDriver:
         self._tasks: list[asyncio.Task[None]] = []
         self._renewals: set[asyncio.Task[None]] = set()
         self._actions: set[asyncio.Task[None]] = set()
+        self._is_switching_over = False
         self.transitions: list[tuple[int, str, str]] = []
         """(monotonic ms, role, decision sentence): what `status` and tests read."""
 
@@ -108,6 +109,14 @@ class HaDriver:
             with contextlib.suppress(Exception):
                 await lease.release(state.revision)
 
+    def request_switchover(self) -> bool:
+        """Planned hand-over (deploys): close intake, finish in-flight work, release."""
+        if self.state is None or self.state.role is not ld.Role.ACTIVE:
+            return False
+        self._is_switching_over = True
+        self.put(ld.Switchover(monotonic_ms()))
+        return True
+
     def put(self, inp: ld.Input) -> None:
         self._inputs.put_nowait(inp)
 
@@ -131,6 +140,9 @@ class HaDriver:
             self.transitions.append((monotonic_ms(), self.state.role.value, decision.summary))
             del self.transitions[:-200]
             for action in decision.actions:
+                if isinstance(action, ld.Release):
+                    await self._act(action)  # hand the lease over before anything else
+                    continue
                 # every action runs on its own: a long drain or a slow call never holds
                 # back the next renewal (the loop keeps stepping ticks)
                 task = asyncio.create_task(self._act(action), name=f"ha-{type(action).__name__}")
@@ -169,9 +181,12 @@ class HaDriver:
                 await svc.open_intake(epoch)
                 self.say(f"leadership: active with epoch {epoch}")
             case ld.CloseIntake():
+                await svc.close_intake()
                 self.put(ld.DrainDone(monotonic_ms()))
             case ld.StopVenueWrites(reason=reason):
-                if svc.role in ("active", "promoting"):
+                if self._is_switching_over:
+                    svc.finish(f"switched over: {reason}")
+                elif svc.role in ("active", "promoting"):
                     svc._fatal(f"fenced: {reason}")
 
     async def _renew(self, revision: int, epoch: int | None, timeout_ms: int) -> None:

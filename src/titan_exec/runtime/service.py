@@ -13,6 +13,7 @@ RPCs), the periodic truth snapshot and the views the admin API serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -367,6 +368,28 @@ class Service:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def close_intake(self) -> None:
+        """Stop deciding (switchover): in-flight commands finish, then events are drained."""
+        if self.intake is not None:
+            self.intake.is_closing = True
+            try:
+                await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
+            except TimeoutError:
+                log.warning("intake did not close in %s s", STOP_STEP_S)
+        if self.events is not None and not self.events.is_broken:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.events.drain(), STOP_STEP_S)
+
+    def request_switchover(self) -> bool:
+        return self.ha is not None and self.ha.request_switchover()
+
+    def finish(self, reason: str) -> None:
+        """A planned end (switchover): stop, not a failure."""
+        log.info("stopping: %s", reason)
+        self.health.is_ready = False
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop())
 
     def _fatal(self, reason: str) -> None:
         log.critical("fatal: %s", reason)
