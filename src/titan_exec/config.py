@@ -8,7 +8,9 @@ stops start-up with a message that names it (`ConfigError`). Secrets are never p
 Environment variables of the existing service keep their meaning: `HMAC_SECRET`,
 `HMAC_TIMESTAMP_TOLERANCE` (seconds), `NATS_URL`, `NATS_USER`/`NATS_PASS`, `PORT`,
 `TITAN_EXECUTION_API_KEY`. Others: `HMAC_SECRETS` (``key_id:secret,...``), `NATS_TOKEN`,
-`NATS_CREDS`, `TITAN_STATE_DIR`, `TITAN_INSTANCE_ID`, `TITAN_NAMESPACE`, `TITAN_CONFIG`.
+`NATS_CREDS`, `TITAN_STATE_DIR`, `TITAN_INSTANCE_ID`, `TITAN_NAMESPACE`, `TITAN_CONFIG`,
+`EXECUTION_MODE`, `TITAN_VENUE_*`. Every secret variable also has a `<VAR>_FILE` form that
+names a file holding it (Docker secrets).
 """
 
 from __future__ import annotations
@@ -335,6 +337,12 @@ def load(
     for var, (section, key) in ENV.items():
         if var in env and env[var] != "":
             layer.setdefault(section, {})[key] = env[var]
+        elif (section, key) in SECRET_KEYS and env.get(f"{var}_FILE"):
+            # Docker secrets: the value is in the file that VAR_FILE names
+            secret_file = Path(env[f"{var}_FILE"])
+            if not secret_file.is_file():
+                raise ConfigError(f"{var}_FILE: {secret_file} does not exist")
+            layer.setdefault(section, {})[key] = secret_file.read_text().strip()
     data = _merge(data, layer)
     flag_layer: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
