@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -581,6 +580,3 @@ class Service:
         if self.nc is None or not self.nc.is_connected:
             return False, "NATS disconnected"
         return True, "ok"
-
-    def realized_total(self) -> Decimal:
-        return sum((p.realized_pnl for p in self.state.positions.values()), Decimal(0))

@@ -82,7 +82,6 @@ class EventLog:
         self.is_broken = False
         self.last_seq = 0
         self.published = 0
-        self.listeners: list[Callable[[Event], None]] = []
 
     async def start(self) -> None:
         await self._publisher.start()
@@ -120,8 +119,6 @@ class EventLog:
             if closed is not None and self._on_closed_trade is not None:
                 for subj, data in self._on_closed_trade(closed, ev):
                     messages.append(_Outgoing(subj, data, None))
-            for listener in self.listeners:
-                listener(ev)
         return self._enqueue(messages)
 
     def publish(
@@ -206,10 +203,6 @@ class EventLog:
     async def drain(self) -> None:
         """Wait until everything queued so far is acknowledged (or failed)."""
         await self._enqueue([])
-
-
-def needs_genesis(state: State) -> bool:
-    return not state.is_initialized
 
 
 def genesis_event(policy: dict[str, Any], *, is_armed: bool, ts_ms: int) -> Genesis:
