@@ -114,7 +114,7 @@ async def test_planned_switchover_hands_over_at_once(service_nats: Any, tmp_path
 
 async def test_operator_switchover_through_the_admin_api(service_nats: Any, tmp_path: Path) -> None:
     """`titan-exec switchover` (POST /switchover): the active closes intake, finishes, hands
-    the lease over and stops cleanly; the standby's intake opens at once."""
+    the lease over and rejoins as the standby; the standby's intake opens at once."""
     ha = {**HA, "ha.lease_ms": 3000}
     async with world(
         service_nats.url, tmp_path / "a", **{**ha, "service.instance_id": "primary"}
@@ -145,8 +145,9 @@ async def test_operator_switchover_through_the_admin_api(service_nats: Any, tmp_
             gap_ms = (time.monotonic() - requested) * 1000
             print(f"operator switchover: standby active {gap_ms:.0f} ms after the request")
             assert gap_ms < 250
-            await asyncio.wait_for(w.svc.wait_stopped(), 10)
-            assert w.svc.health.fatal is None  # a planned end, not a failure
+            await wait_for(lambda: w.svc.role == "standby", "old active rejoined as standby", 10)
+            assert w.svc.health.fatal is None and not w.svc.health.is_stopping
+            assert w.svc.epoch == 0 and w.svc.follower is not None  # following, not writing
             assert (
                 await asyncio.to_thread(
                     _post,

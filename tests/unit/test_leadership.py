@@ -818,3 +818,14 @@ def test_a_switchover_hands_the_lease_to_the_standby() -> None:
     # drain, release, watch, acquire, epoch marker, drain to head: nine one-way delays
     sim.run_until(2000 + 9 * MAX_DELAY_MS)
     assert roles(sim) == [Role.FENCED, Role.ACTIVE]
+
+
+def test_a_write_of_unknown_outcome_fences_and_hands_the_lease_over() -> None:
+    """A timed-out event publish leaves the state ahead of the stream: the active fences
+    to rebuild, and (unlike a deposed one) releases the lease it still holds."""
+    state, decision = step(an_active(), WriteRejected(50, is_deposed=False))
+    assert state.role is Role.FENCED
+    assert "outcome unknown" in decision.summary
+    assert kinds(decision) == "StopVenueWrites Release"
+    _, deposed = step(an_active(), WriteRejected(50))
+    assert kinds(deposed) == "StopVenueWrites"

@@ -112,5 +112,50 @@ class Metrics:
         )
         self.is_active = Gauge("titan_exec_is_active", "1 on the active of the pair", registry=r)
 
+        self.role = Gauge(
+            "titan_exec_role",
+            "1 for the role this instance is in (standby, candidate, promoting, active, "
+            "draining, fenced)",
+            ["role"],
+            registry=r,
+        )
+        self.role_changes = Counter(
+            "titan_exec_role_changes_total",
+            "Role transitions, by the role entered",
+            ["role"],
+            registry=r,
+        )
+        self.takeovers = Counter(
+            "titan_exec_takeovers_total",
+            "Times this instance became the active (failovers and switchovers it won)",
+            registry=r,
+        )
+        self.fencings = Counter(
+            "titan_exec_fencings_total",
+            "Times this instance fenced itself (deposed, lease lost, deadline, stall)",
+            registry=r,
+        )
+        self.lease_renew = Histogram(
+            "titan_exec_lease_renew_seconds",
+            "Lease renewal round trip, by outcome",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lease_age = Gauge(
+            "titan_exec_lease_age_seconds",
+            "Time since the lease was last written (acquired or renewed), as last seen",
+            registry=r,
+        )
+        self.standby_lag = Gauge(
+            "titan_exec_standby_lag_events",
+            "Stream messages the hot standby has not folded yet (0 on the active)",
+            registry=r,
+        )
+
+    def set_role(self, role: str) -> None:
+        for name in ("standby", "candidate", "promoting", "active", "draining", "fenced"):
+            self.role.labels(name).set(1 if name == role else 0)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

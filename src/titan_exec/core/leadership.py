@@ -616,8 +616,12 @@ def _on_leading(state: Leadership, inp: Input) -> _Out:
             return _fence(state, now, summary, release=True)
         case LoopStalled(stall_ms=stall):
             return state, f"event loop stalled {stall} ms, within the margin", ()
-        case WriteRejected():
+        case WriteRejected(is_deposed=True):
             return _fence(state, now, "a fenced write was rejected: deposed", release=False)
+        case WriteRejected():
+            # still ours as far as we know: hand the lease over while we rebuild
+            summary = "an event write failed (outcome unknown): fencing to rebuild"
+            return _fence(state, now, summary, release=True)
         case ShadowReported(is_caught_up=caught_up, has_drift_alarm=drift):
             new = replace(state, is_caught_up=caught_up, has_drift_alarm=drift)
             return new, "shadow state noted", ()

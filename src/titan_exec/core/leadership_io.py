@@ -121,9 +121,12 @@ class LoopStalled:
 
 @dataclass(frozen=True, slots=True)
 class WriteRejected:
-    """The event stream refused a fenced write: a newer epoch exists, we are deposed."""
+    """An event write failed after the state applied it. ``is_deposed``: the stream refused
+    a fenced write (a newer epoch exists); otherwise its outcome is unknown (timeout, lost
+    connection). Either way the local state may be ahead of the stream: fence and rebuild."""
 
     now_ms: int
+    is_deposed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ decision's sentence is logged, and its actions are carried out here:
 
     ReadLease / Acquire / Renew / Release  →  `adapters/nats/lease.NatsLease`
     WriteEpochMarker / DrainToHead / OpenIntake  →  the service's takeover steps
-    StopVenueWrites  →  the service stops (fenced); its supervisor restarts it as standby
+    StopVenueWrites  →  `Service.stand_down`: leader tasks end, the state is rebuilt from
+                        the stream and the instance follows as a hot standby (a planned
+                        stop of the process, SIGTERM, just ends instead)
 
 `can_write_venue` (the lease's local monotonic deadline) is what the order runner checks
 right before every venue write. A loop-lag watchdog steps `LoopStalled` when the event
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCHDOG_PERIOD_MS = 50
+LEADING_NAMES = frozenset(role.value for role in ld.LEADING)
 
 
 class HaDriver:
@@ -58,6 +61,13 @@ class HaDriver:
         self._is_switching_over = False
         self.transitions: list[tuple[int, str, str]] = []
         """(monotonic ms, role, decision sentence): what `status` and tests read."""
+        self.lease_written_at_ms: int | None = None
+        """Monotonic time the lease was last seen written (acquired or renewed)."""
+        self._lease_revision = 0
+        self.last_takeover: dict[str, object] | None = None
+        self.last_fencing: dict[str, object] | None = None
+        self.is_stopping_for_good = False
+        """SIGTERM / shutdown: a fence then ends the process instead of rejoining."""
 
     # --- the check before every venue write ------------------------------------------------
 
@@ -117,6 +127,16 @@ class HaDriver:
         self.put(ld.Switchover(monotonic_ms()))
         return True
 
+    def transitions_since(self, role: ld.Role) -> int | None:
+        """Monotonic time this instance last entered `role` (None: never)."""
+        entered: int | None = None
+        for at, name, _ in reversed(self.transitions):
+            if name == role.value:
+                entered = at
+            elif entered is not None:
+                break
+        return entered
+
     def put(self, inp: ld.Input) -> None:
         self._inputs.put_nowait(inp)
 
@@ -134,8 +154,15 @@ class HaDriver:
                     inp = await self._inputs.get()
             except TimeoutError:
                 inp = ld.Tick(monotonic_ms())
+            before = self.state.role
             self.state, decision = ld.step(self.state, inp)
-            if decision.summary and not isinstance(inp, ld.Tick | ld.LeaseSeen):
+            self._note(inp)
+            if self.state.role is not before:
+                role = self.state.role.value
+                self.service.metrics.role_changes.labels(role).inc()
+                self.service.metrics.set_role(role)
+                log.warning("ha: %s → %s: %s", before.value, role, decision.summary)
+            elif decision.summary and not isinstance(inp, ld.Tick | ld.LeaseSeen):
                 log.info("ha[%s]: %s", self.state.role.value, decision.summary)
             self.transitions.append((monotonic_ms(), self.state.role.value, decision.summary))
             del self.transitions[:-200]
@@ -148,6 +175,25 @@ class HaDriver:
                 task = asyncio.create_task(self._act(action), name=f"ha-{type(action).__name__}")
                 self._actions.add(task)
                 task.add_done_callback(self._actions.discard)
+
+    def _note(self, inp: ld.Input) -> None:
+        """Lease age for the operator view: when the lease was last seen written."""
+        match inp:
+            case ld.LeaseSeen(revision=rev, now_ms=now) if rev > self._lease_revision:
+                self._lease_revision, self.lease_written_at_ms = rev, now
+            case ld.LeaseEmpty(revision=rev) if rev > self._lease_revision:
+                self._lease_revision, self.lease_written_at_ms = rev, None
+            case (
+                ld.AcquireSucceeded(revision=rev, sent_at_ms=sent)
+                | ld.RenewSucceeded(revision=rev, sent_at_ms=sent)
+            ) if rev >= self._lease_revision:
+                self._lease_revision, self.lease_written_at_ms = rev, sent
+            case _:
+                pass
+
+    def lease_age_ms(self) -> int | None:
+        at = self.lease_written_at_ms
+        return None if at is None else monotonic_ms() - at
 
     async def _act(self, action: ld.Action) -> None:
         lease, svc = self.lease, self.service
@@ -178,22 +224,41 @@ class HaDriver:
                 await svc.drain_to_head()
                 self.put(ld.CaughtUp(monotonic_ms()))
             case ld.OpenIntake(epoch=epoch):
+                won = self.transitions_since(ld.Role.PROMOTING)
                 await svc.open_intake(epoch)
+                svc.metrics.takeovers.inc()
+                self.last_takeover = {
+                    "epoch": epoch,
+                    "at_ms": svc.clock(),
+                    "lease_won_to_intake_ms": None if won is None else monotonic_ms() - won,
+                }
                 self.say(f"leadership: active with epoch {epoch}")
             case ld.CloseIntake():
                 await svc.close_intake()
                 self.put(ld.DrainDone(monotonic_ms()))
             case ld.StopVenueWrites(reason=reason):
-                if self._is_switching_over:
-                    svc.finish(f"switched over: {reason}")
-                elif svc.role in ("active", "promoting"):
-                    svc._fatal(f"fenced: {reason}")
+                self.last_fencing = {"reason": reason, "at_ms": svc.clock()}
+                if self.is_stopping_for_good:
+                    svc.finish(f"stopping: {reason}")
+                    return
+                # the takeover steps still running (drain, recovery) end here
+                me = asyncio.current_task()
+                others = [t for t in self._actions if t is not me]
+                for task in others:
+                    task.cancel()
+                await asyncio.gather(*others, return_exceptions=True)
+                self._is_switching_over = False
+                await svc.stand_down(reason)
 
     async def _renew(self, revision: int, epoch: int | None, timeout_ms: int) -> None:
         assert self.lease is not None
         sent = monotonic_ms()
         result = await self.lease.renew(revision, epoch=epoch, timeout_ms=timeout_ms)
-        self.put(renew_outcome(result, sent, monotonic_ms()))
+        outcome = renew_outcome(result, sent, monotonic_ms())
+        elapsed = (monotonic_ms() - sent) / 1000
+        ok = isinstance(outcome, ld.RenewSucceeded)
+        self.service.metrics.lease_renew.labels("ok" if ok else "failed").observe(elapsed)
+        self.put(outcome)
 
     async def _watch(self) -> None:
         assert self.lease is not None
@@ -217,8 +282,8 @@ class HaDriver:
             if stall_ms > self.timing.max_loop_stall_ms:
                 self.put(ld.LoopStalled(stall_ms, monotonic_ms()))
             events = self.service.events
-            if events is not None and events.is_deposed:
-                self.put(ld.WriteRejected(monotonic_ms()))
+            if events is not None and events.is_broken and self.role in LEADING_NAMES:
+                self.put(ld.WriteRejected(monotonic_ms(), is_deposed=events.is_deposed))
 
     async def _report_shadow(self) -> None:
         while True:

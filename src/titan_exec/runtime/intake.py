@@ -41,6 +41,15 @@ PIPELINE_DEPTH = 256
 RECENT_REJECTS = 100
 
 
+async def _leave_undecided(msg: Msg) -> None:
+    """Intake is closing (switchover, fencing): a command not yet decided is left for the
+    next active (its own durable consumer delivers it); nak returns it to ours at once."""
+    try:
+        await msg.nak()
+    except Exception:
+        log.debug("nak failed for %s", msg.subject, exc_info=True)
+
+
 @dataclass(slots=True)
 class _Pending:
     msg: Msg
@@ -84,6 +93,9 @@ class CommandIntake:
         self.recent_rejects: list[dict[str, Any]] = []
         self.is_closing = False
 
+    def _is_closed(self) -> bool:
+        return self.is_closing
+
     async def stop(self) -> None:
         """Let every worker finish what it has decided, then return."""
         for q in self._workers.values():
@@ -116,7 +128,10 @@ class CommandIntake:
                 await asyncio.sleep(0.2)
                 continue
             for msg in msgs:
-                await self._dispatch(msg)
+                if self._is_closed():
+                    await _leave_undecided(msg)
+                else:
+                    await self._dispatch(msg)
 
     def _worker_key(self, subject: str) -> str:
         parts = subject.split(".")
@@ -146,6 +161,9 @@ class CommandIntake:
                 msg = await queue.get()
                 if msg is None:
                     return
+                if self.is_closing:
+                    await _leave_undecided(msg)
+                    continue
                 try:
                     pending = self._decide(msg)
                 except Exception:

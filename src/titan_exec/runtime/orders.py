@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+LATE_FILL_WINDOW_MS = 10_000
+"""A symbol's trades are still polled this long after its last order closed."""
+
+
 def _log_failure(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("event append failed: %r", fut.exception())
@@ -76,6 +80,7 @@ class OrderRunner:
         self.account = account
         self.clock = clock
         self._cursor: str | None = None
+        self._active_symbols: dict[str, int] = {}
         self._cancels: dict[ClientOrderId, asyncio.Task[None]] = {}
         self._in_doubt_next: dict[ClientOrderId, int] = {}
         self._cancel_failed_at: dict[ClientOrderId, int] = {}
@@ -220,8 +225,24 @@ class OrderRunner:
             except TimeoutError:
                 log.warning("order tracking: venue timeout; retrying")
 
+    def _symbols_to_poll(self, now: int) -> frozenset[str]:
+        """Symbols with open orders, and those whose last order closed within the late-fill
+        window: trade polling is per symbol and spends the venue's rate limit."""
+        for order in self.state.iter_open_orders():
+            if order.venue == self.venue.name:
+                self._active_symbols[order.symbol] = now
+        cutoff = now - LATE_FILL_WINDOW_MS
+        for symbol in [s for s, at in self._active_symbols.items() if at < cutoff]:
+            del self._active_symbols[symbol]
+        return frozenset(self._active_symbols)
+
     async def poll_fills(self) -> None:
-        fills, cursor = await self._venue_call("fills", self.venue.fills_since(self._cursor))
+        symbols = self._symbols_to_poll(self.clock())
+        if not symbols and self._cursor is not None:
+            return
+        fills, cursor = await self._venue_call(
+            "fills", self.venue.fills_since(self._cursor, symbols)
+        )
         now = self.clock()
         pending: list[tuple[asyncio.Future[None], ClientOrderId]] = []
         for f in fills:

@@ -31,12 +31,14 @@ from titan_exec.adapters.nats.connect import connect as connect_nats
 from titan_exec.adapters.nats.eventlog import EventLog, genesis_event
 from titan_exec.adapters.nats.fence import last_subject_seq, marker_headers
 from titan_exec.adapters.nats.follow import EventFollower, replay_stream
+from titan_exec.adapters.nats.lease import monotonic_ms
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.adapters.venue.base import Venue
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
 from titan_exec.core.decide import DecisionConfig
 from titan_exec.core.events import ControlDecided, Event, IntentDecided, OrderFilled
+from titan_exec.core.leadership import WriteRejected
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
 from titan_exec.core.state import State, state_hash
@@ -63,6 +65,9 @@ def load_policy(path: str) -> dict[str, Any]:
     return doc
 
 
+EQUITY_REFRESH_S = 5.0
+"""Account equity (for the risk guard's sizing) is read this often, in every role."""
+
 STOP_STEP_S = 5.0
 """Each step of a stop waits at most this long."""
 
@@ -74,6 +79,16 @@ class Health:
     is_stopping: bool = False
     fatal: str | None = None
     replayed_events: int = 0
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        # nats-py can swallow a cancel inside its own wait_for: never wait forever
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_STEP_S)
+        for task in stuck:
+            log.warning("task %s did not stop in %s s; leaving it", task.get_name(), STOP_STEP_S)
 
 
 class Service:
@@ -122,6 +137,8 @@ class Service:
         self.epoch = 0
         self._say: Callable[[str], None] = lambda m: log.info("%s", m)
         self._subs: list[Any] = []
+        self._rpc_subs: list[Any] = []
+        self._equity_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._stop_task: asyncio.Future[None] | None = None
 
@@ -132,6 +149,13 @@ class Service:
         if self.events is None:
             return State()
         return self.events.state
+
+    @property
+    def stream_seq(self) -> int:
+        """The `TITAN_EVT` sequence the state has folded up to (its position)."""
+        if self.follower is not None:
+            return self.follower.last_seq
+        return self.events.last_seq if self.events is not None else 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -148,7 +172,27 @@ class Service:
             replicas=self.cfg.nats.replicas,
             duplicate_window_s=self.cfg.nats.duplicate_window_s,
         )
+        await self._rebuild(say)
+        await self._subscribe()
+        await self._refresh_equity()
+        # venue reads are allowed in every role: a standby's equity is current at takeover
+        self._equity_task = asyncio.create_task(self._equity_loop(), name="equity")
+        if self.cfg.is_standby or self.cfg.ha.enabled:
+            # with the lease on, every instance starts hot and the election decides
+            await self._follow(say)
+            if self.cfg.ha.enabled:
+                self.ha = HaDriver(self, say=say)
+                self.venue_gate = self.ha.can_write_venue
+                await self.ha.start()
+            return
+        await self.take_over()
+
+    async def _rebuild(self, say: Callable[[str], None]) -> None:
+        """The state as a fold of the whole event stream, and the writer over it (idle
+        until an epoch is set). The replay cache is rebuilt from the same decisions."""
+        assert self.js is not None and self.nc is not None
         say("replaying the event stream")
+        self.nonces = NonceCache(window_ms=self.cfg.security.timestamp_tolerance_s * 1000)
         state, last = await replay_stream(
             self.js,
             stream="TITAN_EVT",
@@ -165,27 +209,64 @@ class Service:
             on_closed_trade=self._trade_messages,
         )
         self.events.last_seq = last
-        await self._subscribe()
-        if self.cfg.is_standby or self.cfg.ha.enabled:
-            # with the lease on, every instance starts hot and the election decides
-            self.follower = EventFollower(
-                self.js,
-                state,
-                ns=self.cfg.service.namespace,
-                after_seq=last,
-                on_event=self._remember_nonce,
-            )
-            await self.follower.start()
-            self.role = "standby"
-            self.health.is_ready = True
-            self.metrics.ready.set(1)
-            say(f"hot standby: following the event stream from seq {last}; no venue writes")
-            if self.cfg.ha.enabled:
-                self.ha = HaDriver(self, say=say)
-                self.venue_gate = self.ha.can_write_venue
-                await self.ha.start()
-            return
-        await self.take_over()
+
+    async def _follow(self, say: Callable[[str], None]) -> None:
+        """Hot standby: fold new events as they land; no venue writes."""
+        assert self.js is not None and self.events is not None
+        last = self.events.last_seq
+        self.follower = EventFollower(
+            self.js,
+            self.events.state,
+            ns=self.cfg.service.namespace,
+            after_seq=last,
+            on_event=self._remember_nonce,
+        )
+        await self.follower.start()
+        self.role = "standby"
+        self.epoch = 0
+        self.health.is_ready = True
+        self.metrics.ready.set(1)
+        say(f"hot standby: following the event stream from seq {last}; no venue writes")
+
+    async def stand_down(self, reason: str) -> None:
+        """FENCED → STANDBY without leaving the process (ha-protocol.md §2, §9): every venue
+        write stops at once, every leader task ends, the local state is thrown away (events
+        it applied may have been refused by the stream) and rebuilt from the stream, then
+        the instance follows as a hot standby. The election decides when it may lead again."""
+        self.role = "fenced"
+        self.health.is_ready = False
+        self.metrics.ready.set(0)
+        self.metrics.fencings.inc()
+        log.warning("fenced (%s): stopping venue writes and leader tasks", reason)
+        await self._stop_leading()
+        await self._rebuild(self._say)
+        await self._follow(self._say)
+        self._say(f"rejoined as hot standby after: {reason}")
+
+    async def _stop_leading(self) -> None:
+        """End everything only the active runs: venue writes first, then intake, RPC
+        answers, order tracking, truth snapshots and the event writer."""
+        if self.runner is not None:
+            self.runner.may_write_venue = lambda: False
+        if self.intake is not None:
+            self.intake.is_closing = True
+        subs, self._rpc_subs = self._rpc_subs, []
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        tasks, self._tasks = self._tasks, []
+        await _cancel_all(tasks)
+        if self.events is not None:
+            await self.events.stop()  # pending appends fail: nothing more is published
+        if self.intake is not None:
+            try:
+                await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
+            except TimeoutError:
+                log.warning("intake did not stop in %s s", STOP_STEP_S)
+        if self.runner is not None:
+            await self.runner.stop()
+        self.intake = None
+        self.runner = None
 
     async def take_over(self) -> int:
         """Become the active (ha-protocol.md §6): write the epoch marker (from now on the
@@ -241,12 +322,10 @@ class Service:
         )
         if self.venue_gate is not None:
             self.runner.may_write_venue = self.venue_gate
-        await self._refresh_equity()
         await self.runner.recover()
         await self._subscribe_rpcs()
         self._tasks.append(asyncio.create_task(self.runner.track(), name="order-tracker"))
         self._tasks.append(asyncio.create_task(self._truth_loop(), name="truth"))
-        self._tasks.append(asyncio.create_task(self._equity_loop(), name="equity"))
         self.intake = CommandIntake(
             cfg=self.cfg,
             js=self.js,
@@ -258,7 +337,7 @@ class Service:
             nonces=self.nonces,
             subjects=self.subjects,
             clock=self.clock,
-            on_fatal=self._fatal,
+            on_fatal=self._on_log_broken,
         )
         self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
         self.role = "active"
@@ -295,15 +374,11 @@ class Service:
     async def _subscribe_rpcs(self) -> None:
         """Request/reply is answered by the active only (one answer per request)."""
         assert self.nc is not None
-        self._subs.append(
-            await self.nc.subscribe(self.subjects.rpc_get_positions, cb=self._rpc_positions)
-        )
-        self._subs.append(
-            await self.nc.subscribe(self.subjects.rpc_get_balances, cb=self._rpc_balances)
-        )
-        self._subs.append(
-            await self.nc.subscribe(self.subjects.req_policy_hash, cb=self._rpc_policy_hash)
-        )
+        self._rpc_subs += [
+            await self.nc.subscribe(self.subjects.rpc_get_positions, cb=self._rpc_positions),
+            await self.nc.subscribe(self.subjects.rpc_get_balances, cb=self._rpc_balances),
+            await self.nc.subscribe(self.subjects.req_policy_hash, cb=self._rpc_policy_hash),
+        ]
 
     def _remember_nonce(self, ev: Event) -> None:
         """Rebuild the replay cache from the decisions in the stream: a restart must not
@@ -323,25 +398,19 @@ class Service:
         await asyncio.shield(self._stop_task)
 
     async def _stop(self) -> None:
+        if self.ha is not None:
+            self.ha.is_stopping_for_good = True
         self.health.is_stopping = True
         self.health.is_ready = False
         self.metrics.ready.set(0)
         if self.intake is not None:
             self.intake.is_closing = True
-        for sub in self._subs:
-            try:
+        if self.ha is not None and self.role == "active":
+            await self.close_intake()  # a planned stop: finish in-flight work, then hand over
+        for sub in [*self._subs, *self._rpc_subs]:
+            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-            except Exception:
-                pass
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            # nats-py can swallow a cancel inside its own wait_for: never wait forever
-            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_STEP_S)
-            for task in stuck:
-                log.warning(
-                    "task %s did not stop in %s s; leaving it", task.get_name(), STOP_STEP_S
-                )
+        await _cancel_all([*self._tasks, *([self._equity_task] if self._equity_task else [])])
         if self.ha is not None:
             await self.ha.stop()
         if self.follower is not None:
@@ -370,15 +439,22 @@ class Service:
 
     async def close_intake(self) -> None:
         """Stop deciding (switchover): in-flight commands finish, then events are drained."""
+        began = time.perf_counter()
         if self.intake is not None:
             self.intake.is_closing = True
             try:
                 await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
             except TimeoutError:
                 log.warning("intake did not close in %s s", STOP_STEP_S)
+        closed = time.perf_counter()
         if self.events is not None and not self.events.is_broken:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.events.drain(), STOP_STEP_S)
+        log.info(
+            "intake closed in %.0f ms (in-flight commands finished), events drained in %.0f ms",
+            (closed - began) * 1000,
+            (time.perf_counter() - closed) * 1000,
+        )
 
     def request_switchover(self) -> bool:
         return self.ha is not None and self.ha.request_switchover()
@@ -389,6 +465,14 @@ class Service:
         self.health.is_ready = False
         if self._stop_task is None:
             self._stop_task = asyncio.ensure_future(self._stop())
+
+    def _on_log_broken(self, reason: str) -> None:
+        """An event write failed: the state may be ahead of the stream. In a pair the
+        election fences and rebuilds this instance; alone, it stops (a restart rebuilds)."""
+        if self.ha is not None and self.events is not None:
+            self.ha.put(WriteRejected(monotonic_ms(), is_deposed=self.events.is_deposed))
+            return
+        self._fatal(reason)
 
     def _fatal(self, reason: str) -> None:
         log.critical("fatal: %s", reason)
@@ -465,6 +549,12 @@ class Service:
             self.metrics.last_event_seq.set(self.events.last_seq)
         self.metrics.epoch.set(self.epoch)
         self.metrics.is_active.set(1 if self.role == "active" else 0)
+        self.metrics.standby_lag.set(self.follower.lag if self.follower is not None else 0)
+        if self.ha is not None:
+            age = self.ha.lease_age_ms()
+            self.metrics.lease_age.set(-1 if age is None else age / 1000)
+        else:
+            self.metrics.set_role(self.role)
 
     async def _refresh_equity(self) -> None:
         try:
@@ -477,7 +567,7 @@ class Service:
 
     async def _equity_loop(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(EQUITY_REFRESH_S)
             await self._refresh_equity()
 
     # --- subscriptions ----------------------------------------------------------------------
@@ -535,6 +625,9 @@ class Service:
             "last_transition": (
                 self.ha.transitions[-1][2] if self.ha and self.ha.transitions else None
             ),
+            "lease_age_ms": self.ha.lease_age_ms() if self.ha is not None else None,
+            "last_takeover": self.ha.last_takeover if self.ha is not None else None,
+            "last_fencing": self.ha.last_fencing if self.ha is not None else None,
             "namespace": self.cfg.service.namespace,
             "ready": self.health.is_ready,
             "fatal": self.health.fatal,
@@ -544,8 +637,14 @@ class Service:
             "is_armed": st.is_armed,
             "policy_hash": st.policy.hash if st.policy else None,
             "state_hash": state_hash(st),
-            "event_seq": self.events.last_seq if self.events else 0,
+            "event_seq": self.stream_seq,
             "event_count": st.event_count,
+            "standby_lag": self.follower.lag if self.follower is not None else None,
+            "net_positions": {
+                f"{venue}:{symbol}": str(pos.qty)
+                for (venue, symbol), pos in sorted(st.positions.items())
+                if not pos.is_flat
+            },
             "replayed_events": self.health.replayed_events,
             "last_cmd_seq": self.intake.last_cmd_seq if self.intake else 0,
             "commands_seen": self.intake.commands_seen if self.intake else 0,

@@ -100,6 +100,8 @@ class EventFollower:
         self._sub: Any = None
         self.applied = 0
         self.caught_up = asyncio.Event()
+        self.lag = 0
+        """Messages the server still has for this follower (its last report)."""
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -124,6 +126,7 @@ class EventFollower:
             if self._on_event is not None:
                 self._on_event(ev)
         self.last_seq = seq
+        self.lag = int(meta.num_pending or 0)
         if meta.num_pending == 0:
             self.caught_up.set()
 
@@ -137,7 +140,8 @@ class EventFollower:
             info = await self._sub.consumer_info()
         except Exception:
             return False
-        return int(info.num_pending or 0) == 0 and int(info.num_ack_pending or 0) == 0
+        self.lag = int(info.num_pending or 0)
+        return self.lag == 0 and int(info.num_ack_pending or 0) == 0
 
     async def stop(self) -> None:
         if self._sub is not None:

@@ -66,8 +66,12 @@ class Venue(Protocol):
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderReport]: ...
 
-    async def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
-        """Fills after `cursor` (None: from the start of this session) and the new cursor."""
+    async def fills_since(
+        self, cursor: str | None, symbols: frozenset[str] | None = None
+    ) -> tuple[list[FillReport], str | None]:
+        """Fills after `cursor` (None: from the start of this session) and the new cursor.
+        `symbols`: only these need looking at (a venue that polls per symbol spends its
+        rate limit on them alone; fills elsewhere are found by a later call)."""
         ...
 
     async def wait_activity(self, timeout_s: float) -> None:

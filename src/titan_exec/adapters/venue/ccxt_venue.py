@@ -373,7 +373,9 @@ class CcxtVenue:
         orders = await self._read(lambda: self.exchange.fetch_open_orders(msym))
         return [self._report(o) for o in orders]
 
-    async def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
+    async def fills_since(
+        self, cursor: str | None, symbols: frozenset[str] | None = None
+    ) -> tuple[list[FillReport], str | None]:
         await self._markets()
         if cursor:
             for sym, last in json.loads(cursor).items():
@@ -381,6 +383,8 @@ class CcxtVenue:
                 self._symbols.add(sym)
         fills: list[FillReport] = []
         for msym in sorted(self._symbols):
+            if symbols is not None and self.canonical(msym) not in symbols:
+                continue  # its cursor stays: nothing is skipped, only later
             last = self._last_trade_id.get(msym)
             params: dict[str, Any] = {}
             since: int | None = None

@@ -202,7 +202,9 @@ class PaperVenue:
             if (report := order.report(self.name)).is_open
         ]
 
-    async def fills_since(self, cursor: str | None) -> tuple[list[FillReport], str | None]:
+    async def fills_since(
+        self, cursor: str | None, symbols: frozenset[str] | None = None
+    ) -> tuple[list[FillReport], str | None]:
         await self._latency()
         start = 0 if cursor is None else int(cursor)
         if not 0 <= start <= len(self._fills):

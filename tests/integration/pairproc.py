@@ -1,0 +1,185 @@
+"""The pair as real processes, for the chaos tests: two `titan-exec run` instances with
+lease election, the venue simulator as a third process, and helpers to read them.
+
+`start_instance` writes the instance's TOML and starts `python -m titan_exec run`;
+`pair()` starts the simulator, `primary` (active) and `backup` (standby) and stops all of
+them on exit, failures included. Each instance logs to `<tmp>/<name>.log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.integration.procs import free_port, get_json, poll, stop
+from titan_exec.runtime.feeds import Brain
+from titan_exec.runtime.simproc import SimProcess
+from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET
+
+SECRET = "pair-secret"
+API_KEY = "pair-api-key"
+LEASE_MS = 1000
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    lease_ms: int = LEASE_MS
+    replicas: int = 1
+    extra_toml: str = ""
+    """Appended to each instance's configuration (more sections)."""
+    nats_url_for: Callable[[str], str] | None = None
+    """The NATS URL(s) an instance connects to, by name (a proxy in between, a cluster)."""
+
+
+def instance_config(
+    tmp: Path, name: str, mode: str, sim_url: str, opts: PairOptions = PairOptions()
+) -> Path:
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(
+        f"""
+[service]
+instance_id = "{name}"
+mode = "{mode}"
+state_dir = "{tmp / name}"
+[nats]
+replicas = {opts.replicas}
+[ha]
+enabled = true
+lease_ms = {opts.lease_ms}
+[risk]
+arm_on_genesis = true
+[orders]
+in_doubt_query_after_ms = 200
+[venue]
+kind = "ccxt"
+name = "sim"
+exchange_id = "binanceusdm"
+base_url = "{sim_url}"
+api_key = "{DEV_API_KEY}"
+api_secret = "{DEV_API_SECRET}"
+poll_interval_ms = 100
+enable_rate_limit = false
+{opts.extra_toml}
+"""
+    )
+    return cfg
+
+
+def start_instance(
+    tmp: Path,
+    name: str,
+    mode: str,
+    nats_url: str,
+    sim_url: str,
+    port: int,
+    opts: PairOptions = PairOptions(),
+) -> subprocess.Popen[bytes]:
+    cfg = instance_config(tmp, name, mode, sim_url, opts)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HMAC", "NATS", "TITAN"))}
+    env.update(
+        {
+            "HMAC_SECRET": SECRET,
+            "NATS_URL": nats_url,
+            "PORT": str(port),
+            "TITAN_EXECUTION_API_KEY": API_KEY,
+        }
+    )
+    log = (tmp / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "titan_exec", "run", "--config", str(cfg)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def status_of(port: int) -> Any:
+    return get_json(f"http://127.0.0.1:{port}/status")
+
+
+def role_is(port: int, role: str) -> Callable[[], bool]:
+    return lambda: (status_of(port) or {}).get("role") == role
+
+
+@dataclass
+class Pair:
+    tmp: Path
+    nats_url: str
+    sim_url: str
+    opts: PairOptions
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def status(self, name: str) -> Any:
+        return status_of(self.ports[name])
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def url_for(self, name: str) -> str:
+        return self.opts.nats_url_for(name) if self.opts.nats_url_for else self.nats_url
+
+    def start(self, name: str, mode: str) -> subprocess.Popen[bytes]:
+        """(Re)start an instance; its port stays the same across restarts."""
+        port = self.ports.setdefault(name, free_port())
+        proc = start_instance(
+            self.tmp, name, mode, self.url_for(name), self.sim_url, port, self.opts
+        )
+        self.procs[name] = proc
+        return proc
+
+    def venue_inspect(self) -> Any:
+        return get_json(f"{self.sim_url}/sim/inspect") or {}
+
+    def venue_client_order_ids(self) -> list[str]:
+        return [o.get("clientOrderId") for o in self.venue_inspect().get("orders", [])]
+
+
+@asynccontextmanager
+async def pair(
+    nats_url: str, tmp: Path, opts: PairOptions = PairOptions(), *, sim_nats_url: str | None = None
+) -> AsyncIterator[Pair]:
+    """The simulator, then `primary` (active) and `backup` (standby) as processes."""
+    async with SimProcess(nats_url=sim_nats_url or nats_url, fill_slices=1) as sim:
+        p = Pair(tmp, nats_url, sim.url, opts)
+        try:
+            p.start("primary", "active")
+            await poll(role_is(p.ports["primary"], "active"), "primary active", 30)
+            p.start("backup", "standby")
+            await poll(role_is(p.ports["backup"], "standby"), "backup standby", 30)
+            yield p
+        finally:
+            for proc in p.procs.values():
+                stop(proc)
+
+
+class Load:
+    """Steady signed intent load: alternating symbols and sides, small sizes; remembers the
+    `TITAN_CMD` sequence of every intent it sent."""
+
+    def __init__(self, brain: Brain, interval_s: float = 0.05) -> None:
+        self.brain = brain
+        self.interval_s = interval_s
+        self.sent: list[int] = []
+        self._n = 0
+
+    async def send(self, count: int, tag: str) -> None:
+        for _ in range(count):
+            i = self._n
+            self._n += 1
+            symbol = ("BTC/USDT", "ETH/USDT")[i % 2]
+            size = "0.002" if symbol == "BTC/USDT" else "0.01"
+            kind = "BUY_SETUP" if (i // 2) % 2 == 0 else "SELL_SETUP"
+            ack = await self.brain.place(self.brain.intent(f"{tag}-{i}", symbol, kind, size))
+            self.sent.append(ack.seq)
+            await asyncio.sleep(self.interval_s)
+
+    def background(self, count: int, tag: str) -> asyncio.Task[None]:
+        return asyncio.create_task(self.send(count, tag))
