@@ -829,3 +829,19 @@ def test_a_write_of_unknown_outcome_fences_and_hands_the_lease_over() -> None:
     assert kinds(decision) == "StopVenueWrites Release"
     _, deposed = step(an_active(), WriteRejected(50))
     assert kinds(deposed) == "StopVenueWrites"
+
+
+def test_a_fenced_active_rejoins_in_standby_mode_and_waits_to_be_caught_up() -> None:
+    """Started with mode=active, fenced, held over: it is a standby now, and campaigns only
+    once its rebuilt state is reported caught up (never on a bare tick)."""
+    started, _ = start(config(Mode.ACTIVE), 0)
+    promoting, _ = step(started, AcquireSucceeded(4, 0, 10))
+    fenced, _ = step(promoting, WriteRejected(20))
+    assert (fenced.role, fenced.config.mode) == (Role.FENCED, Mode.ACTIVE)
+    standby, _ = step(fenced, Tick(fenced.fenced_until_ms))
+    assert (standby.role, standby.config.mode) == (Role.STANDBY, Mode.STANDBY)
+    empty, decision = step(standby, LeaseEmpty(30, fenced.fenced_until_ms + 1))
+    assert empty.role is Role.STANDBY and "not caught up" in decision.summary
+    caught_up, _ = step(empty, ShadowReported(True, False, fenced.fenced_until_ms + 2))
+    campaigning, _ = step(caught_up, Tick(caught_up.next_poll_at_ms))
+    assert campaigning.role is Role.CANDIDATE

@@ -30,7 +30,8 @@ Rules (ha-protocol.md §2–§4):
   earlier timed-out call, applied late) releases it too.
 - **Rejoin.** Fencing resets ``is_caught_up`` (the deposed state must be rebuilt from the
   stream; the shell reports it again with `ShadowReported`). FENCED holds for
-  ``fenced_hold_ms`` (the shell cancels leader tasks), then becomes STANDBY.
+  ``fenced_hold_ms`` (the shell cancels leader tasks), then becomes STANDBY in standby
+  mode: an instance started with ``mode=active`` no longer campaigns at once.
 
 `TRANSITIONS` lists the (role, input) pairs that may leave the role and where to; every
 other pair keeps the role. `step` checks each result against it (a violation is a bug and
@@ -669,6 +670,9 @@ def _on_fenced(state: Leadership, inp: Input) -> _Out:
         case Tick() if now >= state.fenced_until_ms:
             new = replace(
                 state,
+                # a deposed active rejoins as a standby: from now on it campaigns only
+                # when the lease is free and its rebuilt state is caught up
+                config=replace(state.config, mode=Mode.STANDBY),
                 role=R.STANDBY,
                 view=LeaseView(),
                 next_poll_at_ms=now + timing.renew_interval_ms,

@@ -68,6 +68,8 @@ def load_policy(path: str) -> dict[str, Any]:
 EQUITY_REFRESH_S = 5.0
 """Account equity (for the risk guard's sizing) is read this often, in every role."""
 
+REBUILD_RETRY_S = 1.0
+
 STOP_STEP_S = 5.0
 """Each step of a stop waits at most this long."""
 
@@ -239,8 +241,16 @@ class Service:
         self.metrics.fencings.inc()
         log.warning("fenced (%s): stopping venue writes and leader tasks", reason)
         await self._stop_leading()
-        await self._rebuild(self._say)
-        await self._follow(self._say)
+        while True:  # NATS may be out of reach (the reason we fenced): retry until back
+            try:
+                await self._rebuild(self._say)
+                await self._follow(self._say)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("rebuild after fencing failed (%r); retrying", err)
+                await asyncio.sleep(REBUILD_RETRY_S)
         self._say(f"rejoined as hot standby after: {reason}")
 
     async def _stop_leading(self) -> None:

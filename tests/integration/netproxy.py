@@ -1,0 +1,85 @@
+"""A TCP proxy that can cut a process off from NATS, for the partition tests.
+
+`cut()` black-holes the link: connections stay open but no byte passes either way (what a
+partition looks like from inside: no error, just silence until the client's pings time
+out). `heal()` drops the connections that lived through the cut (their TCP state would be
+gone after a real partition) and forwards again, so the client reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+
+class PartitionProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._is_cut = False
+        self._healed = asyncio.Event()
+        self._links: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"nats://127.0.0.1:{port}"
+
+    async def __aenter__(self) -> PartitionProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        self._drop_links()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cut(self) -> None:
+        self._is_cut = True
+        self._healed.clear()
+
+    def heal(self) -> None:
+        self._drop_links()
+        self._is_cut = False
+        self._healed.set()
+
+    def _drop_links(self) -> None:
+        for w in list(self._links):
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+        self._links.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._is_cut:
+            await self._healed.wait()  # a connect during the cut hangs, like a dead route
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._links |= {writer, up_w}
+        for src, dst in ((reader, up_w), (up_r, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                if self._is_cut:
+                    continue  # black hole: read and drop
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                dst.transport.abort()
