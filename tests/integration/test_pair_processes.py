@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -202,6 +204,20 @@ async def test_standby_restart_leaves_the_active_alone(service_nats: Any, tmp_pa
         status = await asyncio.to_thread(p.status, "primary")
         assert (status["role"], status["epoch"]) == ("active", epoch), "the active was disturbed"
         await assert_invariants(nc, p, load)
+        # the operator's view of the pair, through the CLI
+        urls = [f"--url=http://127.0.0.1:{p.ports[n]}" for n in ("primary", "backup")]
+        view = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "titan_exec", "status", *urls],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        print(view.stdout)
+        assert view.returncode == 0, view.stdout + view.stderr
+        assert "ok  one active: primary" in view.stdout
+        assert view.stdout.count("primary/") == 2, "both must name the primary as holder"
+        assert "ok  state hashes agree at stream position" in view.stdout
 
 
 def test_invariants_module_reads_raw_json() -> None:

@@ -270,19 +270,31 @@ def cmd_envelope_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/") + "/status"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            doc = json.loads(resp.read())
-    except (urllib.error.URLError, OSError) as err:
-        print(f"cannot reach {url}: {err}", file=sys.stderr)
+    from titan_exec.cli.status import is_healthy, read_status, render
+
+    urls = args.url or [f"http://127.0.0.1:{os.environ.get('PORT', '3002')}"]
+    if len(urls) > 1:  # the pair (or more): one view, and what needs acting on
+        readings = [read_status(u) for u in urls]
+        if args.json:
+            print(json.dumps([r.doc or {"url": r.url, "error": r.error} for r in readings]))
+        else:
+            print(render(readings))
+        return 0 if is_healthy(readings) else 1
+    reading = read_status(urls[0])
+    if reading.doc is None:
+        print(reading.error, file=sys.stderr)
         return 1
+    doc = reading.doc
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
     keys = [
         "instance_id",
         "role",
+        "lease_role",
+        "epoch",
+        "lease_age_ms",
+        "standby_lag",
         "ready",
         "venue",
         "is_armed",
@@ -395,8 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_venue_sim(sub)
 
-    p = sub.add_parser("status", help="show a running instance's status")
-    p.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}")
+    p = sub.add_parser(
+        "status",
+        help="show a running instance's status; give --url for each instance of the pair "
+        "to see them side by side (exit 1 unless exactly one is active and all answer)",
+    )
+    p.add_argument("--url", action="append", help="admin API URL (repeatable)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_status)

@@ -191,6 +191,14 @@ class HaDriver:
             case _:
                 pass
 
+    def lease_holder(self) -> str | None:
+        """Who holds the lease as this instance last saw it (None: free or unknown)."""
+        if self.state is None:
+            return None
+        if self.state.role in ld.LEADING:
+            return self.state.config.holder
+        return self.state.view.holder
+
     def lease_age_ms(self) -> int | None:
         at = self.lease_written_at_ms
         return None if at is None else monotonic_ms() - at

@@ -631,7 +631,7 @@ class Service:
             "role": self.role,
             "epoch": self.epoch,
             "lease_role": self.ha.role if self.ha is not None else None,
-            "lease_holder": self.ha.lease.holder if self.ha and self.ha.lease else None,
+            "lease_holder": self.ha.lease_holder() if self.ha is not None else None,
             "last_transition": (
                 self.ha.transitions[-1][2] if self.ha and self.ha.transitions else None
             ),

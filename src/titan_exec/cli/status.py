@@ -1,0 +1,119 @@
+"""`titan-exec status --url A --url B`: one view of the pair, read from each instance's
+`/status`: role, epoch, lease, stream position, standby lag, state hash agreement, last
+takeover and fencing. The verdict lines say what an operator must act on: no active, two
+actives, an instance out of reach, state hashes that differ at the same stream position.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reading:
+    url: str
+    doc: dict[str, Any] | None
+    error: str | None = None
+
+
+def read_status(url: str, timeout_s: float = 5) -> Reading:
+    full = url.rstrip("/") + "/status"
+    try:
+        with urllib.request.urlopen(full, timeout=timeout_s) as resp:
+            doc = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return Reading(url, None, f"cannot reach {full}: {err}")
+    if not isinstance(doc, dict):
+        return Reading(url, None, f"{full} did not answer a JSON object")
+    return Reading(url, doc)
+
+
+def _ago(at_ms: Any, now_ms: int) -> str:
+    if not isinstance(at_ms, int):
+        return "-"
+    return f"{(now_ms - at_ms) / 1000:.1f} s ago"
+
+
+def _row(doc: dict[str, Any], now_ms: int) -> dict[str, str]:
+    took = doc.get("last_takeover") or {}
+    fenced = doc.get("last_fencing") or {}
+    lag = doc.get("standby_lag")
+    lease_age = doc.get("lease_age_ms")
+    return {
+        "instance": str(doc.get("instance_id")),
+        "role": f"{doc.get('role')} (lease: {doc.get('lease_role') or '-'})",
+        "ready": str(doc.get("ready")),
+        "epoch": str(doc.get("epoch") or "-"),
+        "lease holder": str(doc.get("lease_holder") or "-"),
+        "lease age": "-" if lease_age is None else f"{lease_age} ms",
+        "stream position": str(doc.get("event_seq")),
+        "standby lag": "-" if lag is None else f"{lag} msgs",
+        "state hash": str(doc.get("state_hash", ""))[:16],
+        "last command": str(doc.get("last_cmd_seq")),
+        "open orders": str(doc.get("open_orders")),
+        "last takeover": (
+            f"epoch {took.get('epoch')}, {_ago(took.get('at_ms'), now_ms)}, "
+            f"lease→intake {took.get('lease_won_to_intake_ms')} ms"
+            if took
+            else "-"
+        ),
+        "last fencing": (
+            f"{_ago(fenced.get('at_ms'), now_ms)}: {fenced.get('reason')}" if fenced else "-"
+        ),
+    }
+
+
+def verdicts(readings: list[Reading]) -> list[tuple[bool, str]]:
+    """(is_ok, sentence) for each check across the instances."""
+    out: list[tuple[bool, str]] = []
+    docs = [r.doc for r in readings if r.doc is not None]
+    for r in readings:
+        if r.doc is None:
+            out.append((False, r.error or f"{r.url}: no answer"))
+    active = [str(d.get("instance_id")) for d in docs if d.get("role") == "active"]
+    if len(active) == 1:
+        out.append((True, f"one active: {active[0]}"))
+    elif not active:
+        out.append((False, "no active instance: trading is stopped"))
+    else:
+        out.append((False, f"more than one instance says it is active: {', '.join(active)}"))
+    by_seq: dict[int, set[str]] = {}
+    for d in docs:
+        by_seq.setdefault(int(d.get("event_seq") or 0), set()).add(str(d.get("state_hash")))
+    if len(docs) >= 2:
+        if len(by_seq) == 1:
+            ((seq, hashes),) = by_seq.items()
+            if len(hashes) == 1:
+                out.append((True, f"state hashes agree at stream position {seq}"))
+            else:
+                out.append((False, f"state hashes DIFFER at stream position {seq}: drift"))
+        else:
+            seqs = ", ".join(str(s) for s in sorted(by_seq))
+            out.append((True, f"at different stream positions ({seqs}): hashes not comparable"))
+    return out
+
+
+def render(readings: list[Reading], now_ms: int | None = None) -> str:
+    now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    rows = [_row(r.doc, now) for r in readings if r.doc is not None]
+    lines: list[str] = []
+    if rows:
+        keys = list(rows[0])
+        width = max(len(k) for k in keys)
+        cols = [max(len(row[k]) for k in keys) for row in rows]
+        for k in keys:
+            cells = "  ".join(f"{row[k]:<{w}}" for row, w in zip(rows, cols, strict=True))
+            lines.append(f"{k:<{width}}  {cells}".rstrip())
+        lines.append("")
+    for ok, sentence in verdicts(readings):
+        lines.append(f"{'ok ' if ok else '!! '} {sentence}")
+    return "\n".join(lines)
+
+
+def is_healthy(readings: list[Reading]) -> bool:
+    return all(ok for ok, _ in verdicts(readings))

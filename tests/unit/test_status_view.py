@@ -1,0 +1,56 @@
+"""The pair view of `titan-exec status --url A --url B`: its verdicts and its table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from titan_exec.cli.status import Reading, is_healthy, render, verdicts
+
+
+def doc(name: str, role: str, seq: int = 10, state_hash: str = "h" * 64, **kw: Any) -> Any:
+    return {
+        "instance_id": name,
+        "role": role,
+        "lease_role": role,
+        "epoch": 7 if role == "active" else 0,
+        "event_seq": seq,
+        "state_hash": state_hash,
+        "standby_lag": 0 if role == "standby" else None,
+        "lease_age_ms": 120,
+        **kw,
+    }
+
+
+def test_a_healthy_pair_has_one_active_and_agreeing_hashes() -> None:
+    readings = [
+        Reading("a", doc("primary", "active", last_takeover={"epoch": 7, "at_ms": 1000})),
+        Reading("b", doc("backup", "standby")),
+    ]
+    assert is_healthy(readings)
+    text = render(readings, now_ms=3500)
+    assert "ok  one active: primary" in text
+    assert "ok  state hashes agree at stream position 10" in text
+    assert "epoch 7, 2.5 s ago" in text
+    assert "primary" in text.splitlines()[0] and "backup" in text.splitlines()[0]
+
+
+def test_no_active_two_actives_and_drift_are_called_out() -> None:
+    none = [Reading("a", doc("primary", "standby")), Reading("b", doc("backup", "fenced"))]
+    assert (False, "no active instance: trading is stopped") in verdicts(none)
+    two = [Reading("a", doc("primary", "active")), Reading("b", doc("backup", "active"))]
+    assert not is_healthy(two)
+    assert any("more than one" in s for _, s in verdicts(two))
+    drift = [
+        Reading("a", doc("primary", "active")),
+        Reading("b", doc("backup", "standby", state_hash="x" * 64)),
+    ]
+    assert (False, "state hashes DIFFER at stream position 10: drift") in verdicts(drift)
+
+
+def test_different_positions_are_not_compared_and_an_unreachable_one_fails() -> None:
+    moving = [Reading("a", doc("primary", "active", 12)), Reading("b", doc("backup", "standby"))]
+    assert is_healthy(moving)
+    assert any("not comparable" in s for _, s in verdicts(moving))
+    gone = [Reading("a", doc("primary", "active")), Reading("b", None, "cannot reach b")]
+    assert not is_healthy(gone)
+    assert "!!  cannot reach b" in render(gone)
