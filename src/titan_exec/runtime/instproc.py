@@ -1,0 +1,166 @@
+"""One `titan-exec run` instance as a real child process, for the demo's pair.
+
+`InstanceProcess` writes the instance's TOML (lease election on, the ccxt venue pointing at
+the venue simulator), starts `python -m titan_exec run --config <toml>` with the secrets in
+its environment (never in the file), logs to `<dir>/<name>.log`, and can be killed
+(SIGKILL), restarted on the same port and state directory, and stopped (SIGTERM, then
+SIGKILL). It is read over HTTP only (`/status`, `/positions`), like any deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from titan_exec.adapters.process import die_with_parent, stop_process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSettings:
+    name: str
+    nats_url: str
+    sim_url: str
+    http_port: int
+    lease_ms: int = 1000
+    orders_ttl_ms: int = 3000
+    poll_interval_ms: int = 100
+
+    def toml(self, mode: str, state_dir: Path) -> str:
+        return f"""\
+[service]
+instance_id = "{self.name}"
+mode = "{mode}"
+state_dir = "{state_dir}"
+[nats]
+url = "{self.nats_url}"
+[http]
+port = {self.http_port}
+[ha]
+enabled = true
+lease_ms = {self.lease_ms}
+[orders]
+ttl_ms = {self.orders_ttl_ms}
+in_doubt_query_after_ms = 200
+[venue]
+kind = "ccxt"
+name = "sim"
+exchange_id = "binanceusdm"
+base_url = "{self.sim_url}"
+poll_interval_ms = {self.poll_interval_ms}
+"""
+
+
+class InstanceProcess:
+    """`titan-exec run` for one instance; `secrets` are environment variables
+    (`HMAC_SECRET`, `TITAN_EXECUTION_API_KEY`, `TITAN_VENUE_API_KEY`, ...)."""
+
+    def __init__(self, settings: InstanceSettings, work_dir: Path, secrets: dict[str, str]):
+        self.settings = settings
+        self.work_dir = work_dir
+        self.secrets = secrets
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = f"http://127.0.0.1:{settings.http_port}"
+        self.log_path = work_dir / f"{settings.name}.log"
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self, mode: str) -> None:
+        """Start (or restart) the instance in `mode` (`active` | `standby`)."""
+        if self.is_running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+        cfg = self.work_dir / f"{self.name}.toml"
+        cfg.write_text(self.settings.toml(mode, self.work_dir / self.name))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HMAC", "NATS", "TITAN"))}
+        env.update(self.secrets)
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "titan_exec", "run", "--config", str(cfg),
+                env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches the demo, which stops us in order
+            )  # fmt: skip
+
+    async def kill(self) -> None:
+        """SIGKILL, as a crash would: no lease release, no goodbye."""
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            await stop_process(self.proc)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    async def status(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
+        """`/status`, or None while it does not answer (starting, killed)."""
+        return await get_json(http, f"{self.url}/status")
+
+    async def wait_role(
+        self, http: aiohttp.ClientSession, role: str, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        """Poll `/status` until the instance reports `role`; fails at once, with its log,
+        if the process exits."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not self.is_running:
+                raise RuntimeError(
+                    f"{self.name} exited (code {self.proc.returncode if self.proc else None}) "
+                    f"before becoming {role}; its log ({self.log_path}) ends:\n{self.log_tail()}"
+                )
+            doc = await self.status(http)
+            if doc is not None and doc.get("role") == role:
+                return doc
+            if time.monotonic() > deadline:
+                seen = doc.get("role") if doc else "no answer"
+                raise TimeoutError(
+                    f"{self.name} not {role} after {timeout_s:.0f} s (role: {seen}); "
+                    f"its log ({self.log_path}) ends:\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.02)
+
+
+async def get_json(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The JSON document at `url`, or None when the server does not answer (not up yet,
+    killed); an answer other than 200 is an error naming the URL and the answer."""
+    try:
+        async with http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"GET {url}: HTTP {resp.status}: {(await resp.text())[:300]}")
+            doc: dict[str, Any] = await resp.json()
+            return doc
+    except (aiohttp.ClientConnectionError, TimeoutError):
+        return None
