@@ -127,6 +127,9 @@ class VenueConfig:
     timeout_ms: int = 5000
     enable_rate_limit: bool = True
     """ccxt's request pacing (keep it on against real venues)."""
+    rate_limit_ms: int = 0
+    """ccxt's pace: milliseconds per unit of request cost; 0 keeps ccxt's value for the
+    exchange (binanceusdm: 50 ms, and an order costs 4 units: at most 5 orders/s)."""
     poll_interval_ms: int = 250
     """How often the venue's trades are polled for fills (REST venues; mind rate limits)."""
     paper: PaperConfig = field(default_factory=PaperConfig)
@@ -428,6 +431,8 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
             raise ConfigError(f"venue.base_url: must be an http(s) URL, got {cfg.venue.base_url!r}")
         if cfg.venue.timeout_ms <= 0:
             raise ConfigError("venue.timeout_ms: must be > 0")
+        if cfg.venue.rate_limit_ms < 0:
+            raise ConfigError("venue.rate_limit_ms: must be >= 0 (0: ccxt's own pace)")
         if cfg.venue.poll_interval_ms < 10:
             raise ConfigError("venue.poll_interval_ms: must be >= 10")
     if not _TOKEN.match(cfg.venue.name):

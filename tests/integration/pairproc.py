@@ -65,7 +65,7 @@ base_url = "{sim_url}"
 api_key = "{DEV_API_KEY}"
 api_secret = "{DEV_API_SECRET}"
 poll_interval_ms = 100
-enable_rate_limit = false
+rate_limit_ms = 10
 {opts.extra_toml}
 """
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
@@ -40,6 +40,11 @@ class FakeExchange:
     def market(self, symbol: str) -> dict[str, Any]:
         return self.markets[symbol]
 
+    currencies: ClassVar[dict[str, Any]] = {}
+
+    def set_markets(self, markets: dict[str, Any], currencies: Any = None) -> None:
+        self.markets = markets
+
     def amount_to_precision(self, symbol: str, amount: str) -> str:
         return str(Decimal(amount).quantize(Decimal("0.001"), rounding="ROUND_DOWN"))
 
@@ -55,7 +60,7 @@ class FakeExchange:
 
 def venue(fake: FakeExchange) -> CcxtVenue:
     v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", name="binance"))
-    v.exchange = fake
+    v.exchange = v._writer = fake  # reads and order writes: two clients in production
     return v
 
 
@@ -140,6 +145,15 @@ def test_base_url_override_keeps_the_api_paths() -> None:
     )
     v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", base_url="http://127.0.0.1:9/x"))
     assert v.exchange.urls["api"]["fapiPrivate"] == "http://127.0.0.1:9/x/fapi/v1"
+    assert v._writer.urls["api"]["fapiPrivate"] == "http://127.0.0.1:9/x/fapi/v1"
+    assert v._writer is not v.exchange  # its own rate-limit queue
+
+
+def test_the_pace_is_ccxts_own_unless_set() -> None:
+    own = CcxtVenue(CcxtSettings(exchange_id="binanceusdm"))
+    assert own.exchange.rateLimit == own._writer.rateLimit == 50  # ccxt's binanceusdm pace
+    fast = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", rate_limit_ms=10))
+    assert fast.exchange.rateLimit == fast._writer.rateLimit == 10
 
 
 def test_unknown_exchange_id_names_the_setting() -> None:

@@ -68,6 +68,7 @@ def test_secrets_never_appear_in_the_redacted_view() -> None:
         ('[venue]\nkind = "ftx"\n', "venue.kind"),
         ("[orders]\nin_doubt_absent_after_ms = 10\n", "orders.in_doubt_absent_after_ms"),
         ('[risk]\npolicy_file = "/nope.json"\n', "risk.policy_file"),
+        ('[venue]\nkind = "ccxt"\nrate_limit_ms = -1\n', "venue.rate_limit_ms"),
         ("not toml at all [", "config file"),
     ],
 )

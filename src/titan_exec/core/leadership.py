@@ -190,7 +190,7 @@ class LeaseTiming:
     lease_ms: int = 5000
     renew_interval_ms: int = 0  # lease / 4
     safety_margin_ms: int = 0  # lease / 5
-    max_loop_stall_ms: int = 0  # lease / 20: a longer stall fences a leader
+    max_loop_stall_ms: int = 0  # lease / 10: a longer stall fences a leader
     max_round_trip_ms: int = 0  # lease / 20: a venue write's check-to-send time
     fenced_hold_ms: int = 0  # lease: time in FENCED before rejoining as standby
 
@@ -198,7 +198,9 @@ class LeaseTiming:
         derived = {
             "renew_interval_ms": self.lease_ms // 4,
             "safety_margin_ms": self.lease_ms // 5,
-            "max_loop_stall_ms": self.lease_ms // 20,
+            # a stall shorter than margin - round trip cannot carry a write checked before
+            # the deadline past the lease's end; lease/10 leaves half the margin unused
+            "max_loop_stall_ms": self.lease_ms // 10,
             "max_round_trip_ms": self.lease_ms // 20,
             "fenced_hold_ms": self.lease_ms,
         }

@@ -41,6 +41,7 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
                     timeout_ms=v.timeout_ms,
                     poll_interval_ms=v.poll_interval_ms,
                     enable_rate_limit=v.enable_rate_limit,
+                    rate_limit_ms=v.rate_limit_ms,
                 )
             )
         except VenueConfigError as err:

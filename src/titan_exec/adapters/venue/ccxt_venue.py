@@ -14,7 +14,8 @@ Outcomes (see `base.py`) from ccxt's exception hierarchy:
 
 A place is never retried here: the order runner resolves an unknown outcome by querying the
 client order id. Reads (query, open orders, trades, positions, balances) are safe to retry
-and are retried a few times on network errors. ccxt's own rate limiter is on.
+and are retried a few times on network errors. ccxt's own rate limiter is on, with order
+writes (place, cancel) on a second client and so in a queue of their own.
 
 Symbols are canonical inside the service (`BTC/USDT`); the venue market is the linear
 swap settled in the quote (`BTC/USDT:USDT` on USDⓈ-M) when the venue has one, else the
@@ -30,6 +31,7 @@ Credentials come from the environment or files (Docker secrets) and are never lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -77,6 +79,8 @@ class CcxtSettings:
     api_secret: str = field(default="", repr=False)
     timeout_ms: int = 5000
     enable_rate_limit: bool = True
+    rate_limit_ms: int = 0
+    """ccxt's `rateLimit` (ms per unit of request cost); 0: ccxt's value for the venue."""
     poll_interval_ms: int = 250
     fill_lookback_ms: int = 3_600_000
     """How far back the first trade poll of a symbol looks after a start."""
@@ -150,6 +154,25 @@ def _dec(raw: Any, fallback: Any = None) -> Decimal:
 _STATUS = {"closed": "FILLED", "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
 
 
+def _client(cls: Any, settings: CcxtSettings, options: dict[str, Any]) -> Any:
+    config: dict[str, Any] = {
+        "apiKey": settings.api_key,
+        "secret": settings.api_secret,
+        "enableRateLimit": settings.enable_rate_limit,
+        "timeout": settings.timeout_ms,
+        "options": dict(options),
+    }
+    if settings.rate_limit_ms:
+        config["rateLimit"] = settings.rate_limit_ms
+    exchange = cls(config)
+    if settings.is_testnet:
+        exchange.set_sandbox_mode(True)
+    if settings.base_url:
+        exchange.urls["api"] = _rebase_tree(exchange.urls["api"], settings.base_url)
+        _keep_market_error_codes(exchange)
+    return exchange
+
+
 class CcxtVenue:
     def __init__(self, settings: CcxtSettings) -> None:
         cls = getattr(ccxt_async, settings.exchange_id, None)
@@ -165,20 +188,11 @@ class CcxtVenue:
             "fetchOpenOrders": {"warnWithoutSymbol": False},
             **dict(settings.options),
         }
-        self.exchange: Any = cls(
-            {
-                "apiKey": settings.api_key,
-                "secret": settings.api_secret,
-                "enableRateLimit": settings.enable_rate_limit,
-                "timeout": settings.timeout_ms,
-                "options": options,
-            }
-        )
-        if settings.is_testnet:
-            self.exchange.set_sandbox_mode(True)
-        if settings.base_url:
-            self.exchange.urls["api"] = _rebase_tree(self.exchange.urls["api"], settings.base_url)
-            _keep_market_error_codes(self.exchange)
+        self.exchange: Any = _client(cls, settings, options)
+        # Order writes go through their own client, so their own rate-limit queue: a burst
+        # of trade polls never delays a place or a cancel. Venues count them apart too
+        # (Binance: order-count limits, not request weight).
+        self._writer: Any = _client(cls, settings, options)
         self._coid_by_order: dict[str, ClientOrderId] = {}
         self._last_trade_id: dict[str, int] = {}
         self._symbols: set[str] = set()
@@ -194,6 +208,7 @@ class CcxtVenue:
     async def _markets(self) -> None:
         if not self._markets_loaded:
             await self._read(lambda: self.exchange.load_markets())
+            self._writer.set_markets(self.exchange.markets, self.exchange.currencies)
             self._markets_loaded = True
 
     def market_symbol(self, symbol: str) -> str:
@@ -281,7 +296,7 @@ class CcxtVenue:
         self._symbols.add(msym)
         try:
             # amounts and prices go to ccxt as decimal strings, never floats
-            order = await self.exchange.create_order(msym, kind, side, amount, price, params)
+            order = await self._writer.create_order(msym, kind, side, amount, price, params)
         except cx.DuplicateOrderId as err:
             raise VenueRejected(f"duplicate client order id: {err}", is_duplicate=True) from None
         except (
@@ -342,7 +357,7 @@ class CcxtVenue:
         await self._markets()
         msym = self.market_symbol(symbol)
         try:
-            order = await self.exchange.cancel_order(None, msym, {"origClientOrderId": coid})
+            order = await self._writer.cancel_order(None, msym, {"origClientOrderId": coid})
         except cx.OrderNotFound:
             report = await self.query_order(symbol, coid)
             return CancelResult(report.status if report is not None else "NOT_FOUND")
@@ -381,6 +396,10 @@ class CcxtVenue:
             for sym, last in json.loads(cursor).items():
                 self._last_trade_id[sym] = max(self._last_trade_id.get(sym, 0), int(last))
                 self._symbols.add(sym)
+        for symbol in symbols or ():
+            # orders another instance placed (before a takeover) are polled too
+            with contextlib.suppress(VenueRejected):
+                self._symbols.add(self.market_symbol(symbol))
         fills: list[FillReport] = []
         for msym in sorted(self._symbols):
             if symbols is not None and self.canonical(msym) not in symbols:
@@ -411,6 +430,7 @@ class CcxtVenue:
             try:
                 order = await self._read(lambda: self.exchange.fetch_order(oid, msym))
                 coid = self._report(order).client_order_id
+                self._coid_by_order[oid] = coid  # an order placed by the previous active
             except cx.OrderNotFound:
                 coid = ClientOrderId(f"venue-{oid}")
         fee = trade.get("fee") or {}
@@ -465,7 +485,7 @@ class CcxtVenue:
         return None if total is None else _dec(total)
 
     async def close(self) -> None:
-        await self.exchange.close()
+        await asyncio.gather(self.exchange.close(), self._writer.close())
 
 
 def settings_from_env(
@@ -479,6 +499,7 @@ def settings_from_env(
     timeout_ms: int,
     poll_interval_ms: int = 250,
     enable_rate_limit: bool = True,
+    rate_limit_ms: int = 0,
     env: Mapping[str, str] | None = None,
 ) -> CcxtSettings:
     e = env if env is not None else os.environ
@@ -492,4 +513,5 @@ def settings_from_env(
         timeout_ms=timeout_ms,
         poll_interval_ms=poll_interval_ms,
         enable_rate_limit=enable_rate_limit,
+        rate_limit_ms=rate_limit_ms,
     )
