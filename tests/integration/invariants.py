@@ -1,71 +1,28 @@
-"""The pair's invariants (ha-protocol.md §10), checked from the raw streams and the venue
-simulator, never from the service's own view of itself:
+"""The pair's invariants for the chaos tests (ha-protocol.md §10), on top of
+`titan_exec.runtime.streamcheck` (which reads the raw streams and the simulator's record,
+never an instance's view of itself, and imports no service code):
 
-1. every command reaches exactly one decision (decision and control subjects, by `cmdSeq`);
+1. every command reaches exactly one decision (here: every command the test sent);
 2. every client order id exists at most once at the venue;
-3. no event of a deposed epoch is in the stream: every fenced event carries the epoch that
-   was the newest marker when it landed, and every state event is fenced;
-4. the instances agree: equal state hashes at the same stream position, and net positions
-   equal to the venue's (summed from the simulator's own trades).
-
-Plain JSON, no service code: an independent reading of what happened.
+3. no event of a deposed epoch is in the stream, and every state event is fenced;
+4. the instances agree: the same stream position and state hash, and the venue's net
+   positions, once open orders have settled (polled until then, bounded).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
-EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
-STATE_KINDS = {"fill", "order", "decision", "control", "genesis"}
+from titan_exec.runtime import streamcheck as sc
+from titan_exec.runtime.streamcheck import read_stream
 
-
-@dataclass(frozen=True)
-class RawMsg:
-    seq: int
-    subject: str
-    headers: dict[str, str]
-    data: bytes
-
-    def doc(self) -> Any:
-        return json.loads(self.data)
-
-
-async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> list[RawMsg]:
-    """Every message of `stream` on `subject`, in stream order (an ephemeral consumer)."""
-    info = await js.stream_info(stream)
-    last = info.state.last_seq
-    out: list[RawMsg] = []
-    if info.state.messages == 0:
-        return out
-    sub = await js.pull_subscribe(
-        subject,
-        stream=stream,
-        config=api.ConsumerConfig(
-            ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL
-        ),
-    )
-    try:
-        while not out or out[-1].seq < last:
-            try:
-                msgs = await sub.fetch(1000, timeout=1.0)
-            except TimeoutError:
-                break
-            for m in msgs:
-                out.append(
-                    RawMsg(m.metadata.sequence.stream, m.subject, dict(m.headers or {}), m.data)
-                )
-    finally:
-        await sub.unsubscribe()
-    return out
+__all__ = ["Findings", "check_pair", "check_streams", "read_stream"]
 
 
 @dataclass
@@ -89,111 +46,54 @@ async def check_streams(
 ) -> Findings:
     """Invariants 1 and 3 from the streams. `sent`: command sequences that must be decided
     (default: every command in `TITAN_CMD`)."""
-    f = Findings()
-    cmds = [m.seq for m in await read_stream(js, "TITAN_CMD")]
-    f.commands = len(cmds)
-    events = await read_stream(js, "TITAN_EVT")
-    epoch_subject = f"titan.evt.{ns}.epoch.v1.{shard}"
-    decided: Counter[int] = Counter()
-    newest_marker = 0
-    for m in events:
-        if m.subject == epoch_subject:
-            newest_marker = m.seq
-            f.epochs.append(m.seq)
-            continue
-        parts = m.subject.split(".")
-        is_state = len(parts) >= 4 and parts[2] == ns and parts[3] in STATE_KINDS
-        if m.headers.get(EXPECTED_SUBJECT) == epoch_subject:
-            epoch = int(m.headers.get(EXPECTED_SEQ, "0"))
-            f.check(
-                epoch == newest_marker,
-                f"event seq {m.seq} ({m.subject}) written under epoch {epoch} "
-                f"while the newest marker was {newest_marker}",
-            )
-        elif is_state:
-            f.check(False, f"state event seq {m.seq} ({m.subject}) is not fenced")
-        if is_state and parts[3] in ("decision", "control"):
-            decided[int(m.doc()["payload"]["cmdSeq"])] += 1
-    f.decisions = sum(decided.values())
+    commands = await read_stream(js, "TITAN_CMD")
+    events = await read_stream(js, "TITAN_EVT", f"titan.evt.{ns}.>")
+    decided = sc.decisions_per_command(events, ns)
+    f = Findings(len(commands), sum(decided.values()), sc.epoch_markers(events, ns, shard))
     twice = sorted(s for s, n in decided.items() if n > 1)
     f.check(not twice, f"commands decided more than once: {twice[:20]}")
-    expected = set(cmds if sent is None else sent)
+    expected = {m.seq for m in commands} if sent is None else set(sent)
     missing = sorted(expected - set(decided))
     f.check(not missing, f"commands without a decision: {missing[:20]}")
+    for problem in sc.fencing_problems(events, ns, shard)[:20]:
+        f.check(False, problem)
     return f
 
 
-def venue_findings(f: Findings, inspect: dict[str, Any]) -> dict[str, Decimal]:
-    """Invariant 2 (no client order id twice at the venue); returns the venue's net
-    position per symbol (e.g. `BTCUSDT`), summed from its trades."""
-    coids = [o.get("clientOrderId") for o in inspect.get("orders", [])]
-    f.venue_orders = len(coids)
-    twice = sorted(c for c, n in Counter(coids).items() if n > 1)
-    f.check(not twice, f"client order ids placed more than once at the venue: {twice[:20]}")
-    net: dict[str, Decimal] = {}
-    for t in inspect.get("trades", []):
-        qty = Decimal(t["qty"]) * (1 if t["side"] == "BUY" else -1)
-        net[t["symbol"]] = net.get(t["symbol"], Decimal(0)) + qty
-    return {s: q for s, q in net.items() if q != 0}
-
-
-def instance_positions(status: dict[str, Any]) -> dict[str, Decimal]:
-    """An instance's net positions, keyed like the venue's (`BTC/USDT` → `BTCUSDT`)."""
-    out: dict[str, Decimal] = {}
-    for symbol, qty in (status.get("net_positions") or {}).items():
-        if Decimal(qty) != 0:
-            out[symbol.split(":")[-1].replace("/", "")] = Decimal(qty)
-    return out
-
-
-async def wait_agreement(
-    statuses: Any, inspect: Any, timeout_s: float = 20
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Poll until every instance reports the same stream position and state hash and its
-    positions equal the venue's (open orders settle); returns the last readings."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        docs = await asyncio.to_thread(statuses)
-        venue = await asyncio.to_thread(inspect)
-        probe = Findings()
-        venue_net = venue_findings(probe, venue)
-        if (
-            docs
-            and all(d for d in docs)
-            and len({d["event_seq"] for d in docs}) == 1
-            and len({d["state_hash"] for d in docs}) == 1
-            and all(instance_positions(d) == venue_net for d in docs)
-            and all(d.get("open_orders", 0) == 0 for d in docs)
-        ):
-            return docs, venue
-        if time.monotonic() > deadline:
-            return docs, venue
-        await asyncio.sleep(0.25)
+def _settled(docs: list[Any], venue: dict[str, Any]) -> bool:
+    venue_net = sc.venue_net_positions(venue)
+    return (
+        bool(docs)
+        and sc.instances_agree(dict(enumerate(docs)))
+        and all(sc.instance_net_positions(d) == venue_net for d in docs)
+        and all(d.get("open_orders", 0) == 0 for d in docs)
+    )
 
 
 async def check_pair(
     js: JetStreamContext,
-    statuses: Any,
-    inspect: Any,
+    statuses: Callable[[], list[Any]],
+    inspect: Callable[[], dict[str, Any]],
     *,
     sent: list[int] | None = None,
+    settle_s: float = 20,
 ) -> Findings:
     """All four invariants; `statuses()` returns each instance's `/status` document,
-    `inspect()` the simulator's `/sim/inspect` (both called in a thread)."""
-    docs, venue = await wait_agreement(statuses, inspect)
+    `inspect()` the simulator's `/sim/inspect` (both are called in a thread)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        docs = await asyncio.to_thread(statuses)
+        venue = await asyncio.to_thread(inspect)
+        if _settled(docs, venue) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
     f = await check_streams(js, sent=sent)
-    venue_net = venue_findings(f, venue)
-    f.check(all(d for d in docs), f"an instance did not answer: {docs}")
-    if all(d for d in docs):
-        hashes = {(d["instance_id"], d["event_seq"], d["state_hash"]) for d in docs}
-        f.check(
-            len({d["state_hash"] for d in docs}) == 1 and len({d["event_seq"] for d in docs}) == 1,
-            f"instances disagree: {sorted(hashes)}",
-        )
-        for d in docs:
-            mine = instance_positions(d)
-            f.check(
-                mine == venue_net,
-                f"{d['instance_id']} positions {mine} differ from the venue's {venue_net}",
-            )
+    f.venue_orders = len(sc.venue_client_order_ids(venue))
+    named = {str((d or {}).get("instance_id", i)): d for i, d in enumerate(docs)}
+    for check in (
+        sc.check_venue_orders(venue),
+        sc.check_instances_agree(named),
+        sc.check_positions(named, venue),
+    ):
+        f.check(check.ok, f"{check.name}: {check.detail}")
     return f
