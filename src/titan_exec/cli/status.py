@@ -48,7 +48,11 @@ def _row(doc: dict[str, Any], now_ms: int) -> dict[str, str]:
         "instance": str(doc.get("instance_id")),
         "role": f"{doc.get('role')} (lease: {doc.get('lease_role') or '-'})",
         "ready": str(doc.get("ready")),
-        "epoch": str(doc.get("epoch") or "-"),
+        "epoch": (
+            f"{doc.get('epoch')} (writes)"
+            if doc.get("epoch")
+            else f"- (stream at {doc.get('stream_epoch') or '-'})"
+        ),
         "lease holder": str(doc.get("lease_holder") or "-"),
         "lease age": "-" if lease_age is None else f"{lease_age} ms",
         "stream position": str(doc.get("event_seq")),

@@ -223,6 +223,10 @@ class Service:
             after_seq=last,
             on_event=self._remember_nonce,
         )
+        with contextlib.suppress(Exception):  # display only: the follower updates it
+            self.follower.newest_epoch = await last_subject_seq(
+                self.js, "TITAN_EVT", self.subjects.epoch(self.cfg.service.shard)
+            )
         await self.follower.start()
         self.role = "standby"
         self.epoch = 0
@@ -630,6 +634,7 @@ class Service:
             "instance_id": self.cfg.service.instance_id,
             "role": self.role,
             "epoch": self.epoch,
+            "stream_epoch": self.follower.newest_epoch if self.follower else self.epoch,
             "lease_role": self.ha.role if self.ha is not None else None,
             "lease_holder": self.ha.lease_holder() if self.ha is not None else None,
             "last_transition": (

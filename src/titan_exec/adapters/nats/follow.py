@@ -97,11 +97,14 @@ class EventFollower:
         self._ns = ns
         self.last_seq = after_seq
         self._on_event = on_event
+        self._epoch_prefix = f"titan.evt.{ns}.epoch.v1."
         self._sub: Any = None
         self.applied = 0
         self.caught_up = asyncio.Event()
         self.lag = 0
         """Messages the server still has for this follower (its last report)."""
+        self.newest_epoch = 0
+        """Stream sequence of the newest epoch marker seen (the epoch the active writes in)."""
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -126,6 +129,8 @@ class EventFollower:
             if self._on_event is not None:
                 self._on_event(ev)
         self.last_seq = seq
+        if msg.subject.startswith(self._epoch_prefix):
+            self.newest_epoch = seq
         self.lag = int(meta.num_pending or 0)
         if meta.num_pending == 0:
             self.caught_up.set()
