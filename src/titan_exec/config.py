@@ -159,7 +159,8 @@ class HaConfig:
     safety_margin_ms: int = 0
     """0: the leadership core's default."""
     manual_failover: bool = False
-    """A standby never promotes by itself; `titan-exec promote` (operator) does."""
+    """A standby never promotes by itself; `titan-exec promote` (POST /promote, operator)
+    makes it campaign once the lease is free."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ LEASE_MS = 1000
 class PairOptions:
     lease_ms: int = LEASE_MS
     replicas: int = 1
+    manual_failover: bool = False
     extra_toml: str = ""
     """Appended to each instance's configuration (more sections)."""
     nats_url_for: Callable[[str], str] | None = None
@@ -53,6 +54,7 @@ replicas = {opts.replicas}
 [ha]
 enabled = true
 lease_ms = {opts.lease_ms}
+manual_failover = {str(opts.manual_failover).lower()}
 [risk]
 arm_on_genesis = true
 [orders]

@@ -11,6 +11,7 @@ Failover times and the switchover gap are measured and printed.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -26,7 +27,16 @@ import pytest
 from nats.aio.client import Client
 
 from tests.integration.invariants import check_pair
-from tests.integration.pairproc import API_KEY, LEASE_MS, SECRET, Load, Pair, pair, role_is
+from tests.integration.pairproc import (
+    API_KEY,
+    LEASE_MS,
+    SECRET,
+    Load,
+    Pair,
+    PairOptions,
+    pair,
+    role_is,
+)
 from tests.integration.procs import poll
 from titan_exec.adapters.nats.lease import STREAM as LEASE_STREAM
 from titan_exec.runtime.feeds import Brain
@@ -217,3 +227,46 @@ async def test_standby_restart_leaves_the_active_alone(service_nats: Any, tmp_pa
         assert "ok  one active: primary" in view.stdout
         assert view.stdout.count("primary/") == 2, "both must name the primary as holder"
         assert "ok  state hashes agree at stream position" in view.stdout
+
+
+async def test_manual_failover_waits_for_the_operators_promote(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    """`ha.manual_failover`: the standby never promotes by itself; `titan-exec promote`
+    makes it campaign, and is refused while the active holds the lease."""
+    opts = PairOptions(manual_failover=True)
+    async with (
+        pair(service_nats.url, tmp_path, opts) as p,
+        brain_on(service_nats.url) as (
+            nc,
+            brain,
+        ),
+    ):
+        load = Load(brain, interval_s=0.1)
+        await load.send(6, "before")
+        url = f"http://127.0.0.1:{p.ports['backup']}"
+
+        def promote() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "titan_exec", "promote", f"--url={url}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "TITAN_EXECUTION_API_KEY": API_KEY},
+            )
+
+        refused = await asyncio.to_thread(promote)
+        assert refused.returncode == 1 and "held by primary" in refused.stderr, refused
+        p.procs["primary"].send_signal(signal.SIGKILL)
+        p.procs["primary"].wait(5)
+        await asyncio.sleep(LEASE_MS / 1000 * 2.5)  # expired long ago: no one promotes
+        assert (await asyncio.to_thread(p.status, "backup"))["role"] == "standby"
+        asked = time.monotonic()
+        done = await asyncio.to_thread(promote)
+        assert done.returncode == 0, done.stdout + done.stderr
+        await poll(role_is(p.ports["backup"], "active"), "backup promoted", 10)
+        print(f"promote → backup active {(time.monotonic() - asked) * 1000:.0f} ms")
+        await load.send(6, "after")
+        p.start("primary", "standby")
+        await poll(role_is(p.ports["primary"], "standby"), "primary back as standby", 30)
+        await assert_invariants(nc, p, load)

@@ -29,6 +29,8 @@ class ServiceView(Protocol):
 
     def request_switchover(self) -> bool: ...
 
+    def request_promote(self) -> tuple[bool, str]: ...
+
 
 def _json(doc: Any, status: int = 200) -> web.Response:
     return web.Response(
@@ -65,6 +67,12 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
             return _json({"error": "not the active of a lease-elected pair"}, 409)
         return _json({"status": "switchover requested: intake closing, lease to be released"}, 202)
 
+    async def promote(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return _json({"error": "unauthorized (API key)"}, 401)
+        ok, why = service.request_promote()
+        return _json({"status": why} if ok else {"error": why}, 202 if ok else 409)
+
     async def positions(request: web.Request) -> web.Response:
         if not api_key:
             return _json({"error": "no API key configured (TITAN_EXECUTION_API_KEY)"}, 503)
@@ -83,6 +91,7 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
     app.router.add_get("/status", status)
     app.router.add_get("/positions", positions)
     app.router.add_post("/switchover", switchover)
+    app.router.add_post("/promote", promote)
     return app
 
 

@@ -317,7 +317,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_switchover(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/") + "/switchover"
+    return _admin_post(args, "switchover")
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    return _admin_post(args, "promote")
+
+
+def _admin_post(args: argparse.Namespace, what: str) -> int:
+    url = args.url.rstrip("/") + f"/{what}"
     key = args.api_key or os.environ.get("TITAN_EXECUTION_API_KEY", "")
     req = urllib.request.Request(url, method="POST", headers={"X-API-Key": key})
     try:
@@ -325,7 +333,7 @@ def cmd_switchover(args: argparse.Namespace) -> int:
             print(json.loads(resp.read())["status"])
             return 0
     except urllib.error.HTTPError as err:
-        print(f"switchover refused: {json.loads(err.read()).get('error')}", file=sys.stderr)
+        print(f"{what} refused: {json.loads(err.read()).get('error')}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as err:
         print(f"cannot reach {url}: {err}", file=sys.stderr)
@@ -433,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None, help="default: TITAN_EXECUTION_API_KEY")
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_switchover)
+
+    p = sub.add_parser(
+        "promote",
+        help="manual failover: make this standby campaign now (refused while the lease is held)",
+    )
+    p.add_argument(
+        "--url",
+        default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}",
+        help="the standby's admin API",
+    )
+    p.add_argument("--api-key", default=None, help="default: TITAN_EXECUTION_API_KEY")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(fn=cmd_promote)
 
     demo_help = (
         "scripted end-to-end demo: the hot-standby pair (two titan-exec run processes, lease "

@@ -137,6 +137,18 @@ class HaDriver:
                 break
         return entered
 
+    def request_promote(self) -> tuple[bool, str]:
+        """Manual failover (operator): campaign now, unless someone holds the lease. The
+        answer is what can be told at once; the election decides."""
+        state = self.state
+        if state is None or state.role is not ld.Role.STANDBY:
+            return False, f"not a standby (role {self.role})"
+        if state.view.kind is ld.ViewKind.HELD:
+            holder = state.view.holder or "another instance"
+            return False, f"the lease is held by {holder}: use switchover on the active"
+        self.put(ld.Promote(monotonic_ms()))
+        return True, "promote requested: campaigning for the lease"
+
     def put(self, inp: ld.Input) -> None:
         self._inputs.put_nowait(inp)
 

@@ -473,6 +473,11 @@ class Service:
     def request_switchover(self) -> bool:
         return self.ha is not None and self.ha.request_switchover()
 
+    def request_promote(self) -> tuple[bool, str]:
+        if self.ha is None:
+            return False, "lease election is off (ha.enabled = false)"
+        return self.ha.request_promote()
+
     def finish(self, reason: str) -> None:
         """A planned end (switchover): stop, not a failure."""
         log.info("stopping: %s", reason)
