@@ -165,3 +165,42 @@ def _post(url: str, key: str) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
+
+
+async def test_the_standby_tracks_the_commands_so_takeover_reads_no_history(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    """The standby acknowledges each command on its own durable consumer once the active's
+    decision is in the stream (ha-protocol.md §5); at takeover its intake starts there
+    instead of re-reading every old command."""
+    async with world(
+        service_nats.url, tmp_path / "a", **HA, **{"service.instance_id": "primary"}
+    ) as w:
+        await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
+        cfg_b = make_config(
+            service_nats.url,
+            tmp_path / "b",
+            **HA,
+            **{"service.instance_id": "backup", "service.mode": "standby"},
+        )
+        async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
+            assert b.service is not None and b.service.shadow is not None
+            backup, shadow = b.service, b.service.shadow
+            seqs = []
+            for i in range(12):
+                ack = await w.brain.place(w.brain.intent(f"s{i}", "BTC/USDT", "BUY_SETUP", "0.01"))
+                seqs.append(ack.seq)
+            await wait_for(lambda: shadow.acked == len(seqs), "standby acked all 12", 10)
+            assert shadow.waiting == 0 and backup.status_doc()["commands_waiting"] == 0
+            info = await w.js.consumer_info("TITAN_CMD", cfg_b.durable_name)
+            assert info.ack_floor.stream_seq == max(seqs)
+
+            assert w.svc.ha is not None
+            w.svc.ha.lease = None  # dies without a word
+            await w.svc.ha.stop()
+            await w.svc.stop()
+            await wait_for(lambda: backup.role == "active", "backup elected", 10)
+            ack = await w.brain.place(w.brain.intent("after", "ETH/USDT", "BUY_SETUP", "1"))
+            await wait_for(lambda: ack.seq in backup.state.decided_cmds, "decided by backup")
+            redelivered = backup.metrics.duplicates._value.get()
+            assert redelivered == 0, f"{redelivered} old commands read again at takeover"

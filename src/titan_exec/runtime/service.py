@@ -46,6 +46,7 @@ from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
+from titan_exec.runtime.shadow import CommandShadow, bind_command_consumer
 from titan_exec.wire import contract
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
@@ -133,6 +134,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.intake: CommandIntake | None = None
         self.follower: EventFollower | None = None
+        self.shadow: CommandShadow | None = None
         self.ha: HaDriver | None = None
         self.venue_gate: Callable[[], bool] | None = None
         self.role = "starting"
@@ -228,6 +230,13 @@ class Service:
                 self.js, "TITAN_EVT", self.subjects.epoch(self.cfg.service.shard)
             )
         await self.follower.start()
+        js, cfg = self.js, self.cfg
+        self.shadow = CommandShadow(
+            lambda: bind_command_consumer(js, cfg),
+            lambda: self.state,
+            fetch_batch=cfg.consumer.fetch_batch,
+        )
+        self.shadow.start()
         self.role = "standby"
         self.epoch = 0
         self.health.is_ready = True
@@ -296,6 +305,9 @@ class Service:
     async def drain_to_head(self) -> None:
         """Stop following and fold the rest of the stream: the state is now complete."""
         assert self.js is not None and self.events is not None
+        if self.shadow is not None:
+            await self.shadow.stop()  # its undecided commands go back to the consumer
+            self.shadow = None
         if self.follower is None:
             return
         await self.follower.stop()
@@ -427,6 +439,8 @@ class Service:
         await _cancel_all([*self._tasks, *([self._equity_task] if self._equity_task else [])])
         if self.ha is not None:
             await self.ha.stop()
+        if self.shadow is not None:
+            await self.shadow.stop()
         if self.follower is not None:
             await self.follower.stop()
         if self.intake is not None:
@@ -660,6 +674,7 @@ class Service:
             "event_seq": self.stream_seq,
             "event_count": st.event_count,
             "standby_lag": self.follower.lag if self.follower is not None else None,
+            "commands_waiting": self.shadow.waiting if self.shadow is not None else None,
             "net_positions": {
                 f"{venue}:{symbol}": str(pos.qty)
                 for (venue, symbol), pos in sorted(st.positions.items())

@@ -1,0 +1,128 @@
+"""The standby's own reading of `TITAN_CMD` (ha-protocol.md §5): it knows which commands
+are waiting, and its durable consumer keeps pace with the active.
+
+The standby pulls from the durable consumer it will decide with once it leads, and
+acknowledges each command as soon as the active's decision for it is in the folded state
+(`decided_cmds`). Commands without a decision yet are held, unacknowledged: they are the
+commands waiting. At takeover the held ones are returned (nak) so that the intake gets them
+at once, and the intake starts where the standby left off instead of reading the whole
+command history again and recognising every old command as decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from titan_exec.config import Config
+from titan_exec.core.state import State
+
+log = logging.getLogger(__name__)
+
+RECHECK_S = 0.1
+"""How often held commands are compared with the decisions folded meanwhile."""
+
+
+def command_consumer_config(cfg: Config) -> api.ConsumerConfig:
+    """This instance's durable consumer on `TITAN_CMD` (the intake decides from it too)."""
+    return api.ConsumerConfig(
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_wait=float(cfg.consumer.ack_wait_s),
+        max_ack_pending=cfg.consumer.max_ack_pending,
+        max_deliver=-1,
+    )
+
+
+async def bind_command_consumer(js: JetStreamContext, cfg: Config) -> Any:
+    """Bind (or create) the durable pull consumer, retrying until JetStream answers."""
+    while True:
+        try:
+            return await js.pull_subscribe(
+                f"titan.cmd.{cfg.service.namespace}.>",
+                durable=cfg.durable_name,
+                stream="TITAN_CMD",
+                config=command_consumer_config(cfg),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.warning("standby command consumer not bound (%r): retrying", err)
+            await asyncio.sleep(0.2)
+
+
+class CommandShadow:
+    def __init__(
+        self,
+        bind: Callable[[], Awaitable[Any]],
+        state: Callable[[], State],
+        *,
+        fetch_batch: int,
+    ) -> None:
+        self._bind = bind
+        self._state = state
+        self._fetch_batch = fetch_batch
+        self._held: dict[int, Msg] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._psub: Any = None
+        self.acked = 0
+
+    @property
+    def waiting(self) -> int:
+        """Commands delivered to the standby that have no decision in the stream yet."""
+        return len(self._held)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="command-shadow")
+
+    async def stop(self) -> None:
+        """Stop pulling and hand every held command back (nak: redelivered at once)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        held, self._held = self._held, {}
+        for msg in held.values():
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        if self._psub is not None:
+            with contextlib.suppress(Exception):
+                await self._psub.unsubscribe()
+            self._psub = None
+
+    async def _run(self) -> None:
+        self._psub = await self._bind()
+        if self._psub is None:
+            return
+        while True:
+            try:
+                msgs = await self._psub.fetch(self._fetch_batch, timeout=RECHECK_S)
+            except TimeoutError:
+                msgs = []
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("standby command fetch failed: %r", err)
+                await asyncio.sleep(RECHECK_S)
+                msgs = []
+            for msg in msgs:
+                meta: Any = msg.metadata
+                self._held[int(meta.sequence.stream)] = msg  # a redelivery replaces it
+            await self._ack_decided()
+
+    async def _ack_decided(self) -> None:
+        decided = self._state().decided_cmds
+        for seq in [s for s in self._held if s in decided]:
+            msg = self._held.pop(seq)
+            try:
+                await msg.ack()
+                self.acked += 1
+            except Exception as err:  # redelivered later, and acknowledged then
+                log.debug("standby ack of command %d failed: %r", seq, err)
