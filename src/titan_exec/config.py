@@ -139,7 +139,10 @@ class VenueConfig:
 class ConsumerConfig:
     durable: str = ""
     """Empty: ``titan-exec-<instance_id>``."""
-    ack_wait_s: int = 30
+    ack_wait_s: int = 5
+    """A command delivered but not acknowledged is delivered again after this long (a
+    delivery lost with a stopped instance's fetch). Early redelivery is harmless: the
+    decision is durable before the acknowledgement and a decided command is recognised."""
     max_ack_pending: int = 4096
     fetch_batch: int = 256
 

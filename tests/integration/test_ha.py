@@ -8,14 +8,18 @@ import json
 import time
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
-from tests.integration.harness import API_KEY, make_config, wait_for, world
+from tests.integration.harness import API_KEY, SECRET, OffsetClock, make_config, wait_for, world
+from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
+from titan_exec.runtime.feeds import Brain
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +208,35 @@ async def test_the_standby_tracks_the_commands_so_takeover_reads_no_history(
             await wait_for(lambda: ack.seq in backup.state.decided_cmds, "decided by backup")
             redelivered = backup.metrics.duplicates._value.get()
             assert redelivered == 0, f"{redelivered} old commands read again at takeover"
+
+
+async def test_commands_waiting_at_start_are_decided_at_once(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    """Commands already in `TITAN_CMD` when an instance starts reach its standby command
+    reader first, and are handed to the intake at takeover at once, not after the
+    consumer's ack wait. Repeated with fresh instances: the hand-over races the
+    reader's fetch."""
+    nc = await nats.connect(service_nats.url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, replicas=1, duplicate_window_s=120)
+        brain = Brain(nc, secret=SECRET.encode(), clock=OffsetClock())
+        for i in range(4):
+            for n in range(5):
+                await brain.place(brain.intent(f"r{i}-{n}", "BTC/USDT", "BUY_SETUP", "0.01"))
+            cfg = make_config(
+                service_nats.url, tmp_path / f"r{i}", **HA, **{"service.instance_id": "solo"}
+            )
+            async with RunningInstance(cfg) as inst:
+                assert inst.service is not None
+                svc = inst.service
+                expected = 5 * (i + 1)
+                # well below the consumer's ack wait (5 s): nothing waited for a redelivery
+                await wait_for(partial(_decided_at_least, svc, expected), "decided", 3)
+    finally:
+        await nc.close()
+
+
+def _decided_at_least(svc: Any, n: int) -> bool:
+    return len(svc.state.decided_cmds) >= n

@@ -39,6 +39,10 @@ MAX_WORKERS = 512
 PIPELINE_DEPTH = 256
 """Commands of one key decided ahead of their execution (bounded)."""
 RECENT_REJECTS = 100
+FETCH_WAIT_S = 0.1
+"""A fetch waits this long for commands when none are there. Short: closing intake lets
+the current fetch end by itself (never cancelled mid-request) before the lease is handed
+over, so it bounds the switchover gap."""
 
 
 async def _leave_undecided(msg: Msg) -> None:
@@ -118,7 +122,7 @@ class CommandIntake:
         )
         while not self.is_closing:
             try:
-                msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=1.0)
+                msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=FETCH_WAIT_S)
             except TimeoutError:
                 continue
             except asyncio.CancelledError:

@@ -232,7 +232,7 @@ class Service:
         await self.follower.start()
         js, cfg = self.js, self.cfg
         self.shadow = CommandShadow(
-            lambda: bind_command_consumer(js, cfg),
+            lambda is_stopping: bind_command_consumer(js, cfg, is_stopping),
             lambda: self.state,
             fetch_batch=cfg.consumer.fetch_batch,
         )
@@ -271,8 +271,7 @@ class Service:
         answers, order tracking, truth snapshots and the event writer."""
         if self.runner is not None:
             self.runner.may_write_venue = lambda: False
-        if self.intake is not None:
-            self.intake.is_closing = True
+        await self._close_intake_reader()
         subs, self._rpc_subs = self._rpc_subs, []
         for sub in subs:
             with contextlib.suppress(Exception):
@@ -429,8 +428,7 @@ class Service:
         self.health.is_stopping = True
         self.health.is_ready = False
         self.metrics.ready.set(0)
-        if self.intake is not None:
-            self.intake.is_closing = True
+        await self._close_intake_reader()
         if self.ha is not None and self.role == "active":
             await self.close_intake()  # a planned stop: finish in-flight work, then hand over
         for sub in [*self._subs, *self._rpc_subs]:
@@ -465,9 +463,21 @@ class Service:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
+    async def _close_intake_reader(self) -> None:
+        """Let the intake's reader end by itself rather than cancel it in a fetch: a pull
+        request cut short could still be served, and its commands would then wait for the
+        consumer's ack wait before anyone else gets them."""
+        if self.intake is None:
+            return
+        self.intake.is_closing = True
+        reader = [t for t in self._tasks if t.get_name() == "intake" and not t.done()]
+        if reader:
+            await asyncio.wait(reader, timeout=STOP_STEP_S)
+
     async def close_intake(self) -> None:
         """Stop deciding (switchover): in-flight commands finish, then events are drained."""
         began = time.perf_counter()
+        await self._close_intake_reader()
         if self.intake is not None:
             self.intake.is_closing = True
             try:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RECHECK_S = 0.1
 """How often held commands are compared with the decisions folded meanwhile."""
+STOP_WAIT_S = 2.0
 
 
 def command_consumer_config(cfg: Config) -> api.ConsumerConfig:
@@ -40,9 +41,12 @@ def command_consumer_config(cfg: Config) -> api.ConsumerConfig:
     )
 
 
-async def bind_command_consumer(js: JetStreamContext, cfg: Config) -> Any:
-    """Bind (or create) the durable pull consumer, retrying until JetStream answers."""
-    while True:
+async def bind_command_consumer(
+    js: JetStreamContext, cfg: Config, is_stopping: Callable[[], bool] = lambda: False
+) -> Any:
+    """Bind (or create) the durable pull consumer, retrying until JetStream answers; None
+    if `is_stopping()` first."""
+    while not is_stopping():
         try:
             return await js.pull_subscribe(
                 f"titan.cmd.{cfg.service.namespace}.>",
@@ -53,14 +57,15 @@ async def bind_command_consumer(js: JetStreamContext, cfg: Config) -> Any:
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            log.warning("standby command consumer not bound (%r): retrying", err)
+            log.warning("command consumer not bound (%r): retrying", err)
             await asyncio.sleep(0.2)
+    return None
 
 
 class CommandShadow:
     def __init__(
         self,
-        bind: Callable[[], Awaitable[Any]],
+        bind: Callable[[Callable[[], bool]], Awaitable[Any]],
         state: Callable[[], State],
         *,
         fetch_batch: int,
@@ -71,6 +76,7 @@ class CommandShadow:
         self._held: dict[int, Msg] = {}
         self._task: asyncio.Task[None] | None = None
         self._psub: Any = None
+        self._is_stopping = False
         self.acked = 0
 
     @property
@@ -83,10 +89,15 @@ class CommandShadow:
 
     async def stop(self) -> None:
         """Stop pulling and hand every held command back (nak: redelivered at once)."""
+        self._is_stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # not cancelled: a fetch cut short could leave commands delivered to no one
+            # (unacknowledged until ack_wait); the flag ends the loop after the current
+            # fetch, within RECHECK_S, and whatever it brought is handed back below
+            _, stuck = await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
+            if stuck:
+                log.warning("standby command reader did not stop in %s s", STOP_WAIT_S)
+                self._task.cancel()
             self._task = None
         held, self._held = self._held, {}
         for msg in held.values():
@@ -98,10 +109,10 @@ class CommandShadow:
             self._psub = None
 
     async def _run(self) -> None:
-        self._psub = await self._bind()
+        self._psub = await self._bind(lambda: self._is_stopping)
         if self._psub is None:
             return
-        while True:
+        while not self._is_stopping:
             try:
                 msgs = await self._psub.fetch(self._fetch_batch, timeout=RECHECK_S)
             except TimeoutError:
