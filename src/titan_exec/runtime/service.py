@@ -428,15 +428,19 @@ class Service:
         self.health.is_stopping = True
         self.health.is_ready = False
         self.metrics.ready.set(0)
-        await self._close_intake_reader()
+        if self.intake is not None:
+            self.intake.is_closing = True  # nothing more is decided
         if self.ha is not None and self.role == "active":
             await self.close_intake()  # a planned stop: finish in-flight work, then hand over
+        if self.runner is not None:
+            self.runner.may_write_venue = lambda: False
+        if self.ha is not None:
+            await self.ha.stop()  # releases the lease: the standby takes over now
         for sub in [*self._subs, *self._rpc_subs]:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        await self._close_intake_reader()
         await _cancel_all([*self._tasks, *([self._equity_task] if self._equity_task else [])])
-        if self.ha is not None:
-            await self.ha.stop()
         if self.shadow is not None:
             await self.shadow.stop()
         if self.follower is not None:
@@ -475,9 +479,10 @@ class Service:
             await asyncio.wait(reader, timeout=STOP_STEP_S)
 
     async def close_intake(self) -> None:
-        """Stop deciding (switchover): in-flight commands finish, then events are drained."""
+        """Stop deciding (switchover): in-flight commands finish, then events are drained.
+        The reader's last fetch ends later (`_close_intake_reader`): what it brings is
+        handed back, and the next active reads its own consumer meanwhile."""
         began = time.perf_counter()
-        await self._close_intake_reader()
         if self.intake is not None:
             self.intake.is_closing = True
             try:
