@@ -33,6 +33,12 @@ async def test_lease_election_failover_after_the_active_dies(
         service_nats.url, tmp_path / "a", **HA, **{"service.instance_id": "primary"}
     ) as w:
         await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
+        seen: list[dict[str, Any]] = []
+
+        async def on_role(msg: Any) -> None:
+            seen.append(json.loads(msg.data))
+
+        await w.nc.subscribe("titan.sys.exec.role.v1.>", cb=on_role)
         venue = w.inst.venue
         cfg_b = make_config(
             service_nats.url,
@@ -53,9 +59,10 @@ async def test_lease_election_failover_after_the_active_dies(
             w.svc.ha.lease = None  # a dead process releases nothing
             await w.svc.ha.stop()  # its renewals stop at this instant
             died = time.monotonic()
-            await w.svc.stop()
+            stopping = asyncio.create_task(w.svc.stop())  # its own stop is not the failover
             await wait_for(lambda: backup.role == "active", "backup elected", 10)
             failover_s = time.monotonic() - died
+            await stopping
             assert failover_s <= 1.0 + 1.0, failover_s  # lease + 1 s (the bound)
             ack2 = await w.brain.place(w.brain.intent("two", "ETH/USDT", "BUY_SETUP", "1"))
             await wait_for(lambda: ack2.seq in backup.state.decided_cmds, "decided by backup")
@@ -72,6 +79,14 @@ async def test_lease_election_failover_after_the_active_dies(
             ]
             assert sorted(decisions) == sorted(set(decisions))
             assert backup.epoch > w.svc.epoch > 0
+            # every transition is published (telemetry on titan.sys.<ns>.role.v1.<id>)
+            path = [(d["from"], d["to"]) for d in seen if d["instance_id"] == "backup"]
+            assert path[-3:] == [
+                ("standby", "candidate"),
+                ("candidate", "promoting"),
+                ("promoting", "active"),
+            ], seen
+            assert seen[-1]["epoch"] == backup.epoch
 
 
 async def test_planned_switchover_hands_over_at_once(service_nats: Any, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -174,6 +175,7 @@ class HaDriver:
                 self.service.metrics.role_changes.labels(role).inc()
                 self.service.metrics.set_role(role)
                 log.warning("ha: %s → %s: %s", before.value, role, decision.summary)
+                self._publish_transition(before.value, role, decision.summary)
             elif decision.summary and not isinstance(inp, ld.Tick | ld.LeaseSeen):
                 log.info("ha[%s]: %s", self.state.role.value, decision.summary)
             self.transitions.append((monotonic_ms(), self.state.role.value, decision.summary))
@@ -187,6 +189,23 @@ class HaDriver:
                 task = asyncio.create_task(self._act(action), name=f"ha-{type(action).__name__}")
                 self._actions.add(task)
                 task.add_done_callback(self._actions.discard)
+
+    def _publish_transition(self, before: str, after: str, summary: str) -> None:
+        svc = self.service
+        if svc.nc is None or not svc.nc.is_connected:
+            return  # telemetry only: the log and the metrics have it
+        doc = {
+            "instance_id": svc.cfg.service.instance_id,
+            "from": before,
+            "to": after,
+            "reason": summary,
+            "epoch": self.state.epoch if self.state is not None else None,
+            "ts": svc.clock(),
+        }
+        subject = svc.subjects.role(svc.cfg.service.instance_id)
+        task = asyncio.create_task(svc.nc.publish(subject, json.dumps(doc).encode()))
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
 
     def _note(self, inp: ld.Input) -> None:
         """Lease age for the operator view: when the lease was last seen written."""

@@ -120,7 +120,9 @@ class OrderRunner:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            return await asyncio.wait_for(call, self.cfg.venue_timeout_ms / 1000)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            async with asyncio.timeout(self.cfg.venue_timeout_ms / 1000):
+                return await call
         except VenueRejected:
             outcome = "rejected"
             raise

@@ -606,7 +606,8 @@ class Service:
 
     async def _refresh_equity(self) -> None:
         try:
-            equity = await asyncio.wait_for(self.venue.equity(), 5)
+            async with asyncio.timeout(5):  # not wait_for: the loop is cancelled at stop
+                equity = await self.venue.equity()
         except Exception as err:
             log.warning("equity of %s unavailable: %r", self.venue.name, err)
             return

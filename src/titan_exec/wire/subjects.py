@@ -199,6 +199,11 @@ class Subjects:
         """Leadership epoch markers (design/ha-protocol.md)."""
         return f"titan.evt.{self.ns}.epoch.v1.{_check_token('shard', shard)}"
 
+    def role(self, instance_id: str) -> str:
+        """Role transitions of one instance (telemetry, core NATS: every instance publishes
+        them, and only the active may publish on `titan.evt.<ns>.>`)."""
+        return f"titan.sys.{self.ns}.role.v1.{_check_token('instance_id', instance_id)}"
+
     # -- request / reply -----------------------------------------------------------------
 
     @property

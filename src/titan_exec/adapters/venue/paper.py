@@ -213,7 +213,9 @@ class PaperVenue:
 
     async def wait_activity(self, timeout_s: float) -> None:
         try:
-            await asyncio.wait_for(self._activity.wait(), timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            async with asyncio.timeout(timeout_s):
+                await self._activity.wait()
         except TimeoutError:
             return
         self._activity.clear()
