@@ -432,28 +432,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_status)
 
-    p = sub.add_parser("switchover", help="planned hand-over of the active to the standby")
-    p.add_argument(
-        "--url",
-        default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}",
-        help="the active's admin API",
-    )
-    p.add_argument("--api-key", default=None, help="default: TITAN_EXECUTION_API_KEY")
-    p.add_argument("--log-level", default="WARNING")
-    p.set_defaults(fn=cmd_switchover)
-
-    p = sub.add_parser(
-        "promote",
-        help="manual failover: make this standby campaign now (refused while the lease is held)",
-    )
-    p.add_argument(
-        "--url",
-        default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}",
-        help="the standby's admin API",
-    )
-    p.add_argument("--api-key", default=None, help="default: TITAN_EXECUTION_API_KEY")
-    p.add_argument("--log-level", default="WARNING")
-    p.set_defaults(fn=cmd_promote)
+    for name, fn, summary, target in (
+        ("switchover", cmd_switchover, "planned hand-over of the active to the standby", "active"),
+        (
+            "promote",
+            cmd_promote,
+            "manual failover: make this standby campaign now (refused while the lease is held)",
+            "standby",
+        ),
+    ):
+        p = sub.add_parser(name, help=summary)
+        p.add_argument(
+            "--url",
+            default=f"http://127.0.0.1:{os.environ.get('PORT', '3002')}",
+            help=f"the {target}'s admin API",
+        )
+        p.add_argument("--api-key", default=None, help="default: TITAN_EXECUTION_API_KEY")
+        p.add_argument("--log-level", default="WARNING")
+        p.set_defaults(fn=fn)
 
     demo_help = (
         "scripted end-to-end demo: the hot-standby pair (two titan-exec run processes, lease "

@@ -280,13 +280,7 @@ class Service:
         await _cancel_all(tasks)
         if self.events is not None:
             await self.events.stop()  # pending appends fail: nothing more is published
-        if self.intake is not None:
-            try:
-                await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
-            except TimeoutError:
-                log.warning("intake did not stop in %s s", STOP_STEP_S)
-        if self.runner is not None:
-            await self.runner.stop()
+        await self._stop_workers()
         self.intake = None
         self.runner = None
 
@@ -445,13 +439,7 @@ class Service:
             await self.shadow.stop()
         if self.follower is not None:
             await self.follower.stop()
-        if self.intake is not None:
-            try:
-                await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
-            except TimeoutError:
-                log.warning("intake did not stop in %s s", STOP_STEP_S)
-        if self.runner is not None:
-            await self.runner.stop()
+        await self._stop_workers()
         if self.events is not None:
             if not self.events.is_broken:
                 try:
@@ -466,6 +454,16 @@ class Service:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    async def _stop_workers(self) -> None:
+        """The intake's per-key workers finish what they decided; the runner's cancels end."""
+        if self.intake is not None:
+            try:
+                await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
+            except TimeoutError:
+                log.warning("intake did not stop in %s s", STOP_STEP_S)
+        if self.runner is not None:
+            await self.runner.stop()
 
     async def _close_intake_reader(self) -> None:
         """Let the intake's reader end by itself rather than cancel it in a fetch: a pull
