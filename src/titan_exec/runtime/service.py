@@ -1,13 +1,16 @@
 """One execution service instance: composes the core, the NATS adapters and a venue.
 
-Start-up: connect → ensure streams → rebuild state by replaying `TITAN_EVT` → genesis if
-the namespace is new → recover orders recorded but not sent → open intake (durable
-consumer on `TITAN_CMD`, heartbeats, tickers, RPCs) → order tracking → truth snapshots.
+Start-up: connect → ensure streams → rebuild the state by replaying `TITAN_EVT` → then
+either take over at once (`service.mode = active` without lease election) or follow the
+stream as a hot standby, the election (`runtime/ha.py`) deciding when to take over.
 
-Commands go through `intake.CommandIntake` (per-symbol pipeline), orders through
-`orders.OrderRunner`; decisions, the state and every event go through the single
-`EventLog` writer. This module owns the lifecycle, the subscriptions (heartbeats, tickers,
-RPCs), the periodic truth snapshot and the views the admin API serves.
+Roles: a standby folds the event stream (`EventFollower`) and tracks `TITAN_CMD`
+(`CommandShadow`); `take_over` = epoch marker → drain to the head → `open_intake` (genesis
+if the namespace is new, order recovery, RPCs, order tracking, truth snapshots, the
+per-symbol decision pipeline of `intake.CommandIntake`); `stand_down` = fenced: every
+leader task ends, the state is rebuilt from the stream and the instance follows again.
+Decisions, the state and every event go through the single `EventLog` writer; orders
+through `orders.OrderRunner`. The documents it shows are in `runtime/views.py`.
 """
 
 from __future__ import annotations
@@ -37,17 +40,17 @@ from titan_exec.adapters.venue.base import Venue
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
 from titan_exec.core.decide import DecisionConfig
-from titan_exec.core.events import ControlDecided, Event, IntentDecided, OrderFilled
+from titan_exec.core.events import ControlDecided, Event, IntentDecided
 from titan_exec.core.leadership import WriteRejected
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
-from titan_exec.core.state import State, state_hash
+from titan_exec.core.state import State
+from titan_exec.runtime import views
 from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.shadow import CommandShadow, bind_command_consumer
-from titan_exec.wire import contract
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
@@ -528,51 +531,16 @@ class Service:
         if self._stop_task is None:
             self._stop_task = asyncio.ensure_future(self._stop())
 
-    # --- derived outputs ------------------------------------------------------------------
+    # --- derived outputs (runtime/views.py) ------------------------------------------------
 
     def _trade_messages(self, trade: ClosedTrade, ev: Event) -> list[tuple[str, bytes]]:
-        reason = "OPPOSITE_FILL"
-        if isinstance(ev, OrderFilled):
-            order = self.state.orders.get(ev.client_order_id)
-            if order is not None and (order.is_reduce_only):
-                reason = "MANUAL"
-        body = contract.trade_record(
-            trade,
-            close_reason=reason,
-            metadata={
-                "venue": trade.venue,
-                "producer": self.cfg.service.producer,
-                "fee_asset": ev.fee_currency if isinstance(ev, OrderFilled) else "USDT",
-            },
-        )
-        return [(self.subjects.trade_completed, body)]
+        return views.trade_messages(self, trade, ev)
 
     def positions_doc(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for (venue, symbol), pos in sorted(self.state.positions.items()):
-            if pos.is_flat and pos.realized_pnl == 0:
-                continue
-            key = symbol if venue == self.venue.name else f"{venue}:{symbol}"
-            out[key] = contract.position_doc(pos, mark=self.market.mark(venue, symbol))
-        return out
+        return views.positions_doc(self)
 
     def truth_doc(self) -> dict[str, Any]:
-        st = self.state
-        return {
-            "timestamp": self.clock(),
-            "service": "titan-execution",
-            "positions": self.positions_doc(),
-            "policy_hash": st.policy.hash if st.policy else None,
-            "meta": {
-                "instance_id": self.cfg.service.instance_id,
-                "state_hash": state_hash(st),
-                "event_seq": self.events.last_seq if self.events else 0,
-                "event_count": st.event_count,
-                "open_orders": sum(len(v) for v in st.open_orders.values()),
-                "is_halted": st.is_halted,
-                "is_armed": st.is_armed,
-            },
-        }
+        return views.truth_doc(self)
 
     async def _truth_loop(self) -> None:
         while True:
@@ -627,98 +595,19 @@ class Service:
         if seen is not None and seen[0] == self.venue.name:
             self.venue.on_ticker(seen[1], seen[2].bid, seen[2].ask, seen[2].ts_ms)
 
-    async def _reply(self, msg: Msg, doc: Any) -> None:
-        if msg.reply:
-            await msg.respond(json.dumps(doc, default=str).encode())
+    # --- request/reply and the admin API (runtime/views.py) -----------------------------
 
     async def _rpc_positions(self, msg: Msg) -> None:
-        await self._reply(msg, {"positions": self.positions_doc(), "timestamp": self.clock()})
+        await views.rpc_positions(self, msg)
 
     async def _rpc_balances(self, msg: Msg) -> None:
-        try:
-            balances = await asyncio.wait_for(self.venue.balances(), 5)
-            doc: dict[str, Any] = {
-                "venue": self.venue.name,
-                "balances": {k: str(v) for k, v in balances.items()},
-                "timestamp": self.clock(),
-            }
-        except Exception as err:
-            doc = {"error": f"balances unavailable: {err!r}"}
-        await self._reply(msg, doc)
+        await views.rpc_balances(self, msg)
 
     async def _rpc_policy_hash(self, msg: Msg) -> None:
-        policy = self.state.policy
-        await self._reply(
-            msg,
-            {
-                "policy_hash": policy.hash if policy else None,
-                "version": policy.version if policy else None,
-            },
-        )
-
-    # --- views for the admin API ------------------------------------------------------------
+        await views.rpc_policy_hash(self, msg)
 
     def status_doc(self) -> dict[str, Any]:
-        st = self.state
-        orders = sorted(st.orders.values(), key=lambda o: o.t_decision)
-        hb = self.market.last_heartbeat_ms
-        now = self.clock()
-        return {
-            "instance_id": self.cfg.service.instance_id,
-            "role": self.role,
-            "epoch": self.epoch,
-            "stream_epoch": self.follower.newest_epoch if self.follower else self.epoch,
-            "lease_role": self.ha.role if self.ha is not None else None,
-            "lease_holder": self.ha.lease_holder() if self.ha is not None else None,
-            "last_transition": (
-                self.ha.transitions[-1][2] if self.ha and self.ha.transitions else None
-            ),
-            "lease_age_ms": self.ha.lease_age_ms() if self.ha is not None else None,
-            "last_takeover": self.ha.last_takeover if self.ha is not None else None,
-            "last_fencing": self.ha.last_fencing if self.ha is not None else None,
-            "namespace": self.cfg.service.namespace,
-            "ready": self.health.is_ready,
-            "fatal": self.health.fatal,
-            "uptime_ms": now - self.health.started_at_ms,
-            "venue": self.venue.name,
-            "is_halted": st.is_halted,
-            "is_armed": st.is_armed,
-            "policy_hash": st.policy.hash if st.policy else None,
-            "state_hash": state_hash(st),
-            "event_seq": self.stream_seq,
-            "event_count": st.event_count,
-            "standby_lag": self.follower.lag if self.follower is not None else None,
-            "commands_waiting": self.shadow.waiting if self.shadow is not None else None,
-            "net_positions": {
-                f"{venue}:{symbol}": str(pos.qty)
-                for (venue, symbol), pos in sorted(st.positions.items())
-                if not pos.is_flat
-            },
-            "replayed_events": self.health.replayed_events,
-            "last_cmd_seq": self.intake.last_cmd_seq if self.intake else 0,
-            "commands_seen": self.intake.commands_seen if self.intake else 0,
-            "decided_commands": len(st.decided_cmds),
-            "brain_heartbeat_age_ms": None if hb is None else now - hb,
-            "open_orders": sum(len(v) for v in st.open_orders.values()),
-            "orders": [
-                {
-                    "client_order_id": o.client_order_id,
-                    "signal_id": o.signal_id,
-                    "symbol": o.symbol,
-                    "side": o.side.value,
-                    "qty": str(o.qty),
-                    "filled_qty": str(o.filled_qty),
-                    "avg_price": str(o.avg_fill_price) if o.avg_fill_price is not None else None,
-                    "status": o.status.value,
-                    "reason": o.last_reason,
-                }
-                for o in orders[-200:]
-            ],
-            "daily_realized_pnl": {str(k): str(v) for k, v in sorted(st.daily_realized.items())},
-            "trades": st.trade_count,
-            "anomalies": st.anomalies,
-            "recent_rejects": self.intake.recent_rejects[-20:] if self.intake else [],
-        }
+        return views.status_doc(self)
 
     def is_ready(self) -> tuple[bool, str]:
         if self.health.fatal:

@@ -1,0 +1,160 @@
+"""What an instance shows: the documents of the admin API (`/status`, `/positions`), the
+truth snapshot, the answers to the contract's request/reply subjects, and the trade record
+of a closed round trip. Read-only views of a `Service`; nothing here changes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from nats.aio.msg import Msg
+
+from titan_exec.core.events import Event, OrderFilled
+from titan_exec.core.positions import ClosedTrade
+from titan_exec.core.state import state_hash
+from titan_exec.wire import contract
+
+if TYPE_CHECKING:
+    from titan_exec.runtime.service import Service
+
+
+def trade_messages(svc: Service, trade: ClosedTrade, ev: Event) -> list[tuple[str, bytes]]:
+    reason = "OPPOSITE_FILL"
+    if isinstance(ev, OrderFilled):
+        order = svc.state.orders.get(ev.client_order_id)
+        if order is not None and (order.is_reduce_only):
+            reason = "MANUAL"
+    body = contract.trade_record(
+        trade,
+        close_reason=reason,
+        metadata={
+            "venue": trade.venue,
+            "producer": svc.cfg.service.producer,
+            "fee_asset": ev.fee_currency if isinstance(ev, OrderFilled) else "USDT",
+        },
+    )
+    return [(svc.subjects.trade_completed, body)]
+
+
+def positions_doc(svc: Service) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for (venue, symbol), pos in sorted(svc.state.positions.items()):
+        if pos.is_flat and pos.realized_pnl == 0:
+            continue
+        key = symbol if venue == svc.venue.name else f"{venue}:{symbol}"
+        out[key] = contract.position_doc(pos, mark=svc.market.mark(venue, symbol))
+    return out
+
+
+def truth_doc(svc: Service) -> dict[str, Any]:
+    st = svc.state
+    return {
+        "timestamp": svc.clock(),
+        "service": "titan-execution",
+        "positions": positions_doc(svc),
+        "policy_hash": st.policy.hash if st.policy else None,
+        "meta": {
+            "instance_id": svc.cfg.service.instance_id,
+            "state_hash": state_hash(st),
+            "event_seq": svc.events.last_seq if svc.events else 0,
+            "event_count": st.event_count,
+            "open_orders": sum(len(v) for v in st.open_orders.values()),
+            "is_halted": st.is_halted,
+            "is_armed": st.is_armed,
+        },
+    }
+
+
+async def reply(msg: Msg, doc: Any) -> None:
+    if msg.reply:
+        await msg.respond(json.dumps(doc, default=str).encode())
+
+
+async def rpc_positions(svc: Service, msg: Msg) -> None:
+    await reply(msg, {"positions": positions_doc(svc), "timestamp": svc.clock()})
+
+
+async def rpc_balances(svc: Service, msg: Msg) -> None:
+    try:
+        balances = await asyncio.wait_for(svc.venue.balances(), 5)
+        doc: dict[str, Any] = {
+            "venue": svc.venue.name,
+            "balances": {k: str(v) for k, v in balances.items()},
+            "timestamp": svc.clock(),
+        }
+    except Exception as err:
+        doc = {"error": f"balances unavailable: {err!r}"}
+    await reply(msg, doc)
+
+
+async def rpc_policy_hash(svc: Service, msg: Msg) -> None:
+    policy = svc.state.policy
+    await reply(
+        msg,
+        {
+            "policy_hash": policy.hash if policy else None,
+            "version": policy.version if policy else None,
+        },
+    )
+
+
+def status_doc(svc: Service) -> dict[str, Any]:
+    st = svc.state
+    orders = sorted(st.orders.values(), key=lambda o: o.t_decision)
+    hb = svc.market.last_heartbeat_ms
+    now = svc.clock()
+    return {
+        "instance_id": svc.cfg.service.instance_id,
+        "role": svc.role,
+        "epoch": svc.epoch,
+        "stream_epoch": svc.follower.newest_epoch if svc.follower else svc.epoch,
+        "lease_role": svc.ha.role if svc.ha is not None else None,
+        "lease_holder": svc.ha.lease_holder() if svc.ha is not None else None,
+        "last_transition": (svc.ha.transitions[-1][2] if svc.ha and svc.ha.transitions else None),
+        "lease_age_ms": svc.ha.lease_age_ms() if svc.ha is not None else None,
+        "last_takeover": svc.ha.last_takeover if svc.ha is not None else None,
+        "last_fencing": svc.ha.last_fencing if svc.ha is not None else None,
+        "namespace": svc.cfg.service.namespace,
+        "ready": svc.health.is_ready,
+        "fatal": svc.health.fatal,
+        "uptime_ms": now - svc.health.started_at_ms,
+        "venue": svc.venue.name,
+        "is_halted": st.is_halted,
+        "is_armed": st.is_armed,
+        "policy_hash": st.policy.hash if st.policy else None,
+        "state_hash": state_hash(st),
+        "event_seq": svc.stream_seq,
+        "event_count": st.event_count,
+        "standby_lag": svc.follower.lag if svc.follower is not None else None,
+        "commands_waiting": svc.shadow.waiting if svc.shadow is not None else None,
+        "net_positions": {
+            f"{venue}:{symbol}": str(pos.qty)
+            for (venue, symbol), pos in sorted(st.positions.items())
+            if not pos.is_flat
+        },
+        "replayed_events": svc.health.replayed_events,
+        "last_cmd_seq": svc.intake.last_cmd_seq if svc.intake else 0,
+        "commands_seen": svc.intake.commands_seen if svc.intake else 0,
+        "decided_commands": len(st.decided_cmds),
+        "brain_heartbeat_age_ms": None if hb is None else now - hb,
+        "open_orders": sum(len(v) for v in st.open_orders.values()),
+        "orders": [
+            {
+                "client_order_id": o.client_order_id,
+                "signal_id": o.signal_id,
+                "symbol": o.symbol,
+                "side": o.side.value,
+                "qty": str(o.qty),
+                "filled_qty": str(o.filled_qty),
+                "avg_price": str(o.avg_fill_price) if o.avg_fill_price is not None else None,
+                "status": o.status.value,
+                "reason": o.last_reason,
+            }
+            for o in orders[-200:]
+        ],
+        "daily_realized_pnl": {str(k): str(v) for k, v in sorted(st.daily_realized.items())},
+        "trades": st.trade_count,
+        "anomalies": st.anomalies,
+        "recent_rejects": svc.intake.recent_rejects[-20:] if svc.intake else [],
+    }
