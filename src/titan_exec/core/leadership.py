@@ -46,102 +46,90 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import assert_never
 
-from titan_exec.core.leadership_io import (
-    INPUT_TYPES as INPUT_TYPES,
+from titan_exec.core.leadership_io import (  # the vocabulary, re-exported (see __all__)
+    INPUT_TYPES,
+    Acquire,
+    AcquireFailed,
+    AcquireSucceeded,
+    Action,
+    CaughtUp,
+    CloseIntake,
+    DrainDone,
+    DrainToHead,
+    EpochMarkerFailed,
+    EpochMarkerWritten,
+    Failure,
+    Input,
+    LeaseEmpty,
+    LeaseSeen,
+    LeaseUnavailable,
+    LoopStalled,
+    Mode,
+    OpenIntake,
+    Promote,
+    ReadLease,
+    Release,
+    Renew,
+    RenewFailed,
+    RenewSucceeded,
+    Role,
+    ShadowReported,
+    StopVenueWrites,
+    Switchover,
+    Tick,
+    WriteEpochMarker,
+    WriteRejected,
 )
-from titan_exec.core.leadership_io import (
-    Acquire as Acquire,
-)
-from titan_exec.core.leadership_io import (
-    AcquireFailed as AcquireFailed,
-)
-from titan_exec.core.leadership_io import (
-    AcquireSucceeded as AcquireSucceeded,
-)
-from titan_exec.core.leadership_io import (
-    Action as Action,
-)
-from titan_exec.core.leadership_io import (
-    CaughtUp as CaughtUp,
-)
-from titan_exec.core.leadership_io import (
-    CloseIntake as CloseIntake,
-)
-from titan_exec.core.leadership_io import (
-    DrainDone as DrainDone,
-)
-from titan_exec.core.leadership_io import (
-    DrainToHead as DrainToHead,
-)
-from titan_exec.core.leadership_io import (
-    EpochMarkerFailed as EpochMarkerFailed,
-)
-from titan_exec.core.leadership_io import (
-    EpochMarkerWritten as EpochMarkerWritten,
-)
-from titan_exec.core.leadership_io import (
-    Failure as Failure,
-)
-from titan_exec.core.leadership_io import (
-    Input as Input,
-)
-from titan_exec.core.leadership_io import (
-    LeaseEmpty as LeaseEmpty,
-)
-from titan_exec.core.leadership_io import (
-    LeaseSeen as LeaseSeen,
-)
-from titan_exec.core.leadership_io import (
-    LeaseUnavailable as LeaseUnavailable,
-)
-from titan_exec.core.leadership_io import (
-    LoopStalled as LoopStalled,
-)
-from titan_exec.core.leadership_io import (
-    Mode as Mode,
-)
-from titan_exec.core.leadership_io import (
-    OpenIntake as OpenIntake,
-)
-from titan_exec.core.leadership_io import (
-    Promote as Promote,
-)
-from titan_exec.core.leadership_io import (
-    ReadLease as ReadLease,
-)
-from titan_exec.core.leadership_io import (
-    Release as Release,
-)
-from titan_exec.core.leadership_io import (
-    Renew as Renew,
-)
-from titan_exec.core.leadership_io import (
-    RenewFailed as RenewFailed,
-)
-from titan_exec.core.leadership_io import (
-    RenewSucceeded as RenewSucceeded,
-)
-from titan_exec.core.leadership_io import (  # re-exported: leadership.Tick etc.
-    Role as Role,
-)
-from titan_exec.core.leadership_io import (
-    ShadowReported as ShadowReported,
-)
-from titan_exec.core.leadership_io import (
-    StopVenueWrites as StopVenueWrites,
-)
-from titan_exec.core.leadership_io import (
-    Switchover as Switchover,
-)
-from titan_exec.core.leadership_io import (
-    Tick as Tick,
-)
-from titan_exec.core.leadership_io import (
-    WriteEpochMarker as WriteEpochMarker,
-)
-from titan_exec.core.leadership_io import (
-    WriteRejected as WriteRejected,
-)
+
+__all__ = [  # noqa: RUF022 - the vocabulary first, then this module's own names
+    "INPUT_TYPES",
+    "Acquire",
+    "AcquireFailed",
+    "AcquireSucceeded",
+    "Action",
+    "CaughtUp",
+    "CloseIntake",
+    "DrainDone",
+    "DrainToHead",
+    "EpochMarkerFailed",
+    "EpochMarkerWritten",
+    "Failure",
+    "Input",
+    "LeaseEmpty",
+    "LeaseSeen",
+    "LeaseUnavailable",
+    "LoopStalled",
+    "Mode",
+    "OpenIntake",
+    "Promote",
+    "ReadLease",
+    "Release",
+    "Renew",
+    "RenewFailed",
+    "RenewSucceeded",
+    "Role",
+    "ShadowReported",
+    "StopVenueWrites",
+    "Switchover",
+    "Tick",
+    "WriteEpochMarker",
+    "WriteRejected",
+    "LEADING",
+    "TRANSITIONS",
+    "Decision",
+    "IllegalTransition",
+    "LeaderConfig",
+    "LeaseTiming",
+    "LeaseTimingError",
+    "LeaseView",
+    "Leadership",
+    "ViewKind",
+    "can_write_venue",
+    "initial",
+    "next_timer_ms",
+    "start",
+    "step",
+]
 
 R = Role
 LEADING = frozenset({R.PROMOTING, R.ACTIVE, R.DRAINING})
