@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
 from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.api.metrics import Metrics
@@ -28,6 +28,7 @@ from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
 from titan_exec.core.events import IntentDecided
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
+from titan_exec.runtime.shadow import bind_command_consumer
 from titan_exec.wire import contract
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.subjects import Subjects
@@ -107,20 +108,11 @@ class CommandIntake:
         await asyncio.gather(*self._worker_tasks.values(), return_exceptions=True)
 
     async def run(self) -> None:
-        ns = self.cfg.service.namespace
-        psub = await self.js.pull_subscribe(
-            f"titan.cmd.{ns}.>",
-            durable=self.cfg.durable_name,
-            stream="TITAN_CMD",
-            config=api.ConsumerConfig(
-                ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.ALL,
-                ack_wait=float(self.cfg.consumer.ack_wait_s),
-                max_ack_pending=self.cfg.consumer.max_ack_pending,
-                max_deliver=-1,
-            ),
-        )
-        while not self.is_closing:
+        # Bound with retries: right after a NATS node is lost the replicated consumer (or
+        # the JetStream meta leader) may have no leader for seconds, and a failed bind must
+        # not end the intake, which would leave an active that decides nothing.
+        psub = await bind_command_consumer(self.js, self.cfg, lambda: self.is_closing)
+        while psub is not None and not self.is_closing:
             try:
                 msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=FETCH_WAIT_S)
             except TimeoutError:

@@ -22,6 +22,8 @@ from titan_exec.wire.contract import decode_event
 
 log = logging.getLogger(__name__)
 
+FOLLOWER_IDLE_HEARTBEAT_S = 1.0
+
 
 async def replay_stream(
     js: JetStreamContext,
@@ -107,9 +109,14 @@ class EventFollower:
         """Stream sequence of the newest epoch marker seen (the epoch the active writes in)."""
 
     async def start(self) -> None:
+        # The ordered consumer is a single replica on one NATS node; nats-py replaces it
+        # after two missed idle heartbeats (default 5 s each), and again every two if the
+        # replacement fails (no JetStream meta leader yet, after a node loss): at 1 s a
+        # standby resumes following within seconds instead of tens of seconds.
         self._sub = await self._js.subscribe(
             f"titan.evt.{self._ns}.>",
             ordered_consumer=True,
+            idle_heartbeat=FOLLOWER_IDLE_HEARTBEAT_S,
             cb=self._on_msg,
             config=api.ConsumerConfig(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,

@@ -392,7 +392,14 @@ class CcxtVenue:
         self, cursor: str | None, symbols: frozenset[str] | None = None
     ) -> tuple[list[FillReport], str | None]:
         await self._markets()
-        if cursor:
+        if cursor is None:
+            # None: from the start of this session (the Venue contract), not from where an
+            # earlier runner of this process left off. A fenced active that rejoins in
+            # process keeps this object; trades it read but could not record as fills
+            # (fenced meanwhile) must be read again when it leads again. The fold drops
+            # the fills it already has (`seen_fills`).
+            self._last_trade_id = {}
+        elif cursor:
             for sym, last in json.loads(cursor).items():
                 self._last_trade_id[sym] = max(self._last_trade_id.get(sym, 0), int(last))
                 self._symbols.add(sym)
