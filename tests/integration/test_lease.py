@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 from nats.aio.client import Client
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyWrongLastSequenceError
 
 from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec.adapters.nats.embedded import EmbeddedNats
@@ -23,6 +23,7 @@ from titan_exec.adapters.nats.lease import (
     CallUnavailable,
     LeaseSetupError,
     NatsLease,
+    _classify,
     acquire_outcome,
     ensure_bucket,
     renew_outcome,
@@ -282,3 +283,12 @@ async def test_revisions_are_explicit(a: NatsLease) -> None:
         await a.renew(0)
     with pytest.raises(ValueError, match="release needs the revision"):
         await a.release(0)
+
+
+def test_a_refusal_while_replicating_is_cannot_tell_not_lost() -> None:
+    """10164 (a replicated bucket refusing a compare-and-set while an earlier write to the
+    key is still being replicated, possibly our own renewal) must not fence; 10071 does."""
+    busy = APIError(code=400, err_code=10164, description="wrong last sequence")
+    moved = APIError(code=400, err_code=10071, description="wrong last sequence: 7")
+    assert isinstance(_classify(busy), CallUnavailable)
+    assert isinstance(_classify(moved), CallLost)

@@ -76,6 +76,7 @@ from titan_exec.core.leadership_io import (  # the vocabulary, re-exported (see 
     ShadowReported,
     StopVenueWrites,
     Switchover,
+    TakeoverFailed,
     Tick,
     WriteEpochMarker,
     WriteRejected,
@@ -114,6 +115,7 @@ __all__ = [  # noqa: RUF022 - the vocabulary first, then this module's own names
     "Tick",
     "WriteEpochMarker",
     "WriteRejected",
+    "TakeoverFailed",
     "LEADING",
     "TRANSITIONS",
     "Decision",
@@ -157,6 +159,7 @@ TRANSITIONS: dict[tuple[Role, type[Input]], frozenset[Role]] = {
         for kind in (RenewFailed, LeaseSeen, LeaseEmpty, LoopStalled)
     },
     **{(role, WriteRejected): frozenset({R.FENCED}) for role in LEADING},
+    **{(role, TakeoverFailed): frozenset({R.FENCED}) for role in LEADING},
 }
 """(role, input type) → roles it may lead to. Unlisted pairs keep the role. On top of the
 table, one rule: a LEADING role stepped at or past its lease deadline becomes FENCED."""
@@ -476,6 +479,7 @@ def _on_standby(state: Leadership, inp: Input) -> _Out:
             | DrainDone()
             | LoopStalled()
             | WriteRejected()
+            | TakeoverFailed()
         ):
             return _ignored(state, inp, "ignored: not leading")
         case _ as unreachable:
@@ -546,6 +550,7 @@ def _on_candidate(state: Leadership, inp: Input) -> _Out:
             | Tick()
             | LoopStalled()
             | WriteRejected()
+            | TakeoverFailed()
             | Switchover()
             | Promote()
         ):
@@ -607,6 +612,9 @@ def _on_leading(state: Leadership, inp: Input) -> _Out:
             return _fence(state, now, summary, release=True)
         case LoopStalled(stall_ms=stall):
             return state, f"event loop stalled {stall} ms, within the margin", ()
+        case TakeoverFailed(reason=reason):
+            summary = f"takeover step failed ({reason}): fencing, to campaign again"
+            return _fence(state, now, summary, release=True)
         case WriteRejected(is_deposed=True):
             return _fence(state, now, "a fenced write was rejected: deposed", release=False)
         case WriteRejected():
@@ -694,6 +702,7 @@ def _on_fenced(state: Leadership, inp: Input) -> _Out:
             | DrainDone()
             | LoopStalled()
             | WriteRejected()
+            | TakeoverFailed()
         ):
             return _ignored(state, inp, "ignored: fenced")
         case _ as unreachable:

@@ -130,6 +130,16 @@ class WriteRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class TakeoverFailed:
+    """A takeover step could not be carried out (draining the stream, opening intake):
+    e.g. JetStream without a meta leader right after a node loss. A leader that cannot
+    complete its takeover must not hold the lease: fence, release, rebuild, retry."""
+
+    reason: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ShadowReported:
     """The shadow state's health: caught up with the stream, drift alarm raised."""
 
@@ -167,6 +177,7 @@ Input = (
     | Tick
     | LoopStalled
     | WriteRejected
+    | TakeoverFailed
     | ShadowReported
     | Switchover
     | Promote

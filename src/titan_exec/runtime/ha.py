@@ -22,10 +22,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from titan_exec.adapters.nats.fence import is_fence_rejection
 from titan_exec.adapters.nats.lease import (
     NatsLease,
     acquire_outcome,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCHDOG_PERIOD_MS = 50
+MARKER_RETRY_S = 0.05
 LEADING_NAMES = frozenset(role.value for role in ld.LEADING)
 
 
@@ -68,6 +71,7 @@ class HaDriver:
         self.last_takeover: dict[str, object] | None = None
         self.last_fencing: dict[str, object] | None = None
         self.is_stopping_for_good = False
+        self._marker_token: str | None = None
         """SIGTERM / shutdown: a fence then ends the process instead of rejoining."""
 
     # --- the check before every venue write ------------------------------------------------
@@ -252,19 +256,43 @@ class HaDriver:
             case ld.Release(revision=revision):
                 await lease.release(revision)
             case ld.WriteEpochMarker():
+                # one token per takeover: a retry adopts a marker whose answer was lost
+                self._marker_token = self._marker_token or secrets.token_hex(8)
                 try:
-                    epoch = await svc._write_epoch_marker()
+                    epoch = await svc._write_epoch_marker(
+                        token=self._marker_token,
+                        timeout_s=self.timing.renew_interval_ms / 1000,
+                    )
                 except Exception as err:
-                    log.warning("epoch marker not written: %r", err)
-                    self.put(ld.EpochMarkerFailed(ld.Failure.LOST, monotonic_ms()))
+                    # only a refused compare-and-set means a newer epoch exists; a timeout,
+                    # no responders or a leader election is retried (the deadline bounds it)
+                    lost = is_fence_rejection(err)
+                    log.warning(
+                        "epoch marker not written (%r): %s", err, "lost" if lost else "retry"
+                    )
+                    if not lost:
+                        await asyncio.sleep(MARKER_RETRY_S)
+                    failure = ld.Failure.LOST if lost else ld.Failure.UNAVAILABLE
+                    self.put(ld.EpochMarkerFailed(failure, monotonic_ms()))
                 else:
                     self.put(ld.EpochMarkerWritten(epoch, monotonic_ms()))
             case ld.DrainToHead():
-                await svc.drain_to_head()
-                self.put(ld.CaughtUp(monotonic_ms()))
+                try:
+                    await svc.drain_to_head()
+                except Exception as err:  # e.g. no JetStream meta leader after a node loss
+                    log.warning("draining to the head failed: %r", err)
+                    self.put(ld.TakeoverFailed(f"drain: {err!r}", monotonic_ms()))
+                else:
+                    self.put(ld.CaughtUp(monotonic_ms()))
             case ld.OpenIntake(epoch=epoch):
                 won = self.transitions_since(ld.Role.PROMOTING)
-                await svc.open_intake(epoch)
+                self._marker_token = None
+                try:
+                    await svc.open_intake(epoch)
+                except Exception as err:
+                    log.warning("opening intake failed: %r", err)
+                    self.put(ld.TakeoverFailed(f"open intake: {err!r}", monotonic_ms()))
+                    return
                 svc.metrics.takeovers.inc()
                 self.last_takeover = {
                     "epoch": epoch,
@@ -276,6 +304,7 @@ class HaDriver:
                 await svc.close_intake()
                 self.put(ld.DrainDone(monotonic_ms()))
             case ld.StopVenueWrites(reason=reason):
+                self._marker_token = None
                 self.last_fencing = {"reason": reason, "at_ms": svc.clock()}
                 if self.is_stopping_for_good:
                     svc.finish(f"stopping: {reason}")

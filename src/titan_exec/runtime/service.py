@@ -32,7 +32,7 @@ from nats.js import JetStreamContext
 from titan_exec.adapters.nats.connect import ConnectionEvent, NatsSettings
 from titan_exec.adapters.nats.connect import connect as connect_nats
 from titan_exec.adapters.nats.eventlog import EventLog, genesis_event
-from titan_exec.adapters.nats.fence import last_subject_seq, marker_headers
+from titan_exec.adapters.nats.fence import last_subject_msg, last_subject_seq, marker_headers
 from titan_exec.adapters.nats.follow import EventFollower, replay_stream
 from titan_exec.adapters.nats.lease import monotonic_ms
 from titan_exec.adapters.nats.streams import ensure_streams
@@ -85,6 +85,14 @@ class Health:
     is_stopping: bool = False
     fatal: str | None = None
     replayed_events: int = 0
+
+
+def _marker_token(data: bytes) -> str | None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    return doc.get("token") if isinstance(doc, dict) else None
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
@@ -214,6 +222,8 @@ class Service:
             ns=self.cfg.service.namespace,
             producer=self.cfg.service.producer,
             on_closed_trade=self._trade_messages,
+            # a replicated stream refuses a second fenced write while the first is in flight
+            is_fence_pipelined=self.cfg.nats.replicas == 1,
         )
         self.events.last_seq = last
 
@@ -367,19 +377,30 @@ class Service:
         self.metrics.ready.set(1)
         say(f"active with epoch {epoch}: intake open")
 
-    async def _write_epoch_marker(self) -> int:
-        """Compare-and-set a new marker on the epoch subject; its sequence is the epoch."""
+    async def _write_epoch_marker(self, *, token: str = "", timeout_s: float = 5.0) -> int:
+        """Compare-and-set a new marker on the epoch subject; its sequence is the epoch.
+
+        `token` names one attempt to take over: when a call timed out but its marker
+        landed, the retry finds the newest marker carrying the same token and adopts it
+        (instead of refusing itself as deposed)."""
         assert self.js is not None and self.nc is not None
         subject = self.subjects.epoch(self.cfg.service.shard)
-        previous = await last_subject_seq(self.js, "TITAN_EVT", subject)
+        newest = await last_subject_msg(self.js, "TITAN_EVT", subject)
+        previous = newest[0] if newest is not None else 0
+        if token and newest is not None and _marker_token(newest[1]) == token:
+            log.info("epoch marker of this takeover found: epoch %d", previous)
+            return previous
         body = json.dumps(
             {
                 "instance_id": self.cfg.service.instance_id,
                 "previous_epoch": previous,
+                "token": token,
                 "ts": self.clock(),
             }
         ).encode()
-        ack = await self.js.publish(subject, body, headers=marker_headers(previous))
+        ack = await self.js.publish(
+            subject, body, headers=marker_headers(previous), timeout=timeout_s
+        )
         log.info("epoch marker written: epoch %d (previous %d)", ack.seq, previous)
         return int(ack.seq)
 

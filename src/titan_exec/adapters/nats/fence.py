@@ -63,6 +63,22 @@ def is_fence_rejection(exc: BaseException) -> bool:
     return isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE_ERR_CODE
 
 
+async def last_subject_msg(
+    js: JetStreamContext, stream: str, subject: str
+) -> tuple[int, bytes] | None:
+    """(stream sequence, body) of the newest message on ``subject``; None if none."""
+    _check_subject(subject)
+    try:
+        msg = await js.get_last_msg(stream, subject)
+    except NotFoundError as exc:
+        if exc.err_code == 10037:
+            return None
+        raise
+    if msg.seq is None:
+        raise RuntimeError(f"nats-server returned no sequence for {subject} in {stream}")
+    return msg.seq, msg.data or b""
+
+
 async def last_subject_seq(js: JetStreamContext, stream: str, subject: str) -> int:
     """Stream sequence of the newest message on ``subject`` in ``stream``; 0 if none."""
     _check_subject(subject)
@@ -84,6 +100,7 @@ __all__: list[str] = [
     "WRONG_LAST_SEQUENCE_ERR_CODE",
     "fenced_headers",
     "is_fence_rejection",
+    "last_subject_msg",
     "last_subject_seq",
     "marker_headers",
 ]

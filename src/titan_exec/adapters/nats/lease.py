@@ -57,6 +57,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from titan_exec.adapters.nats.fence import EXPECTED_LAST_SUBJECT_SEQ
 from titan_exec.core.leadership import (
     AcquireFailed,
     AcquireSucceeded,
@@ -74,7 +75,12 @@ STREAM = f"KV_{BUCKET}"
 KEY = "leader"
 KV_OPERATION = "KV-Operation"  # client-written delete/purge markers
 MARKER_REASON = "Nats-Marker-Reason"  # server-written markers (MaxAge, Purge, Remove)
-WRONG_LAST_SEQUENCE = (10071, 10164)
+WRONG_LAST_SEQUENCE = 10071
+"""The compare-and-set failed: the key moved on (someone else wrote it)."""
+REFUSED_WHILE_REPLICATING = 10164
+"""On a replicated bucket the server refuses a compare-and-set while an earlier write to
+the key is still being replicated, without comparing: it can be our own renewal, so this
+is "cannot tell" (retried; the local deadline decides), never "lost"."""
 STREAM_CONFIG_DIFFERS = 10058
 NO_MESSAGE_FOUND = 10037
 _SHARD_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -217,8 +223,10 @@ def _describe(exc: BaseException) -> str:
 
 def _classify(exc: Exception) -> CallLost | CallUnavailable | None:
     """The one error mapping: lost (definitive), unavailable (cannot tell), or None (a bug)."""
+    if isinstance(exc, APIError) and exc.err_code == REFUSED_WHILE_REPLICATING:
+        return CallUnavailable(_describe(exc))
     if isinstance(exc, KeyWrongLastSequenceError) or (
-        isinstance(exc, APIError) and exc.err_code in WRONG_LAST_SEQUENCE
+        isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE
     ):
         return CallLost(f"the lease moved on ({_describe(exc)})")
     if isinstance(exc, TimeoutError | nats.errors.Error | OSError):
@@ -364,7 +372,17 @@ class NatsLease:
         """Write ``value`` only if the key's newest revision is ``last`` (0: no entry)."""
         if not isinstance(last, int) or last < 0:
             raise ValueError(f"compare-and-set needs an explicit revision >= 0, got {last!r}")
-        return CallOk(int(await self._kv.update(self.key, value, last=last)))
+        # a plain publish with the header rather than kv.update: nats-py folds 10071 and
+        # 10164 into one KeyWrongLastSequenceError, and only the first means "moved on"
+        try:
+            ack = await self._js.publish(
+                self._subject, value, headers={EXPECTED_LAST_SUBJECT_SEQ: str(last)}
+            )
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise KeyWrongLastSequenceError(description=exc.description) from exc
+            raise  # 10164 among them: "cannot tell" (_classify)
+        return CallOk(int(ack.seq))
 
     async def _latest(self) -> LeaseEntry | None:
         try:
