@@ -117,12 +117,13 @@ class HaDriver:
         tasks += [*self._actions, *self._renewals]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         is_leader = state is not None and state.role in ld.LEADING
         if is_leader and lease is not None and state is not None and state.revision is not None:
-            # a planned stop of the leader hands the lease over at once
+            # a planned stop of the leader hands the lease over at once, before waiting for
+            # its own tasks to end (a renewal still in flight fails its compare-and-set)
             with contextlib.suppress(Exception):
                 await lease.release(state.revision)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def request_switchover(self) -> bool:
         """Planned hand-over (deploys): close intake, finish in-flight work, release."""
