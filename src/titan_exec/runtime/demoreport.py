@@ -122,7 +122,8 @@ def print_pair(
                 name,
                 pids.get(name),
                 d["role"],
-                d["epoch"],
+                # a standby writes in no epoch: show the one it follows, in brackets
+                d["epoch"] or f"({d.get('stream_epoch') or '-'})",
                 d["event_seq"],
                 f"{str(d['state_hash'])[:16]}…",
                 positions_text(instance_net_positions(d)),
