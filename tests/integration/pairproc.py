@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -121,6 +122,11 @@ class Pair:
 
     def status(self, name: str) -> Any:
         return status_of(self.ports[name])
+
+    def metrics(self, name: str) -> str:
+        url = f"http://127.0.0.1:{self.ports[name]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
 
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")

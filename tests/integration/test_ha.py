@@ -87,6 +87,18 @@ async def test_lease_election_failover_after_the_active_dies(
                 ("promoting", "active"),
             ], seen
             assert seen[-1]["epoch"] == backup.epoch
+            backup.refresh_metrics()
+            text = backup.metrics.render().decode()
+            for line in (
+                'titan_exec_role{role="active"} 1.0',
+                'titan_exec_role{role="standby"} 0.0',
+                "titan_exec_takeovers_total 1.0",
+                "titan_exec_fencings_total 0.0",
+                f"titan_exec_epoch {float(backup.epoch)}",
+                "titan_exec_standby_lag_events 0.0",
+            ):
+                assert line in text, line
+            assert 'titan_exec_lease_renew_seconds_count{outcome="ok"}' in text
 
 
 async def test_planned_switchover_hands_over_at_once(service_nats: Any, tmp_path: Path) -> None:

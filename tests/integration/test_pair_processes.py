@@ -149,6 +149,13 @@ async def test_sigstop_longer_than_the_lease_deposes_the_active_which_rejoins(
         status = await asyncio.to_thread(p.status, "primary")
         assert status["last_fencing"] is not None, status
         print(f"primary fenced: {status['last_fencing']['reason']}")
+        # the election's own role leaves FENCED after its hold (one lease)
+        await poll(
+            lambda: (p.status("primary") or {}).get("lease_role") == "standby", "held over", 10
+        )
+        metrics = await asyncio.to_thread(p.metrics, "primary")
+        assert "titan_exec_fencings_total 1.0" in metrics
+        assert 'titan_exec_role{role="standby"} 1.0' in metrics
         await assert_invariants(nc, p, load)
 
 

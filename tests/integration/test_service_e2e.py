@@ -314,7 +314,10 @@ async def test_rpcs_and_admin_endpoints(
         reply = await w.nc.request("titan.rpc.exec.get_balances.v1.sim", b"{}", timeout=2)
         assert json.loads(reply.data)["balances"]["USDT"]
         assert (await http_get(f"{w.http_url}/health"))[0] == 200
-        assert await http_get(f"{w.http_url}/ready") == (200, {"ready": True, "reason": "ok"})
+        assert await http_get(f"{w.http_url}/ready") == (
+            200,
+            {"ready": True, "reason": "ok", "role": "active", "epoch": w.svc.epoch},
+        )
         status, doc = await http_get(f"{w.http_url}/status")
         assert status == 200 and doc["is_armed"] is True and len(doc["state_hash"]) == 64
         code, metrics = await http_get(f"{w.http_url}/metrics")

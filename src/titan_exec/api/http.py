@@ -18,6 +18,8 @@ from titan_exec.api.metrics import Metrics
 
 class ServiceView(Protocol):
     metrics: Metrics
+    role: str
+    epoch: int
 
     def status_doc(self) -> dict[str, Any]: ...
 
@@ -43,8 +45,10 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
         return _json({"status": "ok"})
 
     async def ready(_: web.Request) -> web.Response:
+        # ready = healthy in its role: a caught-up standby is ready too (role tells which)
         ok, why = service.is_ready()
-        return _json({"ready": ok, "reason": why}, 200 if ok else 503)
+        doc = {"ready": ok, "reason": why, "role": service.role, "epoch": service.epoch}
+        return _json(doc, 200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         service.refresh_metrics()  # gauges are read at scrape time, in every role
