@@ -178,14 +178,21 @@ class Load:
         self.sent: list[int] = []
         self._n = 0
 
+    def next_intent(self, tag: str) -> tuple[str, str, str, str]:
+        """(signal_id, symbol, type, size) of the next intent."""
+        i = self._n
+        self._n += 1
+        symbol = ("BTC/USDT", "ETH/USDT")[i % 2]
+        size = "0.002" if symbol == "BTC/USDT" else "0.01"
+        kind = "BUY_SETUP" if (i // 2) % 2 == 0 else "SELL_SETUP"
+        return f"{tag}-{i}", symbol, kind, size
+
+    async def place(self, signal_id: str, symbol: str, kind: str, size: str) -> Any:
+        return await self.brain.place(self.brain.intent(signal_id, symbol, kind, size))
+
     async def send(self, count: int, tag: str) -> None:
         for _ in range(count):
-            i = self._n
-            self._n += 1
-            symbol = ("BTC/USDT", "ETH/USDT")[i % 2]
-            size = "0.002" if symbol == "BTC/USDT" else "0.01"
-            kind = "BUY_SETUP" if (i // 2) % 2 == 0 else "SELL_SETUP"
-            ack = await self.brain.place(self.brain.intent(f"{tag}-{i}", symbol, kind, size))
+            ack = await self.place(*self.next_intent(tag))
             self.sent.append(ack.seq)
             await asyncio.sleep(self.interval_s)
 

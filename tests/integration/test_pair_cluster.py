@@ -84,25 +84,16 @@ class RetryingLoad(Load):
         self.failed_attempts = 0
         self.acked_at: list[float] = []  # monotonic time of each ack, parallel to `sent`
 
-    async def send(self, count: int, tag: str) -> None:
-        for _ in range(count):
-            i = self._n
-            self._n += 1
-            symbol = ("BTC/USDT", "ETH/USDT")[i % 2]
-            size = "0.002" if symbol == "BTC/USDT" else "0.01"
-            kind = "BUY_SETUP" if (i // 2) % 2 == 0 else "SELL_SETUP"
-            while True:
-                try:
-                    ack = await self.brain.place(
-                        self.brain.intent(f"{tag}-{i}", symbol, kind, size)
-                    )
-                    break
-                except READ_ERRORS:
-                    self.failed_attempts += 1
-                    await asyncio.sleep(self.interval_s)
-            self.sent.append(ack.seq)
-            self.acked_at.append(time.monotonic())
-            await asyncio.sleep(self.interval_s)
+    async def place(self, signal_id: str, symbol: str, kind: str, size: str) -> Any:
+        while True:
+            try:
+                ack = await super().place(signal_id, symbol, kind, size)
+                break
+            except READ_ERRORS:
+                self.failed_attempts += 1
+                await asyncio.sleep(self.interval_s)
+        self.acked_at.append(time.monotonic())
+        return ack
 
 
 @dataclass
