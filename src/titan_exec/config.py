@@ -230,6 +230,8 @@ ENV: dict[str, tuple[str, str]] = {
     "TITAN_STATE_DIR": ("service", "state_dir"),
     "TITAN_INSTANCE_ID": ("service", "instance_id"),
     "EXECUTION_MODE": ("service", "mode"),
+    "TITAN_HA_ENABLED": ("ha", "enabled"),
+    "TITAN_HA_LEASE_MS": ("ha", "lease_ms"),
     "TITAN_NAMESPACE": ("service", "namespace"),
     "TITAN_VENUE_KIND": ("venue", "kind"),
     "TITAN_VENUE_NAME": ("venue", "name"),

@@ -77,3 +77,10 @@ def test_bad_settings_name_themselves(tmp_path: Path, toml: str, fragment: str) 
     f.write_text(toml)
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
         load(f, env={"HMAC_SECRET": "s"})
+
+
+def test_lease_election_from_the_environment() -> None:
+    cfg = load(
+        None, env={"HMAC_SECRET": "s", "TITAN_HA_ENABLED": "true", "TITAN_HA_LEASE_MS": "2000"}
+    )
+    assert (cfg.ha.enabled, cfg.ha.lease_ms) == (True, 2000)

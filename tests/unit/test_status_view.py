@@ -54,3 +54,13 @@ def test_different_positions_are_not_compared_and_an_unreachable_one_fails() -> 
     gone = [Reading("a", doc("primary", "active")), Reading("b", None, "cannot reach b")]
     assert not is_healthy(gone)
     assert "!!  cannot reach b" in render(gone)
+
+
+def test_a_standby_without_lease_election_is_called_out() -> None:
+    """It follows the stream but would never take over: not a working pair."""
+    readings = [
+        Reading("a", doc("primary", "active")),
+        Reading("b", doc("backup", "standby", lease_role=None)),
+    ]
+    assert not is_healthy(readings)
+    assert any("never take over" in s for ok, s in verdicts(readings) if not ok)

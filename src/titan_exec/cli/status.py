@@ -79,6 +79,15 @@ def verdicts(readings: list[Reading]) -> list[tuple[bool, str]]:
     for r in readings:
         if r.doc is None:
             out.append((False, r.error or f"{r.url}: no answer"))
+    for d in docs:
+        if d.get("role") == "standby" and d.get("lease_role") is None:
+            out.append(
+                (
+                    False,
+                    f"{d.get('instance_id')} is a standby without lease election: "
+                    "it will never take over ([ha] enabled = true)",
+                )
+            )
     active = [str(d.get("instance_id")) for d in docs if d.get("role") == "active"]
     if len(active) == 1:
         out.append((True, f"one active: {active[0]}"))

@@ -199,6 +199,11 @@ class Service:
                 self.ha = HaDriver(self, say=say)
                 self.venue_gate = self.ha.can_write_venue
                 await self.ha.start()
+            else:
+                log.warning(
+                    "standby without lease election: it follows the stream but never takes "
+                    "over by itself; set [ha] enabled = true (TITAN_HA_ENABLED=true) on both"
+                )
             return
         await self.take_over()
 
