@@ -191,7 +191,10 @@ class EventLog:
                 self._fail(batches)
                 continue
             try:
-                acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
+                # asyncio.timeout, not wait_for: a stop cancels this loop, and wait_for (3.11)
+                # can swallow that cancel or leave the gathered error unretrieved
+                async with asyncio.timeout(self._ack_timeout_s):
+                    acks = await asyncio.gather(*futures)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
