@@ -366,6 +366,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             pace_per_s=args.pace,
             rounds=args.rounds,
             venue=args.venue,
+            ha=args.ha,
         )
     )
 
@@ -485,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paced", type=int, default=600, help="intents in the paced latency run")
     p.add_argument("--pace", type=float, default=200.0, help="intents per second when paced")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--ha",
+        action="store_true",
+        help="each round also measures the instance with lease election and the epoch fence",
+    )
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_bench)
     return parser

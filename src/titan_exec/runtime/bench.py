@@ -132,7 +132,7 @@ async def _drive(
 
 
 async def _service_round(
-    n: int, round_no: int, *, paced_n: int, pace_per_s: float, venue: str
+    n: int, round_no: int, *, paced_n: int, pace_per_s: float, venue: str, ha: bool = False
 ) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix="titan-bench-"))
     try:
@@ -142,9 +142,9 @@ async def _service_round(
             if venue == "sim":
                 async with SimProcess(nats_url=server.url, fill_slices=1) as sim:
                     return await _measure(
-                        state_dir, server.url, n, round_no, paced_n, pace_per_s, sim.url
+                        state_dir, server.url, n, round_no, paced_n, pace_per_s, sim.url, ha
                     )
-            return await _measure(state_dir, server.url, n, round_no, paced_n, pace_per_s, None)
+            return await _measure(state_dir, server.url, n, round_no, paced_n, pace_per_s, None, ha)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -157,6 +157,7 @@ async def _measure(
     paced_n: int,
     pace_per_s: float,
     sim_url: str | None,
+    ha: bool = False,
 ) -> dict[str, Any]:
     policy = json.loads(DEFAULT_POLICY.read_text())
     policy.update({"maxOpenOrdersPerSymbol": 100_000, "maxDailyLoss": -1e9})
@@ -173,6 +174,8 @@ async def _measure(
         "risk.freshness_ms": 600_000,
         "risk.policy_file": str(policy_path),
     }
+    if ha:  # lease election on: every event carries the epoch fence
+        overrides.update({"ha.enabled": True, "ha.lease_ms": 5000})
     if sim_url is not None:
         overrides.update(
             {
@@ -190,6 +193,8 @@ async def _measure(
     async with RunningInstance(cfg) as inst:
         assert inst.service is not None
         svc = inst.service
+        while svc.role != "active":  # with the lease: elected, epoch written, intake open
+            await asyncio.sleep(0.01)
         nc = await nats.connect(nats_url)
         brain = Brain(nc, secret=SECRET.encode())
         feed = TickerFeed(nc, PRICES)
@@ -229,6 +234,7 @@ async def run_bench(
     pace_per_s: float = 200.0,
     rounds: int = 3,
     venue: str = "paper",
+    ha: bool = False,
 ) -> int:
     print(
         f"titan-exec bench ({venue} venue): {rounds} rounds; per round a burst of "
@@ -242,6 +248,20 @@ async def run_bench(
     for r in range(1, rounds + 1):
         res = await _service_round(intents, r, paced_n=paced, pace_per_s=pace_per_s, venue=venue)
         results.append(res)
+        if ha:
+            fenced = await _service_round(
+                intents, r, paced_n=paced, pace_per_s=pace_per_s, venue=venue, ha=True
+            )
+            res["ha_intents_per_s"] = fenced["service_intents_per_s"]
+            res["ha_p50_ms"] = fenced["p50_ms"]
+            res["ha_p99_ms"] = fenced["p99_ms"]
+            res["ha_filled"] = fenced["filled"]
+            print(
+                f"round {r} with lease election and epoch fence: "
+                f"{fenced['service_intents_per_s']:.0f} intents/s; paced latency p50 "
+                f"{fenced['p50_ms']:.1f} ms p99 {fenced['p99_ms']:.1f} ms",
+                flush=True,
+            )
         print(
             f"round {r}: service {res['service_intents_per_s']:.0f} intents/s "
             f"(filled {res['filled']}/{intents + paced}, rejected {res['rejected']}); "
@@ -265,7 +285,14 @@ async def run_bench(
         "  (each intent costs the service 1 command consumed + acked and 5 events published "
         "and acked: decision, accepted, submitted, acknowledged, fill)"
     )
-    ok = all(r["filled"] == intents + paced for r in results)
+    if ha:
+        print(f"  with lease election and epoch fence    {med['ha_intents_per_s']:>9.0f} intents/s")
+        p50, p99 = med["ha_p50_ms"], med["ha_p99_ms"]
+        print(f"  fenced intent→fill p50 / p99           {p50:>5.2f} / {p99:.2f} ms")
+        print(f"  fenced / unfenced rate (same rounds)   {med['ha_intents_per_s'] / svc:>9.3f}")
+    ok = all(r["filled"] == intents + paced for r in results) and all(
+        r.get("ha_filled", intents + paced) == intents + paced for r in results
+    )
     if not ok:
         print("WARNING: not every intent produced a fill event in time")
     return 0 if ok else 1

@@ -179,7 +179,8 @@ class HaDriver:
                 role = self.state.role.value
                 self.service.metrics.role_changes.labels(role).inc()
                 self.service.metrics.set_role(role)
-                log.warning("ha: %s → %s: %s", before.value, role, decision.summary)
+                level = logging.WARNING if self.state.role is ld.Role.FENCED else logging.INFO
+                log.log(level, "ha: %s → %s: %s", before.value, role, decision.summary)
                 self._publish_transition(before.value, role, decision.summary)
             elif decision.summary and not isinstance(inp, ld.Tick | ld.LeaseSeen):
                 log.info("ha[%s]: %s", self.state.role.value, decision.summary)
