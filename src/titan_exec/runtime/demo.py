@@ -35,6 +35,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from titan_exec.adapters.nats.embedded import EmbeddedNats
+from titan_exec.cli.status import read_status, render
 from titan_exec.config import load
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
 from titan_exec.runtime.demoflow import (
@@ -220,6 +221,10 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
             f"active {failover.to_active_ms:.0f} ms after the kill, the next intent decided "
             f"{failover.to_decided_ms:.0f} ms after the kill"
         )
+        urls = [p.url for p in pair.values()]
+        readings = await asyncio.to_thread(lambda: [read_status(u) for u in urls])
+        print(f"\nthe operator's view: titan-exec status {' '.join('--url ' + u for u in urls)}")
+        print(render(readings))
         checks = await read_pair_checks(js, statuses, inspect)
     print_checks(checks)
     return checks
