@@ -97,6 +97,9 @@ class CommandIntake:
         self.last_cmd_seq = 0
         self.recent_rejects: list[dict[str, Any]] = []
         self.is_closing = False
+        self.psub: Any = None
+        """The pull subscription on this instance's durable consumer: handed over from the
+        standby's reader at takeover, and back to it when this intake closes."""
 
     def _is_closed(self) -> bool:
         return self.is_closing
@@ -111,7 +114,9 @@ class CommandIntake:
         # Bound with retries: right after a NATS node is lost the replicated consumer (or
         # the JetStream meta leader) may have no leader for seconds, and a failed bind must
         # not end the intake, which would leave an active that decides nothing.
-        psub = await bind_command_consumer(self.js, self.cfg, lambda: self.is_closing)
+        if self.psub is None:
+            self.psub = await bind_command_consumer(self.js, self.cfg, lambda: self.is_closing)
+        psub = self.psub
         while psub is not None and not self.is_closing:
             try:
                 msgs = await psub.fetch(self.cfg.consumer.fetch_batch, timeout=FETCH_WAIT_S)

@@ -146,6 +146,9 @@ class Service:
         self.intake: CommandIntake | None = None
         self.follower: EventFollower | None = None
         self.shadow: CommandShadow | None = None
+        self._command_sub: Any = None
+        """This instance's pull subscription on its durable consumer, between its readers
+        (the standby's, the intake's): one subscription, so no delivery falls between."""
         self.ha: HaDriver | None = None
         self.venue_gate: Callable[[], bool] | None = None
         self.role = "starting"
@@ -253,6 +256,7 @@ class Service:
             lambda is_stopping: bind_command_consumer(js, cfg, is_stopping),
             lambda: self.state,
             fetch_batch=cfg.consumer.fetch_batch,
+            psub=self._take_command_sub(),
         )
         self.shadow.start()
         self.role = "standby"
@@ -299,6 +303,8 @@ class Service:
         if self.events is not None:
             await self.events.stop()  # pending appends fail: nothing more is published
         await self._stop_workers()
+        if self.intake is not None:
+            self._command_sub = self.intake.psub  # for the standby's reader, once rebuilt
         self.intake = None
         self.runner = None
 
@@ -317,7 +323,8 @@ class Service:
         """Stop following and fold the rest of the stream: the state is now complete."""
         assert self.js is not None and self.events is not None
         if self.shadow is not None:
-            await self.shadow.stop()  # its undecided commands go back to the consumer
+            # its undecided commands go back to the consumer; its subscription goes on
+            self._command_sub = await self.shadow.stop(hand_over=True)
             self.shadow = None
         if self.follower is None:
             return
@@ -376,6 +383,7 @@ class Service:
             clock=self.clock,
             on_fatal=self._on_log_broken,
         )
+        self.intake.psub = self._take_command_sub()
         self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
         self.role = "active"
         self.health.is_ready = True
@@ -483,6 +491,10 @@ class Service:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    def _take_command_sub(self) -> Any:
+        sub, self._command_sub = self._command_sub, None
+        return sub
 
     async def _stop_workers(self) -> None:
         """The intake's per-key workers finish what they decided; the runner's cancels end."""

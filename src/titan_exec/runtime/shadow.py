@@ -69,13 +69,14 @@ class CommandShadow:
         state: Callable[[], State],
         *,
         fetch_batch: int,
+        psub: Any = None,
     ) -> None:
         self._bind = bind
         self._state = state
         self._fetch_batch = fetch_batch
         self._held: dict[int, Msg] = {}
         self._task: asyncio.Task[None] | None = None
-        self._psub: Any = None
+        self._psub: Any = psub
         self._is_stopping = False
         self.acked = 0
 
@@ -87,8 +88,13 @@ class CommandShadow:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="command-shadow")
 
-    async def stop(self) -> None:
-        """Stop pulling and hand every held command back (nak: redelivered at once)."""
+    async def stop(self, *, hand_over: bool = False) -> Any:
+        """Stop pulling and hand every held command back (nak: redelivered at once).
+
+        `hand_over`: return the pull subscription instead of closing it, for the intake to
+        go on with. A pull request's last deliveries can arrive after its fetch gave up;
+        they wait in the subscription, where the next fetch finds them. Closing it would
+        leave them unacknowledged until the consumer's ack wait."""
         self._is_stopping = True
         if self._task is not None:
             # not cancelled: a fetch cut short could leave commands delivered to no one
@@ -103,13 +109,17 @@ class CommandShadow:
         for msg in held.values():
             with contextlib.suppress(Exception):
                 await msg.nak()
-        if self._psub is not None:
+        psub, self._psub = self._psub, None
+        if hand_over:
+            return psub
+        if psub is not None:
             with contextlib.suppress(Exception):
-                await self._psub.unsubscribe()
-            self._psub = None
+                await psub.unsubscribe()
+        return None
 
     async def _run(self) -> None:
-        self._psub = await self._bind(lambda: self._is_stopping)
+        if self._psub is None:
+            self._psub = await self._bind(lambda: self._is_stopping)
         if self._psub is None:
             return
         while not self._is_stopping:
