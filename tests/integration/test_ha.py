@@ -123,14 +123,7 @@ async def test_planned_switchover_hands_over_at_once(service_nats: Any, tmp_path
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
             assert b.service is not None
             backup = b.service
-            await wait_for(
-                lambda: (
-                    backup.ha is not None
-                    and backup.ha.role == "standby"
-                    and len(backup.market.tickers) == 3
-                ),
-                "backup ready",
-            )
+            await wait_for(partial(_standby_ready, backup), "backup ready")
             await wait_for(lambda: backup.market.last_heartbeat_ms is not None, "heartbeat")
             stopped = time.monotonic()
             await w.svc.stop()  # the planned path: intake closed, lease released
@@ -159,14 +152,7 @@ async def test_operator_switchover_through_the_admin_api(service_nats: Any, tmp_
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
             assert b.service is not None
             backup = b.service
-            await wait_for(
-                lambda: (
-                    backup.ha is not None
-                    and backup.ha.role == "standby"
-                    and len(backup.market.tickers) == 3
-                ),
-                "backup ready",
-            )
+            await wait_for(partial(_standby_ready, backup), "backup ready")
             url = f"{w.http_url}/switchover"
             denied = await asyncio.to_thread(_post, url, "wrong-key")
             assert denied == 401
@@ -267,3 +253,8 @@ async def test_commands_waiting_at_start_are_decided_at_once(
 
 def _decided_at_least(svc: Any, n: int) -> bool:
     return len(svc.state.decided_cmds) >= n
+
+
+def _standby_ready(svc: Any) -> bool:
+    """Elected standby, with the market data it needs to decide once it leads."""
+    return svc.ha is not None and svc.ha.role == "standby" and len(svc.market.tickers) == 3

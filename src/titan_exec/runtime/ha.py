@@ -62,7 +62,6 @@ class HaDriver:
         self._tasks: list[asyncio.Task[None]] = []
         self._renewals: set[asyncio.Task[None]] = set()
         self._actions: set[asyncio.Task[None]] = set()
-        self._is_switching_over = False
         self.transitions: list[tuple[int, str, str]] = []
         """(monotonic ms, role, decision sentence): what `status` and tests read."""
         self.lease_written_at_ms: int | None = None
@@ -129,7 +128,6 @@ class HaDriver:
         """Planned hand-over (deploys): close intake, finish in-flight work, release."""
         if self.state is None or self.state.role is not ld.Role.ACTIVE:
             return False
-        self._is_switching_over = True
         self.put(ld.Switchover(monotonic_ms()))
         return True
 
@@ -317,7 +315,6 @@ class HaDriver:
                 for task in others:
                     task.cancel()
                 await asyncio.gather(*others, return_exceptions=True)
-                self._is_switching_over = False
                 await svc.stand_down(reason)
 
     async def _renew(self, revision: int, epoch: int | None, timeout_ms: int) -> None:

@@ -71,7 +71,7 @@ async def last_subject_msg(
     try:
         msg = await js.get_last_msg(stream, subject)
     except NotFoundError as exc:
-        if exc.err_code == 10037:
+        if exc.err_code == 10037:  # no message found (10059 = stream not found: re-raise)
             return None
         raise
     if msg.seq is None:
@@ -81,16 +81,8 @@ async def last_subject_msg(
 
 async def last_subject_seq(js: JetStreamContext, stream: str, subject: str) -> int:
     """Stream sequence of the newest message on ``subject`` in ``stream``; 0 if none."""
-    _check_subject(subject)
-    try:
-        msg = await js.get_last_msg(stream, subject)
-    except NotFoundError as exc:
-        if exc.err_code == 10037:  # no message found (10059 = stream not found: re-raise)
-            return 0
-        raise
-    if msg.seq is None:
-        raise RuntimeError(f"nats-server returned no sequence for {subject} in {stream}")
-    return msg.seq
+    newest = await last_subject_msg(js, stream, subject)
+    return newest[0] if newest is not None else 0
 
 
 __all__: list[str] = [
