@@ -1,0 +1,159 @@
+"""What a chaos run records and what a scenario's table row says: plain values, no I/O.
+
+Times in a `RunRecord` are seconds since the run's start (`started_at`, Unix time), so that
+one run can be drawn on one axis; durations are milliseconds (`_ms`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSample:
+    """`instance` reported `role` at `t` (its `/status`; "down" when it did not answer)."""
+
+    t: float
+    instance: str
+    role: str
+
+
+@dataclass(slots=True)
+class RunRecord:
+    scenario: str
+    run: int
+    started_at: float
+    """Unix time of the run's start: t = 0 on its axis."""
+    lease_ms: int
+    fault: str = ""
+    """What was done, in words (`kill -9 primary (active)`)."""
+    fault_at: float | None = None
+    recovered_at: float | None = None
+    """When the fault was undone (SIGCONT, heal, node restarted); None: nothing to undo."""
+    takeover_at: float | None = None
+    """The new active's intake open (its role telemetry), after the fault."""
+    leader_before: str = ""
+    leader_after: str = ""
+    failover_ms: float | None = None
+    """Fault → the other instance active (unplanned faults that moved the lead)."""
+    switchover_gap_ms: float | None = None
+    """Switchover request → the new active's intake open (planned switchover)."""
+    first_decision_ms: float | None = None
+    """Fault → the first decision by the new active."""
+    commands_sent: int = 0
+    commands_decided: int = 0
+    commands_lost: int = 0
+    """Sent in this run and never decided (after the settle wait)."""
+    commands_duplicated: int = 0
+    """Sent in this run and decided more than once."""
+    venue_duplicates: int = 0
+    """Client order ids placed more than once at the venue (new in this run)."""
+    hash_mismatches: int = 0
+    """1 when the instances' state hashes differ at the same stream position after settling."""
+    fencings: int = 0
+    """Role changes to `fenced` seen in this run."""
+    violations: list[str] = field(default_factory=list)
+    """Every invariant violation the checker reported (new in this run)."""
+    roles: list[RoleSample] = field(default_factory=list)
+    decided_at: list[float] = field(default_factory=list)
+    """When each decision of the run landed in the stream (server time)."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_clean(self) -> bool:
+        return not (
+            self.commands_lost
+            or self.commands_duplicated
+            or self.venue_duplicates
+            or self.hash_mismatches
+            or self.violations
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence: an observed value."""
+    if not values:
+        raise ValueError("percentile of nothing")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """min / p50 / p99 / max of a set of durations (ms), and how many there were."""
+
+    n: int
+    min: float
+    p50: float
+    p99: float
+    max: float
+
+    @staticmethod
+    def of(values: Sequence[float]) -> Spread | None:
+        if not values:
+            return None
+        return Spread(
+            len(values), min(values), percentile(values, 50), percentile(values, 99), max(values)
+        )
+
+    def text(self) -> str:
+        return f"{self.min:.0f} / {self.p50:.0f} / {self.p99:.0f} / {self.max:.0f}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRow:
+    """One scenario's line of the table, over its runs."""
+
+    scenario: str
+    runs: int
+    failovers: int
+    failover_ms: Spread | None
+    switchover_gap_ms: Spread | None
+    commands_sent: int
+    commands_decided: int
+    commands_lost: int
+    commands_duplicated: int
+    venue_duplicates: int
+    hash_mismatches: int
+    fencings: int
+    violations: int
+
+    @property
+    def is_clean(self) -> bool:
+        return not (
+            self.commands_lost
+            or self.commands_duplicated
+            or self.venue_duplicates
+            or self.hash_mismatches
+            or self.violations
+        )
+
+    @staticmethod
+    def of(scenario: str, runs: Sequence[RunRecord]) -> ScenarioRow:
+        failovers = [r.failover_ms for r in runs if r.failover_ms is not None]
+        gaps = [r.switchover_gap_ms for r in runs if r.switchover_gap_ms is not None]
+        return ScenarioRow(
+            scenario=scenario,
+            runs=len(runs),
+            failovers=sum(1 for r in runs if r.leader_after and r.leader_after != r.leader_before),
+            failover_ms=Spread.of(failovers),
+            switchover_gap_ms=Spread.of(gaps),
+            commands_sent=sum(r.commands_sent for r in runs),
+            commands_decided=sum(r.commands_decided for r in runs),
+            commands_lost=sum(r.commands_lost for r in runs),
+            commands_duplicated=sum(r.commands_duplicated for r in runs),
+            venue_duplicates=sum(r.venue_duplicates for r in runs),
+            hash_mismatches=sum(r.hash_mismatches for r in runs),
+            fencings=sum(r.fencings for r in runs),
+            violations=sum(len(r.violations) for r in runs),
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
