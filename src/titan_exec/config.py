@@ -11,6 +11,11 @@ Environment variables of the existing service keep their meaning: `HMAC_SECRET`,
 `NATS_CREDS`, `TITAN_STATE_DIR`, `TITAN_INSTANCE_ID`, `TITAN_NAMESPACE`, `TITAN_CONFIG`,
 `EXECUTION_MODE`, `TITAN_VENUE_*`. Every secret variable also has a `<VAR>_FILE` form that
 names a file holding it (Docker secrets).
+
+`TITAN_UNSAFE_DISABLE_FENCING=1` is the deliberately broken build of the chaos tests
+(issue 5): no epoch fence on event writes, no self-fencing of a leader. It is read from the
+environment only (no file key, no flag: a production config cannot reach it by a typo);
+any value other than ``1`` (or unset/empty) stops start-up.
 """
 
 from __future__ import annotations
@@ -166,6 +171,9 @@ class HaConfig:
     makes it campaign once the lease is free."""
 
 
+UNSAFE_DISABLE_FENCING_ENV = "TITAN_UNSAFE_DISABLE_FENCING"
+
+
 @dataclass(frozen=True)
 class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
@@ -178,6 +186,16 @@ class Config:
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
     ha: HaConfig = field(default_factory=HaConfig)
+    is_unsafe_fencing_disabled: bool = field(
+        default=False, metadata={"env_only": UNSAFE_DISABLE_FENCING_ENV}
+    )
+    """UNSAFE, tests only (TITAN_UNSAFE_DISABLE_FENCING=1, never a file key): events carry
+    no epoch fence and a leader never fences itself. The chaos checker must catch it."""
+
+    @property
+    def unsafe(self) -> list[str]:
+        """What makes this instance an unsafe test build (empty in production)."""
+        return ["fencing disabled"] if self.is_unsafe_fencing_disabled else []
 
     @property
     def is_standby(self) -> bool:
@@ -293,7 +311,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
 
 def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    # env_only settings have no file key or flag: they are set by `load` from the environment
+    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("env_only")}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
@@ -364,8 +383,22 @@ def load(
         node[key] = value
     data = _merge(data, flag_layer)
     cfg: Config = _build(Config, data, "")
+    cfg = dataclasses.replace(cfg, is_unsafe_fencing_disabled=is_fencing_disabled_by(env))
     validate(cfg, require_secret=require_secret)
     return cfg
+
+
+def is_fencing_disabled_by(env: Mapping[str, str]) -> bool:
+    """`TITAN_UNSAFE_DISABLE_FENCING`: ``1`` disables fencing (the test-only broken build);
+    unset or empty leaves it on; anything else is refused, so that ``0``, ``false`` or a
+    typo never leaves an operator guessing which build runs."""
+    value = env.get(UNSAFE_DISABLE_FENCING_ENV, "")
+    if value not in ("", "1"):
+        raise ConfigError(
+            f"{UNSAFE_DISABLE_FENCING_ENV}: only 1 (the unsafe test build without epoch "
+            f"fencing) or unset is allowed, got {value!r}"
+        )
+    return value == "1"
 
 
 def validate(cfg: Config, *, require_secret: bool = True) -> None:

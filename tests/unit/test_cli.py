@@ -77,8 +77,17 @@ def test_envelope_verify_without_secret_or_with_garbage() -> None:
         ({"HMAC_SECRET": "s"}, "[nats]\nreplicas = 9\n", b"nats.replicas"),
         ({"HMAC_SECRET": "s"}, "[orders]\nttl_msec = 5\n", b"orders.ttl_msec"),
         ({"HMAC_SECRET": "s", "HMAC_TIMESTAMP_TOLERANCE": "-1"}, "", b"timestamp_tolerance"),
+        ({"HMAC_SECRET": "s", "TITAN_UNSAFE_DISABLE_FENCING": "0"}, "", b"UNSAFE_DISABLE_FENCING"),
     ],
-    ids=["no-secret", "bad-port", "user-without-password", "replicas", "unknown-key", "tolerance"],
+    ids=[
+        "no-secret",
+        "bad-port",
+        "user-without-password",
+        "replicas",
+        "unknown-key",
+        "tolerance",
+        "unsafe-fencing-not-1",
+    ],
 )
 def test_bad_configuration_stops_start_up_naming_the_setting(
     tmp_path: Path, env: dict[str, str], toml: str, fragment: bytes

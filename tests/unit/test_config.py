@@ -84,3 +84,27 @@ def test_lease_election_from_the_environment() -> None:
         None, env={"HMAC_SECRET": "s", "TITAN_HA_ENABLED": "true", "TITAN_HA_LEASE_MS": "2000"}
     )
     assert (cfg.ha.enabled, cfg.ha.lease_ms) == (True, 2000)
+
+
+def test_fencing_is_disabled_only_by_the_environment_variable_set_to_1(tmp_path: Path) -> None:
+    """The broken build of the chaos tests (issue 5): no file key or flag can reach it."""
+    assert load(None, env={"HMAC_SECRET": "s"}).is_unsafe_fencing_disabled is False
+    assert load(None, env={"HMAC_SECRET": "s"}).unsafe == []
+    for unset in ({}, {"TITAN_UNSAFE_DISABLE_FENCING": ""}):
+        assert not load(None, env={"HMAC_SECRET": "s", **unset}).is_unsafe_fencing_disabled
+    cfg = load(None, env={"HMAC_SECRET": "s", "TITAN_UNSAFE_DISABLE_FENCING": "1"})
+    assert cfg.is_unsafe_fencing_disabled and cfg.unsafe == ["fencing disabled"]
+    assert cfg.redacted()["is_unsafe_fencing_disabled"] is True  # in the start-up log line
+
+    f = tmp_path / "c.toml"
+    f.write_text("is_unsafe_fencing_disabled = true\n")
+    with pytest.raises(ConfigError, match="unknown setting is_unsafe_fencing_disabled"):
+        load(f, env={"HMAC_SECRET": "s"})
+    with pytest.raises(ConfigError, match="unknown setting is_unsafe_fencing_disabled"):
+        load(None, env={"HMAC_SECRET": "s"}, overrides={"is_unsafe_fencing_disabled": True})
+
+
+@pytest.mark.parametrize("value", ["0", "true", "yes", "on", " 1", "1 ", "2"])
+def test_any_other_value_of_the_unsafe_variable_stops_start_up(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"TITAN_UNSAFE_DISABLE_FENCING: only 1 .* got"):
+        load(None, env={"HMAC_SECRET": "s", "TITAN_UNSAFE_DISABLE_FENCING": value})

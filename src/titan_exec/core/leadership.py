@@ -33,6 +33,15 @@ Rules (ha-protocol.md §2–§4):
   ``fenced_hold_ms`` (the shell cancels leader tasks), then becomes STANDBY in standby
   mode: an instance started with ``mode=active`` no longer campaigns at once.
 
+**The unsafe test build** (``LeaderConfig.is_unsafe_fencing_disabled``, set only by the
+environment variable ``TITAN_UNSAFE_DISABLE_FENCING=1``; issue 5): a deliberately broken
+leader that never fences itself, so that the chaos checker can prove it catches a split
+brain. A leading role then ignores its deadline (in `step`, `can_write_venue` and
+`next_timer_ms`) and stays in its role where it would have fenced on a lost renew, the
+lease seen taken or gone, a loop stall or a rejected write (`_SELF_FENCES`, one guard in
+`step`); it keeps renewing on its timer. Takeover failures, switchover, drain and release
+work as always. Never run it with real money.
+
 `TRANSITIONS` lists the (role, input) pairs that may leave the role and where to; every
 other pair keeps the role. `step` checks each result against it (a violation is a bug and
 raises `IllegalTransition`). The core is pure: time comes in as ``now_ms`` (the driver's
@@ -245,6 +254,8 @@ class LeaderConfig:
     timing: LeaseTiming = LeaseTiming()
     mode: Mode = Mode.STANDBY
     is_manual_failover: bool = False
+    is_unsafe_fencing_disabled: bool = False
+    """UNSAFE, the broken test build: a leader never fences itself (see the top)."""
 
 
 # ------------------------------------------------------------------------------- state
@@ -305,11 +316,15 @@ def start(config: LeaderConfig, now_ms: int) -> Step:
 
 def can_write_venue(state: Leadership, now_ms: int) -> bool:
     """The one check before every venue write: ACTIVE/DRAINING and the lease still valid."""
-    return state.role in (R.ACTIVE, R.DRAINING) and now_ms < state.deadline_ms
+    is_valid = now_ms < state.deadline_ms or state.config.is_unsafe_fencing_disabled
+    return state.role in (R.ACTIVE, R.DRAINING) and is_valid
 
 
 def next_timer_ms(state: Leadership, now_ms: int) -> int | None:
     """When the shell should step a `Tick` next (None: only other inputs will come)."""
+    if state.role in LEADING and state.config.is_unsafe_fencing_disabled:
+        # no deadline to wake for: only the renewals (the renew outcome wakes us)
+        return None if state.is_renew_in_flight else state.next_renew_at_ms
     if state.role in LEADING:
         if state.is_renew_in_flight:
             return state.deadline_ms
@@ -326,7 +341,8 @@ def next_timer_ms(state: Leadership, now_ms: int) -> int | None:
 def step(state: Leadership, inp: Input) -> Step:
     """Apply one input. Returns the new state and the decision (sentence, actions, timer)."""
     now = inp.now_ms
-    is_past_deadline = state.role in LEADING and now >= state.deadline_ms
+    is_unsafe = state.config.is_unsafe_fencing_disabled
+    is_past_deadline = state.role in LEADING and now >= state.deadline_ms and not is_unsafe
     if is_past_deadline:
         new, summary, actions = _fence(
             state,
@@ -336,6 +352,18 @@ def step(state: Leadership, inp: Input) -> Step:
         )
     else:
         new, summary, actions = _HANDLERS[state.role](state, inp)
+    if (
+        is_unsafe
+        and state.role in LEADING
+        and new.role is R.FENCED
+        and isinstance(inp, _SELF_FENCES)
+    ):
+        # the broken test build: stay leading, keep renewing on the timer (see the top)
+        new = state
+        if isinstance(inp, RenewFailed):  # that renew is over; the next one in an interval
+            retry_at = now + state.config.timing.renew_interval_ms
+            new = replace(state, is_renew_in_flight=False, next_renew_at_ms=retry_at)
+        summary, actions = f"UNSAFE, fencing disabled: staying {state.role} ({summary})", ()
     if new.role is not state.role:
         allowed = TRANSITIONS.get((state.role, type(inp)), frozenset())
         if new.role not in allowed and not (is_past_deadline and new.role is R.FENCED):
@@ -345,6 +373,9 @@ def step(state: Leadership, inp: Input) -> Step:
 
 
 _Out = tuple[Leadership, str, tuple[Action, ...]]
+
+_SELF_FENCES = (RenewFailed, LeaseSeen, LeaseEmpty, LoopStalled, WriteRejected)
+"""Inputs on which a leader fences itself for safety; the unsafe test build ignores them."""
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -562,7 +593,9 @@ def _on_candidate(state: Leadership, inp: Input) -> _Out:
 def _renew_if_due(state: Leadership, now: int) -> _Out:
     if state.is_renew_in_flight or now < state.next_renew_at_ms or state.revision is None:
         return state, f"lease valid until {state.deadline_ms}", ()
-    timeout = min(state.config.timing.renew_interval_ms, state.deadline_ms - now)
+    timeout = state.config.timing.renew_interval_ms
+    if not state.config.is_unsafe_fencing_disabled:  # the unsafe build has no deadline
+        timeout = min(timeout, state.deadline_ms - now)
     new = replace(state, is_renew_in_flight=True)
     return (
         new,

@@ -100,6 +100,7 @@ class HaDriver:
             timing=self.timing,
             mode=mode,
             is_manual_failover=svc.cfg.ha.manual_failover,
+            is_unsafe_fencing_disabled=svc.cfg.is_unsafe_fencing_disabled,
         )
         self.state = ld.initial(config, monotonic_ms())
         self._tasks = [

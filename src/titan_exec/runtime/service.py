@@ -77,6 +77,11 @@ REBUILD_RETRY_S = 1.0
 STOP_STEP_S = 5.0
 """Each step of a stop waits at most this long."""
 
+UNSAFE_BUILD_WARNING = (
+    "UNSAFE TEST BUILD: epoch fencing disabled — never run this with real money "
+    "(TITAN_UNSAFE_DISABLE_FENCING=1)"
+)
+
 
 @dataclass
 class Health:
@@ -183,6 +188,9 @@ class Service:
         say = progress or (lambda m: log.info("%s", m))
         self._say = say
         self.health.started_at_ms = self.clock()
+        if self.cfg.is_unsafe_fencing_disabled:
+            log.error(UNSAFE_BUILD_WARNING)
+            say(UNSAFE_BUILD_WARNING)
         self.nc = await connect_nats(self.nats_settings, on_event=self._on_connection_event)
         self.js = self.nc.jetstream()
         await ensure_streams(
@@ -232,6 +240,8 @@ class Service:
             on_closed_trade=self._trade_messages,
             # a replicated stream refuses a second fenced write while the first is in flight
             is_fence_pipelined=self.cfg.nats.replicas == 1,
+            instance_id=self.cfg.service.instance_id,
+            is_fencing_disabled=self.cfg.is_unsafe_fencing_disabled,
         )
         self.events.last_seq = last
 

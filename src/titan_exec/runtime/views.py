@@ -107,6 +107,7 @@ def status_doc(svc: Service) -> dict[str, Any]:
     return {
         "instance_id": svc.cfg.service.instance_id,
         "role": svc.role,
+        "unsafe": svc.cfg.unsafe,
         "epoch": svc.epoch,
         "stream_epoch": svc.follower.newest_epoch if svc.follower else svc.epoch,
         "lease_role": svc.ha.role if svc.ha is not None else None,

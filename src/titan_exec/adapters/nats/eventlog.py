@@ -20,6 +20,11 @@ therefore fail from the second one on, and whichever later ones land after the f
 committed would land out of order. A single server (R1) has no such window:
 `is_fence_pipelined=True` keeps the pipeline there (about twice the event rate; measured
 sequentially ~1.7k fenced writes/s on R1 and ~0.8k/s on R3 from one Python process).
+
+Once leading, every message also names its writer (`Titan-Epoch`, `Titan-Instance`;
+`fence.writer_headers`), merged with its `Nats-Msg-Id` and the fence headers.
+`is_fencing_disabled=True` is the test-only broken build (`TITAN_UNSAFE_DISABLE_FENCING`):
+events are written without the fence headers, so a deposed leader's writes land.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from titan_exec.adapters.nats.fence import (
     EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     WRONG_LAST_SEQUENCE_ERR_CODE,
     fenced_headers,
+    writer_headers,
 )
 from titan_exec.adapters.nats.publisher import NO_RESPONDERS, AckedPublisher, PublishRejected
 from titan_exec.core.events import Event, Genesis
@@ -83,6 +89,8 @@ class EventLog:
         is_fence_pipelined: bool = False,
         resend_after_s: float = 0.5,
         unavailable_retry_s: float = 1.0,
+        instance_id: str = "",
+        is_fencing_disabled: bool = False,
     ) -> None:
         self._publisher = AckedPublisher(nc)
         self.state = state
@@ -99,7 +107,11 @@ class EventLog:
         self._inflight: asyncio.Queue[tuple[list[_Batch], list[asyncio.Future[int]]]] = (
             asyncio.Queue()
         )
+        self._instance_id = instance_id
+        self._is_fencing_disabled = is_fencing_disabled
+        """UNSAFE, tests only: events carry no epoch fence (the server checks nothing)."""
         self._fence: dict[str, str] | None = None
+        self._writer: dict[str, str] = {}
         self.is_deposed = False
         self._failure = EventLogBroken("event log is broken")
         self.is_broken = False
@@ -210,13 +222,19 @@ class EventLog:
 
     def set_epoch(self, epoch_subject: str, epoch: int) -> None:
         """From now on every event carries the epoch fence: the server refuses it once a
-        newer epoch marker exists (ha-protocol.md §4)."""
-        self._fence = fenced_headers(epoch_subject, epoch)
+        newer epoch marker exists (ha-protocol.md §4), and names its writer. Without
+        fencing (the test-only broken build) it names its writer only."""
+        fence = fenced_headers(epoch_subject, epoch)
+        self._fence = None if self._is_fencing_disabled else fence
+        self._writer = writer_headers(epoch, self._instance_id)
 
     def _headers(self, m: _Outgoing) -> dict[str, str] | None:
+        if not self._writer:
+            return m.headers  # not leading yet
         if self._fence is None or not m.subject.startswith("titan.evt."):
-            return m.headers  # the dead-letter stream has no epoch subject to check
-        return {**(m.headers or {}), **self._fence}
+            # the dead-letter stream has no epoch subject to check
+            return {**(m.headers or {}), **self._writer}
+        return {**(m.headers or {}), **self._writer, **self._fence}
 
     async def _store_alone(
         self, m: _Outgoing, headers: dict[str, str] | None

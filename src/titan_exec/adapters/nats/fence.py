@@ -10,6 +10,10 @@ itself when ``is_fence_rejection`` says a write was refused.
   ``last`` (0 = no marker yet). Its stream sequence is the new epoch.
 - Every event of that leader carries ``fenced_headers(epoch subject, epoch)``: it is
   accepted only while the newest marker is still the leader's own.
+- Every event of a leader also carries ``writer_headers(epoch, instance_id)``
+  (``Titan-Epoch``, ``Titan-Instance``): informational, never checked by the server. They
+  name the writer of an event, so that a checker reading the stream can say who wrote an
+  event that is unfenced (the test-only build without fencing) or from a deposed epoch.
 - A refused write is a ``nats.js.errors.APIError`` with ``err_code`` 10071
   ("wrong last sequence: <n>"), checked with nats-server 2.15.1.
 
@@ -26,6 +30,10 @@ from nats.js.errors import APIError, NotFoundError
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 MSG_ID = "Nats-Msg-Id"
+EPOCH_HEADER = "Titan-Epoch"
+"""The writer's epoch (the stream sequence of its epoch marker); informational."""
+INSTANCE_HEADER = "Titan-Instance"
+"""The writer's instance id (`service.instance_id`); informational."""
 WRONG_LAST_SEQUENCE_ERR_CODE = 10071
 
 
@@ -46,6 +54,18 @@ def fenced_headers(epoch_subject: str, epoch_seq: int) -> dict[str, str]:
         EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: epoch_subject,
         EXPECTED_LAST_SUBJECT_SEQ: str(epoch_seq),
     }
+
+
+def writer_headers(epoch_seq: int, instance_id: str) -> dict[str, str]:
+    """Headers naming who wrote an event: its epoch and instance. Checked by no server;
+    they are there for whoever reads the stream afterwards. An empty ``instance_id`` is
+    left out (a writer that was not given one)."""
+    if epoch_seq < 1:
+        raise ValueError(f"epoch_seq must be a stream sequence >= 1, got {epoch_seq}")
+    headers = {EPOCH_HEADER: str(epoch_seq)}
+    if instance_id:
+        headers[INSTANCE_HEADER] = instance_id
+    return headers
 
 
 def marker_headers(last_marker_seq: int) -> dict[str, str]:
@@ -86,8 +106,10 @@ async def last_subject_seq(js: JetStreamContext, stream: str, subject: str) -> i
 
 
 __all__: list[str] = [
+    "EPOCH_HEADER",
     "EXPECTED_LAST_SUBJECT_SEQ",
     "EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
+    "INSTANCE_HEADER",
     "MSG_ID",
     "WRONG_LAST_SEQUENCE_ERR_CODE",
     "fenced_headers",
@@ -95,4 +117,5 @@ __all__: list[str] = [
     "last_subject_msg",
     "last_subject_seq",
     "marker_headers",
+    "writer_headers",
 ]
