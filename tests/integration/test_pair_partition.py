@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests.integration.invariants import read_stream
-from tests.integration.netproxy import PartitionProxy
 from tests.integration.pairproc import LEASE_MS, Load, PairOptions, pair, role_is
 from tests.integration.procs import poll
 from tests.integration.test_pair_processes import assert_invariants, brain_on
+from titan_exec.chaos.netproxy import PartitionProxy
 
 pytestmark = pytest.mark.integration
 

@@ -40,8 +40,17 @@ class InstanceSettings:
     lease_ms: int = 1000
     orders_ttl_ms: int = 3000
     poll_interval_ms: int = 100
+    replicas: int = 1
+    """Stream replicas (3 on a three-node cluster)."""
+    ack_wait_s: int | None = None
+    """The command consumer's ack wait (None: the service default)."""
+    is_armed_on_genesis: bool = False
 
     def toml(self, mode: str, state_dir: Path) -> str:
+        consumer = (
+            "" if self.ack_wait_s is None else f"[consumer]\nack_wait_s = {self.ack_wait_s}\n"
+        )
+        risk = "[risk]\narm_on_genesis = true\n" if self.is_armed_on_genesis else ""
         return f"""\
 [service]
 instance_id = "{self.name}"
@@ -49,6 +58,7 @@ mode = "{mode}"
 state_dir = "{state_dir}"
 [nats]
 url = "{self.nats_url}"
+replicas = {self.replicas}
 [http]
 port = {self.http_port}
 [ha]
@@ -63,7 +73,7 @@ name = "sim"
 exchange_id = "binanceusdm"
 base_url = "{self.sim_url}"
 poll_interval_ms = {self.poll_interval_ms}
-"""
+{consumer}{risk}"""
 
 
 class InstanceProcess:

@@ -1,4 +1,5 @@
-"""A TCP proxy that can cut a process off from NATS, for the partition tests.
+"""A TCP proxy that can cut a process off from NATS, for the partition tests and the chaos
+matrix (one proxy per instance and NATS node).
 
 `cut()` black-holes the link: connections stay open but no byte passes either way (what a
 partition looks like from inside: no error, just silence until the client's pings time
