@@ -5,6 +5,7 @@ titan-exec nats             the embedded nats-server on its own
 titan-exec send ...         sign and publish an intent or a control command
 titan-exec envelope verify  verify a signed envelope read on stdin (HMAC_SECRET)
 titan-exec status           a running instance's /status
+titan-exec verify           check a run's invariants from the raw streams and the venue
 titan-exec demo             the scripted end-to-end demo (make demo)
 titan-exec bench            throughput and latency against the raw JetStream limits
 """
@@ -422,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     from titan_exec.sim.cli import add_parser as add_venue_sim
 
     add_venue_sim(sub)
+
+    from titan_exec.cli.verify import add_parser as add_verify
+
+    add_verify(sub)
 
     p = sub.add_parser(
         "status",

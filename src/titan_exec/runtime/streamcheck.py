@@ -10,71 +10,61 @@ instance's view of itself.
 4. the instances agree: the same stream position and state hash, and net positions equal
    to the venue's (summed from the simulator's own trades).
 
-`read_stream` is the only I/O here; `pair_checks` is a pure function of what was read, so
-that each failure can be shown by a test. Plain JSON, no service code: an independent
-reading of what happened. `titan-exec demo` ends with these checks.
+The demo's pass/fail view of the checker in `titan_exec.verify` (which reads the raw
+messages, folds them and names every violation with its ids; `titan-exec verify`): the
+reading (`read_stream`) and the folds come from there. `pair_checks` is a pure function of
+what was read, so that each failure can be shown by a test. Plain JSON, no service code: an
+independent reading of what happened. `titan-exec demo` ends with these checks.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
-EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
-STATE_KINDS = frozenset({"fill", "order", "decision", "control", "genesis"})
-DECISION_KINDS = frozenset({"decision", "control"})
+from titan_exec.verify.facts import (
+    DECISION_KINDS,
+    EXPECTED_SEQ,
+    EXPECTED_SUBJECT,
+    STATE_KINDS,
+    epoch_markers,
+    instance_net_positions,
+    positions_text,
+    venue_net_positions,
+)
+from titan_exec.verify.facts import decision_counts as decisions_per_command
+from titan_exec.verify.invariants import epoch_violations
+from titan_exec.verify.read import RawMsg, read_stream
 
-
-@dataclass(frozen=True, slots=True)
-class RawMsg:
-    seq: int
-    subject: str
-    headers: Mapping[str, str]
-    data: bytes
-
-    def doc(self) -> Any:
-        return json.loads(self.data)
-
-
-async def read_stream(
-    js: JetStreamContext, stream: str, subject: str = ">", *, fetch_timeout_s: float = 1.0
-) -> list[RawMsg]:
-    """Every message of `stream` on `subject`, in stream order, up to the head as it was
-    when the reading started (an ephemeral consumer that acknowledges nothing)."""
-    sub = await js.pull_subscribe(
-        subject,
-        stream=stream,
-        config=api.ConsumerConfig(
-            ack_policy=api.AckPolicy.NONE,
-            deliver_policy=api.DeliverPolicy.ALL,
-            inactive_threshold=30.0,
-        ),
-    )
-    out: list[RawMsg] = []
-    try:
-        info = await sub.consumer_info()
-        if int(info.num_pending or 0) == 0:
-            return out
-        while True:
-            try:
-                msgs = await sub.fetch(1000, timeout=fetch_timeout_s)
-            except TimeoutError:
-                break
-            for m in msgs:
-                meta: Any = m.metadata
-                out.append(RawMsg(meta.sequence.stream, m.subject, dict(m.headers or {}), m.data))
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
-    finally:
-        await sub.unsubscribe()
-    return out
+__all__ = [  # the names the demo and the tests import, some of them from titan_exec.verify
+    "DECISION_KINDS",
+    "EXPECTED_SEQ",
+    "EXPECTED_SUBJECT",
+    "SAME",
+    "STATE_KINDS",
+    "Check",
+    "RawMsg",
+    "check_decisions",
+    "check_fencing",
+    "check_instances_agree",
+    "check_positions",
+    "check_venue_orders",
+    "decisions_per_command",
+    "epoch_markers",
+    "fencing_problems",
+    "instance_net_positions",
+    "instances_agree",
+    "pair_checks",
+    "positions_text",
+    "read_pair_checks",
+    "read_stream",
+    "venue_client_order_ids",
+    "venue_net_positions",
+]
 
 
 SAME = ("EQUAL", "DIFFERENT")
@@ -95,75 +85,14 @@ class Check:
         return self.verdicts[0] if self.ok else self.verdicts[1]
 
 
-def _kind(subject: str, ns: str) -> str | None:
-    """`decision` for `titan.evt.<ns>.decision.v1...`; None for another namespace."""
-    parts = subject.split(".")
-    if len(parts) >= 4 and parts[:3] == ["titan", "evt", ns]:
-        return parts[3]
-    return None
-
-
-def decisions_per_command(events: Sequence[RawMsg], ns: str = "exec") -> Counter[int]:
-    """How many decision and control events each command sequence (`payload.cmdSeq`) has."""
-    out: Counter[int] = Counter()
-    for m in events:
-        if _kind(m.subject, ns) in DECISION_KINDS:
-            out[int(m.doc()["payload"]["cmdSeq"])] += 1
-    return out
-
-
-def epoch_markers(events: Sequence[RawMsg], ns: str = "exec", shard: str = "main") -> list[int]:
-    subject = f"titan.evt.{ns}.epoch.v1.{shard}"
-    return [m.seq for m in events if m.subject == subject]
-
-
 def fencing_problems(events: Sequence[RawMsg], ns: str = "exec", shard: str = "main") -> list[str]:
     """State events that are not fenced, or fenced by an epoch other than the newest marker
-    at the time they landed."""
-    epoch_subject = f"titan.evt.{ns}.epoch.v1.{shard}"
-    newest_marker = 0
-    problems: list[str] = []
-    for m in events:
-        if m.subject == epoch_subject:
-            newest_marker = m.seq
-            continue
-        if m.headers.get(EXPECTED_SUBJECT) == epoch_subject:
-            epoch = int(m.headers.get(EXPECTED_SEQ, "0"))
-            if epoch != newest_marker:
-                problems.append(
-                    f"event {m.seq} ({m.subject}) written under epoch {epoch} "
-                    f"while the newest marker was {newest_marker}"
-                )
-        elif _kind(m.subject, ns) in STATE_KINDS:
-            problems.append(f"state event {m.seq} ({m.subject}) is not fenced")
-    return problems
+    at the time they landed (`titan_exec.verify`'s invariant `epochs`)."""
+    return [v.text for v in epoch_violations(events, ns, shard)]
 
 
 def venue_client_order_ids(inspect: Mapping[str, Any]) -> list[str]:
     return [str(o.get("clientOrderId")) for o in inspect.get("orders", [])]
-
-
-def venue_net_positions(inspect: Mapping[str, Any]) -> dict[str, Decimal]:
-    """The venue's net position per symbol (`BTCUSDT`), summed from its own trades."""
-    net: dict[str, Decimal] = {}
-    for t in inspect.get("trades", []):
-        qty = Decimal(str(t["qty"])) * (1 if t["side"] == "BUY" else -1)
-        net[t["symbol"]] = net.get(t["symbol"], Decimal(0)) + qty
-    return {s: q for s, q in sorted(net.items()) if q != 0}
-
-
-def instance_net_positions(status: Mapping[str, Any]) -> dict[str, Decimal]:
-    """An instance's net positions from its `/status`, keyed like the venue's
-    (`sim:BTC/USDT` → `BTCUSDT`)."""
-    out: dict[str, Decimal] = {}
-    for key, qty in (status.get("net_positions") or {}).items():
-        if Decimal(str(qty)) != 0:
-            out[key.split(":")[-1].replace("/", "")] = Decimal(str(qty))
-    return dict(sorted(out.items()))
-
-
-def positions_text(net: Mapping[str, Decimal]) -> str:
-    return ", ".join(f"{s} {q.normalize():+f}" for s, q in net.items()) or "flat"
 
 
 def instances_agree(statuses: Mapping[str, Mapping[str, Any] | None]) -> bool:

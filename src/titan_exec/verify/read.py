@@ -1,0 +1,174 @@
+"""Reading a run from the outside: the raw JetStream streams and the HTTP documents of the
+venue simulator (`GET /sim/inspect`) and the instances (`GET /status`).
+
+This module is the only I/O of `titan_exec.verify`; what it returns is checked by the pure
+`invariants.check`. It imports no service code: messages are kept as they were on the
+wire (subject, headers, bytes), documents as parsed JSON.
+
+Everything that cannot be read raises `CannotRead` with a sentence saying what and why, so
+that "the run broke an invariant" (a `Report` with violations) stays apart from "the run
+could not be looked at" (an exception).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+CMD_STREAM = "TITAN_CMD"
+EVT_STREAM = "TITAN_EVT"
+
+
+class CannotRead(Exception):
+    """A stream, the venue or NATS could not be read: no verdict is possible."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawMsg:
+    """One stream message as stored: its stream sequence, subject, headers and body, and
+    `ts`, the time JetStream stored it (Unix seconds; 0.0 when unknown)."""
+
+    seq: int
+    subject: str
+    headers: Mapping[str, str]
+    data: bytes
+    ts: float = 0.0
+
+    def doc(self) -> Any:
+        return json.loads(self.data)
+
+
+async def read_stream(
+    js: JetStreamContext, stream: str, subject: str = ">", *, fetch_timeout_s: float = 1.0
+) -> list[RawMsg]:
+    """Every message of `stream` on `subject`, in stream order, up to the head as it was
+    when the reading started (an ephemeral consumer that acknowledges nothing).
+
+    Raises nats-py's `NotFoundError` when the stream does not exist."""
+    sub = await js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=api.ConsumerConfig(
+            ack_policy=api.AckPolicy.NONE,
+            deliver_policy=api.DeliverPolicy.ALL,
+            inactive_threshold=30.0,
+        ),
+    )
+    out: list[RawMsg] = []
+    try:
+        info = await sub.consumer_info()
+        if int(info.num_pending or 0) == 0:
+            return out
+        while True:
+            try:
+                msgs = await sub.fetch(1000, timeout=fetch_timeout_s)
+            except TimeoutError:
+                break
+            for m in msgs:
+                meta: Any = m.metadata
+                out.append(
+                    RawMsg(
+                        meta.sequence.stream,
+                        m.subject,
+                        dict(m.headers or {}),
+                        m.data,
+                        meta.timestamp.timestamp(),
+                    )
+                )
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def read_streams(js: JetStreamContext, ns: str = "exec") -> tuple[list[RawMsg], list[RawMsg]]:
+    """(every command in `TITAN_CMD`, every event of namespace `ns` in `TITAN_EVT`).
+
+    Raises `CannotRead` when a stream is missing."""
+    try:
+        commands = await read_stream(js, CMD_STREAM)
+    except NotFoundError as err:
+        raise CannotRead(f"stream {CMD_STREAM} not found ({err})") from err
+    try:
+        events = await read_stream(js, EVT_STREAM, f"titan.evt.{ns}.>")
+    except NotFoundError as err:
+        raise CannotRead(f"stream {EVT_STREAM} not found ({err})") from err
+    return commands, events
+
+
+async def read_streams_at(
+    nats_url: str, ns: str = "exec", *, connect_timeout_s: float = 5.0
+) -> tuple[list[RawMsg], list[RawMsg]]:
+    """`read_streams` over a connection of its own to `nats_url` (closed afterwards)."""
+
+    async def quiet(_err: Exception) -> None:
+        return None  # nats-py logs each failed attempt with a traceback otherwise
+
+    try:
+        nc = await asyncio.wait_for(
+            nats.connect(
+                nats_url,
+                connect_timeout=connect_timeout_s,
+                max_reconnect_attempts=1,  # 0 would mean: retry this server forever
+                reconnect_time_wait=0.2,
+                allow_reconnect=False,
+                error_cb=quiet,
+            ),
+            2 * connect_timeout_s + 1,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as err:
+        raise CannotRead(
+            f"cannot connect to NATS at {nats_url}: {err or type(err).__name__}"
+        ) from err
+    try:
+        return await asyncio.wait_for(read_streams(nc.jetstream(), ns), 60)
+    except (TimeoutError, nats.errors.Error) as err:
+        raise CannotRead(
+            f"cannot read the streams at {nats_url}: {err or type(err).__name__}"
+        ) from err
+    finally:
+        await nc.close()
+
+
+def get_json(url: str, *, timeout_s: float = 5.0) -> Any:
+    """GET `url` and parse the JSON answer (blocking: call it in a thread from asyncio).
+    Raises `CannotRead`."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise CannotRead(f"GET {url}: {err}") from err
+
+
+def read_inspect(venue_url: str) -> dict[str, Any]:
+    """The simulator's own record of the run (`GET /sim/inspect`). Raises `CannotRead`."""
+    doc = get_json(venue_url.rstrip("/") + "/sim/inspect")
+    if not isinstance(doc, dict) or "orders" not in doc or "trades" not in doc:
+        raise CannotRead(f"{venue_url}/sim/inspect is not the simulator's inspection document")
+    return doc
+
+
+def read_statuses(urls: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """Each instance's `/status`, keyed by its `instance_id` (by its URL when it does not
+    answer: None). An instance that does not answer is a finding, not a reading error."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for url in urls:
+        try:
+            doc = get_json(url.rstrip("/") + "/status")
+        except CannotRead:
+            out[url] = None
+            continue
+        name = str(doc.get("instance_id") or url) if isinstance(doc, dict) else url
+        out[name] = doc if isinstance(doc, dict) else None
+    return out
