@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit integration bench clean
+.PHONY: setup demo test lint typecheck unit integration bench chaos clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,12 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/titan-exec bench
+
+# The long chaos run: every scenario RUNS times, the report (tables and plots) in REPORT.
+RUNS   ?= 20
+REPORT ?= docs/chaos
+chaos: $(STAMP)
+	$(BIN)/titan-exec chaos --runs $(RUNS) --report $(REPORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

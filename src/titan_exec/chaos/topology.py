@@ -105,6 +105,7 @@ class Topology:
                     replicas=3,
                     ack_wait_s=self.settings.ack_wait_s,
                     is_armed_on_genesis=True,
+                    rate_limit_ms=10,  # the simulator is local: ccxt's pace is for Binance
                 ),
                 self.work,
                 self._secrets(),

@@ -6,6 +6,7 @@ titan-exec send ...         sign and publish an intent or a control command
 titan-exec envelope verify  verify a signed envelope read on stdin (HMAC_SECRET)
 titan-exec status           a running instance's /status
 titan-exec verify           check a run's invariants from the raw streams and the venue
+titan-exec chaos            the chaos matrix: faults into the pair under load (make chaos)
 titan-exec demo             the scripted end-to-end demo (make demo)
 titan-exec bench            throughput and latency against the raw JetStream limits
 """
@@ -427,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     from titan_exec.cli.verify import add_parser as add_verify
 
     add_verify(sub)
+
+    from titan_exec.cli.chaos import add_parser as add_chaos
+
+    add_chaos(sub)
 
     p = sub.add_parser(
         "status",

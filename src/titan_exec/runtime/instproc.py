@@ -45,12 +45,15 @@ class InstanceSettings:
     ack_wait_s: int | None = None
     """The command consumer's ack wait (None: the service default)."""
     is_armed_on_genesis: bool = False
+    rate_limit_ms: int | None = None
+    """The ccxt client's pause between venue calls (None: ccxt's own for the exchange)."""
 
     def toml(self, mode: str, state_dir: Path) -> str:
         consumer = (
             "" if self.ack_wait_s is None else f"[consumer]\nack_wait_s = {self.ack_wait_s}\n"
         )
         risk = "[risk]\narm_on_genesis = true\n" if self.is_armed_on_genesis else ""
+        pace = "" if self.rate_limit_ms is None else f"rate_limit_ms = {self.rate_limit_ms}\n"
         return f"""\
 [service]
 instance_id = "{self.name}"
@@ -73,7 +76,7 @@ name = "sim"
 exchange_id = "binanceusdm"
 base_url = "{self.sim_url}"
 poll_interval_ms = {self.poll_interval_ms}
-{consumer}{risk}"""
+{pace}{consumer}{risk}"""
 
 
 class InstanceProcess:

@@ -1,0 +1,299 @@
+"""`titan-exec chaos`: each scenario N times against its own topology, under load.
+
+Per scenario: a fresh topology (`Topology`: three nats-servers, the simulator, the pair).
+Per run: wait until the pair is ready (one active, a standby with no lag) → start the
+load → warm up → inject the fault → wait for its outcome (the other instance active, or
+the lead kept) → a little more load → stop the load → restore (restart what was killed) →
+wait until the pair is ready again → settle (every intent of the run decided, the
+instances on the same hash, the venue's positions) → check the invariants over the raw
+streams and the venue (`titan_exec.verify`) → one `RunRecord`. A violation found by the
+checker is attributed to the run after which it first appeared.
+
+A run that cannot complete (a wait that times out, a process that will not start) is
+recorded with the error as a violation, and the scenario's topology is rebuilt for the
+next run: the matrix never stops half-way, and never hides a failed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from titan_exec.chaos.load import IntentLoad
+from titan_exec.chaos.model import RunRecord, ScenarioRow
+from titan_exec.chaos.scenarios import SCENARIOS, RunContext, Scenario
+from titan_exec.chaos.topology import NAMES, SECRET, Topology, TopologySettings
+from titan_exec.chaos.watch import RoleWatch
+from titan_exec.verify.invariants import check, decisions_per_command
+from titan_exec.verify.read import RawMsg, read_stream
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosSettings:
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    runs: int = 3
+    rate_per_s: float = 20.0
+    lease_ms: int = 2000
+    warmup_s: float = 1.0
+    after_s: float = 1.0
+    """Load kept on this long after the outcome."""
+    settle_s: float = 30.0
+    is_fencing_disabled: bool = False
+    work_dir: Path | None = None
+    """None: a temporary directory, removed afterwards unless a run failed."""
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.scenarios if s not in SCENARIOS]
+        if unknown:
+            raise ValueError(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
+        if self.runs < 1:
+            raise ValueError(f"runs must be >= 1, got {self.runs}")
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def row(self) -> ScenarioRow:
+        return ScenarioRow.of(self.scenario.name, self.runs)
+
+
+Say = Callable[[str], None]
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def run_matrix(settings: ChaosSettings, say: Say = _say) -> list[ScenarioResult]:
+    work = settings.work_dir or Path(tempfile.mkdtemp(prefix="titan-chaos-"))
+    results: list[ScenarioResult] = []
+    is_clean = True
+    try:
+        for name in settings.scenarios:
+            result = await _run_scenario(SCENARIOS[name], settings, work / name, say)
+            results.append(result)
+            is_clean = is_clean and result.row.is_clean
+    finally:
+        if settings.work_dir is None and is_clean:
+            shutil.rmtree(work, ignore_errors=True)
+        elif not is_clean:
+            say(f"logs and state kept in {work}")
+    return results
+
+
+async def _run_scenario(
+    scenario: Scenario, settings: ChaosSettings, work: Path, say: Say
+) -> ScenarioResult:
+    result = ScenarioResult(scenario)
+    run = 1
+    attempt = 0
+    while run <= settings.runs:
+        attempt += 1
+        topo_dir = work / f"topology-{attempt}"
+        topo_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        say(f"[{scenario.name}] starting the topology (3 nats-servers, venue simulator, pair)")
+        topo_settings = TopologySettings(
+            lease_ms=settings.lease_ms, is_fencing_disabled=settings.is_fencing_disabled
+        )
+        try:
+            async with Topology(topo_dir, topo_settings) as topo:
+                say(f"[{scenario.name}] topology up in {time.monotonic() - started:.1f} s")
+                assert topo.nc is not None
+                load = IntentLoad(topo.nc, secret=SECRET.encode(), rate_per_s=settings.rate_per_s)
+                load.start_heartbeats()
+                seen = Seen()
+                try:
+                    while run <= settings.runs:
+                        record = await _one_run(topo, load, seen, scenario, run, settings)
+                        result.runs.append(record)
+                        say(_run_line(record, settings.runs))
+                        run += 1
+                        if record.notes and record.notes[-1].startswith("harness:"):
+                            break  # rebuild the topology for the next run
+                finally:
+                    await load.close()
+        except (OSError, RuntimeError, TimeoutError) as err:
+            # the topology itself failed to start or stop: a failed run, not a crash
+            record = RunRecord(scenario.name, run, time.time(), settings.lease_ms)
+            record.violations.append(f"harness: topology failed: {type(err).__name__}: {err}")
+            result.runs.append(record)
+            say(_run_line(record, settings.runs))
+            run += 1
+    row = result.row
+    say(f"[{scenario.name}] {row.runs} runs: {'clean' if row.is_clean else 'VIOLATIONS'}")
+    return result
+
+
+@dataclass
+class Seen:
+    """What earlier runs of the same topology already accounted for."""
+
+    violations: set[str] = field(default_factory=set)
+    duplicated_coids: set[str] = field(default_factory=set)
+
+
+async def _one_run(
+    topo: Topology,
+    load: IntentLoad,
+    seen: Seen,
+    scenario: Scenario,
+    run: int,
+    settings: ChaosSettings,
+) -> RunRecord:
+    active = await topo.wait_pair_ready(90)
+    before = await topo.status(active) or {}
+    record = RunRecord(scenario.name, run, time.time(), settings.lease_ms, leader_before=active)
+    ctx = RunContext(topo, record, active)
+    watch = RoleWatch(topo)
+    await watch.start()
+    try:
+        load.start(run)
+        try:
+            await asyncio.sleep(settings.warmup_s)
+            await scenario.inject(ctx)
+            await _await_outcome(ctx, scenario, settings)
+            await asyncio.sleep(settings.after_s)
+        finally:
+            await load.stop()
+        await scenario.restore(ctx)
+        record.leader_after = await topo.wait_pair_ready(120)
+        await asyncio.sleep(0.3)  # a last poll of the roles
+    except (OSError, RuntimeError, TimeoutError) as err:
+        record.violations.append(f"harness: the run did not complete: {type(err).__name__}: {err}")
+        record.notes.append(f"harness: {err}")
+        return record
+    finally:
+        await watch.stop()
+    after = await topo.status(record.leader_after) or {}
+    _timings(record, watch, before, after, scenario)
+    await _settle_and_check(topo, load, seen, record, settings)
+    return record
+
+
+async def _await_outcome(ctx: RunContext, scenario: Scenario, settings: ChaosSettings) -> None:
+    lease_s = settings.lease_ms / 1000
+    if scenario.expects == "failover":
+        # kill → lease expiry → takeover; a raft re-election can add up to ~10 s
+        await ctx.topo.wait_role(ctx.standby, "active", lease_s * 5 + 15)
+        return
+    # "stay" / "either": give a fencing time to happen, then someone must lead
+    await asyncio.sleep(lease_s * 1.5)
+    deadline = time.monotonic() + lease_s * 5 + 20
+    while await ctx.topo.active() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no active instance {lease_s * 5 + 20:.0f} s after the fault")
+        await asyncio.sleep(0.05)
+
+
+def _timings(
+    record: RunRecord,
+    watch: RoleWatch,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    scenario: Scenario,
+) -> None:
+    t0 = record.started_at
+    record.roles = watch.samples(t0)
+    record.fencings = watch.fencings(t0)
+    is_new_epoch = after.get("epoch") != before.get("epoch")
+    if record.fault_at is None or not is_new_epoch:
+        if scenario.expects == "failover":
+            record.notes.append("expected a takeover, none happened")
+        return
+    if scenario.expects == "stay":
+        record.notes.append(
+            f"unexpected takeover (epoch {before.get('epoch')} → {after.get('epoch')})"
+        )
+    fault = t0 + record.fault_at
+    took = watch.first_active_after(fault)
+    if took is None:
+        record.notes.append("a new epoch, but no takeover moment seen")
+        return
+    record.takeover_at = took - t0
+    ms = (took - fault) * 1000
+    if scenario.is_planned:
+        record.switchover_gap_ms = ms
+    else:
+        record.failover_ms = ms
+
+
+async def _settle_and_check(
+    topo: Topology, load: IntentLoad, seen: Seen, record: RunRecord, settings: ChaosSettings
+) -> None:
+    """Wait (bounded) until every intent of the run is decided and the instances agree,
+    then check the invariants over everything and keep what is new in this run."""
+    assert topo.nc is not None
+    js = topo.nc.jetstream()
+    sent = load.sent.get(record.run, [])
+    deadline = time.monotonic() + settings.settle_s
+    while True:
+        commands, events = await _read(js)
+        decided = decisions_per_command(events)
+        statuses = {n: await topo.status(n) for n in NAMES}
+        inspect = await topo.venue_inspect()
+        report = check(commands, events, inspect, statuses)
+        is_settled = all(decided.get(s) for s in sent) and not report.unsettled()
+        if is_settled or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    record.commands_sent = len(sent)
+    record.commands_decided = sum(1 for s in sent if decided.get(s))
+    record.commands_lost = sum(1 for s in sent if not decided.get(s))
+    record.commands_duplicated = sum(1 for s in sent if len(decided.get(s, ())) > 1)
+    twice = {coid for coid, n in report.coid_counts.items() if n > 1}
+    record.venue_duplicates = len(twice - seen.duplicated_coids)
+    seen.duplicated_coids |= twice
+    record.hash_mismatches = int(report.has_hash_mismatch)
+    lines = [v.line() for v in report.violations]
+    record.violations += [v for v in lines if v not in seen.violations]
+    seen.violations |= set(lines)
+    t0 = record.started_at
+    record.decided_at = sorted(
+        round(m.ts - t0, 3) for m in events if _is_decision(m) and m.ts >= t0
+    )
+
+
+def _is_decision(m: RawMsg) -> bool:
+    return m.subject.startswith(("titan.evt.exec.decision.", "titan.evt.exec.control."))
+
+
+async def _read(js: Any) -> tuple[list[RawMsg], list[RawMsg]]:
+    commands = await read_stream(js, "TITAN_CMD")
+    events = await read_stream(js, "TITAN_EVT", "titan.evt.exec.>")
+    return commands, events
+
+
+def _run_line(r: RunRecord, runs: int) -> str:
+    if r.failover_ms is not None:
+        timing = f"failover {r.failover_ms:.0f} ms"
+    elif r.switchover_gap_ms is not None:
+        timing = f"switchover gap {r.switchover_gap_ms:.0f} ms"
+    else:
+        timing = "no takeover"
+    verdict = "clean" if r.is_clean else f"{len(r.violations)} VIOLATIONS"
+    extra = "".join(f"; {n}" for n in r.notes)
+    problems = "".join(f"\n    ✗ {v}" for v in r.violations[:20])
+    return (
+        f"[{r.scenario} {r.run}/{runs}] {r.fault or '-'}: {timing}, {r.leader_before} → "
+        f"{r.leader_after or '?'}; intents {r.commands_sent} sent, {r.commands_decided} decided, "
+        f"{r.commands_lost} lost, {r.commands_duplicated} twice; fencings {r.fencings}; "
+        f"{verdict}{extra}{problems}"
+    )
+
+
+def all_runs(results: Sequence[ScenarioResult]) -> list[RunRecord]:
+    return [r for res in results for r in res.runs]
+
+
+def main_exit_code(results: Sequence[ScenarioResult]) -> int:
+    return 0 if all(res.row.is_clean for res in results) else 1
