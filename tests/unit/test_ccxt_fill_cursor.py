@@ -12,12 +12,15 @@ MARKETS = {"BTC/USDT:USDT": {"symbol": "BTC/USDT:USDT"}}
 
 
 class TradesExchange:
-    """A ccxt stand-in with one market and its trades (`fromId` and `since` honoured)."""
+    """A ccxt stand-in with one market and its trades (`since` honoured; a hidden trade
+    is not returned until shown)."""
 
     def __init__(self) -> None:
         self.markets = MARKETS
         self.currencies: dict[str, Any] = {}
         self.trades: list[dict[str, Any]] = []
+        self.hidden: set[str] = set()
+        self.calls: list[int | None] = []
 
     async def load_markets(self) -> dict[str, Any]:
         return self.markets
@@ -25,7 +28,7 @@ class TradesExchange:
     def set_markets(self, markets: dict[str, Any], currencies: Any = None) -> None:
         self.markets = markets
 
-    def trade(self, tid: int, order: str) -> None:
+    def trade(self, tid: int, order: str, at_ms: int = 10**13) -> None:
         self.trades.append(
             {
                 "id": str(tid),
@@ -33,7 +36,7 @@ class TradesExchange:
                 "side": "buy",
                 "price": 100.0,
                 "amount": 0.01,
-                "timestamp": 10**13,  # after any session start
+                "timestamp": at_ms,  # after any session start
                 "info": {"price": "100", "qty": "0.01", "commission": "0"},
             }
         )
@@ -41,8 +44,12 @@ class TradesExchange:
     async def fetch_my_trades(
         self, symbol: str, since: int | None, limit: int, params: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        first = int(params.get("fromId", 0))
-        return [t for t in self.trades if int(t["id"]) >= first][:limit]
+        self.calls.append(since)
+        return [
+            t
+            for t in sorted(self.trades, key=lambda t: (t["timestamp"], int(t["id"])))
+            if (since is None or t["timestamp"] >= since) and t["id"] not in self.hidden
+        ][:limit]
 
     async def fetch_order(self, oid: str, symbol: str) -> dict[str, Any]:
         return {"id": oid, "clientOrderId": f"tx-{oid}", "status": "closed", "info": {}}
@@ -67,3 +74,32 @@ async def test_a_new_runner_reads_the_trades_an_earlier_runner_already_read() ->
     # fenced before trade 2 was recorded; leading again, a new runner starts with None
     again, _ = await v.fills_since(None, frozenset({"BTC/USDT"}))
     assert [f.trade_id for f in again] == ["1", "2"]
+
+
+async def test_a_trade_shown_late_behind_later_ones_is_still_reported_once() -> None:
+    fake = TradesExchange()
+    v = venue(fake)
+    t0 = 10**13
+    fake.trade(1, "o1", t0)
+    fake.trade(2, "o2", t0 + 100)  # its order not visible to queries yet
+    fake.trade(3, "o3", t0 + 200)
+    fake.hidden.add("2")
+    first, cursor = await v.fills_since(None, frozenset({"BTC/USDT"}))
+    assert [f.trade_id for f in first] == ["1", "3"]
+    fake.hidden.clear()  # visible now, behind trade 3
+    later, cursor = await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert [f.trade_id for f in later] == ["2"]
+    again, _ = await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert again == []  # each trade reported once
+    # each poll reads again from the newest trade seen minus the rescan window
+    assert fake.calls[-1] == t0 + 200 - v.settings.fill_rescan_ms
+
+
+async def test_more_trades_than_a_page_are_read_page_by_page() -> None:
+    fake = TradesExchange()
+    v = venue(fake)
+    t0 = 10**13
+    for i in range(1, 2501):
+        fake.trade(i, f"o{i}", t0 + i)
+    fills, _ = await v.fills_since(None, frozenset({"BTC/USDT"}))
+    assert [int(f.trade_id) for f in fills] == list(range(1, 2501))

@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats.errors
+
 from titan_exec.chaos.load import IntentLoad
 from titan_exec.chaos.model import RunRecord, ScenarioRow
 from titan_exec.chaos.scenarios import SCENARIOS, RunContext, Scenario
 from titan_exec.chaos.topology import NAMES, SECRET, Topology, TopologySettings
 from titan_exec.chaos.watch import RoleWatch
 from titan_exec.verify.invariants import check, decisions_per_command
-from titan_exec.verify.read import RawMsg, read_stream
+from titan_exec.verify.read import CannotRead, RawMsg, read_stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +239,14 @@ async def _settle_and_check(
     sent = load.sent.get(record.run, [])
     deadline = time.monotonic() + settings.settle_s
     while True:
-        commands, events = await _read(js)
+        try:
+            commands, events = await _read(js)
+        except (CannotRead, nats.errors.Error, TimeoutError) as err:
+            if time.monotonic() > deadline:
+                record.violations.append(f"harness: the streams could not be read: {err}")
+                return
+            await asyncio.sleep(0.5)
+            continue
         decided = decisions_per_command(events)
         statuses = {n: await topo.status(n) for n in NAMES}
         inspect = await topo.venue_inspect()

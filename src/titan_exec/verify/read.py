@@ -49,12 +49,21 @@ class RawMsg:
 
 
 async def read_stream(
-    js: JetStreamContext, stream: str, subject: str = ">", *, fetch_timeout_s: float = 1.0
+    js: JetStreamContext,
+    stream: str,
+    subject: str = ">",
+    *,
+    fetch_timeout_s: float = 1.0,
+    patience_s: float = 15.0,
 ) -> list[RawMsg]:
     """Every message of `stream` on `subject`, in stream order, up to the head as it was
     when the reading started (an ephemeral consumer that acknowledges nothing).
 
-    Raises nats-py's `NotFoundError` when the stream does not exist."""
+    A fetch that times out is not the end of the stream: until every message pending when
+    the consumer was created has come, fetching goes on (a replicated stream electing a
+    new leader answers nothing for seconds); after `patience_s` it raises `CannotRead`
+    rather than return a partial stream, which would read as lost commands or decisions
+    of unknown ones. Raises nats-py's `NotFoundError` when the stream does not exist."""
     sub = await js.pull_subscribe(
         subject,
         stream=stream,
@@ -67,13 +76,18 @@ async def read_stream(
     out: list[RawMsg] = []
     try:
         info = await sub.consumer_info()
-        if int(info.num_pending or 0) == 0:
-            return out
-        while True:
+        expected = int(info.num_pending or 0)
+        deadline = asyncio.get_running_loop().time() + patience_s
+        while len(out) < expected:
             try:
                 msgs = await sub.fetch(1000, timeout=fetch_timeout_s)
             except TimeoutError:
-                break
+                if asyncio.get_running_loop().time() > deadline:
+                    raise CannotRead(
+                        f"{stream} ({subject}): read {len(out)} of {expected} messages, "
+                        f"then nothing for {patience_s:.0f} s"
+                    ) from None
+                continue
             for m in msgs:
                 meta: Any = m.metadata
                 out.append(
@@ -85,8 +99,6 @@ async def read_stream(
                         meta.timestamp.timestamp(),
                     )
                 )
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
     finally:
         await sub.unsubscribe()
     return out

@@ -67,6 +67,10 @@ class VenueConfigError(ValueError):
     """The venue configuration cannot work (names the setting)."""
 
 
+TRADES_PAGE = 1000
+"""Trades per `userTrades` call (Binance's maximum)."""
+
+
 @dataclass(frozen=True)
 class CcxtSettings:
     exchange_id: str = "binanceusdm"
@@ -84,6 +88,10 @@ class CcxtSettings:
     poll_interval_ms: int = 250
     fill_lookback_ms: int = 3_600_000
     """How far back the first trade poll of a symbol looks after a start."""
+    fill_rescan_ms: int = 10_000
+    """Each trade poll reads again this much of the past (by trade time), so that a trade
+    the venue shows late — behind later ones, as with an order not yet visible to queries —
+    is still found; trades already reported are skipped."""
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -194,7 +202,10 @@ class CcxtVenue:
         # (Binance: order-count limits, not request weight).
         self._writer: Any = _client(cls, settings, options)
         self._coid_by_order: dict[str, ClientOrderId] = {}
-        self._last_trade_id: dict[str, int] = {}
+        self._newest_trade_ms: dict[str, int] = {}
+        self._reported: dict[str, dict[str, int]] = {}
+        """Per market symbol: trade id → trade time of the trades reported as fills (those
+        within two rescan windows of the newest: older ones are never read again)."""
         self._symbols: set[str] = set()
         self._started_ms = int(time.time() * 1000)
         self._markets_loaded = False
@@ -398,10 +409,11 @@ class CcxtVenue:
             # process keeps this object; trades it read but could not record as fills
             # (fenced meanwhile) must be read again when it leads again. The fold drops
             # the fills it already has (`seen_fills`).
-            self._last_trade_id = {}
+            self._newest_trade_ms = {}
+            self._reported = {}
         elif cursor:
-            for sym, last in json.loads(cursor).items():
-                self._last_trade_id[sym] = max(self._last_trade_id.get(sym, 0), int(last))
+            for sym, newest in json.loads(cursor).items():
+                self._newest_trade_ms[sym] = max(self._newest_trade_ms.get(sym, 0), int(newest))
                 self._symbols.add(sym)
         for symbol in symbols or ():
             # orders another instance placed (before a takeover) are polled too
@@ -411,23 +423,48 @@ class CcxtVenue:
         for msym in sorted(self._symbols):
             if symbols is not None and self.canonical(msym) not in symbols:
                 continue  # its cursor stays: nothing is skipped, only later
-            last = self._last_trade_id.get(msym)
-            params: dict[str, Any] = {}
-            since: int | None = None
-            if last is not None:
-                params["fromId"] = last + 1
-            else:
-                since = self._started_ms - self.settings.fill_lookback_ms
+            fills += await self._new_fills(msym)
+        return fills, json.dumps(self._newest_trade_ms, sort_keys=True)
+
+    async def _new_fills(self, msym: str) -> list[FillReport]:
+        """The trades of `msym` not reported yet, read by time from the newest trade seen
+        minus the rescan window (a trade id cursor would step over a trade shown late),
+        page by page."""
+        newest = self._newest_trade_ms.get(msym)
+        if newest is None:
+            since = self._started_ms - self.settings.fill_lookback_ms
+        else:
+            since = newest - self.settings.fill_rescan_ms
+        reported = self._reported.setdefault(msym, {})
+        fills: list[FillReport] = []
+        while True:
             trades: list[Any] = await self._read(
-                partial(self.exchange.fetch_my_trades, msym, since, 500, params)
+                partial(self.exchange.fetch_my_trades, msym, since, TRADES_PAGE, {})
             )
             for trade in trades:
+                tid = str(trade.get("id"))
+                if tid in reported:
+                    continue
                 fill = await self._fill(msym, trade)
                 if fill is not None:
                     fills.append(fill)
-                tid = int(str(trade.get("id")))
-                self._last_trade_id[msym] = max(self._last_trade_id.get(msym, 0), tid)
-        return fills, json.dumps(self._last_trade_id, sort_keys=True)
+                reported[tid] = int(trade.get("timestamp") or 0)
+            if len(trades) < TRADES_PAGE:
+                break
+            last_ms = max(int(t.get("timestamp") or 0) for t in trades)
+            if last_ms <= since:
+                # a whole page in one millisecond: the next poll goes on (ids dedupe)
+                log.warning("%s: %d trades in one millisecond at %d", msym, len(trades), since)
+                break
+            since = last_ms  # the same millisecond again: its trades are skipped by id
+        if reported:
+            newest = max(reported.values())
+            self._newest_trade_ms[msym] = newest
+            horizon = newest - 2 * self.settings.fill_rescan_ms
+            for tid in [t for t, ms in reported.items() if ms < horizon]:
+                del reported[tid]
+        return fills
+
 
     async def _fill(self, msym: str, trade: Mapping[str, Any]) -> FillReport | None:
         info = trade.get("info") or {}
