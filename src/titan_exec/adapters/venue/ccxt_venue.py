@@ -465,7 +465,6 @@ class CcxtVenue:
                 del reported[tid]
         return fills
 
-
     async def _fill(self, msym: str, trade: Mapping[str, Any]) -> FillReport | None:
         info = trade.get("info") or {}
         oid = str(trade.get("order"))
