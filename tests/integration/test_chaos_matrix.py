@@ -84,4 +84,5 @@ def test_the_checker_catches_the_broken_build(tmp_path: Path) -> None:
     print(out[-4000:])
     assert proc.returncode == 1, out[-3000:] + proc.stderr[-3000:]
     assert "VIOLATIONS" in out
+    assert "epochs:deposed_epoch" in out, out[-3000:]
     assert "is deposed" in out, out[-3000:]

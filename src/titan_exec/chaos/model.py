@@ -57,6 +57,8 @@ class RunRecord:
     """Role changes to `fenced` seen in this run."""
     violations: list[str] = field(default_factory=list)
     """Every invariant violation the checker reported (new in this run)."""
+    violation_kinds: dict[str, int] = field(default_factory=dict)
+    """How many of each kind (`<invariant>:<problem>`, e.g. `epochs:deposed_epoch`)."""
     roles: list[RoleSample] = field(default_factory=list)
     decided_at: list[float] = field(default_factory=list)
     """When each decision of the run landed in the stream (server time)."""

@@ -46,6 +46,8 @@ class ChaosSettings:
     after_s: float = 1.0
     """Load kept on this long after the outcome."""
     settle_s: float = 30.0
+    ready_timeout_s: float = 120.0
+    """How long the pair may take to be ready again (one active, a standby caught up)."""
     is_fencing_disabled: bool = False
     work_dir: Path | None = None
     """None: a temporary directory, removed afterwards unless a run failed."""
@@ -152,7 +154,7 @@ async def _one_run(
     run: int,
     settings: ChaosSettings,
 ) -> RunRecord:
-    active = await topo.wait_pair_ready(90)
+    active = await topo.wait_pair_ready(settings.ready_timeout_s)
     before = await topo.status(active) or {}
     record = RunRecord(scenario.name, run, time.time(), settings.lease_ms, leader_before=active)
     ctx = RunContext(topo, record, active)
@@ -168,16 +170,17 @@ async def _one_run(
         finally:
             await load.stop()
         await scenario.restore(ctx)
-        record.leader_after = await topo.wait_pair_ready(120)
+        record.leader_after = await topo.wait_pair_ready(settings.ready_timeout_s)
         await asyncio.sleep(0.3)  # a last poll of the roles
     except (OSError, RuntimeError, TimeoutError) as err:
+        # what the run did is checked all the same: a pair that never became ready again
+        # (two actives in the broken build) is exactly what the checker must explain
         record.violations.append(f"harness: the run did not complete: {type(err).__name__}: {err}")
         record.notes.append(f"harness: {err}")
-        return record
     finally:
         await watch.stop()
-    after = await topo.status(record.leader_after) or {}
-    _timings(record, watch, before, after, scenario)
+    after = await topo.status(record.leader_after) if record.leader_after else None
+    _timings(record, watch, before, after or {}, scenario)
     await _settle_and_check(topo, load, seen, record, settings)
     return record
 
@@ -263,9 +266,12 @@ async def _settle_and_check(
     record.venue_duplicates = len(twice - seen.duplicated_coids)
     seen.duplicated_coids |= twice
     record.hash_mismatches = int(report.has_hash_mismatch)
-    lines = [v.line() for v in report.violations]
-    record.violations += [v for v in lines if v not in seen.violations]
-    seen.violations |= set(lines)
+    new = [v for v in report.violations if v.line() not in seen.violations]
+    seen.violations |= {v.line() for v in report.violations}
+    record.violations += [v.line() for v in new]
+    for v in new:
+        kind = f"{v.invariant}:{v.problem or '-'}"
+        record.violation_kinds[kind] = record.violation_kinds.get(kind, 0) + 1
     t0 = record.started_at
     record.decided_at = sorted(
         round(m.ts - t0, 3) for m in events if _is_decision(m) and m.ts >= t0
@@ -291,13 +297,29 @@ def _run_line(r: RunRecord, runs: int) -> str:
         timing = "no takeover"
     verdict = "clean" if r.is_clean else f"{len(r.violations)} VIOLATIONS"
     extra = "".join(f"; {n}" for n in r.notes)
-    problems = "".join(f"\n    ✗ {v}" for v in r.violations[:20])
+    problems = "".join(f"\n    ✗ {v}" for v in _examples(r.violations))
+    if r.violation_kinds:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.violation_kinds.items()))
+        problems = f"\n    violations by kind: {kinds}{problems}"
     return (
         f"[{r.scenario} {r.run}/{runs}] {r.fault or '-'}: {timing}, {r.leader_before} → "
         f"{r.leader_after or '?'}; intents {r.commands_sent} sent, {r.commands_decided} decided, "
         f"{r.commands_lost} lost, {r.commands_duplicated} twice; fencings {r.fencings}; "
         f"{verdict}{extra}{problems}"
     )
+
+
+def _examples(lines: Sequence[str], per_kind: int = 3) -> list[str]:
+    """A few violations of each kind (a line's words without digits name its kind): the
+    full list is in the JSON report, and `titan-exec verify` prints all of them."""
+    out: list[str] = []
+    count: dict[str, int] = {}
+    for line in lines:
+        key = " ".join(w for w in line.split() if not any(ch.isdigit() for ch in w))[:80]
+        count[key] = count.get(key, 0) + 1
+        if count[key] <= per_kind:
+            out.append(line)
+    return out
 
 
 def all_runs(results: Sequence[ScenarioResult]) -> list[RunRecord]:

@@ -72,6 +72,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             lease_ms=args.lease_ms,
             is_fencing_disabled=args.unsafe_disable_fencing,
             work_dir=args.work_dir,
+            # the broken build never converges (two actives): do not wait long for it
+            **({"ready_timeout_s": 15.0, "settle_s": 10.0} if args.unsafe_disable_fencing else {}),
         )
     except ValueError as err:
         print(f"titan-exec chaos: {err}", file=sys.stderr)

@@ -59,11 +59,43 @@ async def read_stream(
     """Every message of `stream` on `subject`, in stream order, up to the head as it was
     when the reading started (an ephemeral consumer that acknowledges nothing).
 
-    A fetch that times out is not the end of the stream: until every message pending when
-    the consumer was created has come, fetching goes on (a replicated stream electing a
-    new leader answers nothing for seconds); after `patience_s` it raises `CannotRead`
-    rather than return a partial stream, which would read as lost commands or decisions
-    of unknown ones. Raises nats-py's `NotFoundError` when the stream does not exist."""
+    The stream's leader says first how many messages it holds on `subject`; a read that
+    brings fewer (the consumer was served by a replica still catching up after a node
+    restart, or a fetch found no leader) is done again, and after `patience_s` it raises
+    `CannotRead` rather than return a partial stream, which would read as lost commands
+    or decisions of unknown ones. Raises nats-py's `NotFoundError` when the stream does
+    not exist."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience_s
+    while True:
+        expected = await _stored_count(js, stream, subject)
+        out = await _read_once(js, stream, subject, expected, fetch_timeout_s, deadline)
+        if len(out) >= expected:
+            return out
+        if loop.time() > deadline:
+            raise CannotRead(
+                f"{stream} ({subject}): read {len(out)} of the {expected} messages its "
+                f"leader holds, for {patience_s:.0f} s"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def _stored_count(js: JetStreamContext, stream: str, subject: str) -> int:
+    """How many messages the stream's leader holds on `subject`."""
+    if subject == ">":
+        return int((await js.stream_info(stream)).state.messages)
+    info = await js.stream_info(stream, subjects_filter=subject)
+    return sum(int(n) for n in (info.state.subjects or {}).values())
+
+
+async def _read_once(
+    js: JetStreamContext,
+    stream: str,
+    subject: str,
+    expected: int,
+    fetch_timeout_s: float,
+    deadline: float,
+) -> list[RawMsg]:
     sub = await js.pull_subscribe(
         subject,
         stream=stream,
@@ -76,17 +108,13 @@ async def read_stream(
     out: list[RawMsg] = []
     try:
         info = await sub.consumer_info()
-        expected = int(info.num_pending or 0)
-        deadline = asyncio.get_running_loop().time() + patience_s
-        while len(out) < expected:
+        pending = int(info.num_pending or 0)
+        while len(out) < pending:
             try:
                 msgs = await sub.fetch(1000, timeout=fetch_timeout_s)
             except TimeoutError:
                 if asyncio.get_running_loop().time() > deadline:
-                    raise CannotRead(
-                        f"{stream} ({subject}): read {len(out)} of {expected} messages, "
-                        f"then nothing for {patience_s:.0f} s"
-                    ) from None
+                    break  # the caller says how much was missing
                 continue
             for m in msgs:
                 meta: Any = m.metadata
@@ -99,6 +127,8 @@ async def read_stream(
                         meta.timestamp.timestamp(),
                     )
                 )
+            if len(out) >= expected and msgs and msgs[-1].metadata.num_pending == 0:
+                break
     finally:
         await sub.unsubscribe()
     return out
