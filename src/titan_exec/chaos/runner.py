@@ -241,6 +241,7 @@ async def _settle_and_check(
     js = topo.nc.jetstream()
     sent = load.sent.get(record.run, [])
     deadline = time.monotonic() + settings.settle_s
+    waited_for: set[str] = set()
     while True:
         try:
             commands, events = await _read(js)
@@ -254,10 +255,18 @@ async def _settle_and_check(
         statuses = {n: await topo.status(n) for n in NAMES}
         inspect = await topo.venue_inspect()
         report = check(commands, events, inspect, statuses)
-        is_settled = all(decided.get(s) for s in sent) and not report.unsettled()
-        if is_settled or time.monotonic() > deadline:
+        undecided = [s for s in sent if not decided.get(s)]
+        waiting = sorted({f"{v.invariant}:{v.problem}" for v in report.unsettled()})
+        waited_for |= set(waiting) | ({"decisions:undecided"} if undecided else set())
+        if not undecided and not waiting:
+            break
+        if time.monotonic() > deadline:
+            record.notes.append(f"not settled after {settings.settle_s:.0f} s: {waiting}")
             break
         await asyncio.sleep(0.5)
+    settled_s = settings.settle_s - (deadline - time.monotonic())
+    if settled_s > 5:
+        record.notes.append(f"settled after {settled_s:.0f} s (waited for: {sorted(waited_for)})")
     record.commands_sent = len(sent)
     record.commands_decided = sum(1 for s in sent if decided.get(s))
     record.commands_lost = sum(1 for s in sent if not decided.get(s))

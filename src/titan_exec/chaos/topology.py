@@ -106,6 +106,11 @@ class Topology:
                     ack_wait_s=self.settings.ack_wait_s,
                     is_armed_on_genesis=True,
                     rate_limit_ms=10,  # the simulator is local: ccxt's pace is for Binance
+                    # an order written ahead but never sent by a killed active is unknown to
+                    # the venue: declared absent after 3 s here (default 30 s) — locally, an
+                    # order not visible after 3 s was never sent (the venue faults hide
+                    # orders for 1.5 s at most)
+                    in_doubt_absent_after_ms=3000,
                 ),
                 self.work,
                 self._secrets(),

@@ -36,6 +36,8 @@ class RoleWatch:
     ns: str = "exec"
     polled: list[tuple[float, str, str]] = field(default_factory=list)
     """(Unix time, instance, role) each poll."""
+    lease_roles: list[tuple[float, str, str]] = field(default_factory=list)
+    """(Unix time, instance, role in the lease election: `lease_role`) each poll."""
     transitions: list[Transition] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sub: Any = None
@@ -73,9 +75,10 @@ class RoleWatch:
     async def _poll(self) -> None:
         while True:
             at = time.time()
-            roles = await self.topo.roles()
-            for name in NAMES:
-                self.polled.append((at, name, roles[name]))
+            docs = await asyncio.gather(*(self.topo.status(n) for n in NAMES))
+            for name, doc in zip(NAMES, docs, strict=True):
+                self.polled.append((at, name, str((doc or {}).get("role") or "down")))
+                self.lease_roles.append((at, name, str((doc or {}).get("lease_role") or "down")))
             await asyncio.sleep(POLL_S)
 
     # ---------------------------------------------------------------- reading
@@ -104,12 +107,22 @@ class RoleWatch:
         return min(seen) if seen else None
 
     def fencings(self, since: float) -> int:
-        """Changes into `fenced` after `since`, per instance, from the polls (a fenced
-        instance holds that role for a lease, and its telemetry may not get out)."""
+        """Changes into `fenced` after `since`, per instance: the lease role each poll saw
+        (an instance cut off from NATS cannot publish its transition) and the published
+        transitions (a fencing shorter than a poll)."""
         count = 0
-        previous: dict[str, str] = {}
-        for at, name, role in self.polled:
-            if at >= since and role == "fenced" and previous.get(name) != "fenced":
-                count += 1
-            previous[name] = role
+        for name in NAMES:
+            seen = sorted(
+                [(at, r) for at, n, r in self.lease_roles if n == name and at >= since]
+                + [
+                    (t.at, t.after)
+                    for t in self.transitions
+                    if t.instance == name and t.at >= since
+                ]
+            )
+            previous = ""
+            for _, role in seen:
+                if role == "fenced" and previous != "fenced":
+                    count += 1
+                previous = role
         return count

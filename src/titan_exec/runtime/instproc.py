@@ -46,6 +46,8 @@ class InstanceSettings:
     """The command consumer's ack wait (None: the service default)."""
     is_armed_on_genesis: bool = False
     rate_limit_ms: int | None = None
+    in_doubt_absent_after_ms: int | None = None
+    """When an order the venue does not know is declared never sent (None: the default)."""
     """The ccxt client's pause between venue calls (None: ccxt's own for the exchange)."""
 
     def toml(self, mode: str, state_dir: Path) -> str:
@@ -53,6 +55,11 @@ class InstanceSettings:
             "" if self.ack_wait_s is None else f"[consumer]\nack_wait_s = {self.ack_wait_s}\n"
         )
         risk = "[risk]\narm_on_genesis = true\n" if self.is_armed_on_genesis else ""
+        absent = (
+            ""
+            if self.in_doubt_absent_after_ms is None
+            else f"in_doubt_absent_after_ms = {self.in_doubt_absent_after_ms}\n"
+        )
         pace = "" if self.rate_limit_ms is None else f"rate_limit_ms = {self.rate_limit_ms}\n"
         return f"""\
 [service]
@@ -70,7 +77,7 @@ lease_ms = {self.lease_ms}
 [orders]
 ttl_ms = {self.orders_ttl_ms}
 in_doubt_query_after_ms = 200
-[venue]
+{absent}[venue]
 kind = "ccxt"
 name = "sim"
 exchange_id = "binanceusdm"
