@@ -118,6 +118,7 @@ class LocalCluster:
         form_timeout_s: float = 30.0,
         stop_timeout_s: float = 10.0,
         port_attempts: int = 3,
+        is_advertised: bool = True,
     ) -> None:
         if size < 1:
             raise ValueError(f"LocalCluster: size must be >= 1, got {size}")
@@ -132,6 +133,10 @@ class LocalCluster:
         self.form_timeout_s = form_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.port_attempts = port_attempts
+        self.is_advertised = is_advertised
+        """False: the nodes do not tell clients each other's addresses (`no_advertise`), so
+        a client reconnects only to the URLs it was given — a proxy in front of each node
+        stays in the path (the chaos matrix cuts an instance off through its proxies)."""
         self.route_ports: list[int] = []
         self.nodes: list[EmbeddedNats] = []
         self._app_password = secrets.token_hex(8)
@@ -184,7 +189,8 @@ class LocalCluster:
             f"no_auth_user: {_q(APP_USER)}\n"
             "cluster {\n"
             f"  name: {_q(self.name)}\n"
-            f"  listen: {_q(f'{bind}:{self.route_ports[i]}')}\n"
+            + ("" if self.is_advertised else "  no_advertise: true\n")
+            + f"  listen: {_q(f'{bind}:{self.route_ports[i]}')}\n"
             f"  routes: [\n{routes}\n  ]\n"
             "}\n"
         )
