@@ -328,3 +328,27 @@ def test_service_does_not_import_matplotlib() -> None:
     ).read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert not [line for line in top_level if "matplotlib" in line]
+
+
+def test_compact_roles_keeps_first_changes_and_last() -> None:
+    from titan_exec.chaos.model import compact_roles
+
+    samples = [
+        RoleSample(0.0, "a", "active"),
+        RoleSample(0.0, "b", "standby"),
+        RoleSample(0.1, "a", "active"),
+        RoleSample(0.1, "b", "standby"),
+        RoleSample(0.2, "a", "down"),
+        RoleSample(0.2, "b", "active"),
+        RoleSample(0.3, "a", "down"),
+        RoleSample(0.3, "b", "active"),
+        RoleSample(0.4, "b", "active"),
+    ]
+    assert compact_roles(samples) == [
+        RoleSample(0.0, "a", "active"),
+        RoleSample(0.0, "b", "standby"),
+        RoleSample(0.2, "a", "down"),
+        RoleSample(0.2, "b", "active"),
+        RoleSample(0.3, "a", "down"),
+        RoleSample(0.4, "b", "active"),
+    ]

@@ -21,6 +21,19 @@ class RoleSample:
     role: str
 
 
+def compact_roles(samples: Sequence[RoleSample]) -> list[RoleSample]:
+    """The same timeline with repeats dropped: per instance its first sample, each change
+    and its last sample (the role is a step function: nothing is lost)."""
+    last_index = {s.instance: i for i, s in enumerate(samples)}
+    previous: dict[str, str] = {}
+    out: list[RoleSample] = []
+    for i, s in enumerate(samples):
+        if previous.get(s.instance) != s.role or last_index[s.instance] == i:
+            out.append(s)
+        previous[s.instance] = s.role
+    return out
+
+
 @dataclass(slots=True)
 class RunRecord:
     scenario: str
@@ -63,6 +76,13 @@ class RunRecord:
     decided_at: list[float] = field(default_factory=list)
     """When each decision of the run landed in the stream (server time)."""
     notes: list[str] = field(default_factory=list)
+
+    def first_decision_after_takeover_ms(self) -> float | None:
+        """Fault → the first decision stored after the takeover (the new active deciding)."""
+        if self.fault_at is None or self.takeover_at is None:
+            return None
+        after = [t for t in self.decided_at if t >= self.takeover_at]
+        return round((min(after) - self.fault_at) * 1000, 1) if after else None
 
     @property
     def is_clean(self) -> bool:

@@ -285,6 +285,7 @@ async def _settle_and_check(
     record.decided_at = sorted(
         round(m.ts - t0, 3) for m in events if _is_decision(m) and m.ts >= t0
     )
+    record.first_decision_ms = record.first_decision_after_takeover_ms()
 
 
 def _is_decision(m: RawMsg) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from titan_exec.chaos.model import RoleSample
+from titan_exec.chaos.model import RoleSample, compact_roles
 from titan_exec.chaos.topology import NAMES, Topology
 
 POLL_S = 0.05
@@ -89,7 +89,7 @@ class RoleWatch:
         out += [
             RoleSample(round(tr.at - since, 3), tr.instance, tr.after) for tr in self.transitions
         ]
-        return sorted(out, key=lambda s: (s.t, s.instance))
+        return compact_roles(sorted(out, key=lambda s: (s.t, s.instance)))
 
     def first_active_after(self, t: float, *, other_than: str | None = None) -> float | None:
         """The first moment after `t` an instance (not `other_than`) became active: its
