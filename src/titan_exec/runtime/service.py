@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,8 +378,8 @@ class Service:
             self.runner.may_write_venue = self.venue_gate
         await self.runner.recover()
         await self._subscribe_rpcs()
-        self._tasks.append(asyncio.create_task(self.runner.track(), name="order-tracker"))
-        self._tasks.append(asyncio.create_task(self._truth_loop(), name="truth"))
+        self._tasks.append(self._leader_task(self.runner.track(), "order-tracker"))
+        self._tasks.append(self._leader_task(self._truth_loop(), "truth"))
         self.intake = CommandIntake(
             cfg=self.cfg,
             js=self.js,
@@ -394,7 +394,7 @@ class Service:
             on_fatal=self._on_log_broken,
         )
         self.intake.psub = self._take_command_sub()
-        self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
+        self._tasks.append(self._leader_task(self.intake.run(), "intake"))
         self.role = "active"
         self.health.is_ready = True
         self.metrics.ready.set(1)
@@ -562,6 +562,26 @@ class Service:
         self.health.is_ready = False
         if self._stop_task is None:
             self._stop_task = asyncio.ensure_future(self._stop())
+
+    def _leader_task(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """One of the active's tasks (order tracking, truth, intake). It ends when cancelled
+        (stand-down, stop) or, for the intake, when closed. Ending with an exception is a
+        programming error or a failure nothing handled: an active that silently stopped
+        tracking its orders or reading commands is worse than a failover, so the instance
+        logs the traceback and stops (fatal: `/ready` fails; in a pair the lease is released
+        and the standby takes over; a supervisor restarts this one, which rejoins)."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._on_leader_task_done)
+        return task
+
+    def _on_leader_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.health.is_stopping:
+            return
+        err = task.exception()
+        if err is None:
+            return
+        log.critical("leader task %s failed", task.get_name(), exc_info=err)
+        self._fatal(f"leader task {task.get_name()} failed: {err!r}")
 
     def _on_log_broken(self, reason: str) -> None:
         """An event write failed: the state may be ahead of the stream. In a pair the
