@@ -31,7 +31,7 @@ from nats.js import JetStreamContext
 
 from titan_exec.adapters.nats.connect import ConnectionEvent, NatsSettings
 from titan_exec.adapters.nats.connect import connect as connect_nats
-from titan_exec.adapters.nats.eventlog import EventLog, genesis_event
+from titan_exec.adapters.nats.eventlog import EventLog, EventLogBroken, genesis_event
 from titan_exec.adapters.nats.fence import last_subject_msg, last_subject_seq, marker_headers
 from titan_exec.adapters.nats.follow import EventFollower, replay_stream
 from titan_exec.adapters.nats.lease import monotonic_ms
@@ -580,8 +580,15 @@ class Service:
         err = task.exception()
         if err is None:
             return
+        reason = f"leader task {task.get_name()} failed: {err!r}"
+        if isinstance(err, EventLogBroken):
+            # an event write failed (NATS lost a stream leader, ...): the known path — in a
+            # pair fence and rebuild from the stream, alone stop
+            log.warning("%s", reason)
+            self._on_log_broken(reason)
+            return
         log.critical("leader task %s failed", task.get_name(), exc_info=err)
-        self._fatal(f"leader task {task.get_name()} failed: {err!r}")
+        self._fatal(reason)
 
     def _on_log_broken(self, reason: str) -> None:
         """An event write failed: the state may be ahead of the stream. In a pair the
