@@ -122,7 +122,7 @@ async def _run_scenario(
                         result.runs.append(record)
                         say(_run_line(record, settings.runs))
                         run += 1
-                        if record.notes and record.notes[-1].startswith("harness:"):
+                        if any(n.startswith("harness:") for n in record.notes):
                             break  # rebuild the topology for the next run
                 finally:
                     await load.close()
