@@ -86,16 +86,21 @@ class RunRecord:
 
     @property
     def is_clean(self) -> bool:
-        return not (
-            self.commands_lost
-            or self.commands_duplicated
-            or self.venue_duplicates
-            or self.hash_mismatches
-            or self.violations
-        )
+        return _is_clean(self)
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _is_clean(r: RunRecord | ScenarioRow) -> bool:
+    """Nothing lost, nothing twice, no mismatch, no violation (a run or a scenario's sums)."""
+    return not (
+        r.commands_lost
+        or r.commands_duplicated
+        or r.venue_duplicates
+        or r.hash_mismatches
+        or r.violations
+    )
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -149,13 +154,7 @@ class ScenarioRow:
 
     @property
     def is_clean(self) -> bool:
-        return not (
-            self.commands_lost
-            or self.commands_duplicated
-            or self.venue_duplicates
-            or self.hash_mismatches
-            or self.violations
-        )
+        return _is_clean(self)
 
     @staticmethod
     def of(scenario: str, runs: Sequence[RunRecord]) -> ScenarioRow:
