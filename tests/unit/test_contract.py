@@ -19,6 +19,7 @@ from titan_exec.core.events import (
     OrderExpired,
     OrderRejected,
     SeenNonce,
+    StateCompacted,
     event_id,
 )
 from titan_exec.core.model import ClientOrderId, Side
@@ -52,6 +53,7 @@ EVERY_EVENT: list[Event] = [
     OrderRejected(**REF, reason="venue: margin"),
     OrderExpired(**REF),
     filled("c1", "t1", qty="0.1", price="50000.5", fee="2.0002"),
+    StateCompacted(ts_ms=9, cmd_floor=3, orders_before_ms=5, fills_before_ms=6),
 ]
 
 

@@ -166,7 +166,7 @@ def _decide_place(
     seen: list[SeenNonce],
 ) -> Decision:
     now = market.now_ms
-    if cmd.seq in state.decided_cmds:
+    if state.is_decided(cmd.seq):
         return Decision(is_duplicate=True, summary=f"cmd {cmd.seq} already decided")
     policy = state.policy
     if policy is None:
@@ -322,7 +322,7 @@ def _decide_control(
     nonces: NonceCache,
     seen: list[SeenNonce],
 ) -> Decision:
-    if cmd.seq in state.decided_cmds:
+    if state.is_decided(cmd.seq):
         return Decision(is_duplicate=True, summary=f"cmd {cmd.seq} already decided")
 
     def refuse(code: str, message: str, intent_id: str = "N/A") -> Decision:

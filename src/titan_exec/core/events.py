@@ -150,6 +150,24 @@ class OrderFilled(_Event, frozen=True, kw_only=True, tag="order.filled"):
     dex_proof: None = None
 
 
+class StateCompacted(_Event, frozen=True, kw_only=True, tag="state.compacted"):
+    """The active prunes closed history it no longer needs, so that the state (and its
+    snapshot) depends on the trading rate over a horizon, not on the length of history.
+    Both instances fold the same explicit bounds, so a difference in their clocks or
+    configuration cannot make them drift.
+
+    - commands below ``cmd_floor`` count as decided (every one was acknowledged after its
+      decision was durable); the set of decided command sequences keeps those above it;
+    - terminal orders decided before ``orders_before_ms`` are dropped (open orders stay,
+      whatever their age), and with them the signal ids whose orders are all gone;
+    - venue trade ids older than ``fills_before_ms`` are dropped: a trade older than that
+      is never applied again (the venue adapters never re-read so far back)."""
+
+    cmd_floor: int
+    orders_before_ms: int
+    fills_before_ms: int
+
+
 OrderEvent = (
     OrderAccepted
     | OrderSubmitted
@@ -159,7 +177,7 @@ OrderEvent = (
     | OrderRejected
     | OrderExpired
 )
-Event = Genesis | IntentDecided | ControlDecided | OrderEvent | OrderFilled
+Event = Genesis | IntentDecided | ControlDecided | OrderEvent | OrderFilled | StateCompacted
 
 EVENT_TYPES: tuple[type[Any], ...] = (
     Genesis,
@@ -173,6 +191,7 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     OrderRejected,
     OrderExpired,
     OrderFilled,
+    StateCompacted,
 )
 
 
@@ -203,3 +222,5 @@ def event_id(event: Event) -> str:
             return f"{event.client_order_id}:rejected"
         case OrderExpired():
             return f"{event.client_order_id}:expired"
+        case StateCompacted():
+            return f"compacted:{event.cmd_floor}:{event.orders_before_ms}:{event.fills_before_ms}"

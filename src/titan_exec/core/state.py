@@ -10,12 +10,8 @@ owned by exactly one writer. Nothing else mutates it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
-from typing import Any
-
-import msgspec
 
 from titan_exec.core import orders as om
 from titan_exec.core.events import (
@@ -31,6 +27,7 @@ from titan_exec.core.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    StateCompacted,
 )
 from titan_exec.core.model import DECIMAL_CONTEXT, ZERO, ClientOrderId, ControlAction, day_of
 from titan_exec.core.orders import Order
@@ -53,8 +50,12 @@ class State:
     open_orders: dict[PositionKey, set[ClientOrderId]] = field(default_factory=dict)
     positions: dict[PositionKey, Position] = field(default_factory=dict)
     decided_cmds: set[int] = field(default_factory=set)
+    """Decided command sequences at or above `cmd_floor` (below it every one counts)."""
+    cmd_floor: int = 0
     accepted_signals: dict[str, tuple[ClientOrderId, ...]] = field(default_factory=dict)
-    seen_fills: set[tuple[str, str]] = field(default_factory=set)
+    seen_fills: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(venue, trade id) -> exchange time of the trades applied, down to `fills_floor_ms`."""
+    fills_floor_ms: int = 0
     daily_realized: dict[int, Decimal] = field(default_factory=dict)
     recent_trades: list[ClosedTrade] = field(default_factory=list)
     trade_count: int = 0
@@ -77,6 +78,13 @@ class State:
 
     def realized_on(self, day: int) -> Decimal:
         return self.daily_realized.get(day, ZERO)
+
+    def is_decided(self, cmd_seq: int) -> bool:
+        return cmd_seq < self.cmd_floor or cmd_seq in self.decided_cmds
+
+    def is_fill_seen(self, venue: str, trade_id: str, t_exchange: int) -> bool:
+        """Applied already, or older than the compacted trade ids (never applied again)."""
+        return t_exchange < self.fills_floor_ms or (venue, trade_id) in self.seen_fills
 
 
 def apply(state: State, event: Event) -> State:
@@ -125,6 +133,8 @@ def _step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
             _put(state, om.apply_lifecycle(order, event))
         case OrderFilled():
             closed = _apply_fill(state, event)
+        case StateCompacted():
+            _compact(state, event)
     return state, closed
 
 
@@ -163,11 +173,33 @@ def _apply_control(state: State, event: ControlDecided) -> None:
     # FLATTEN acts through the orders it created (their own events).
 
 
+def _compact(state: State, ev: StateCompacted) -> None:
+    if ev.cmd_floor > state.cmd_floor:
+        state.cmd_floor = ev.cmd_floor
+        state.decided_cmds = {s for s in state.decided_cmds if s >= ev.cmd_floor}
+    dropped = [
+        coid
+        for coid, order in state.orders.items()
+        if order.status.is_terminal and order.t_decision < ev.orders_before_ms
+    ]
+    for coid in dropped:
+        del state.orders[coid]
+    if dropped:
+        state.accepted_signals = {
+            sid: coids
+            for sid, coids in state.accepted_signals.items()
+            if any(c in state.orders for c in coids)
+        }
+    if ev.fills_before_ms > state.fills_floor_ms:
+        state.fills_floor_ms = ev.fills_before_ms
+        state.seen_fills = {k: t for k, t in state.seen_fills.items() if t >= ev.fills_before_ms}
+
+
 def _apply_fill(state: State, fill: OrderFilled) -> ClosedTrade | None:
     key = (fill.venue, fill.execution_id)
-    if key in state.seen_fills:
-        return None  # duplicate venue trade: ignored
-    state.seen_fills.add(key)
+    if state.is_fill_seen(fill.venue, fill.execution_id, fill.t_exchange):
+        return None  # duplicate venue trade (or older than the compacted ids): ignored
+    state.seen_fills[key] = fill.t_exchange
     order = state.orders.get(fill.client_order_id)
     if order is None:
         state.anomalies += 1
@@ -208,23 +240,10 @@ def replay(events: list[Event]) -> State:
     return state
 
 
-def _canonical_view(state: State) -> dict[str, Any]:
-    return {
-        "policy_hash": state.policy.hash if state.policy else None,
-        "is_armed": state.is_armed,
-        "is_halted": state.is_halted,
-        "orders": {k: state.orders[k] for k in sorted(state.orders)},
-        "positions": [state.positions[k] for k in sorted(state.positions)],
-        "decided_cmds": sorted(state.decided_cmds),
-        "accepted_signals": {k: state.accepted_signals[k] for k in sorted(state.accepted_signals)},
-        "seen_fills": sorted(state.seen_fills),
-        "daily_realized": {str(k): state.daily_realized[k] for k in sorted(state.daily_realized)},
-        "trade_count": state.trade_count,
-        "anomalies": state.anomalies,
-    }
-
-
 def state_hash(state: State) -> str:
-    """SHA-256 over a canonical encoding of everything the state holds."""
-    blob = msgspec.json.encode(_canonical_view(state), order="deterministic")
-    return hashlib.sha256(blob).hexdigest()
+    """SHA-256 over the canonical snapshot lines of everything the fold decides
+    (`core/snapshot.py`, hash version 2): two instances that folded the same events have
+    the same hash, and a snapshot's hash is checked against its own lines on load."""
+    from titan_exec.core.snapshot import hash_state  # the snapshot codec builds on State
+
+    return hash_state(state)

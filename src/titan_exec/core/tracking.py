@@ -25,7 +25,7 @@ from titan_exec.core.state import State
 
 def fill_event(state: State, fill: FillReport, *, account: str, now_ms: int) -> OrderFilled | None:
     """The event for a venue fill, or None when that trade was applied already."""
-    if (fill.venue, fill.trade_id) in state.seen_fills:
+    if state.is_fill_seen(fill.venue, fill.trade_id, fill.ts_ms):
         return None
     order = state.orders.get(fill.client_order_id)
     if order is not None:

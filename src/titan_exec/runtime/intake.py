@@ -246,7 +246,7 @@ class CommandIntake:
                 await p.msg.nak(delay=1.0)
 
     def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
-        if cmd.seq in self.log.state.decided_cmds:
+        if self.log.state.is_decided(cmd.seq):
             return Decision(is_duplicate=True)
         refusal = decide_mod.Refusal("unknown_command", f"no handler for subject {cmd.subject}")
         ev = IntentDecided(

@@ -139,8 +139,8 @@ class CommandShadow:
             await self._ack_decided()
 
     async def _ack_decided(self) -> None:
-        decided = self._state().decided_cmds
-        for seq in [s for s in self._held if s in decided]:
+        state = self._state()
+        for seq in [s for s in self._held if state.is_decided(s)]:
             msg = self._held.pop(seq)
             try:
                 await msg.ack()
