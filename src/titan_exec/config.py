@@ -158,6 +158,36 @@ class TruthConfig:
 
 
 @dataclass(frozen=True)
+class SnapshotsConfig:
+    """State snapshots (ha-protocol.md §8): the active writes one every `every_events`
+    events or `every_ms`, whichever comes first; a standby compares its hash at each one
+    (drift), and a start loads the newest and replays only the tail."""
+
+    enabled: bool = True
+    every_events: int = 10_000
+    every_ms: int = 60_000
+    keep: int = 3
+    """Snapshots kept in the bucket (the newest ones); the others are deleted."""
+    bucket: str = "TITAN_EXEC_SNAPSHOTS"
+    max_bucket_bytes: int = -1
+    """-1: unlimited. A full bucket fails the snapshot write loudly (never drops one)."""
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How much history the state and the stream keep."""
+
+    horizon_ms: int = 86_400_000
+    """Closed orders (and their signal ids, the duplicate-signal guard) and venue trade
+    ids are compacted out of the state this long after their decision / trade. Orders
+    still open are kept whatever their age."""
+    compact: bool = True
+    purge: bool = False
+    """Purge the service's own event subjects of `TITAN_EVT` below the oldest snapshot kept
+    (the epoch subject and other services' subjects are never purged)."""
+
+
+@dataclass(frozen=True)
 class HaConfig:
     enabled: bool = False
     """Lease election in JetStream KV (ha-protocol.md §3); off: `service.mode` decides."""
@@ -185,6 +215,8 @@ class Config:
     venue: VenueConfig = field(default_factory=VenueConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
+    snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     ha: HaConfig = field(default_factory=HaConfig)
     is_unsafe_fencing_disabled: bool = field(
         default=False, metadata={"env_only": UNSAFE_DISABLE_FENCING_ENV}
@@ -401,6 +433,30 @@ def is_fencing_disabled_by(env: Mapping[str, str]) -> bool:
     return value == "1"
 
 
+MIN_HORIZON_MS = 3_600_000
+"""The ccxt venue re-reads trades up to an hour back after a start: a trade id must be
+remembered longer than that (and than any signed command's timestamp tolerance)."""
+
+
+def _validate_snapshots(cfg: Config) -> None:
+    sn, rt = cfg.snapshots, cfg.retention
+    if sn.every_events < 1:
+        raise ConfigError(f"snapshots.every_events: must be >= 1, got {sn.every_events}")
+    if sn.every_ms < 100:
+        raise ConfigError(f"snapshots.every_ms: must be >= 100, got {sn.every_ms}")
+    if sn.keep < 1:
+        raise ConfigError(f"snapshots.keep: must be >= 1, got {sn.keep}")
+    if not _TOKEN.match(sn.bucket):
+        raise ConfigError(f"snapshots.bucket: letters, digits, _ and - only, got {sn.bucket!r}")
+    if rt.purge and not sn.enabled:
+        raise ConfigError("retention.purge: needs snapshots.enabled (nothing else can rebuild)")
+    if rt.purge and sn.keep < 2:
+        raise ConfigError("retention.purge: needs snapshots.keep >= 2 (a fallback snapshot)")
+    floor = max(MIN_HORIZON_MS, 2 * cfg.security.timestamp_tolerance_s * 1000)
+    if rt.horizon_ms < floor:
+        raise ConfigError(f"retention.horizon_ms: must be >= {floor}, got {rt.horizon_ms}")
+
+
 def validate(cfg: Config, *, require_secret: bool = True) -> None:
     s, n, sec, h, r, o = cfg.service, cfg.nats, cfg.security, cfg.http, cfg.risk, cfg.orders
     if not _TOKEN.match(s.namespace):
@@ -461,6 +517,7 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError(
             "orders.in_doubt_absent_after_ms: must exceed orders.in_doubt_query_after_ms"
         )
+    _validate_snapshots(cfg)
     if cfg.venue.kind not in ("paper", "ccxt"):
         raise ConfigError(f"venue.kind: unknown venue kind {cfg.venue.kind!r} (known: paper, ccxt)")
     if cfg.venue.kind == "ccxt":

@@ -88,9 +88,7 @@ class World:
         return f"http://127.0.0.1:{self.inst.http.port}"
 
     async def decided(self, seq: int, timeout_s: float = 10.0) -> None:
-        await wait_for(
-            lambda: seq in self.svc.state.decided_cmds, f"decision of cmd {seq}", timeout_s
-        )
+        await wait_for(lambda: self.svc.state.is_decided(seq), f"decision of cmd {seq}", timeout_s)
 
     async def publish_raw(self, data: bytes, *, subject: str | None = None, msg_id: str) -> int:
         ack = await self.js.publish(

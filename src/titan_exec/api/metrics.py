@@ -153,6 +153,40 @@ class Metrics:
             registry=r,
         )
 
+        self.checkpoints = Counter(
+            "titan_exec_checkpoints_total",
+            "Checkpoints: written (active); matched or drifted (standby)",
+            ["result"],
+            registry=r,
+        )
+        self.snapshot_seconds = Histogram(
+            "titan_exec_snapshot_seconds",
+            "Snapshot work by phase (capture, hash, write, load, tail)",
+            ["phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.snapshot_bytes = Gauge(
+            "titan_exec_snapshot_bytes", "Size of the last snapshot written or loaded", registry=r
+        )
+        self.drift_alarm = Gauge(
+            "titan_exec_drift_alarm",
+            "1 while this standby's state differs from the active's at a checkpoint "
+            "(it is ineligible for automatic promotion)",
+            registry=r,
+        )
+        self.drift_detected = Counter(
+            "titan_exec_drift_detected_total",
+            "Checkpoints at which this standby's hash differed from the active's",
+            registry=r,
+        )
+        self.startup_seconds = Gauge(
+            "titan_exec_startup_seconds",
+            "Last start-up (or rebuild) by phase: snapshot load, tail replay, total",
+            ["phase"],
+            registry=r,
+        )
+
     def set_role(self, role: str) -> None:
         for name in ("standby", "candidate", "promoting", "active", "draining", "fenced"):
             self.role.labels(name).set(1 if name == role else 0)

@@ -43,7 +43,7 @@ CHUNK = 1000
 """Entries per line: one line is a few milliseconds of encoding at most."""
 
 Nonce = tuple[str, str, int]
-"""(key id, nonce, signed timestamp ms) of a replay-cache entry."""
+"""(key id, nonce, expiry ms) of a replay-cache entry."""
 
 
 class SnapshotError(ValueError):
@@ -67,6 +67,7 @@ class StateView:
     accepted_signals: dict[str, tuple[ClientOrderId, ...]]
     seen_fills: dict[tuple[str, str], int]
     fills_floor_ms: int
+    orders_floor_ms: int
     daily_realized: dict[int, Decimal]
     recent_trades: tuple[ClosedTrade, ...]
     trade_count: int
@@ -87,6 +88,7 @@ def capture(state: State) -> StateView:
         accepted_signals=dict(state.accepted_signals),
         seen_fills=dict(state.seen_fills),
         fills_floor_ms=state.fills_floor_ms,
+        orders_floor_ms=state.orders_floor_ms,
         daily_realized=dict(state.daily_realized),
         recent_trades=tuple(state.recent_trades),
         trade_count=state.trade_count,
@@ -107,6 +109,7 @@ class FlagsLine(_Line, frozen=True, tag="flags"):
     is_halted: bool
     cmd_floor: int
     fills_floor_ms: int
+    orders_floor_ms: int
     trade_count: int
     anomalies: int
 
@@ -207,6 +210,7 @@ def iter_hashed_lines(view: StateView) -> Iterator[bytes]:
             is_halted=view.is_halted,
             cmd_floor=view.cmd_floor,
             fills_floor_ms=view.fills_floor_ms,
+            orders_floor_ms=view.orders_floor_ms,
             trade_count=view.trade_count,
             anomalies=view.anomalies,
         )
@@ -348,6 +352,7 @@ def _restore_line(state: State, nonces: list[Nonce], line: AnyLine) -> None:
             state.is_halted = line.is_halted
             state.cmd_floor = line.cmd_floor
             state.fills_floor_ms = line.fills_floor_ms
+            state.orders_floor_ms = line.orders_floor_ms
             state.trade_count = line.trade_count
             state.anomalies = line.anomalies
         case PolicyLine():

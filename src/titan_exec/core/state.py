@@ -56,6 +56,8 @@ class State:
     seen_fills: dict[tuple[str, str], int] = field(default_factory=dict)
     """(venue, trade id) -> exchange time of the trades applied, down to `fills_floor_ms`."""
     fills_floor_ms: int = 0
+    orders_floor_ms: int = 0
+    """Closed orders decided before this were compacted away (with their signal ids)."""
     daily_realized: dict[int, Decimal] = field(default_factory=dict)
     recent_trades: list[ClosedTrade] = field(default_factory=list)
     trade_count: int = 0
@@ -177,6 +179,7 @@ def _compact(state: State, ev: StateCompacted) -> None:
     if ev.cmd_floor > state.cmd_floor:
         state.cmd_floor = ev.cmd_floor
         state.decided_cmds = {s for s in state.decided_cmds if s >= ev.cmd_floor}
+    state.orders_floor_ms = max(state.orders_floor_ms, ev.orders_before_ms)
     dropped = [
         coid
         for coid, order in state.orders.items()

@@ -357,5 +357,5 @@ class HaDriver:
         while True:
             follower = self.service.follower
             is_caught_up = follower is not None and await follower.is_at_head()
-            self.put(ld.ShadowReported(is_caught_up, False, monotonic_ms()))
+            self.put(ld.ShadowReported(is_caught_up, self.service.drift.has_alarm, monotonic_ms()))
             await asyncio.sleep(self.timing.renew_interval_ms / 1000)

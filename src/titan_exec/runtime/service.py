@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from titan_exec.adapters.nats.eventlog import EventLog, EventLogBroken, genesis_
 from titan_exec.adapters.nats.fence import last_subject_msg, last_subject_seq, marker_headers
 from titan_exec.adapters.nats.follow import EventFollower, replay_stream
 from titan_exec.adapters.nats.lease import monotonic_ms
+from titan_exec.adapters.nats.snapshots import SnapshotStore
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.adapters.venue.base import Venue
 from titan_exec.api.metrics import Metrics
@@ -44,13 +45,17 @@ from titan_exec.core.events import ControlDecided, Event, IntentDecided
 from titan_exec.core.leadership import WriteRejected
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
+from titan_exec.core.snapshot import Restored, restore
 from titan_exec.core.state import State
 from titan_exec.runtime import views
+from titan_exec.runtime.checkpoint import CheckpointWriter
+from titan_exec.runtime.drift import DriftMonitor
 from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.shadow import CommandShadow, bind_command_consumer
+from titan_exec.wire.contract import is_state_subject
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
@@ -90,6 +95,13 @@ class Health:
     is_stopping: bool = False
     fatal: str | None = None
     replayed_events: int = 0
+    snapshot_seq: int = 0
+    """The watermark of the snapshot the last start (or rebuild) loaded; 0: none."""
+    startup_ms: dict[str, int] = field(default_factory=dict)
+
+
+class HistoryGap(RuntimeError):
+    """The stream no longer holds the whole history and no snapshot covers the gap."""
 
 
 def _marker_token(data: bytes) -> str | None:
@@ -164,6 +176,9 @@ class Service:
         self._equity_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._stop_task: asyncio.Future[None] | None = None
+        self.snapshot_store: SnapshotStore | None = None
+        self.checkpoints: CheckpointWriter | None = None
+        self.drift = DriftMonitor(self)
 
     # --- state access -----------------------------------------------------------------
 
@@ -198,6 +213,16 @@ class Service:
             replicas=self.cfg.nats.replicas,
             duplicate_window_s=self.cfg.nats.duplicate_window_s,
         )
+        if self.cfg.snapshots.enabled:
+            self.snapshot_store = SnapshotStore(
+                self.js,
+                ns=self.cfg.service.namespace,
+                shard=self.cfg.service.shard,
+                bucket=self.cfg.snapshots.bucket,
+            )
+            await self.snapshot_store.ensure(
+                replicas=self.cfg.nats.replicas, max_bytes=self.cfg.snapshots.max_bucket_bytes
+            )
         await self._rebuild(say)
         await self._subscribe()
         await self._refresh_equity()
@@ -218,20 +243,49 @@ class Service:
             return
         await self.take_over()
 
-    async def _rebuild(self, say: Callable[[str], None]) -> None:
-        """The state as a fold of the whole event stream, and the writer over it (idle
-        until an epoch is set). The replay cache is rebuilt from the same decisions."""
+    async def _rebuild(self, say: Callable[[str], None], *, snapshot: str | None = None) -> None:
+        """The state as the newest usable snapshot (`snapshot` first, when named) plus the
+        tail of the event stream after its watermark, or as a fold of the whole stream when
+        there is no snapshot; and the writer over it (idle until an epoch is set). The
+        replay cache comes back from the snapshot and the decisions of the tail."""
         assert self.js is not None and self.nc is not None
-        say("replaying the event stream")
+        began = time.perf_counter()
         self.nonces = NonceCache(window_ms=self.cfg.security.timestamp_tolerance_s * 1000)
+        restored = await self._load_snapshot(say, prefer=snapshot)
+        loaded = time.perf_counter()
+        if restored is not None:
+            state, start = restored.state, restored.header.watermark_seq
+            now = self.clock()
+            for key_id, nonce, expiry in restored.nonces:
+                self.nonces.restore(key_id, nonce, expiry, now)
+            say(f"snapshot at seq {start} loaded ({state.event_count} events); replaying the tail")
+        else:
+            await self._check_history_complete()
+            state, start = State(), 1
+            say("replaying the event stream")
+        counted = state.event_count
         state, last = await replay_stream(
             self.js,
             stream="TITAN_EVT",
             ns=self.cfg.service.namespace,
+            state=state,
+            start_seq=start,
             on_event=self._remember_nonce,
         )
-        self.health.replayed_events = state.event_count
-        say(f"state rebuilt from {state.event_count} events (stream seq {last})")
+        done = time.perf_counter()
+        self.health.replayed_events = state.event_count - counted
+        self.health.snapshot_seq = start if restored is not None else 0
+        self.health.startup_ms = {
+            "snapshot": round((loaded - began) * 1000),
+            "tail": round((done - loaded) * 1000),
+            "total": round((done - began) * 1000),
+        }
+        for phase, ms in self.health.startup_ms.items():
+            self.metrics.startup_seconds.labels(phase).set(ms / 1000)
+        say(
+            f"state rebuilt: {state.event_count} events, {self.health.replayed_events} replayed "
+            f"from the stream (seq {start}..{last}) in {self.health.startup_ms['total']} ms"
+        )
         self.events = EventLog(
             self.nc,
             state,
@@ -245,16 +299,64 @@ class Service:
         )
         self.events.last_seq = last
 
+    async def _load_snapshot(
+        self, say: Callable[[str], None], *, prefer: str | None
+    ) -> Restored | None:
+        """The newest snapshot that reads back whole and matches its hash (a damaged one is
+        logged and the next older one tried); None when there is none. Every snapshot in
+        the store covers the stream after it: a purge only ever trims below the oldest
+        snapshot kept (`runtime/checkpoint.py`)."""
+        store = self.snapshot_store
+        if store is None:
+            return None
+        listed = await store.newest_first()
+        names = [prefer] if prefer else []
+        names += [s.name for s in listed if s.name != prefer]
+        for name in names:
+            try:
+                data = await store.get(name)
+                restored = restore(data)
+            except Exception as err:  # SnapshotError, SnapshotStoreError, a lost connection
+                log.warning("snapshot %s not usable (%s); trying an older one", name, err)
+                continue
+            h = restored.header
+            if (h.ns, h.shard) != (self.cfg.service.namespace, self.cfg.service.shard):
+                log.warning("snapshot %s is of %s/%s: skipped", name, h.ns, h.shard)
+                continue
+            self.metrics.snapshot_bytes.set(len(data))
+            return restored
+        if names:
+            say(f"none of {len(names)} snapshot(s) usable: the whole stream is replayed")
+        return None
+
+    async def _check_history_complete(self) -> None:
+        """A replay from the start needs the start: when our events were purged (no
+        genesis, yet later events exist) and no snapshot covers them, refuse to start
+        rather than rebuild a state without its history (a new genesis would follow)."""
+        assert self.js is not None
+        ns = self.cfg.service.namespace
+        info = await self.js.stream_info("TITAN_EVT", subjects_filter=f"titan.evt.{ns}.>")
+        subjects = info.state.subjects or {}
+        has_state = any(is_state_subject(s, ns) for s in subjects)
+        if has_state and f"titan.evt.{ns}.genesis.v1" not in subjects:
+            raise HistoryGap(
+                f"the event stream of namespace {ns} no longer starts at its genesis "
+                "(purged) and no snapshot is usable: refusing to rebuild a partial state; "
+                f"restore a snapshot into {self.cfg.snapshots.bucket}"
+            )
+
     async def _follow(self, say: Callable[[str], None]) -> None:
         """Hot standby: fold new events as they land; no venue writes."""
         assert self.js is not None and self.events is not None
         last = self.events.last_seq
+        self.drift.reset()
         self.follower = EventFollower(
             self.js,
             self.events.state,
             ns=self.cfg.service.namespace,
             after_seq=last,
             on_event=self._remember_nonce,
+            on_other=self._on_followed_message,
         )
         with contextlib.suppress(Exception):  # display only: the follower updates it
             self.follower.newest_epoch = await last_subject_seq(
@@ -274,6 +376,51 @@ class Service:
         self.health.is_ready = True
         self.metrics.ready.set(1)
         say(f"hot standby: following the event stream from seq {last}; no venue writes")
+
+    def _on_followed_message(self, subject: str, data: bytes, seq: int) -> None:
+        if subject == self.subjects.checkpoint(self.cfg.service.shard):
+            self.drift.on_checkpoint(seq)
+        elif subject == self.subjects.truth:
+            self.drift.on_truth(data)
+
+    async def rebuild_standby(self, reason: str, *, snapshot: str | None) -> None:
+        """Throw the standby's state away and rebuild it (drift): from `snapshot` (one this
+        standby matched) or the newest usable one, plus the tail; then follow again. The
+        command shadow stops meanwhile (it must not acknowledge by a wrong state)."""
+        if self.role != "standby":
+            return
+        self.health.is_ready = False
+        log.warning("rebuilding the standby state (%s)", reason)
+        if self.shadow is not None:
+            self._command_sub = await self.shadow.stop(hand_over=True)
+            self.shadow = None
+        if self.follower is not None:
+            await self.follower.stop()
+            self.follower = None
+        while True:
+            try:
+                await self._rebuild(self._say, snapshot=snapshot)
+                await self._follow(self._say)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("standby rebuild failed (%r); retrying", err)
+                await asyncio.sleep(REBUILD_RETRY_S)
+        self._say(f"standby rebuilt after: {reason}")
+
+    async def publish_drift(self, doc: dict[str, Any]) -> None:
+        if self.nc is None or self.nc.is_closed:
+            return
+        with contextlib.suppress(Exception):
+            await self.nc.publish(
+                self.subjects.drift(self.cfg.service.instance_id), json.dumps(doc).encode()
+            )
+
+    def publish_truth(self) -> None:
+        if self.events is None or self.events.is_broken:
+            return
+        self.events.publish(self.subjects.truth, json.dumps(self.truth_doc()).encode())
 
     async def stand_down(self, reason: str) -> None:
         """FENCED → STANDBY without leaving the process (ha-protocol.md §2, §9): every venue
@@ -379,6 +526,8 @@ class Service:
         await self.runner.recover()
         await self._subscribe_rpcs()
         self._tasks.append(self._leader_task(self.runner.track(), "order-tracker"))
+        self.checkpoints = CheckpointWriter(self, self.snapshot_store)
+        self._tasks.append(self._leader_task(self.checkpoints.run(), "checkpoints"))
         self._tasks.append(self._leader_task(self._truth_loop(), "truth"))
         self.intake = CommandIntake(
             cfg=self.cfg,
@@ -482,6 +631,7 @@ class Service:
                 await sub.unsubscribe()
         await self._close_intake_reader()
         await _cancel_all([*self._tasks, *([self._equity_task] if self._equity_task else [])])
+        await self.drift.stop()
         if self.shadow is not None:
             await self.shadow.stop()
         if self.follower is not None:
@@ -620,9 +770,7 @@ class Service:
     async def _truth_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.truth.interval_ms / 1000)
-            if self.events is None or self.events.is_broken:
-                continue
-            self.events.publish(self.subjects.truth, json.dumps(self.truth_doc()).encode())
+            self.publish_truth()
             self.refresh_metrics()
 
     def refresh_metrics(self) -> None:

@@ -56,14 +56,20 @@ def truth_doc(svc: Service) -> dict[str, Any]:
         "policy_hash": st.policy.hash if st.policy else None,
         "meta": {
             "instance_id": svc.cfg.service.instance_id,
-            "state_hash": state_hash(st),
-            "event_seq": svc.events.last_seq if svc.events else 0,
-            "event_count": st.event_count,
+            # the hash of the last checkpoint: exact at its watermark (`runtime/checkpoint.py`)
+            **checkpoint_meta(svc),
             "open_orders": sum(len(v) for v in st.open_orders.values()),
             "is_halted": st.is_halted,
             "is_armed": st.is_armed,
         },
     }
+
+
+def checkpoint_meta(svc: Service) -> dict[str, Any]:
+    cp = svc.checkpoints.last if svc.checkpoints is not None else None
+    if cp is None:
+        return {"state_hash": None, "event_seq": 0, "watermark_seq": 0, "event_count": 0}
+    return {"event_seq": cp.watermark_seq, **cp.meta()}
 
 
 async def reply(msg: Msg, doc: Any) -> None:
@@ -97,6 +103,13 @@ async def rpc_policy_hash(svc: Service, msg: Msg) -> None:
             "version": policy.version if policy else None,
         },
     )
+
+
+def svc_confirmed(svc: Service) -> dict[str, Any] | None:
+    c = svc.drift.confirmed
+    if c is None:
+        return None
+    return {"watermark_seq": c.watermark_seq, "state_hash": c.state_hash, "snapshot": c.snapshot}
 
 
 def status_doc(svc: Service) -> dict[str, Any]:
@@ -135,6 +148,17 @@ def status_doc(svc: Service) -> dict[str, Any]:
             if not pos.is_flat
         },
         "replayed_events": svc.health.replayed_events,
+        "snapshot_seq": svc.health.snapshot_seq,
+        "startup_ms": svc.health.startup_ms,
+        "checkpoint": checkpoint_meta(svc) if svc.role == "active" else svc_confirmed(svc),
+        "drift": {
+            "alarm": svc.drift.has_alarm,
+            "persistent": svc.drift.is_persistent,
+            "matched": svc.drift.matched,
+            "mismatched": svc.drift.mismatched,
+            "rebuilds": svc.drift.rebuilds,
+            "last": svc.drift.last_alarm,
+        },
         "last_cmd_seq": svc.intake.last_cmd_seq if svc.intake else 0,
         "commands_seen": svc.intake.commands_seen if svc.intake else 0,
         "decided_commands": len(st.decided_cmds),

@@ -80,6 +80,19 @@ class NonceCache:
         self._order.append((new_expiry, key))
         return True
 
+    def entries(self) -> list[tuple[str, str, int]]:
+        """(key id, nonce, expiry ms) of every entry: what a state snapshot carries."""
+        return [(k, n, exp) for (k, n), exp in self._expiry_ms.items()]
+
+    def restore(self, key_id: str, nonce: str, expiry_ms: int, now_ms: int) -> None:
+        """Remember an entry read back from a snapshot (ignored once expired)."""
+        if expiry_ms <= now_ms or (key_id, nonce) in self._expiry_ms:
+            return
+        while len(self._expiry_ms) >= self._max_entries:
+            self._evict_oldest(now_ms)
+        self._expiry_ms[(key_id, nonce)] = expiry_ms
+        self._order.append((expiry_ms, (key_id, nonce)))
+
     def evict_expired(self, now_ms: int) -> int:
         """Drop entries expired at `now_ms` from the front of the insertion order; returns
         how many were dropped. Entries behind a longer-lived one wait for it (they are

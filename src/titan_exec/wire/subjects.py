@@ -199,6 +199,15 @@ class Subjects:
         """Leadership epoch markers (design/ha-protocol.md)."""
         return f"titan.evt.{self.ns}.epoch.v1.{_check_token('shard', shard)}"
 
+    def checkpoint(self, shard: str) -> str:
+        """Checkpoint markers: the state of a snapshot is the fold of every event of the
+        namespace below the marker's stream sequence (its watermark)."""
+        return f"titan.evt.{self.ns}.checkpoint.v1.{_check_token('shard', shard)}"
+
+    def drift(self, instance_id: str) -> str:
+        """A standby's drift alarm (telemetry, core NATS, like the role transitions)."""
+        return f"titan.sys.{self.ns}.drift.v1.{_check_token('instance_id', instance_id)}"
+
     def role(self, instance_id: str) -> str:
         """Role transitions of one instance (telemetry, core NATS: every instance publishes
         them, and only the active may publish on `titan.evt.<ns>.>`)."""

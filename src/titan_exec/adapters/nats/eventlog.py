@@ -73,6 +73,8 @@ class _Outgoing:
 class _Batch:
     messages: list[_Outgoing]
     done: asyncio.Future[None]
+    seqs: asyncio.Future[list[int]] | None = None
+    """Set for a caller that needs the stream sequences its messages were stored at."""
 
 
 class EventLog:
@@ -136,11 +138,15 @@ class EventLog:
             batch = self._queue.get_nowait()
             if not batch.done.done():
                 batch.done.set_exception(stopped)
+            if batch.seqs is not None and not batch.seqs.done():
+                batch.seqs.set_exception(stopped)
         while not self._inflight.empty():
             batches, _ = self._inflight.get_nowait()
             for batch in batches:
                 if not batch.done.done():
                     batch.done.set_exception(stopped)
+                if batch.seqs is not None and not batch.seqs.done():
+                    batch.seqs.set_exception(stopped)
 
     def append(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Apply now, publish in order; await the result for durability."""
@@ -163,12 +169,26 @@ class EventLog:
         """Publish a non-state message (telemetry, dead letter, snapshot) in order."""
         return self._enqueue([_Outgoing(subject, body, headers)])
 
-    def _enqueue(self, messages: list[_Outgoing]) -> asyncio.Future[None]:
+    def publish_acked(
+        self, subject: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[list[int]]:
+        """Publish one message in order with the events, like `publish`; the result is its
+        stream sequence (in a list). Every event appended before this call lies below it
+        in the stream, every event appended after it above: a checkpoint marker."""
+        seqs: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        done = self._enqueue([_Outgoing(subject, body, headers)], seqs=seqs)
+        if done.done() and done.exception() is not None:
+            seqs.set_exception(done.exception() or EventLogBroken("stopped"))
+        return seqs
+
+    def _enqueue(
+        self, messages: list[_Outgoing], *, seqs: asyncio.Future[list[int]] | None = None
+    ) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.is_broken or not self._tasks:
             done.set_exception(self._failure if self.is_broken else EventLogBroken("stopped"))
             return done
-        self._queue.put_nowait(_Batch(messages, done))
+        self._queue.put_nowait(_Batch(messages, done, seqs))
         return done
 
     async def _publish_loop(self) -> None:
@@ -216,7 +236,12 @@ class EventLog:
             if acks:
                 self.last_seq = max(self.last_seq, max(acks))
             self.published += len(acks)
+            at = 0
             for batch in batches:
+                n = len(batch.messages)
+                if batch.seqs is not None and not batch.seqs.done():
+                    batch.seqs.set_result([int(a) for a in acks[at : at + n]])
+                at += n
                 if not batch.done.done():
                     batch.done.set_result(None)
 
@@ -300,6 +325,8 @@ class EventLog:
         for batch in batches:
             if not batch.done.done():
                 batch.done.set_exception(self._failure)
+            if batch.seqs is not None and not batch.seqs.done():
+                batch.seqs.set_exception(self._failure)
 
     async def drain(self) -> None:
         """Wait until everything queued so far is acknowledged (or failed)."""

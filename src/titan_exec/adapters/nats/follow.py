@@ -93,8 +93,13 @@ class EventFollower:
         ns: str,
         after_seq: int,
         on_event: Callable[[Event], None] | None = None,
+        on_other: Callable[[str, bytes, int], None] | None = None,
     ) -> None:
         self._js = js
+        self._on_other = on_other
+        """Called with (subject, data, seq) for the namespace's other messages (checkpoint
+        markers, truth events) before the follower moves past them: the state is then the
+        fold of every event below `seq`."""
         self.state = state
         self._ns = ns
         self.last_seq = after_seq
@@ -135,6 +140,8 @@ class EventFollower:
             self.applied += 1
             if self._on_event is not None:
                 self._on_event(ev)
+        elif self._on_other is not None:
+            self._on_other(msg.subject, msg.data, seq)
         self.last_seq = seq
         if msg.subject.startswith(self._epoch_prefix):
             self.newest_epoch = seq
