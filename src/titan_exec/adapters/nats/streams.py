@@ -14,7 +14,9 @@ Choices (see the contract README, JetStream paragraph):
   idempotency key), so a re-published intent is stored once.
 - ``TITAN_EVT`` is the service's event log (the state is a fold over it). When a size
   limit is configured it discards *new* writes, which fail loudly, instead of silently
-  dropping the oldest events; by default it keeps everything.
+  dropping the oldest events; it never has an age or count limit (one would delete the
+  newest epoch marker after a quiet spell, and events no snapshot covers yet). Its
+  history is trimmed by the active below the oldest snapshot kept (`retention.purge`).
 - Subjects that an existing stream has beyond ours are kept (another service may rely
   on them); ours are added if missing.
 """
@@ -224,7 +226,8 @@ async def ensure_streams(
     """Create or update ``TITAN_CMD``, ``TITAN_EVT`` and ``TITAN_DLQ``; return their infos.
 
     ``max_age_s`` / ``max_bytes``, when given, override every spec's own limit
-    (0 / -1 = unlimited). ``replicas`` is 1 for a single server, 3 for a cluster.
+    (0 / -1 = unlimited); ``max_age_s`` never applies to ``TITAN_EVT`` (retention there is
+    by snapshot and purge, `runtime/checkpoint.py`). ``replicas`` is 1 for a single server, 3 for a cluster.
     Raises StreamMigrationError for an old WorkQueue ``TITAN_CMD`` and
     StreamSetupError for anything else NATS refuses.
     """
@@ -238,7 +241,10 @@ async def ensure_streams(
         raise ValueError(f"max_bytes must be -1 (unlimited) or > 0, got {max_bytes}")
     resolved: list[StreamSpec] = []
     for spec in specs:
-        if max_age_s is not None:
+        if max_age_s is not None and spec.name != EVT_STREAM.name:
+            # never on the event log: an age limit would delete the newest epoch marker
+            # after a quiet spell (every fenced write then fails) and events no snapshot
+            # covers yet; its history is trimmed by snapshots (`retention.purge`)
             spec = replace(spec, max_age_s=max_age_s)
         if max_bytes is not None:
             spec = replace(spec, max_bytes=max_bytes)
