@@ -150,6 +150,22 @@ class OrderFilled(_Event, frozen=True, kw_only=True, tag="order.filled"):
     dex_proof: None = None
 
 
+class PositionReconciled(_Event, frozen=True, kw_only=True, tag="position.reconciled"):
+    """The venue's explicit position report contradicted ours for longer than the confirm
+    time, with no order of ours open on the symbol: the venue is authoritative, so our
+    position is set to its quantity (and entry price, when given). Realised PnL is kept.
+    Written by the active's venue reconciliation (`core/reconcile.py`), never guessed:
+    a symbol missing from the venue's report is unknown, not flat."""
+
+    venue: str
+    account: str
+    symbol: str
+    qty_before: Decimal
+    qty_after: Decimal
+    venue_entry_price: Decimal | None = None
+    reason: str
+
+
 OrderEvent = (
     OrderAccepted
     | OrderSubmitted
@@ -159,7 +175,7 @@ OrderEvent = (
     | OrderRejected
     | OrderExpired
 )
-Event = Genesis | IntentDecided | ControlDecided | OrderEvent | OrderFilled
+Event = Genesis | IntentDecided | ControlDecided | OrderEvent | OrderFilled | PositionReconciled
 
 EVENT_TYPES: tuple[type[Any], ...] = (
     Genesis,
@@ -173,6 +189,7 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     OrderRejected,
     OrderExpired,
     OrderFilled,
+    PositionReconciled,
 )
 
 
@@ -203,3 +220,5 @@ def event_id(event: Event) -> str:
             return f"{event.client_order_id}:rejected"
         case OrderExpired():
             return f"{event.client_order_id}:expired"
+        case PositionReconciled():
+            return f"position:{event.venue}:{event.account}:{event.symbol}:{event.ts_ms}"

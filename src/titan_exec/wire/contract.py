@@ -24,6 +24,7 @@ from titan_exec.core.events import (
     Genesis,
     IntentDecided,
     OrderFilled,
+    PositionReconciled,
     event_id,
 )
 from titan_exec.core.positions import ClosedTrade, Position
@@ -35,8 +36,9 @@ CONTROL_TYPE = "titan.event.execution.control.v1"
 GENESIS_TYPE = "titan.event.execution.genesis.v1"
 TRADE_TYPE = "titan.event.analysis.trade_completed.v1"
 TRUTH_TYPE = "titan.event.execution.truth.v1"
+POSITION_TYPE = "titan.event.execution.position.v1"
 
-STATE_KINDS = frozenset({"fill", "order", "decision", "control", "genesis"})
+STATE_KINDS = frozenset({"fill", "order", "decision", "control", "genesis", "position"})
 """Subject kinds (token 3 of ``titan.evt.<ns>.<kind>...``) that the state fold reads."""
 
 _BAD_TOKEN = re.compile(r"[^A-Za-z0-9_\-]")
@@ -69,6 +71,8 @@ def event_subject(ns: str, event: Event) -> str:
             return f"titan.evt.{ns}.control.v1"
         case Genesis():
             return f"titan.evt.{ns}.genesis.v1"
+        case PositionReconciled():
+            return f"titan.evt.{ns}.position.v1.{_route(event.venue, event.account, event.symbol)}"
         case _:
             return f"titan.evt.{ns}.order.v1.{_route(event.venue, event.account, event.symbol)}"
 
@@ -83,6 +87,8 @@ def _event_type(event: Event) -> str:
             return CONTROL_TYPE
         case Genesis():
             return GENESIS_TYPE
+        case PositionReconciled():
+            return POSITION_TYPE
         case _:
             return ORDER_TYPE
 
@@ -97,6 +103,8 @@ def _correlation(event: Event) -> str:
             return f"cmd-{event.cmd_seq}"
         case Genesis():
             return "genesis"
+        case PositionReconciled():
+            return f"reconcile:{event.venue}:{event.symbol}"
         case _:
             return str(event.client_order_id)
 
