@@ -207,8 +207,9 @@ async def test_network_errors_while_polling_never_fail_a_live_order(
     async with world(service_nats.url, tmp_path, sim=venue_sim, **RECON) as w:
         coid = await resting_order(w, "rest")
         await wait_for(
-            lambda: sample(w, "titan_exec_reconcile_runs_total", kind="positions", outcome="ok")
-            >= 1,
+            lambda: (
+                sample(w, "titan_exec_reconcile_runs_total", kind="positions", outcome="ok") >= 1
+            ),
             "a clean positions pass first",
             5,
         )
