@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from titan_exec.adapters.nats.eventlog import EventLogBroken
+from titan_exec.adapters.venue.base import VenueError
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import ReconcileConfig
 from titan_exec.core.model import ZERO
@@ -123,7 +124,13 @@ class VenueReconciler:
             except (asyncio.CancelledError, EventLogBroken):
                 raise
             except Exception as err:  # counted, logged, tried again next interval
-                log.warning("reconcile %s: pass failed (%r); next in %d ms", kind, err, interval_ms)
+                log.warning(
+                    "reconcile %s: pass failed (%r); next in %d ms",
+                    kind,
+                    err,
+                    interval_ms,
+                    exc_info=not isinstance(err, VenueError | TimeoutError),  # a bug: show it
+                )
                 result = PassResult(errors=1)
             outcome = "error" if result.errors else "ok"
             self.metrics.reconcile_runs.labels(kind, outcome).inc()
