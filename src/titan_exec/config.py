@@ -101,7 +101,8 @@ class OrdersConfig:
     poll_interval_ms: int = 50
     in_doubt_query_after_ms: int = 500
     in_doubt_absent_after_ms: int = 30_000
-    reconcile_interval_ms: int = 2_000
+    reconcile_interval_ms: int = 0
+    """Alias of `reconcile.open_orders_interval_ms` (its old name); 0: not set."""
     venue_timeout_ms: int = 5_000
 
 
@@ -188,6 +189,21 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class ReconcileConfig:
+    """The active compares its state with the venue's reports (`runtime/reconcile.py`)."""
+
+    open_orders_interval_ms: int = 2_000
+    positions_interval_ms: int = 10_000
+    balances_interval_ms: int = 60_000
+    position_confirm_ms: int = 2_000
+    """A position difference must last this long (fills on their way arrive meanwhile)
+    before the venue's report is written as a `PositionReconciled`."""
+    positions_authoritative: bool = True
+    """False (an account shared with other systems): differences are reported, never
+    corrected."""
+
+
+@dataclass(frozen=True)
 class HaConfig:
     enabled: bool = False
     """Lease election in JetStream KV (ha-protocol.md §3); off: `service.mode` decides."""
@@ -218,6 +234,7 @@ class Config:
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     ha: HaConfig = field(default_factory=HaConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     is_unsafe_fencing_disabled: bool = field(
         default=False, metadata={"env_only": UNSAFE_DISABLE_FENCING_ENV}
     )
@@ -416,8 +433,26 @@ def load(
     data = _merge(data, flag_layer)
     cfg: Config = _build(Config, data, "")
     cfg = dataclasses.replace(cfg, is_unsafe_fencing_disabled=is_fencing_disabled_by(env))
+    cfg = _resolve_aliases(cfg)
     validate(cfg, require_secret=require_secret)
     return cfg
+
+
+def _resolve_aliases(cfg: Config) -> Config:
+    """`orders.reconcile_interval_ms` (the old name) sets `reconcile.open_orders_interval_ms`;
+    both set to different values is refused."""
+    alias = cfg.orders.reconcile_interval_ms
+    if alias == 0:
+        return cfg
+    current = cfg.reconcile.open_orders_interval_ms
+    if current not in (alias, ReconcileConfig.open_orders_interval_ms):
+        raise ConfigError(
+            f"orders.reconcile_interval_ms ({alias}) is the old name of "
+            f"reconcile.open_orders_interval_ms ({current}): set one of them"
+        )
+    return dataclasses.replace(
+        cfg, reconcile=dataclasses.replace(cfg.reconcile, open_orders_interval_ms=alias)
+    )
 
 
 def is_fencing_disabled_by(env: Mapping[str, str]) -> bool:
@@ -508,11 +543,12 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         "ttl_ms",
         "poll_interval_ms",
         "in_doubt_query_after_ms",
-        "reconcile_interval_ms",
         "venue_timeout_ms",
     ):
         if getattr(o, key) <= 0:
             raise ConfigError(f"orders.{key}: must be > 0")
+    if o.reconcile_interval_ms < 0:
+        raise ConfigError("orders.reconcile_interval_ms: must be >= 0 (0: not set)")
     if o.in_doubt_absent_after_ms <= o.in_doubt_query_after_ms:
         raise ConfigError(
             "orders.in_doubt_absent_after_ms: must exceed orders.in_doubt_query_after_ms"
@@ -539,3 +575,31 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError("ha.lease_ms: must be >= 1000")
     if cfg.truth.interval_ms <= 0:
         raise ConfigError("truth.interval_ms: must be > 0")
+    _validate_reconcile(cfg)
+
+
+def _validate_reconcile(cfg: Config) -> None:
+    rc = cfg.reconcile
+    for key in (
+        "open_orders_interval_ms",
+        "positions_interval_ms",
+        "balances_interval_ms",
+        "position_confirm_ms",
+    ):
+        if getattr(rc, key) <= 0:
+            raise ConfigError(f"reconcile.{key}: must be > 0")
+    if rc.open_orders_interval_ms > rc.positions_interval_ms:
+        raise ConfigError(
+            f"reconcile.open_orders_interval_ms ({rc.open_orders_interval_ms}): must not "
+            f"exceed reconcile.positions_interval_ms ({rc.positions_interval_ms})"
+        )
+    # fills are polled every orders.poll_interval_ms (a REST venue: at least every
+    # venue.poll_interval_ms); a difference must outlast two polls before it is corrected
+    fill_poll_ms = cfg.orders.poll_interval_ms
+    if cfg.venue.kind == "ccxt":
+        fill_poll_ms = max(fill_poll_ms, cfg.venue.poll_interval_ms)
+    if rc.position_confirm_ms < 2 * fill_poll_ms:
+        raise ConfigError(
+            f"reconcile.position_confirm_ms ({rc.position_confirm_ms}): must be at least "
+            f"twice the fill poll interval ({fill_poll_ms} ms)"
+        )

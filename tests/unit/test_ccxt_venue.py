@@ -175,3 +175,38 @@ def test_secrets_from_setting_environment_or_file(tmp_path: Path) -> None:
 def test_credentials_never_show_in_repr() -> None:
     v = CcxtVenue(CcxtSettings(api_key="AKEY-SECRET", api_secret="SSECRET"))
     assert "SECRET" not in repr(v) and "SECRET" not in repr(v.settings)
+
+
+class PositionsExchange(FakeExchange):
+    """positionRisk v3 as Binance answers it: only the non-flat symbols."""
+
+    async def fetch_positions(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "symbol": "BTC/USDT:USDT",
+                "contracts": 0.25,
+                "side": "short",
+                "info": {"positionAmt": "-0.250", "entryPrice": "50000.10"},
+            }
+        ]
+
+
+@pytest.mark.parametrize(
+    ("exchange_id", "expected"),
+    [
+        # Binance's list is complete: an asked symbol it leaves out is flat, explicitly
+        ("binanceusdm", {"BTC/USDT": Decimal("-0.25"), "ETH/USDT": Decimal(0)}),
+        # elsewhere a symbol left out stays unreported (unknown, never flat)
+        ("bybit", {"BTC/USDT": Decimal("-0.25")}),
+    ],
+)
+async def test_positions_report_flat_only_where_the_venue_says_so(
+    exchange_id: str, expected: dict[str, Decimal]
+) -> None:
+    v = CcxtVenue(CcxtSettings(exchange_id=exchange_id, name="binance"))
+    v.exchange = v._writer = PositionsExchange()
+    # DOGE is not a market of this venue: unknown, not flat
+    reports = await v.positions(frozenset({"BTC/USDT", "ETH/USDT", "DOGE/USDT"}))
+    assert {r.symbol: r.qty for r in reports} == expected
+    btc = next(r for r in reports if r.symbol == "BTC/USDT")
+    assert btc.entry_price == Decimal("50000.10")

@@ -70,6 +70,23 @@ def test_secrets_never_appear_in_the_redacted_view() -> None:
         ('[risk]\npolicy_file = "/nope.json"\n', "risk.policy_file"),
         ('[venue]\nkind = "ccxt"\nrate_limit_ms = -1\n', "venue.rate_limit_ms"),
         ("not toml at all [", "config file"),
+        ("[reconcile]\nunknown_ms = 1\n", "unknown setting reconcile.unknown_ms"),
+        ("[reconcile]\npositions_interval_ms = 0\n", "reconcile.positions_interval_ms"),
+        ("[reconcile]\nbalances_interval_ms = -5\n", "reconcile.balances_interval_ms"),
+        (
+            "[reconcile]\nopen_orders_interval_ms = 5000\npositions_interval_ms = 1000\n",
+            "reconcile.open_orders_interval_ms",
+        ),
+        ("[reconcile]\nposition_confirm_ms = 90\n", "reconcile.position_confirm_ms"),
+        (
+            '[venue]\nkind = "ccxt"\npoll_interval_ms = 1500\n',
+            "reconcile.position_confirm_ms",
+        ),
+        ("[reconcile]\npositions_authoritative = 3\n", "reconcile.positions_authoritative"),
+        (
+            "[orders]\nreconcile_interval_ms = 500\n[reconcile]\nopen_orders_interval_ms = 700\n",
+            "orders.reconcile_interval_ms",
+        ),
     ],
 )
 def test_bad_settings_name_themselves(tmp_path: Path, toml: str, fragment: str) -> None:
@@ -108,3 +125,20 @@ def test_fencing_is_disabled_only_by_the_environment_variable_set_to_1(tmp_path:
 def test_any_other_value_of_the_unsafe_variable_stops_start_up(value: str) -> None:
     with pytest.raises(ConfigError, match=r"TITAN_UNSAFE_DISABLE_FENCING: only 1 .* got"):
         load(None, env={"HMAC_SECRET": "s", "TITAN_UNSAFE_DISABLE_FENCING": value})
+
+
+def test_reconcile_defaults_and_the_old_name_of_the_open_orders_interval(tmp_path: Path) -> None:
+    rc = load(None, env={"HMAC_SECRET": "s"}).reconcile
+    assert (rc.open_orders_interval_ms, rc.positions_interval_ms, rc.balances_interval_ms) == (
+        2000,
+        10_000,
+        60_000,
+    )
+    assert (rc.position_confirm_ms, rc.positions_authoritative) == (2000, True)
+    f = tmp_path / "c.toml"
+    f.write_text("[orders]\nreconcile_interval_ms = 500\n")
+    assert load(f, env={"HMAC_SECRET": "s"}).reconcile.open_orders_interval_ms == 500
+    f.write_text(
+        "[orders]\nreconcile_interval_ms = 500\n[reconcile]\nopen_orders_interval_ms = 500\n"
+    )
+    assert load(f, env={"HMAC_SECRET": "s"}).reconcile.open_orders_interval_ms == 500

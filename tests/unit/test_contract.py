@@ -18,6 +18,7 @@ from titan_exec.core.events import (
     OrderCancelRequested,
     OrderExpired,
     OrderRejected,
+    PositionReconciled,
     SeenNonce,
     StateCompacted,
     event_id,
@@ -54,6 +55,16 @@ EVERY_EVENT: list[Event] = [
     OrderExpired(**REF),
     filled("c1", "t1", qty="0.1", price="50000.5", fee="2.0002"),
     StateCompacted(ts_ms=9, cmd_floor=3, orders_before_ms=5, fills_before_ms=6),
+    PositionReconciled(
+        ts_ms=12,
+        venue="sim",
+        account="main",
+        symbol="BTC/USDT",
+        qty_before=Decimal("0.2"),
+        qty_after=Decimal("0.25"),
+        venue_entry_price=Decimal("50000.1"),
+        reason="venue reports 0.25, ours 0.2",
+    ),
 ]
 
 
@@ -110,6 +121,19 @@ def test_fill_event_is_the_contract_fill_report() -> None:
 def test_order_events_go_to_the_order_subject() -> None:
     subject, _, _ = contract.encode_event(submitted("c1"), ns="exec", producer="p")
     assert subject == "titan.evt.exec.order.v1.sim.main.BTC_USDT"
+
+
+def test_a_position_correction_is_a_state_event_on_the_position_subject() -> None:
+    ev = EVERY_EVENT[-1]
+    subject, msg_id, body = contract.encode_event(ev, ns="exec", producer="p")
+    assert subject == "titan.evt.exec.position.v1.sim.main.BTC_USDT"
+    assert msg_id == "position:sim:main:BTC/USDT:12"
+    doc = json.loads(body)
+    assert doc["type"] == "titan.event.execution.position.v1"
+    p = doc["payload"]
+    assert p["event"] == "position.reconciled"
+    assert (p["qtyBefore"], p["qtyAfter"], p["venueEntryPrice"]) == ("0.2", "0.25", "50000.1")
+    assert contract.is_state_subject(subject, "exec")
 
 
 def test_non_state_subjects_are_not_folded() -> None:

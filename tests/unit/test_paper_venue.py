@@ -251,7 +251,8 @@ async def test_reduce_only_is_clamped_to_the_opposite_position() -> None:
     report = await v.query_order(SYM, ClientOrderId("close"))
     assert report is not None
     assert (report.qty, report.filled_qty) == (D("0.01"), D("0.01"))
-    assert await v.positions() == []
+    [flat] = await v.positions()  # flat is reported as 0, never left out
+    assert (flat.symbol, flat.qty) == (SYM, 0)
 
 
 async def test_reduce_only_without_an_opposite_position_is_rejected() -> None:
@@ -364,7 +365,7 @@ async def test_round_trip_positions_balance_and_equity() -> None:
     assert await v.equity() == D("100097.4996")  # + (51005 - 50010) * 0.1
 
     await v.place(req("close", Side.SELL, "0.1"))  # at 51000, fee 2.04, realised 99
-    assert await v.positions() == []
+    assert [(p.symbol, p.qty) for p in await v.positions()] == [(SYM, 0)]
     assert await v.balances() == {"USDT": D("100094.9596")}
     assert await v.equity() == D("100094.9596")
 
@@ -382,3 +383,24 @@ async def test_pyramid_and_flip_keep_a_netted_position() -> None:
     [pos] = await v.positions()
     assert (pos.qty, pos.entry_price) == (D("-0.2"), D("51002.5"))
     assert await v.balances() == {"USDT": D("100400")}
+
+
+async def test_positions_report_flat_explicitly_and_every_symbol_asked_about() -> None:
+    """A missing report means unknown to the service, so the paper venue, which knows its
+    whole book, never leaves a symbol out: flat is an explicit 0."""
+    v = venue()
+    assert await v.positions() == []  # nothing held, nothing asked
+    [eth] = await v.positions(frozenset({"ETH/USDT"}))
+    assert (eth.symbol, eth.qty) == ("ETH/USDT", 0)
+    await v.place(req("open", Side.BUY, "0.1"))
+    got = {p.symbol: p.qty for p in await v.positions(frozenset({SYM, "ETH/USDT"}))}
+    assert got == {SYM: D("0.1"), "ETH/USDT": 0}
+
+
+async def test_an_external_trade_moves_the_position_without_a_fill() -> None:
+    v = venue()
+    _, cursor = await v.fills_since(None)
+    v.book_external_trade(SYM, Side.SELL, D("0.3"), D("50000"))
+    [pos] = await v.positions()
+    assert (pos.qty, pos.entry_price) == (D("-0.3"), D("50000"))
+    assert await v.fills_since(cursor) == ([], cursor)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.builders import accepted, acknowledged, filled, genesis, submitted
-from titan_exec.core.events import Event, OrderCanceled
+from titan_exec.core.events import Event, OrderCanceled, PositionReconciled
 from titan_exec.core.model import ClientOrderId, OrderStatus, Side
 from titan_exec.core.orders import IllegalTransition
 from titan_exec.core.state import State, apply, replay, state_hash, step
@@ -168,3 +168,47 @@ def test_the_global_decimal_context_does_not_change_the_fold() -> None:
         ctx.prec = 5
         ctx.rounding = decimal.ROUND_FLOOR
         assert state_hash(replay(events)) == expected
+
+
+def reconciled(qty: str, entry: str | None = None, ts: int = 50) -> Event:
+    return PositionReconciled(
+        ts_ms=ts,
+        venue="sim",
+        account="main",
+        symbol="BTC/USDT",
+        qty_before=Decimal(0),
+        qty_after=Decimal(qty),
+        venue_entry_price=None if entry is None else Decimal(entry),
+        reason="test",
+    )
+
+
+def test_a_position_correction_sets_qty_and_entry_and_keeps_realised_pnl() -> None:
+    s = replay([genesis(), accepted("c1", qty="2"), submitted("c1")])
+    apply(s, filled("c1", "t1", qty="1", price="100"))
+    apply(s, filled("c1", "t2", qty="1", price="100", side=Side.SELL))  # round trip, fee 0
+    realized = s.position("sim", "BTC/USDT").realized_pnl
+    apply(s, reconciled("0.5", "110"))
+    pos = s.position("sim", "BTC/USDT")
+    assert (pos.qty, pos.avg_entry, pos.realized_pnl) == (Decimal("0.5"), Decimal(110), realized)
+    assert (pos.opened_at_ms, pos.last_update_ms) == (50, 50)
+    assert s.reconciliations == 1
+    # same side without an entry price: the entry stays
+    apply(s, reconciled("0.7", ts=60))
+    assert s.position("sim", "BTC/USDT").avg_entry == Decimal(110)
+    assert s.position("sim", "BTC/USDT").opened_at_ms == 50
+    # to flat: no trade record, the round trip's fields are cleared
+    trades = s.trade_count
+    apply(s, reconciled("0", ts=70))
+    pos = s.position("sim", "BTC/USDT")
+    assert pos.is_flat and pos.avg_entry == 0 and pos.opened_at_ms == 0
+    assert s.trade_count == trades and s.reconciliations == 3
+
+
+def test_a_position_correction_changes_the_state_hash_and_replays_identically() -> None:
+    events = [genesis(), accepted("c1", qty="1"), submitted("c1")]
+    base = replay(events)
+    corrected = replay([*events, reconciled("-0.3", "99")])
+    assert state_hash(corrected) != state_hash(base)
+    assert state_hash(corrected) == state_hash(replay([*events, reconciled("-0.3", "99")]))
+    assert corrected.position("sim", "BTC/USDT").qty == Decimal("-0.3")

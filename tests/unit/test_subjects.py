@@ -26,6 +26,8 @@ def test_every_contract_subject(ns: str) -> None:
     assert s.fill("binance", "main", "BTC/USDT") == f"titan.evt.{ns}.fill.v1.binance.main.BTC_USDT"
     assert s.order("binance", "a", "SOL/USDT") == f"titan.evt.{ns}.order.v1.binance.a.SOL_USDT"
     assert s.decision("paper", "a", "BTC/USDT") == f"titan.evt.{ns}.decision.v1.paper.a.BTC_USDT"
+    assert s.position("sim", "a", "BTC/USDT") == f"titan.evt.{ns}.position.v1.sim.a.BTC_USDT"
+    assert s.reconcile("primary") == f"titan.sys.{ns}.reconcile.v1.primary"
     assert s.control_event == f"titan.evt.{ns}.control.v1"
     assert s.reject == f"titan.evt.{ns}.reject.v1"
     assert s.truth == f"titan.evt.{ns}.truth.v1"

@@ -425,3 +425,43 @@ def test_the_checker_imports_no_service_code(path: Path) -> None:
     if path.name != "read.py" and path.name != "__init__.py":  # the checks themselves: pure
         io = {m for m in imports(path) if m.split(".")[0] in {"nats", "asyncio", "urllib"}}
         assert not io, f"{path.name} is not pure: {io}"
+
+
+def test_a_position_correction_sets_the_stream_net_and_agrees_with_the_venue() -> None:
+    """A trade behind the service's back (a foreign order at the venue), then the service's
+    `position.reconciled` event: the stream's net equals the venue's again."""
+    run = failover_run()
+    foreign = run.venue_order("web-manual-1", status="FILLED")
+    run.trades.append(
+        {"id": 900_000_500, "orderId": foreign, "symbol": "BTCUSDT", "side": "BUY", "qty": "0.05"}
+    )
+    assert not run.check().ok  # the venue says 0.25, the stream 0.2
+    run.raw_event(
+        f"titan.evt.exec.position.v1.{BTC}",
+        {
+            "payload": {
+                "event": "position.reconciled",
+                "symbol": "BTC/USDT",
+                "venue": "sim",
+                "qtyBefore": "0.2",
+                "qtyAfter": "0.25",
+            }
+        },
+        run.fence(),
+    )
+    assert stream_net_positions(run.events) == {"BTCUSDT": Decimal("0.25")}
+    status = run.status("primary", net_positions={"sim:BTC/USDT": "0.25"})
+    assert run.check({"primary": status}).ok
+    # a later fill moves the corrected net on
+    run.place("s-more", "tx-more", "BUY", "0.1")
+    assert stream_net_positions(run.events) == {"BTCUSDT": Decimal("0.35")}
+
+
+def test_an_unfenced_position_correction_is_a_violation() -> None:
+    run = failover_run()
+    seq = run.raw_event(
+        f"titan.evt.exec.position.v1.{BTC}",
+        {"payload": {"event": "position.reconciled", "symbol": "BTC/USDT", "qtyAfter": "0.2"}},
+        {},
+    )
+    assert any(f"evt:{seq}" in v.ids for v in run.check().violations)

@@ -186,6 +186,37 @@ class Metrics:
             ["phase"],
             registry=r,
         )
+        self.reconcile_runs = Counter(
+            "titan_exec_reconcile_runs_total",
+            "Venue reconciliation passes, by kind (open_orders, positions, balances) and "
+            "outcome (ok, error)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.reconcile_differences = Counter(
+            "titan_exec_reconcile_differences_total",
+            "Differences with the venue, counted when first seen, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.position_difference = Gauge(
+            "titan_exec_position_difference",
+            "Venue position minus ours, per symbol, at the last positions pass",
+            ["venue", "symbol"],
+            registry=r,
+        )
+        self.position_corrections = Counter(
+            "titan_exec_position_corrections_total",
+            "Positions set from an authoritative venue report (PositionReconciled)",
+            ["venue"],
+            registry=r,
+        )
+        self.venue_balance = Gauge(
+            "titan_exec_venue_balance",
+            "Venue balance (total) per asset, at the last balances pass (reported only)",
+            ["venue", "asset"],
+            registry=r,
+        )
 
     def set_role(self, role: str) -> None:
         for name in ("standby", "candidate", "promoting", "active", "draining", "fenced"):

@@ -168,6 +168,22 @@ class StateCompacted(_Event, frozen=True, kw_only=True, tag="state.compacted"):
     fills_before_ms: int
 
 
+class PositionReconciled(_Event, frozen=True, kw_only=True, tag="position.reconciled"):
+    """The venue's explicit position report contradicted ours for longer than the confirm
+    time, with no order of ours open on the symbol: the venue is authoritative, so our
+    position is set to its quantity (and entry price, when given). Realised PnL is kept.
+    Written by the active's venue reconciliation (`core/reconcile.py`), never guessed:
+    a symbol missing from the venue's report is unknown, not flat."""
+
+    venue: str
+    account: str
+    symbol: str
+    qty_before: Decimal
+    qty_after: Decimal
+    venue_entry_price: Decimal | None = None
+    reason: str
+
+
 OrderEvent = (
     OrderAccepted
     | OrderSubmitted
@@ -177,7 +193,15 @@ OrderEvent = (
     | OrderRejected
     | OrderExpired
 )
-Event = Genesis | IntentDecided | ControlDecided | OrderEvent | OrderFilled | StateCompacted
+Event = (
+    Genesis
+    | IntentDecided
+    | ControlDecided
+    | OrderEvent
+    | OrderFilled
+    | StateCompacted
+    | PositionReconciled
+)
 
 EVENT_TYPES: tuple[type[Any], ...] = (
     Genesis,
@@ -192,6 +216,7 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     OrderExpired,
     OrderFilled,
     StateCompacted,
+    PositionReconciled,
 )
 
 
@@ -224,3 +249,5 @@ def event_id(event: Event) -> str:
             return f"{event.client_order_id}:expired"
         case StateCompacted():
             return f"compacted:{event.cmd_floor}:{event.orders_before_ms}:{event.fills_before_ms}"
+        case PositionReconciled():
+            return f"position:{event.venue}:{event.account}:{event.symbol}:{event.ts_ms}"

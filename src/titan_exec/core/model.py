@@ -24,6 +24,8 @@ decision runs in it, so a process that changes the global decimal context cannot
 instances compute different states from the same events."""
 MS_PER_DAY = 86_400_000
 CLIENT_ORDER_ID_MAX_LEN = 32
+CLIENT_ORDER_ID_PREFIX = "tx"
+"""Every client order id this service makes starts with it (`client_order_id`)."""
 
 
 class Side(StrEnum):
@@ -101,6 +103,6 @@ def client_order_id(signal_id: str, venue: str, child_index: int) -> ClientOrder
     if child_index < 0 or child_index >= 100_000:
         raise ValueError(f"child index out of range: {child_index}")
     digest = hashlib.sha256(f"{venue}\x1f{signal_id}\x1f{child_index}".encode()).hexdigest()
-    coid = f"tx{digest[:24]}c{child_index}"
+    coid = f"{CLIENT_ORDER_ID_PREFIX}{digest[:24]}c{child_index}"
     assert len(coid) <= CLIENT_ORDER_ID_MAX_LEN
     return ClientOrderId(coid)

@@ -194,3 +194,50 @@ def _closed_trade(pos: Position, *, closed_at_ms: int, direction: int) -> Closed
         opened_at_ms=pos.opened_at_ms,
         closed_at_ms=closed_at_ms,
     )
+
+
+def set_from_venue(
+    pos: Position, *, qty: Decimal, entry_price: Decimal | None, ts_ms: int
+) -> Position:
+    """The position as the venue reports it (`PositionReconciled`): quantity, and entry price
+    when given; realised PnL and fees paid are kept (they are ours, not the venue's).
+
+    Flat: the round trip's fields are cleared, without a TradeRecord (its exit is unknown).
+    Opened from flat or flipped: a new round trip starts at `ts_ms`, with no signal.
+    Same side: the round trip goes on with the venue's quantity (and entry, when given)."""
+    if qty == ZERO:
+        return replace(
+            pos,
+            qty=ZERO,
+            avg_entry=ZERO,
+            trade_fees=ZERO,
+            trade_gross=ZERO,
+            trade_exit_qty=ZERO,
+            trade_exit_value=ZERO,
+            opened_at_ms=0,
+            signal_id="",
+            stop_loss=None,
+            take_profits=(),
+            last_update_ms=ts_ms,
+        )
+    if pos.qty == ZERO or (pos.qty > ZERO) != (qty > ZERO):
+        return replace(
+            pos,
+            qty=qty,
+            avg_entry=entry_price if entry_price is not None else ZERO,
+            trade_fees=ZERO,
+            trade_gross=ZERO,
+            trade_exit_qty=ZERO,
+            trade_exit_value=ZERO,
+            opened_at_ms=ts_ms,
+            signal_id="",
+            stop_loss=None,
+            take_profits=(),
+            last_update_ms=ts_ms,
+        )
+    return replace(
+        pos,
+        qty=qty,
+        avg_entry=entry_price if entry_price is not None else pos.avg_entry,
+        last_update_ms=ts_ms,
+    )

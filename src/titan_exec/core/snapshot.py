@@ -73,6 +73,7 @@ class StateView:
     trade_count: int
     event_count: int
     anomalies: int
+    reconciliations: int
 
 
 def capture(state: State) -> StateView:
@@ -94,6 +95,7 @@ def capture(state: State) -> StateView:
         trade_count=state.trade_count,
         event_count=state.event_count,
         anomalies=state.anomalies,
+        reconciliations=state.reconciliations,
     )
 
 
@@ -112,6 +114,7 @@ class FlagsLine(_Line, frozen=True, tag="flags"):
     orders_floor_ms: int
     trade_count: int
     anomalies: int
+    reconciliations: int
 
 
 class PolicyLine(_Line, frozen=True, tag="policy"):
@@ -213,6 +216,7 @@ def iter_hashed_lines(view: StateView) -> Iterator[bytes]:
             orders_floor_ms=view.orders_floor_ms,
             trade_count=view.trade_count,
             anomalies=view.anomalies,
+            reconciliations=view.reconciliations,
         )
     )
     yield _line(PolicyLine(raw=view.policy_raw, hash=view.policy_hash))
@@ -355,6 +359,7 @@ def _restore_line(state: State, nonces: list[Nonce], line: AnyLine) -> None:
             state.orders_floor_ms = line.orders_floor_ms
             state.trade_count = line.trade_count
             state.anomalies = line.anomalies
+            state.reconciliations = line.reconciliations
         case PolicyLine():
             if line.raw is not None:
                 state.policy = parse_policy(line.raw)

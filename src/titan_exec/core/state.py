@@ -27,12 +27,13 @@ from titan_exec.core.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    PositionReconciled,
     StateCompacted,
 )
 from titan_exec.core.model import DECIMAL_CONTEXT, ZERO, ClientOrderId, ControlAction, day_of
 from titan_exec.core.orders import Order
 from titan_exec.core.policy import RiskPolicy, parse_policy
-from titan_exec.core.positions import ClosedTrade, Opening, Position
+from titan_exec.core.positions import ClosedTrade, Opening, Position, set_from_venue
 from titan_exec.core.positions import apply_fill as position_fill
 
 PositionKey = tuple[str, str]
@@ -64,6 +65,8 @@ class State:
     event_count: int = 0
     anomalies: int = 0
     """Late fills, overfills, fills for unknown orders: venue truth that surprised us."""
+    reconciliations: int = 0
+    """Positions set from an authoritative venue report (`PositionReconciled`)."""
 
     @property
     def is_initialized(self) -> bool:
@@ -137,6 +140,15 @@ def _step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
             closed = _apply_fill(state, event)
         case StateCompacted():
             _compact(state, event)
+        case PositionReconciled():
+            key = (event.venue, event.symbol)
+            state.positions[key] = set_from_venue(
+                state.position(*key),
+                qty=event.qty_after,
+                entry_price=event.venue_entry_price,
+                ts_ms=event.ts_ms,
+            )
+            state.reconciliations += 1
     return state, closed
 
 

@@ -3,8 +3,9 @@
 `OrderRunner.submit` performs the persist-before-side-effect sequence for one order
 (write-ahead `OrderSubmitted`, awaited; then the venue call; then the outcome as events).
 `OrderRunner.track` is the long-running loop that learns fills from the venue, resolves
-in-doubt orders by client order id, cancels orders past their time-to-live and reconciles
-open orders with the venue's reports. Nothing here assumes a synchronous fill.
+in-doubt orders by client order id and cancels orders past their time-to-live; open orders
+and positions are compared with the venue's reports by `runtime/reconcile.py`, which writes
+through this runner. Nothing here assumes a synchronous fill.
 """
 
 from __future__ import annotations
@@ -84,7 +85,6 @@ class OrderRunner:
         self._cancels: dict[ClientOrderId, asyncio.Task[None]] = {}
         self._in_doubt_next: dict[ClientOrderId, int] = {}
         self._cancel_failed_at: dict[ClientOrderId, int] = {}
-        self._last_reconcile_ms = 0
         self.may_write_venue: Callable[[], bool] = lambda: True
         """Checked right before every venue write (place, cancel): the hot-standby lease's
         local deadline closes it the moment leadership can no longer be proven."""
@@ -102,7 +102,8 @@ class OrderRunner:
         self.metrics.orders.labels(type(ev).__name__).inc()
         return self.events.append([ev])
 
-    async def _append_lifecycle(self, ev: OrderEvent) -> bool:
+    async def append_lifecycle(self, ev: OrderEvent) -> bool:
+        """Append a lifecycle event if the order's state machine allows it; await it."""
         fut = self._append(ev)
         if fut is None:
             return False
@@ -116,7 +117,8 @@ class OrderRunner:
         fut.add_done_callback(_log_failure)
         return True
 
-    async def _venue_call(self, op: str, call: Awaitable[T]) -> T:
+    async def venue_call(self, op: str, call: Awaitable[T]) -> T:
+        """A venue call, timed out after `venue_timeout_ms`, counted and timed by outcome."""
         started = time.perf_counter()
         outcome = "ok"
         try:
@@ -158,7 +160,7 @@ class OrderRunner:
         order = self.state.orders[coid]
         if order.status is not OrderStatus.ACCEPTED:
             return
-        if await self._append_lifecycle(lifecycle(OrderSubmitted, order, self.clock())):
+        if await self.append_lifecycle(lifecycle(OrderSubmitted, order, self.clock())):
             await self.send_written_ahead(coid)
 
     async def send_written_ahead(self, coid: ClientOrderId) -> None:
@@ -173,7 +175,7 @@ class OrderRunner:
             log.warning("order %s not sent: venue writes are closed (fenced)", coid)
             return
         try:
-            placed: Placed = await self._venue_call(
+            placed: Placed = await self.venue_call(
                 "place", self.venue.place(PlaceRequest.of(order))
             )
         except VenueRejected as rej:
@@ -181,12 +183,12 @@ class OrderRunner:
                 log.warning("order %s: venue reports a duplicate id: in doubt, will query", coid)
                 return
             log.info("order %s rejected by venue: %s", coid, rej.reason)
-            await self._append_lifecycle(
+            await self.append_lifecycle(
                 lifecycle(OrderRejected, order, self.clock(), reason=f"venue: {rej.reason}")
             )
             return
         except VenueUnavailable as err:
-            await self._append_lifecycle(
+            await self.append_lifecycle(
                 lifecycle(OrderRejected, order, self.clock(), reason=f"venue unavailable: {err}")
             )
             return
@@ -216,9 +218,6 @@ class OrderRunner:
                 now = self.clock()
                 await self.resolve_in_doubt(now)
                 self.expire_due(now)
-                if now - self._last_reconcile_ms >= self.cfg.reconcile_interval_ms:
-                    self._last_reconcile_ms = now
-                    await self.reconcile(now)
             except asyncio.CancelledError:
                 raise
             except VenueError as err:
@@ -226,6 +225,15 @@ class OrderRunner:
                 await asyncio.sleep(poll_s)
             except TimeoutError:
                 log.warning("order tracking: venue timeout; retrying")
+
+    def watch_symbol(self, symbol: str) -> None:
+        """Poll this symbol's trades too for the late-fill window (a position difference:
+        trades of this symbol may be on their way, ours or foreign)."""
+        self._active_symbols[symbol] = self.clock()
+
+    def polled_symbols(self) -> frozenset[str]:
+        """The symbols whose trades are being polled now."""
+        return self._symbols_to_poll(self.clock())
 
     def _symbols_to_poll(self, now: int) -> frozenset[str]:
         """Symbols with open orders, and those whose last order closed within the late-fill
@@ -242,7 +250,7 @@ class OrderRunner:
         symbols = self._symbols_to_poll(self.clock())
         if not symbols and self._cursor is not None:
             return
-        fills, cursor = await self._venue_call(
+        fills, cursor = await self.venue_call(
             "fills", self.venue.fills_since(self._cursor, symbols)
         )
         now = self.clock()
@@ -268,7 +276,7 @@ class OrderRunner:
             coid = order.client_order_id
             if self._in_doubt_next.get(coid, 0) > now:
                 continue
-            report = await self._venue_call(
+            report = await self.venue_call(
                 "query", self.venue.query_order(order.symbol, order.client_order_id)
             )
             current = self.state.orders[coid]
@@ -276,7 +284,7 @@ class OrderRunner:
                 continue
             if report is not None:
                 log.info("in-doubt order %s found at venue (%s)", coid, report.status)
-                await self._append_lifecycle(
+                await self.append_lifecycle(
                     lifecycle(
                         OrderAcknowledged,
                         current,
@@ -289,7 +297,7 @@ class OrderRunner:
             age = now - current.t_submitted
             if age >= self.cfg.in_doubt_absent_after_ms:
                 log.warning("in-doubt order %s not at venue after %d ms: absent", coid, age)
-                await self._append_lifecycle(
+                await self.append_lifecycle(
                     lifecycle(
                         OrderRejected,
                         current,
@@ -330,19 +338,19 @@ class OrderRunner:
         if not order.is_open:
             return
         if order.status is OrderStatus.ACCEPTED:
-            await self._append_lifecycle(
+            await self.append_lifecycle(
                 lifecycle(OrderCanceled, order, self.clock(), reason=reason)
             )
             return
         if not order.is_cancel_requested:
-            await self._append_lifecycle(
+            await self.append_lifecycle(
                 lifecycle(OrderCancelRequested, order, self.clock(), reason=reason)
             )
         if not self.may_write_venue():
             log.warning("cancel of %s not sent: venue writes are closed (fenced)", coid)
             return
         try:
-            result = await self._venue_call(
+            result = await self.venue_call(
                 "cancel", self.venue.cancel(order.symbol, order.client_order_id)
             )
         except (VenueError, TimeoutError) as err:
@@ -358,35 +366,9 @@ class OrderRunner:
                 if reason == "ttl"
                 else lifecycle(OrderCanceled, current, self.clock(), reason=reason)
             )
-            await self._append_lifecycle(ev)
+            await self.append_lifecycle(ev)
         else:
             log.info("cancel of %s: venue says %s", coid, result.status)
-
-    async def reconcile(self, now: int) -> None:
-        """Compare open orders with the venue's reports; write what the venue decided."""
-        for order in list(self.state.iter_open_orders()):
-            if order.is_in_doubt or order.status is OrderStatus.ACCEPTED:
-                continue
-            report = await self._venue_call(
-                "query", self.venue.query_order(order.symbol, order.client_order_id)
-            )
-            if report is None:
-                continue  # not visible: unknown, not absent
-            current = self.state.orders[order.client_order_id]
-            ev = tracking.report_event(current, report, now)
-            if ev is not None:
-                log.info(
-                    "reconcile: order %s is %s at venue", current.client_order_id, report.status
-                )
-                await self._append_lifecycle(ev)
-            elif not report.is_open and report.status == "CANCELED" and current.is_cancel_requested:
-                continue
-            elif (
-                not report.is_open
-                and current.expires_at_ms <= now
-                and not current.is_cancel_requested
-            ):
-                self.request_cancel(current.client_order_id, "ttl")
 
     async def recover(self) -> None:
         """After a restart: orders recorded but never sent are sent or canceled."""
@@ -396,7 +378,7 @@ class OrderRunner:
                 if now < order.expires_at_ms and now - order.t_decision < 5_000:
                     await self.submit(order.client_order_id)
                 else:
-                    await self._append_lifecycle(
+                    await self.append_lifecycle(
                         lifecycle(
                             OrderCanceled, order, self.clock(), reason="not sent before restart"
                         )

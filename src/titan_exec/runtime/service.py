@@ -54,6 +54,7 @@ from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
+from titan_exec.runtime.reconcile import VenueReconciler
 from titan_exec.runtime.shadow import CommandShadow, bind_command_consumer
 from titan_exec.wire.contract import is_state_subject
 from titan_exec.wire.replay import NonceCache
@@ -159,6 +160,7 @@ class Service:
         self.js: JetStreamContext | None = None
         self.events: EventLog | None = None
         self.runner: OrderRunner | None = None
+        self.reconciler: VenueReconciler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.intake: CommandIntake | None = None
         self.follower: EventFollower | None = None
@@ -464,6 +466,7 @@ class Service:
             self._command_sub = self.intake.psub  # for the standby's reader, once rebuilt
         self.intake = None
         self.runner = None
+        self.reconciler = None
 
     async def take_over(self) -> int:
         """Become the active (ha-protocol.md §6): write the epoch marker (from now on the
@@ -528,6 +531,7 @@ class Service:
         self._tasks.append(self._leader_task(self.runner.track(), "order-tracker"))
         self.checkpoints = CheckpointWriter(self, self.snapshot_store)
         self._tasks.append(self._leader_task(self.checkpoints.run(), "checkpoints"))
+        self._start_reconciliation(self.runner)
         self._tasks.append(self._leader_task(self._truth_loop(), "truth"))
         self.intake = CommandIntake(
             cfg=self.cfg,
@@ -548,6 +552,25 @@ class Service:
         self.health.is_ready = True
         self.metrics.ready.set(1)
         say(f"active with epoch {epoch}: intake open")
+
+    def _start_reconciliation(self, runner: OrderRunner) -> None:
+        """The active's venue reconciliation loops (runtime/reconcile.py), leader tasks."""
+        self.reconciler = rc = VenueReconciler(
+            runner=runner,
+            metrics=self.metrics,
+            cfg=self.cfg.reconcile,
+            subject=self.subjects.reconcile(self.cfg.service.instance_id),
+            publish=self._publish_telemetry,
+            clock=self.clock,
+        )
+        self._tasks.append(self._leader_task(rc.run_open_orders(), "reconcile-open-orders"))
+        self._tasks.append(self._leader_task(rc.run_positions(), "reconcile-positions"))
+        self._tasks.append(self._leader_task(rc.run_balances(), "reconcile-balances"))
+
+    async def _publish_telemetry(self, subject: str, body: bytes) -> None:
+        """Core NATS telemetry (not state): dropped while disconnected."""
+        if self.nc is not None and self.nc.is_connected:
+            await self.nc.publish(subject, body)
 
     async def _write_epoch_marker(self, *, token: str = "", timeout_s: float = 5.0) -> int:
         """Compare-and-set a new marker on the epoch subject; its sequence is the epoch.

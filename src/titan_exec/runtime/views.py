@@ -181,5 +181,6 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "daily_realized_pnl": {str(k): str(v) for k, v in sorted(st.daily_realized.items())},
         "trades": st.trade_count,
         "anomalies": st.anomalies,
+        "reconciliations": st.reconciliations,
         "recent_rejects": svc.intake.recent_rejects[-20:] if svc.intake else [],
     }

@@ -2,7 +2,8 @@
 
 The stream messages are read as they are on the wire: a subject `titan.evt.<ns>.<kind>.v1…`,
 the JetStream headers, and a JSON envelope whose `payload` is the event (`payload.event`:
-`intent.decided`, `order.accepted`, `order.filled`, …, fields in camelCase). The venue
+`intent.decided`, `order.accepted`, `order.filled`, `position.reconciled`, …, fields in
+camelCase). The venue
 simulator's `/sim/inspect` document lists every order (`clientOrderId`, `orderId`,
 `status`) and trade (`id`, `orderId`, `symbol`, `side`, `qty`) it ever had; an instance's
 `/status` has `event_seq`, `state_hash`, `net_positions` (`{"sim:BTC/USDT": "0.2"}`) and
@@ -23,7 +24,9 @@ EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 WRITER_EPOCH = "Titan-Epoch"
 WRITER_INSTANCE = "Titan-Instance"
-STATE_KINDS = frozenset({"fill", "order", "decision", "control", "genesis", "compaction"})
+STATE_KINDS = frozenset(
+    {"fill", "order", "decision", "control", "genesis", "compaction", "position"}
+)
 DECISION_KINDS = frozenset({"decision", "control"})
 CLOSING_ORDER_EVENTS = frozenset({"order.canceled", "order.rejected", "order.expired"})
 VENUE_OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
@@ -137,13 +140,31 @@ def fill_events(events: Iterable[RawMsg], ns: str = "exec") -> Fills:
 
 
 def stream_net_positions(events: Iterable[RawMsg], ns: str = "exec") -> dict[str, Decimal]:
-    """Net position per symbol (`BTCUSDT`) folded from the fill events alone."""
+    """Net position per symbol (`BTCUSDT`) folded in stream order from the fill events (the
+    first record of each venue execution) and the position corrections
+    (`position.reconciled`: the symbol's net becomes `qtyAfter`, as in the service's fold)."""
     net: dict[str, Decimal] = {}
-    for _m, p in fill_events(events, ns).values():
+    seen: set[tuple[str, str]] = set()
+    for m in events:
+        kind = event_kind(m.subject, ns)
+        if kind not in ("fill", "position"):
+            continue
+        p = payload_of(m)
+        if p is None:
+            continue
+        symbol = venue_symbol(str(p.get("symbol", "")))
+        if kind == "position":
+            after = as_decimal(p.get("qtyAfter"))
+            if p.get("event") == "position.reconciled" and after is not None:
+                net[symbol] = after
+            continue
+        key = (str(p.get("venue", "")), str(p.get("executionId") or p.get("fillId")))
+        if p.get("event") != "order.filled" or key in seen:
+            continue
+        seen.add(key)
         qty = as_decimal(p.get("qty"))
         if qty is None:
             continue
-        symbol = venue_symbol(str(p.get("symbol", "")))
         net[symbol] = net.get(symbol, Decimal(0)) + signed(p.get("side"), qty)
     return _nonzero_sorted(net)
 

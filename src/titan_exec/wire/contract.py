@@ -24,6 +24,7 @@ from titan_exec.core.events import (
     Genesis,
     IntentDecided,
     OrderFilled,
+    PositionReconciled,
     StateCompacted,
     event_id,
 )
@@ -37,8 +38,11 @@ GENESIS_TYPE = "titan.event.execution.genesis.v1"
 TRADE_TYPE = "titan.event.analysis.trade_completed.v1"
 TRUTH_TYPE = "titan.event.execution.truth.v1"
 COMPACTION_TYPE = "titan.event.execution.compaction.v1"
+POSITION_TYPE = "titan.event.execution.position.v1"
 
-STATE_KINDS = frozenset({"fill", "order", "decision", "control", "genesis", "compaction"})
+STATE_KINDS = frozenset(
+    {"fill", "order", "decision", "control", "genesis", "compaction", "position"}
+)
 """Subject kinds (token 3 of ``titan.evt.<ns>.<kind>...``) that the state fold reads."""
 
 _BAD_TOKEN = re.compile(r"[^A-Za-z0-9_\-]")
@@ -73,6 +77,8 @@ def event_subject(ns: str, event: Event) -> str:
             return f"titan.evt.{ns}.genesis.v1"
         case StateCompacted():
             return f"titan.evt.{ns}.compaction.v1"
+        case PositionReconciled():
+            return f"titan.evt.{ns}.position.v1.{_route(event.venue, event.account, event.symbol)}"
         case _:
             return f"titan.evt.{ns}.order.v1.{_route(event.venue, event.account, event.symbol)}"
 
@@ -89,6 +95,8 @@ def _event_type(event: Event) -> str:
             return GENESIS_TYPE
         case StateCompacted():
             return COMPACTION_TYPE
+        case PositionReconciled():
+            return POSITION_TYPE
         case _:
             return ORDER_TYPE
 
@@ -105,6 +113,8 @@ def _correlation(event: Event) -> str:
             return "genesis"
         case StateCompacted():
             return "compaction"
+        case PositionReconciled():
+            return f"reconcile:{event.venue}:{event.symbol}"
         case _:
             return str(event.client_order_id)
 

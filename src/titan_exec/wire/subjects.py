@@ -169,6 +169,10 @@ class Subjects:
         """Order lifecycle changes."""
         return self._evt("order", venue, account, symbol)
 
+    def position(self, venue: str, account: str, symbol: str) -> str:
+        """Position corrections from an authoritative venue report (`PositionReconciled`)."""
+        return self._evt("position", venue, account, symbol)
+
     def decision(self, venue: str, account: str, symbol: str) -> str:
         """The service's decision for an intent (ours, not in the old service)."""
         return self._evt("decision", venue, account, symbol)
@@ -212,6 +216,11 @@ class Subjects:
         """Role transitions of one instance (telemetry, core NATS: every instance publishes
         them, and only the active may publish on `titan.evt.<ns>.>`)."""
         return f"titan.sys.{self.ns}.role.v1.{_check_token('instance_id', instance_id)}"
+
+    def reconcile(self, instance_id: str) -> str:
+        """Differences with the venue found by the active (telemetry, core NATS: not state,
+        so not on `titan.evt.<ns>.>`, which followers fold)."""
+        return f"titan.sys.{self.ns}.reconcile.v1.{_check_token('instance_id', instance_id)}"
 
     # -- request / reply -----------------------------------------------------------------
 

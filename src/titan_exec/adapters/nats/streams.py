@@ -227,7 +227,8 @@ async def ensure_streams(
 
     ``max_age_s`` / ``max_bytes``, when given, override every spec's own limit
     (0 / -1 = unlimited); ``max_age_s`` never applies to ``TITAN_EVT`` (retention there is
-    by snapshot and purge, `runtime/checkpoint.py`). ``replicas`` is 1 for a single server, 3 for a cluster.
+    by snapshot and purge, `runtime/checkpoint.py`). ``replicas`` is 1 for a single
+    server, 3 for a cluster.
     Raises StreamMigrationError for an old WorkQueue ``TITAN_CMD`` and
     StreamSetupError for anything else NATS refuses.
     """

@@ -67,6 +67,11 @@ class VenueConfigError(ValueError):
     """The venue configuration cannot work (names the setting)."""
 
 
+COMPLETE_POSITION_LISTS = frozenset({"binanceusdm"})
+"""ccxt ids whose all-symbol position answer lists every non-flat position of the account:
+Binance USDⓈ-M's positionRisk (v3, ccxt's default) leaves flat symbols out, so a symbol it
+omits from a successful answer is flat. Elsewhere an omitted symbol stays unknown."""
+
 TRADES_PAGE = 1000
 """Trades per `userTrades` call (Binance's maximum)."""
 
@@ -495,7 +500,10 @@ class CcxtVenue:
         """A REST venue has no push here: the next poll comes after the poll interval."""
         await asyncio.sleep(max(timeout_s, self.settings.poll_interval_ms / 1000))
 
-    async def positions(self) -> list[PositionReport]:
+    async def positions(self, symbols: frozenset[str] = frozenset()) -> list[PositionReport]:
+        """The venue's position list; for a venue whose list is complete
+        (`COMPLETE_POSITION_LISTS`) each of `symbols` it leaves out is reported flat (0),
+        else it stays unreported (unknown)."""
         await self._markets()
         raw = await self._read(lambda: self.exchange.fetch_positions())
         out = []
@@ -512,6 +520,16 @@ class CcxtVenue:
                     entry_price=_dec(info.get("entryPrice"), p.get("entryPrice")),
                 )
             )
+        if self.settings.exchange_id in COMPLETE_POSITION_LISTS:
+            listed = {r.symbol for r in out}
+            for symbol in sorted(symbols - listed):
+                try:
+                    self.market_symbol(symbol)
+                except VenueRejected:
+                    continue  # not a market of this venue: unknown, not flat
+                out.append(
+                    PositionReport(venue=self.name, symbol=symbol, qty=ZERO, entry_price=ZERO)
+                )
         return out
 
     async def balances(self) -> dict[str, Decimal]:

@@ -22,13 +22,16 @@ Behaviour:
   some of its slices are still to be delivered: those trades already happened, so the
   answer is FILLED. A terminal order answers its status; an unknown one NOT_FOUND.
 * Positions are netted per symbol (signed qty, average entry); realised PnL and fees go to
-  the USDT wallet balance; `equity` adds the unrealised PnL at mid.
+  the USDT wallet balance; `equity` adds the unrealised PnL at mid. `positions` reports
+  flat positions explicitly (qty 0), never by leaving them out.
 * Fault injection, settable at run time: `fail_next_place` (raised once, nothing placed),
   `lose_next_response` (the place is executed but `VenueUnknownOutcome` is raised),
   `hidden_for_ms` (a new order is invisible to `query_order` / `open_orders` for that
   long; it still trades and can be canceled), `latency_ms` (a sleep before each request).
 * Inspection for tests: `all_orders()`, `all_fills()`, `place_count` (place requests that
-  reached the venue, whatever their outcome).
+  reached the venue, whatever their outcome). `book_external_trade` moves a position behind
+  the service's back (as a liquidation or a manual trade on another session would), with no
+  fill that `fills_since` shows.
 """
 
 from __future__ import annotations
@@ -220,12 +223,16 @@ class PaperVenue:
             return
         self._activity.clear()
 
-    async def positions(self) -> list[PositionReport]:
+    async def positions(self, symbols: frozenset[str] = frozenset()) -> list[PositionReport]:
+        """Every symbol it ever held, flat ones as explicit 0, and 0 for the other symbols
+        asked about (the paper venue knows its whole book)."""
         await self._latency()
         return [
             PositionReport(venue=self.name, symbol=symbol, qty=pos.qty, entry_price=pos.entry)
             for symbol, pos in self._positions.items()
-            if pos.qty != ZERO
+        ] + [
+            PositionReport(venue=self.name, symbol=symbol, qty=ZERO, entry_price=ZERO)
+            for symbol in sorted(symbols - set(self._positions))
         ]
 
     async def balances(self) -> dict[str, Decimal]:
@@ -262,6 +269,10 @@ class PaperVenue:
     def all_fills(self) -> list[FillReport]:
         """Every trade the venue ever delivered, in order."""
         return list(self._fills)
+
+    def book_external_trade(self, symbol: str, side: Side, qty: Decimal, price: Decimal) -> None:
+        """A trade the service never sees as a fill: only the position and balance move."""
+        self._book(symbol, side, qty, price, ZERO)
 
     # -- matching engine -----------------------------------------------------------------
 
