@@ -181,6 +181,8 @@ class Service:
         self.snapshot_store: SnapshotStore | None = None
         self.checkpoints: CheckpointWriter | None = None
         self.drift = DriftMonitor(self)
+        self.status_hash: tuple[int, int, str] | None = None
+        """(state id, event count, hash) of the last `/status` (`views.current_hash`)."""
 
     # --- state access -----------------------------------------------------------------
 

@@ -105,6 +105,18 @@ async def rpc_policy_hash(svc: Service, msg: Msg) -> None:
     )
 
 
+def current_hash(svc: Service) -> str:
+    """The hash of the live state, computed again only when an event was folded since the
+    last call (`/status` is polled; hashing is O(state))."""
+    st = svc.state
+    seen = svc.status_hash
+    if seen is not None and seen[0] == id(st) and seen[1] == st.event_count:
+        return seen[2]
+    h = state_hash(st)
+    svc.status_hash = (id(st), st.event_count, h)
+    return h
+
+
 def svc_confirmed(svc: Service) -> dict[str, Any] | None:
     c = svc.drift.confirmed
     if c is None:
@@ -137,7 +149,7 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "is_halted": st.is_halted,
         "is_armed": st.is_armed,
         "policy_hash": st.policy.hash if st.policy else None,
-        "state_hash": state_hash(st),
+        "state_hash": current_hash(svc),
         "event_seq": svc.stream_seq,
         "event_count": st.event_count,
         "standby_lag": svc.follower.lag if svc.follower is not None else None,
