@@ -87,6 +87,12 @@ def test_secrets_never_appear_in_the_redacted_view() -> None:
             "[orders]\nreconcile_interval_ms = 500\n[reconcile]\nopen_orders_interval_ms = 700\n",
             "orders.reconcile_interval_ms",
         ),
+        ("[snapshots]\nevery_events = 0\n", "snapshots.every_events"),
+        ("[snapshots]\nevery_ms = 10\n", "snapshots.every_ms"),
+        ('[snapshots]\nbucket = "a.b"\n', "snapshots.bucket"),
+        ("[retention]\npurge = true\n[snapshots]\nkeep = 1\n", "retention.purge"),
+        ("[retention]\npurge = true\n[snapshots]\nenabled = false\n", "retention.purge"),
+        ("[retention]\nhorizon_ms = 60000\n", "retention.horizon_ms"),
     ],
 )
 def test_bad_settings_name_themselves(tmp_path: Path, toml: str, fragment: str) -> None:
