@@ -372,6 +372,25 @@ def test_instances_at_the_same_position_with_different_hashes() -> None:
     assert report.has_hash_mismatch and not report.unsettled()
 
 
+def test_a_standby_that_drifted_at_a_checkpoint_is_a_violation() -> None:
+    run = failover_run()
+    clean = {"alarm": False, "mismatched": 0, "last": None}
+    drifted = {
+        "alarm": False,
+        "mismatched": 1,
+        "last": {
+            "watermark_seq": 9,
+            "differences": [{"section": "position", "key": "sim:BTC/USDT", "field": "qty"}],
+        },
+    }
+    statuses = {"primary": run.status("primary", drift=clean), "backup": run.status("backup")}
+    assert run.check(statuses).ok
+    statuses["backup"] = run.status("backup", drift=drifted)
+    v = only(run.check(statuses))
+    assert (v.problem, v.ids) == (Problem.DRIFT_ALARM, ("instance:backup",))
+    assert "seq 9: position sim:BTC/USDT qty" in v.text
+
+
 def test_instances_at_different_positions_are_not_compared_by_hash() -> None:
     run = failover_run()
     behind = run.status("backup", event_seq=3, state_hash="older")

@@ -309,6 +309,30 @@ def differing(a: Mapping[str, Decimal], b: Mapping[str, Decimal]) -> list[str]:
     return sorted(s for s in set(a) | set(b) if a.get(s, Decimal(0)) != b.get(s, Decimal(0)))
 
 
+def _drift_violations(docs: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
+    """A standby that found its state different from the active's at a checkpoint (its
+    `/status` `drift` counters, since its process started): even when its rebuild cured
+    it, a fold that drifted is a fault."""
+    out = []
+    for name, doc in docs.items():
+        drift = doc.get("drift")
+        if not isinstance(drift, Mapping) or not drift.get("mismatched"):
+            continue
+        last = drift.get("last") or {}
+        first = (last.get("differences") or [{}])[0]
+        what = " ".join(str(first.get(k, "")) for k in ("section", "key", "field")).strip()
+        out.append(
+            Violation(
+                INSTANCES,
+                (f"instance:{name}",),
+                f"instance {name} drifted at {drift['mismatched']} checkpoint(s), last at "
+                f"seq {last.get('watermark_seq')}: {what or 'difference unknown'}",
+                Problem.DRIFT_ALARM,
+            )
+        )
+    return out
+
+
 def instance_violations(
     statuses: Mapping[str, Mapping[str, Any] | None], inspect: Mapping[str, Any] | None
 ) -> list[Violation]:
@@ -339,6 +363,7 @@ def instance_violations(
         for seq, hashes in sorted(at_seq.items())
         if len(set(hashes.values())) > 1
     ]
+    out += _drift_violations(docs)
     if inspect is None:
         return out
     venue_net = venue_net_positions(inspect)

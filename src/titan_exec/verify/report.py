@@ -40,6 +40,7 @@ class Problem(StrEnum):
     HASH_MISMATCH = "hash_mismatch"
     INSTANCE_POSITION = "instance_position"
     INSTANCE_OPEN_ORDERS = "instance_open_orders"
+    DRIFT_ALARM = "drift_alarm"
 
 
 MAY_SETTLE = frozenset(
