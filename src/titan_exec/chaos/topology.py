@@ -111,6 +111,9 @@ class Topology:
                     ack_wait_s=self.settings.ack_wait_s,
                     is_armed_on_genesis=True,
                     rate_limit_ms=10,  # the simulator is local: ccxt's pace is for Binance
+                    # a checkpoint every 2 s: the standby compares its state with the
+                    # active's several times per run, under every fault (verify: drift)
+                    snapshot_every_ms=2000,
                     # an order written ahead but never sent by a killed active is unknown to
                     # the venue: declared absent after 3 s here (default 30 s) — locally, an
                     # order not visible after 3 s was never sent (the venue faults hide

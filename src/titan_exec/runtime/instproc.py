@@ -49,6 +49,8 @@ class InstanceSettings:
     in_doubt_absent_after_ms: int | None = None
     """When an order the venue does not know is declared never sent (None: the default)."""
     """The ccxt client's pause between venue calls (None: ccxt's own for the exchange)."""
+    snapshot_every_ms: int | None = None
+    """Checkpoints (snapshot + the standby's drift comparison) this often (None: default)."""
 
     def toml(self, mode: str, state_dir: Path) -> str:
         consumer = (
@@ -61,6 +63,12 @@ class InstanceSettings:
             else f"in_doubt_absent_after_ms = {self.in_doubt_absent_after_ms}\n"
         )
         pace = "" if self.rate_limit_ms is None else f"rate_limit_ms = {self.rate_limit_ms}\n"
+        snapshots = (
+            ""
+            if self.snapshot_every_ms is None
+            else f"[snapshots]\nevery_ms = {self.snapshot_every_ms}\n"
+            f"[truth]\ninterval_ms = {min(5000, self.snapshot_every_ms)}\n"
+        )
         return f"""\
 [service]
 instance_id = "{self.name}"
@@ -83,7 +91,7 @@ name = "sim"
 exchange_id = "binanceusdm"
 base_url = "{self.sim_url}"
 poll_interval_ms = {self.poll_interval_ms}
-{pace}{consumer}{risk}"""
+{pace}{consumer}{risk}{snapshots}"""
 
 
 class InstanceProcess:
