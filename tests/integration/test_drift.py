@@ -156,3 +156,44 @@ async def test_a_drifted_standby_is_refused_automatic_promotion(
             ok, answer = backup.request_promote()
             assert ok, answer
             await wait_for(lambda: backup.role == "active", "promoted by the operator", 10)
+
+
+async def test_when_the_active_drifted_the_standby_says_so_and_does_not_rebuild_in_a_loop(
+    service_nats: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The active's own state is wrong (its fold, not the stream): the standby alarms,
+    rebuilds from the stream once, still differs at the next checkpoint, and then keeps
+    the alarm with `suspect: active` instead of copying the active's snapshot."""
+    manual = {"snapshots.every_ms": 3_600_000, "snapshots.every_events": 1_000_000}
+    async with world(
+        service_nats.url, tmp_path / "a", **HA, **manual, **{"service.instance_id": "primary"}
+    ) as w:
+        await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
+        cfg_b = make_config(
+            service_nats.url,
+            tmp_path / "b",
+            **HA,
+            **manual,
+            **{"service.instance_id": "backup", "service.mode": "standby"},
+        )
+        async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
+            assert b.service is not None and w.svc.checkpoints is not None
+            backup = b.service
+            await trade(w, 1)
+            await w.svc.checkpoints.write()
+            await wait_for(lambda: backup.drift.matched == 1, "matched checkpoint")
+            corrupt_position(w.svc, KEY, Decimal("1"))  # the active's fold is wrong now
+            with caplog.at_level(logging.ERROR, logger="titan_exec"):
+                await w.svc.checkpoints.write()
+                await wait_for(lambda: backup.drift.rebuilds == 1, "first alarm and rebuild")
+                await w.svc.checkpoints.write()
+                await wait_for(lambda: backup.drift.is_persistent, "persistent drift")
+            assert backup.drift.has_alarm and backup.drift.rebuilds == 1
+            assert backup.drift.last_alarm is not None
+            assert backup.drift.last_alarm["suspect"] == "active"
+            assert any(
+                r.levelno == logging.CRITICAL and "suspect the active" in r.getMessage()
+                for r in caplog.records
+            )
+            # the standby kept the stream's truth, not the active's corrupt position
+            assert backup.state.position(*KEY).qty == Decimal("0.1")
