@@ -70,3 +70,17 @@ def test_compaction_is_deterministic_and_idempotent() -> None:
     assert state_hash(a) == state_hash(b)
     again = replay([*events, compacted(2, 5, 1)])  # lower bounds change nothing
     assert state_hash(again) == state_hash(a)
+
+
+def test_the_active_compacts_only_when_a_bound_moves() -> None:
+    from titan_exec.core.state import compaction
+
+    s = replay(base())
+    ev = compaction(s, acked_cmd_seq=2, now_ms=100, horizon_ms=90)
+    assert ev == StateCompacted(ts_ms=100, cmd_floor=3, orders_before_ms=10, fills_before_ms=10)
+    apply(s, ev)
+    assert compaction(s, acked_cmd_seq=2, now_ms=100, horizon_ms=90) is None
+    assert compaction(s, acked_cmd_seq=1, now_ms=95, horizon_ms=90) is None  # never back
+    assert compaction(s, acked_cmd_seq=0, now_ms=101, horizon_ms=90) == StateCompacted(
+        ts_ms=101, cmd_floor=3, orders_before_ms=11, fills_before_ms=11
+    )

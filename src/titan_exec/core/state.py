@@ -187,6 +187,32 @@ def _apply_control(state: State, event: ControlDecided) -> None:
     # FLATTEN acts through the orders it created (their own events).
 
 
+def compaction(
+    state: State, *, acked_cmd_seq: int, now_ms: int, horizon_ms: int
+) -> StateCompacted | None:
+    """The compaction the active appends before a checkpoint: commands up to the last one
+    acknowledged in order (`acked_cmd_seq`, the consumer's ack floor) count as decided;
+    closed orders and trade ids older than `horizon_ms` go. None when no bound moved (the
+    same event again would carry the same message id: dropped by the stream's duplicate
+    window, yet applied by the writer)."""
+    cmd_floor = max(state.cmd_floor, acked_cmd_seq + 1 if acked_cmd_seq else 0)
+    before = now_ms - horizon_ms
+    orders_before = max(state.orders_floor_ms, before)
+    fills_before = max(state.fills_floor_ms, before)
+    if (cmd_floor, orders_before, fills_before) == (
+        state.cmd_floor,
+        state.orders_floor_ms,
+        state.fills_floor_ms,
+    ):
+        return None
+    return StateCompacted(
+        ts_ms=now_ms,
+        cmd_floor=cmd_floor,
+        orders_before_ms=orders_before,
+        fills_before_ms=fills_before,
+    )
+
+
 def _compact(state: State, ev: StateCompacted) -> None:
     if ev.cmd_floor > state.cmd_floor:
         state.cmd_floor = ev.cmd_floor

@@ -44,6 +44,7 @@ from titan_exec.core.snapshot import (
     iter_hashed_lines,
     snapshot_bytes,
 )
+from titan_exec.core.state import compaction
 from titan_exec.wire.contract import STATE_KINDS
 
 if TYPE_CHECKING:
@@ -167,30 +168,19 @@ class CheckpointWriter:
         svc = self.svc
         if not svc.cfg.retention.compact:
             return None
-        st = svc.state
-        cmd_floor = st.cmd_floor
+        acked = 0
         psub = svc.intake.psub if svc.intake is not None else None
         if psub is not None:
             try:
                 info = await psub.consumer_info()
                 acked = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-                cmd_floor = max(cmd_floor, acked + 1 if acked else 0)
             except Exception as err:  # the floor waits for the next checkpoint
                 log.info("command ack floor unavailable (%r): command floor unchanged", err)
-        before = svc.clock() - svc.cfg.retention.horizon_ms
-        orders_before = max(st.orders_floor_ms, before)
-        fills_before = max(st.fills_floor_ms, before)
-        if (
-            cmd_floor <= st.cmd_floor
-            and orders_before <= st.orders_floor_ms
-            and fills_before <= st.fills_floor_ms
-        ):
-            return None
-        return StateCompacted(
-            ts_ms=svc.clock(),
-            cmd_floor=cmd_floor,
-            orders_before_ms=orders_before,
-            fills_before_ms=fills_before,
+        return compaction(
+            svc.state,
+            acked_cmd_seq=acked,
+            now_ms=svc.clock(),
+            horizon_ms=svc.cfg.retention.horizon_ms,
         )
 
     async def _store(
