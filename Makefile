@@ -36,6 +36,11 @@ integration: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/titan-exec bench
 
+# Start-up time (newest snapshot + tail) with 10^4, 10^5 and 10^6 events of history.
+.PHONY: bench-startup
+bench-startup: $(STAMP)
+	$(BIN)/titan-exec bench --startup --sizes 1e4,1e5,1e6 --rounds 3
+
 # The long chaos run: every scenario RUNS times, the report (tables and plots) in REPORT.
 RUNS   ?= 20
 REPORT ?= docs/chaos

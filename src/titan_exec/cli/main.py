@@ -361,6 +361,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from titan_exec.runtime.bench import run_bench
 
+    if args.startup:
+        from titan_exec.runtime.startbench import SIZES, parse_sizes, run_startbench
+
+        try:
+            sizes = parse_sizes(args.sizes) if args.sizes else SIZES
+        except ValueError as err:
+            print(f"titan-exec bench --sizes: {err}", file=sys.stderr)
+            return 2
+        return asyncio.run(run_startbench(sizes=sizes, rounds=args.rounds, json_path=args.json))
     return asyncio.run(
         run_bench(
             intents=args.intents,
@@ -501,6 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="each round also measures the instance with lease election and the epoch fence",
     )
+    p.add_argument(
+        "--startup",
+        action="store_true",
+        help="instead: start-up time (newest snapshot + tail) against the length of history",
+    )
+    p.add_argument("--sizes", default=None, help="with --startup: events, e.g. 1e4,1e5,1e6")
+    p.add_argument("--json", default=None, metavar="FILE", help="with --startup: results file")
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_bench)
     return parser
