@@ -125,3 +125,23 @@ async def test_a_restart_after_old_events_were_purged_rebuilds_the_same_state(
     with pytest.raises(Exception, match="no longer starts at its genesis"):
         async with world(service_nats.url, tmp_path, **purge):
             pass
+
+
+async def test_pruned_snapshots_leave_no_marker_behind(service_nats: Any) -> None:
+    """A listing (every start, every checkpoint) reads the snapshots kept, not every one
+    ever written: a deleted object's marker is purged too."""
+    import nats
+
+    nc = await nats.connect(service_nats.url)
+    try:
+        js = nc.jetstream()
+        store = SnapshotStore(js, ns="exec", shard="main")
+        await store.ensure()
+        for seq in range(1, 21):
+            await store.put(seq, b"x" * 100, {})
+            await store.prune(3)
+        assert [s.watermark_seq for s in await store.newest_first()] == [20, 19, 18]
+        raw = await (await js.object_store("TITAN_EXEC_SNAPSHOTS")).list()
+        assert len(raw) == 3  # deletion markers included: none left
+    finally:
+        await nc.close()

@@ -84,3 +84,11 @@ def test_the_active_compacts_only_when_a_bound_moves() -> None:
     assert compaction(s, acked_cmd_seq=0, now_ms=101, horizon_ms=90) == StateCompacted(
         ts_ms=101, cmd_floor=3, orders_before_ms=11, fills_before_ms=11
     )
+
+
+def test_realised_pnl_of_days_before_the_bound_leaves_the_state() -> None:
+    day = 86_400_000
+    s = replay(base())
+    s.daily_realized = {0: Decimal("1"), 1: Decimal("2"), 2: Decimal("3")}
+    apply(s, compacted(0, day + 5, 0))
+    assert s.daily_realized == {1: Decimal("2"), 2: Decimal("3")}

@@ -159,7 +159,8 @@ class StateCompacted(_Event, frozen=True, kw_only=True, tag="state.compacted"):
     - commands below ``cmd_floor`` count as decided (every one was acknowledged after its
       decision was durable); the set of decided command sequences keeps those above it;
     - terminal orders decided before ``orders_before_ms`` are dropped (open orders stay,
-      whatever their age), and with them the signal ids whose orders are all gone;
+      whatever their age), and with them the signal ids whose orders are all gone, and
+      the realised PnL of the days before that day;
     - venue trade ids older than ``fills_before_ms`` are dropped: a trade older than that
       is never applied again (the venue adapters never re-read so far back)."""
 

@@ -231,6 +231,9 @@ def _compact(state: State, ev: StateCompacted) -> None:
             for sid, coids in state.accepted_signals.items()
             if any(c in state.orders for c in coids)
         }
+    if ev.orders_before_ms > 0:
+        first_day = day_of(ev.orders_before_ms)
+        state.daily_realized = {d: v for d, v in state.daily_realized.items() if d >= first_day}
     if ev.fills_before_ms > state.fills_floor_ms:
         state.fills_floor_ms = ev.fills_before_ms
         state.seen_fills = {k: t for k, t in state.seen_fills.items() if t >= ev.fills_before_ms}

@@ -663,7 +663,7 @@ class Service:
             await self.follower.stop()
         await self._stop_workers()
         if self.events is not None:
-            if not self.events.is_broken:
+            if self.events.is_running and not self.events.is_broken:  # a standby wrote nothing
                 try:
                     await asyncio.wait_for(self.events.drain(), 5)
                 except Exception:

@@ -79,7 +79,7 @@ from titan_exec.core.model import (
     client_order_id,
 )
 from titan_exec.core.snapshot import capture, encode_snapshot, restore
-from titan_exec.core.state import State, state_hash, step
+from titan_exec.core.state import State, compaction, state_hash, step
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, make_venue, nats_settings
 from titan_exec.runtime.service import Service, load_policy, wall_clock_ms
 from titan_exec.wire.contract import encode_event
@@ -403,32 +403,22 @@ class HistoryWriter:
             self._check_ack(await self._in_flight.popleft())
 
     def _compaction(self) -> StateCompacted | None:
-        """The active's compaction at this point, when one of its bounds moves."""
-        st = self.state
-        cmd_floor = max(st.cmd_floor, self.last_cmd + 1)
-        before = self.now_ms - self.spec.horizon_ms
-        orders_before = max(st.orders_floor_ms, before)
-        fills_before = max(st.fills_floor_ms, before)
-        if (
-            cmd_floor <= st.cmd_floor
-            and orders_before <= st.orders_floor_ms
-            and fills_before <= st.fills_floor_ms
-        ):
-            return None
-        return StateCompacted(
-            ts_ms=self.now_ms,
-            cmd_floor=cmd_floor,
-            orders_before_ms=orders_before,
-            fills_before_ms=fills_before,
+        """The active's compaction at this point (every command up to the last is
+        decided and acknowledged in the bench), when one of its bounds moves."""
+        return compaction(
+            self.state,
+            acked_cmd_seq=self.last_cmd,
+            now_ms=self.now_ms,
+            horizon_ms=self.spec.horizon_ms,
         )
 
     async def _checkpoint(self) -> bool:
         """Compaction, marker, snapshot at the marker's sequence; False (nothing written)
         when no bound moved."""
-        compaction = self._compaction()
-        if compaction is None:
+        compacted = self._compaction()
+        if compacted is None:
             return False
-        await self._emit(compaction)
+        await self._emit(compacted)
         await self._settle()
         self.snapshots += 1
         spec = self.spec

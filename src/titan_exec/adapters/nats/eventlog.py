@@ -120,6 +120,11 @@ class EventLog:
         self.last_seq = 0
         self.published = 0
 
+    @property
+    def is_running(self) -> bool:
+        """Started (this instance led) and not stopped."""
+        return bool(self._tasks)
+
     async def start(self) -> None:
         await self._publisher.start()
         self._tasks = [

@@ -15,6 +15,7 @@ Every nats-py error of this store is turned into `SnapshotStoreError` here, in o
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import OBJ_META_PRE_TEMPLATE, OBJ_STREAM_TEMPLATE, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +131,28 @@ class SnapshotStore:
         return buf.getvalue()
 
     async def delete(self, name: str) -> None:
+        """Delete an object and its deletion marker: nats-py leaves a marker per deleted
+        object that every listing reads, which would make a start slower with every
+        snapshot ever written (measured: 45 µs each, 140 ms after 3000). Names are never
+        reused (each is a watermark), so the marker is not needed."""
         store = await self._open()
         if store is None:
             return
         try:
             await store.delete(name)
         except ObjectNotFoundError:
-            return
+            pass
         except Exception as err:
             raise SnapshotStoreError(f"cannot delete snapshot {name}: {err!r}") from err
+        meta = OBJ_META_PRE_TEMPLATE.format(
+            bucket=self.bucket, obj=base64.urlsafe_b64encode(name.encode()).decode()
+        )
+        try:
+            await self._js.purge_stream(
+                OBJ_STREAM_TEMPLATE.format(bucket=self.bucket), subject=meta
+            )
+        except Exception as err:
+            raise SnapshotStoreError(f"cannot purge the marker of {name}: {err!r}") from err
 
     async def prune(self, keep: int) -> list[StoredSnapshot]:
         """Delete all but the newest `keep`; returns the ones kept (newest first)."""
