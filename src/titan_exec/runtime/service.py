@@ -45,7 +45,6 @@ from titan_exec.core.events import ControlDecided, Event, IntentDecided
 from titan_exec.core.leadership import WriteRejected
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
-from titan_exec.core.snapshot import Restored, restore
 from titan_exec.core.state import State
 from titan_exec.runtime import views
 from titan_exec.runtime.checkpoint import CheckpointWriter
@@ -55,8 +54,8 @@ from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.reconcile import VenueReconciler
+from titan_exec.runtime.restore import check_history_complete, newest_usable_snapshot
 from titan_exec.runtime.shadow import CommandShadow, bind_command_consumer
-from titan_exec.wire.contract import is_state_subject
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
@@ -99,10 +98,6 @@ class Health:
     snapshot_seq: int = 0
     """The watermark of the snapshot the last start (or rebuild) loaded; 0: none."""
     startup_ms: dict[str, int] = field(default_factory=dict)
-
-
-class HistoryGap(RuntimeError):
-    """The stream no longer holds the whole history and no snapshot covers the gap."""
 
 
 def _marker_token(data: bytes) -> str | None:
@@ -255,7 +250,12 @@ class Service:
         assert self.js is not None and self.nc is not None
         began = time.perf_counter()
         self.nonces = NonceCache(window_ms=self.cfg.security.timestamp_tolerance_s * 1000)
-        restored = await self._load_snapshot(say, prefer=snapshot)
+        found = None
+        if self.snapshot_store is not None:
+            found = await newest_usable_snapshot(self.snapshot_store, prefer=snapshot, say=say)
+        restored = found[0] if found is not None else None
+        if found is not None:
+            self.metrics.snapshot_bytes.set(found[1])
         loaded = time.perf_counter()
         if restored is not None:
             state, start = restored.state, restored.header.watermark_seq
@@ -264,7 +264,9 @@ class Service:
                 self.nonces.restore(key_id, nonce, expiry, now)
             say(f"snapshot at seq {start} loaded ({state.event_count} events); replaying the tail")
         else:
-            await self._check_history_complete()
+            await check_history_complete(
+                self.js, ns=self.cfg.service.namespace, bucket=self.cfg.snapshots.bucket
+            )
             state, start = State(), 1
             say("replaying the event stream")
         counted = state.event_count
@@ -302,52 +304,6 @@ class Service:
             is_fencing_disabled=self.cfg.is_unsafe_fencing_disabled,
         )
         self.events.last_seq = last
-
-    async def _load_snapshot(
-        self, say: Callable[[str], None], *, prefer: str | None
-    ) -> Restored | None:
-        """The newest snapshot that reads back whole and matches its hash (a damaged one is
-        logged and the next older one tried); None when there is none. Every snapshot in
-        the store covers the stream after it: a purge only ever trims below the oldest
-        snapshot kept (`runtime/checkpoint.py`)."""
-        store = self.snapshot_store
-        if store is None:
-            return None
-        listed = await store.newest_first()
-        names = [prefer] if prefer else []
-        names += [s.name for s in listed if s.name != prefer]
-        for name in names:
-            try:
-                data = await store.get(name)
-                restored = restore(data)
-            except Exception as err:  # SnapshotError, SnapshotStoreError, a lost connection
-                log.warning("snapshot %s not usable (%s); trying an older one", name, err)
-                continue
-            h = restored.header
-            if (h.ns, h.shard) != (self.cfg.service.namespace, self.cfg.service.shard):
-                log.warning("snapshot %s is of %s/%s: skipped", name, h.ns, h.shard)
-                continue
-            self.metrics.snapshot_bytes.set(len(data))
-            return restored
-        if names:
-            say(f"none of {len(names)} snapshot(s) usable: the whole stream is replayed")
-        return None
-
-    async def _check_history_complete(self) -> None:
-        """A replay from the start needs the start: when our events were purged (no
-        genesis, yet later events exist) and no snapshot covers them, refuse to start
-        rather than rebuild a state without its history (a new genesis would follow)."""
-        assert self.js is not None
-        ns = self.cfg.service.namespace
-        info = await self.js.stream_info("TITAN_EVT", subjects_filter=f"titan.evt.{ns}.>")
-        subjects = info.state.subjects or {}
-        has_state = any(is_state_subject(s, ns) for s in subjects)
-        if has_state and f"titan.evt.{ns}.genesis.v1" not in subjects:
-            raise HistoryGap(
-                f"the event stream of namespace {ns} no longer starts at its genesis "
-                "(purged) and no snapshot is usable: refusing to rebuild a partial state; "
-                f"restore a snapshot into {self.cfg.snapshots.bucket}"
-            )
 
     async def _follow(self, say: Callable[[str], None]) -> None:
         """Hot standby: fold new events as they land; no venue writes."""
