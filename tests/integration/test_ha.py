@@ -189,15 +189,19 @@ async def test_the_standby_tracks_the_commands_so_takeover_reads_no_history(
 ) -> None:
     """The standby acknowledges each command on its own durable consumer once the active's
     decision is in the stream (ha-protocol.md §5); at takeover its intake starts there
-    instead of re-reading every old command."""
+    instead of re-reading every old command. (Lease 2 s: with both instances in the test's
+    event loop, a 134 ms stall of that loop late in a full suite run once fenced the active
+    at the 1 s lease's 100 ms stall tolerance, and the standby took over mid-test; the
+    stall's cause was not identified.)"""
+    ha = {**HA, "ha.lease_ms": 2000}
     async with world(
-        service_nats.url, tmp_path / "a", **HA, **{"service.instance_id": "primary"}
+        service_nats.url, tmp_path / "a", **ha, **{"service.instance_id": "primary"}
     ) as w:
         await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
         cfg_b = make_config(
             service_nats.url,
             tmp_path / "b",
-            **HA,
+            **ha,
             **{"service.instance_id": "backup", "service.mode": "standby"},
         )
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
