@@ -152,6 +152,13 @@ class HaDriver:
             holder = state.view.holder or "another instance"
             return False, f"the lease is held by {holder}: use switchover on the active"
         self.put(ld.Promote(monotonic_ms()))
+        drift = self.service.drift
+        if drift.has_alarm:
+            seq = (drift.last_alarm or {}).get("watermark_seq")
+            return True, (
+                "promote requested despite the drift alarm (this standby's state differed "
+                f"from the active's at checkpoint seq {seq}): campaigning for the lease"
+            )
         return True, "promote requested: campaigning for the lease"
 
     def put(self, inp: ld.Input) -> None:
