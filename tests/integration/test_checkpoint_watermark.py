@@ -42,12 +42,19 @@ async def test_every_snapshot_is_the_fold_of_the_stream_below_its_watermark(
         loading = asyncio.create_task(load())
         assert w.svc.checkpoints is not None
         written = 0
-        while not loading.done():  # checkpoints taken while decisions and fills land
+        in_flight: list[int] = []
+        while not loading.done():
+            in_flight.append(
+                w.svc.events.unacked
+            )  # checkpoints taken while decisions and fills land
             await w.svc.checkpoints.write()
             written += 1
             await asyncio.sleep(0.01)
         await loading
         assert written >= 4
+        assert max(in_flight) > 0  # events applied ahead of their acknowledgement were seen
+        doc = await w.svc.settled_status_doc()
+        assert doc["events_unacked"] == 0 and w.svc.events.unacked == 0
         await w.svc.events.drain()
         msgs = await w.stream_messages("TITAN_EVT", "titan.evt.exec.>")
         store = SnapshotStore(w.js, ns="exec", shard="main")

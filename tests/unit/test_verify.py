@@ -372,6 +372,14 @@ def test_instances_at_the_same_position_with_different_hashes() -> None:
     assert report.has_hash_mismatch and not report.unsettled()
 
 
+def test_an_instance_with_events_in_flight_is_not_compared_by_hash() -> None:
+    run = failover_run()
+    ahead = run.status("backup", state_hash="ahead", events_unacked=1)
+    assert run.check({"primary": run.status("primary"), "backup": ahead}).ok
+    settled = run.status("backup", state_hash="ahead", events_unacked=0)
+    assert not run.check({"primary": run.status("primary"), "backup": settled}).ok
+
+
 def test_a_standby_that_drifted_at_a_checkpoint_is_a_violation() -> None:
     run = failover_run()
     clean = {"alarm": False, "mismatched": 0, "last": None}

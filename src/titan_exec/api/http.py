@@ -23,6 +23,8 @@ class ServiceView(Protocol):
 
     def status_doc(self) -> dict[str, Any]: ...
 
+    async def settled_status_doc(self) -> dict[str, Any]: ...
+
     def positions_doc(self) -> dict[str, Any]: ...
 
     def is_ready(self) -> tuple[bool, str]: ...
@@ -55,7 +57,7 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
         return web.Response(body=service.metrics.render(), content_type="text/plain")
 
     async def status(_: web.Request) -> web.Response:
-        return _json(service.status_doc())
+        return _json(await service.settled_status_doc())
 
     def authorized(request: web.Request) -> bool:
         given = request.headers.get("X-API-Key", "")

@@ -96,9 +96,13 @@ def verdicts(readings: list[Reading]) -> list[tuple[bool, str]]:
     else:
         out.append((False, f"more than one instance says it is active: {', '.join(active)}"))
     by_seq: dict[int, set[str]] = {}
+    unsettled = [str(d.get("instance_id")) for d in docs if d.get("events_unacked")]
     for d in docs:
-        by_seq.setdefault(int(d.get("event_seq") or 0), set()).add(str(d.get("state_hash")))
-    if len(docs) >= 2:
+        if not d.get("events_unacked"):
+            by_seq.setdefault(int(d.get("event_seq") or 0), set()).add(str(d.get("state_hash")))
+    if unsettled and len(docs) >= 2:
+        out.append((True, f"{', '.join(unsettled)} deciding (events in flight): not compared"))
+    elif len(docs) >= 2:
         if len(by_seq) == 1:
             ((seq, hashes),) = by_seq.items()
             if len(hashes) == 1:

@@ -813,6 +813,16 @@ class Service:
     def status_doc(self) -> dict[str, Any]:
         return views.status_doc(self)
 
+    async def settled_status_doc(self) -> dict[str, Any]:
+        """`/status` once the events applied so far are acknowledged (at most a second), so
+        that its state_hash and event_seq describe the same position whenever the active
+        is not deciding at that very moment (`events_unacked` says when they do not)."""
+        events = self.events
+        if events is not None and events.unacked and events.is_running and not events.is_broken:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(events.drain(), 1.0)
+        return views.status_doc(self)
+
     def is_ready(self) -> tuple[bool, str]:
         if self.health.fatal:
             return False, self.health.fatal

@@ -100,6 +100,7 @@ def instances_agree(statuses: Mapping[str, Mapping[str, Any] | None]) -> bool:
     return (
         bool(docs)
         and all(d is not None for d in docs)
+        and not any((d or {}).get("events_unacked") for d in docs)
         and len({(d or {}).get("event_seq") for d in docs}) == 1
         and len({(d or {}).get("state_hash") for d in docs}) == 1
     )

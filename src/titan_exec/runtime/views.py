@@ -151,6 +151,9 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "policy_hash": st.policy.hash if st.policy else None,
         "state_hash": current_hash(svc),
         "event_seq": svc.stream_seq,
+        # > 0: the active applied events not yet acknowledged, its state_hash is ahead of
+        # event_seq and must not be compared with another instance's at that position
+        "events_unacked": svc.events.unacked if svc.events is not None else 0,
         "event_count": st.event_count,
         "standby_lag": svc.follower.lag if svc.follower is not None else None,
         "commands_waiting": svc.shadow.waiting if svc.shadow is not None else None,

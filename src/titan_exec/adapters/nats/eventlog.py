@@ -119,6 +119,9 @@ class EventLog:
         self.is_broken = False
         self.last_seq = 0
         self.published = 0
+        self.unacked = 0
+        """Events applied to the state whose publication is not settled yet: while it is not
+        0 the state is ahead of `last_seq` (the two do not describe one position)."""
 
     @property
     def is_running(self) -> bool:
@@ -166,7 +169,15 @@ class EventLog:
                 for k, (subj, data) in enumerate(self._on_closed_trade(closed, ev)):
                     # derived from the event's id, so that a re-send is deduplicated
                     messages.append(_Outgoing(subj, data, {MSG_ID: f"{msg_id}.trade.{k}"}))
-        return self._enqueue(messages)
+        done = self._enqueue(messages)
+        if events:
+            n = len(events)
+            self.unacked += n
+            done.add_done_callback(lambda _: self._settled(n))
+        return done
+
+    def _settled(self, n: int) -> None:
+        self.unacked -= n
 
     def publish(
         self, subject: str, body: bytes, headers: dict[str, str] | None = None
