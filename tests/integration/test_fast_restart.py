@@ -145,3 +145,27 @@ async def test_pruned_snapshots_leave_no_marker_behind(service_nats: Any) -> Non
         assert len(raw) == 3  # deletion markers included: none left
     finally:
         await nc.close()
+
+
+async def test_a_snapshot_whose_chunks_vanish_while_read_fails_instead_of_hanging(
+    service_nats: Any,
+) -> None:
+    """nats-py reads an object's chunks with a consumer that waits for ever when they
+    are purged under it (the active pruned that snapshot meanwhile): the read is bounded
+    and fails, and a start moves on to an older snapshot."""
+    import nats
+
+    from titan_exec.adapters.nats.snapshots import SnapshotStoreError
+
+    nc = await nats.connect(service_nats.url)
+    try:
+        js = nc.jetstream()
+        store = SnapshotStore(js, ns="exec", shard="main", read_timeout_s=1.0)
+        await store.ensure()
+        await store.put(7, b"y" * 1000, {})
+        await js.purge_stream("OBJ_TITAN_EXEC_SNAPSHOTS", subject="$O.TITAN_EXEC_SNAPSHOTS.C.>")
+        assert [s.watermark_seq for s in await store.newest_first()] == [7]  # meta still there
+        with pytest.raises(SnapshotStoreError, match=r"not read within 1\.0 s"):
+            await store.get("exec.main.0000000000000007")
+    finally:
+        await nc.close()

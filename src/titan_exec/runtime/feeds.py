@@ -131,8 +131,7 @@ class Brain:
 
     async def stop(self) -> None:
         if self._hb_task is not None:
-            self._hb_task.cancel()
-            await asyncio.gather(self._hb_task, return_exceptions=True)
+            await _cancel(self._hb_task)
 
 
 class TickerFeed:
@@ -184,5 +183,15 @@ class TickerFeed:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await _cancel(self._task)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel until it ends: a cancel that lands inside nats-py's own `wait_for` can be
+    swallowed (Python 3.11), and the loop then goes on as if nothing happened (it hung a
+    test's teardown for ever)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        task.exception()  # retrieved: an error of a stopping feed is not reported

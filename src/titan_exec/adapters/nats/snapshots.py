@@ -15,6 +15,7 @@ Every nats-py error of this store is turned into `SnapshotStoreError` here, in o
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
@@ -22,8 +23,13 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
-from nats.js.object_store import OBJ_META_PRE_TEMPLATE, OBJ_STREAM_TEMPLATE, ObjectStore
+from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
+from nats.js.object_store import (
+    OBJ_ALL_META_PRE_TEMPLATE,
+    OBJ_META_PRE_TEMPLATE,
+    OBJ_STREAM_TEMPLATE,
+    ObjectStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,18 @@ def _watermark(name: str, prefix: str) -> int | None:
 
 
 class SnapshotStore:
-    def __init__(self, js: JetStreamContext, *, ns: str, shard: str, bucket: str = BUCKET):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        ns: str,
+        shard: str,
+        bucket: str = BUCKET,
+        read_timeout_s: float = 30.0,
+    ):
         self._js = js
+        self.read_timeout_s = read_timeout_s
+        self._stream = OBJ_STREAM_TEMPLATE.format(bucket=bucket)
         self.ns = ns
         self.shard = shard
         self.bucket = bucket
@@ -100,32 +116,48 @@ class SnapshotStore:
         return name
 
     async def newest_first(self) -> list[StoredSnapshot]:
-        """This namespace and shard's snapshots, newest (highest watermark) first."""
-        store = await self._open()
-        if store is None:
+        """This namespace and shard's snapshots, newest (highest watermark) first.
+
+        Read from the store stream's subject list (one API request, bounded by a timeout),
+        not with nats-py's `list()`: that one waits without a bound for a watcher that a
+        concurrent delete can leave with nothing to deliver (it hung a start in a test).
+        A name is listed while its metadata subject holds a message; `delete` purges it,
+        so a listed name that turns out deleted (a stop between the two) fails `get`."""
+        if await self._open() is None:
             return []
+        meta = OBJ_ALL_META_PRE_TEMPLATE.format(bucket=self.bucket)
         try:
-            infos = await store.list(ignore_deletes=True)
-        except NotFoundError:
-            return []  # an empty bucket
+            info = await self._js.stream_info(self._stream, subjects_filter=meta)
         except Exception as err:
             raise SnapshotStoreError(f"cannot list {self.bucket}: {err!r}") from err
         found = []
-        for info in infos:
-            seq = _watermark(info.name or "", self._prefix)
-            if seq is not None and not info.deleted:
-                found.append(StoredSnapshot(str(info.name), seq, int(info.size or 0)))
+        for subject in info.state.subjects or {}:
+            try:
+                name = base64.urlsafe_b64decode(subject.rsplit(".", 1)[-1]).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue  # not an object name of ours
+            seq = _watermark(name, self._prefix)
+            if seq is not None:
+                found.append(StoredSnapshot(name, seq, 0))
         return sorted(found, key=lambda s: s.watermark_seq, reverse=True)
 
     async def get(self, name: str) -> bytes:
+        """The object's bytes (nats-py checks their SHA-256). Bounded in time: nats-py
+        reads the chunks with a consumer that waits for ever when they are purged under
+        it (the writer pruned the object meanwhile)."""
         store = await self._open()
         if store is None:
             raise SnapshotStoreError(f"object store {self.bucket} does not exist")
         buf = io.BytesIO()
         try:
-            await store.get(name, writeinto=buf)
+            async with asyncio.timeout(self.read_timeout_s):
+                await store.get(name, writeinto=buf)
         except ObjectNotFoundError as err:
             raise SnapshotStoreError(f"snapshot {name} not found") from err
+        except TimeoutError as err:
+            raise SnapshotStoreError(
+                f"snapshot {name} not read within {self.read_timeout_s} s (deleted meanwhile?)"
+            ) from err
         except Exception as err:
             raise SnapshotStoreError(f"cannot read snapshot {name}: {err!r}") from err
         return buf.getvalue()
