@@ -120,7 +120,8 @@ class SnapshotStore:
 
         Read from the store stream's subject list (one API request, bounded by a timeout),
         not with nats-py's `list()`: that one waits without a bound for a watcher that a
-        concurrent delete can leave with nothing to deliver (it hung a start in a test).
+        concurrent delete can leave with nothing to deliver (read in its source: its
+        end-of-listing marker only comes with a delivered message).
         A name is listed while its metadata subject holds a message; `delete` purges it,
         so a listed name that turns out deleted (a stop between the two) fails `get`."""
         if await self._open() is None:
