@@ -33,6 +33,17 @@ def corrupt_position(svc: Service, key: tuple[str, str], dqty: Decimal) -> None:
     svc.state.positions[key] = replace(pos, qty=pos.qty + dqty)
 
 
+def backup_config(url: str, tmp_path: Path, timers: dict[str, Any]) -> Any:
+    """The standby of the pair under test (its own state dir, same lease and timers)."""
+    return make_config(
+        url,
+        tmp_path / "b",
+        **HA,
+        **timers,
+        **{"service.instance_id": "backup", "service.mode": "standby"},
+    )
+
+
 async def trade(w: Any, n: int, tag: str = "s") -> None:
     for i in range(n):
         ack = await w.brain.place(w.brain.intent(f"{tag}{i}", "BTC/USDT", "BUY_SETUP", "0.1"))
@@ -61,13 +72,7 @@ async def test_a_corrupted_standby_alarms_at_the_next_checkpoint_and_rebuilds_to
             drift_events.append(json.loads(msg.data))
 
         await w.nc.subscribe("titan.sys.exec.drift.v1.>", cb=on_drift)
-        cfg_b = make_config(
-            service_nats.url,
-            tmp_path / "b",
-            **HA,
-            **timers,
-            **{"service.instance_id": "backup", "service.mode": "standby"},
-        )
+        cfg_b = backup_config(service_nats.url, tmp_path, timers)
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
             assert b.service is not None
             backup = b.service
@@ -129,13 +134,7 @@ async def test_a_drifted_standby_is_refused_automatic_promotion(
         service_nats.url, tmp_path / "a", **HA, **manual, **{"service.instance_id": "primary"}
     ) as w:
         await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
-        cfg_b = make_config(
-            service_nats.url,
-            tmp_path / "b",
-            **HA,
-            **manual,
-            **{"service.instance_id": "backup", "service.mode": "standby"},
-        )
+        cfg_b = backup_config(service_nats.url, tmp_path, manual)
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
             assert b.service is not None
             backup = b.service
@@ -169,13 +168,7 @@ async def test_when_the_active_drifted_the_standby_says_so_and_does_not_rebuild_
         service_nats.url, tmp_path / "a", **HA, **manual, **{"service.instance_id": "primary"}
     ) as w:
         await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
-        cfg_b = make_config(
-            service_nats.url,
-            tmp_path / "b",
-            **HA,
-            **manual,
-            **{"service.instance_id": "backup", "service.mode": "standby"},
-        )
+        cfg_b = backup_config(service_nats.url, tmp_path, manual)
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
             assert b.service is not None and w.svc.checkpoints is not None
             backup = b.service

@@ -126,18 +126,7 @@ def apply_fill(
     closed: ClosedTrade | None = None
     if remaining == ZERO:
         closed = _closed_trade(reduced, closed_at_ms=ts_ms, direction=direction)
-        reduced = replace(
-            reduced,
-            avg_entry=ZERO,
-            trade_fees=ZERO,
-            trade_gross=ZERO,
-            trade_exit_qty=ZERO,
-            trade_exit_value=ZERO,
-            opened_at_ms=0,
-            signal_id="",
-            stop_loss=None,
-            take_profits=(),
-        )
+        reduced = _without_round_trip(reduced)
     if open_qty > ZERO:
         reduced = _add(reduced, open_qty * side.sign, price, open_fee, ts_ms, opening)
     return FillOutcome(reduced, realized_delta, closed)
@@ -206,20 +195,7 @@ def set_from_venue(
     Opened from flat or flipped: a new round trip starts at `ts_ms`, with no signal.
     Same side: the round trip goes on with the venue's quantity (and entry, when given)."""
     if qty == ZERO:
-        return replace(
-            pos,
-            qty=ZERO,
-            avg_entry=ZERO,
-            trade_fees=ZERO,
-            trade_gross=ZERO,
-            trade_exit_qty=ZERO,
-            trade_exit_value=ZERO,
-            opened_at_ms=0,
-            signal_id="",
-            stop_loss=None,
-            take_profits=(),
-            last_update_ms=ts_ms,
-        )
+        return replace(_without_round_trip(pos), qty=ZERO, last_update_ms=ts_ms)
     if pos.qty == ZERO or (pos.qty > ZERO) != (qty > ZERO):
         return replace(
             pos,
@@ -240,4 +216,21 @@ def set_from_venue(
         qty=qty,
         avg_entry=entry_price if entry_price is not None else pos.avg_entry,
         last_update_ms=ts_ms,
+    )
+
+
+def _without_round_trip(pos: Position) -> Position:
+    """Flat in all but quantity: no entry, no round trip in progress (fees paid and
+    realised PnL stay: they are the position's history)."""
+    return replace(
+        pos,
+        avg_entry=ZERO,
+        trade_fees=ZERO,
+        trade_gross=ZERO,
+        trade_exit_qty=ZERO,
+        trade_exit_value=ZERO,
+        opened_at_ms=0,
+        signal_id="",
+        stop_loss=None,
+        take_profits=(),
     )

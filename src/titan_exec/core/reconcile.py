@@ -244,28 +244,22 @@ def compare_open_orders(
         known = orders.get(coid)
         if known is not None:
             to_query.append(coid)  # closed here: ask again before calling it a difference
-        elif is_own_id(coid):
-            findings.append(
-                OrderFinding(
-                    kind="unknown_own_order",
-                    symbol=r.symbol,
-                    client_order_id=coid,
-                    venue_status=r.status,
-                    is_critical=True,
-                    reason=f"order {coid} has our id prefix, is {r.status} at the venue, "
-                    "and is not in our state",
-                )
-            )
         else:
+            own = is_own_id(coid)
             findings.append(
                 OrderFinding(
-                    kind="foreign_order",
+                    kind="unknown_own_order" if own else "foreign_order",
                     symbol=r.symbol,
                     client_order_id=coid,
                     venue_status=r.status,
-                    is_critical=False,
-                    reason=f"foreign order {coid or r.venue_order_id} is {r.status} "
-                    f"at the venue ({r.filled_qty}/{r.qty} filled)",
+                    is_critical=own,
+                    reason=(
+                        f"order {coid} has our id prefix, is {r.status} at the venue, "
+                        "and is not in our state"
+                        if own
+                        else f"foreign order {coid or r.venue_order_id} is {r.status} "
+                        f"at the venue ({r.filled_qty}/{r.qty} filled)"
+                    ),
                 )
             )
     return OpenOrdersPass(to_query=tuple(to_query), findings=tuple(findings))

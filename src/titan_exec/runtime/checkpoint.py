@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from titan_exec.adapters.nats.snapshots import SnapshotStore
+from titan_exec.adapters.nats.snapshots import SnapshotStore, StoredSnapshot
 from titan_exec.core.events import StateCompacted
 from titan_exec.core.snapshot import (
     HASH_VERSION,
@@ -224,7 +224,8 @@ class CheckpointWriter:
                 },
             )
             svc.metrics.snapshot_bytes.set(len(data))
-            await store.prune(keep)
+            written = StoredSnapshot(name, watermark)
+            await store.prune(keep, [written, *existing])  # listed above: not again
             if purge_below:
                 await self._purge(purge_below)
         except Exception as err:

@@ -44,7 +44,6 @@ class SnapshotStoreError(RuntimeError):
 class StoredSnapshot:
     name: str
     watermark_seq: int
-    size: int
 
 
 def object_name(ns: str, shard: str, watermark_seq: int) -> str:
@@ -139,7 +138,7 @@ class SnapshotStore:
                 continue  # not an object name of ours
             seq = _watermark(name, self._prefix)
             if seq is not None:
-                found.append(StoredSnapshot(name, seq, 0))
+                found.append(StoredSnapshot(name, seq))
         return sorted(found, key=lambda s: s.watermark_seq, reverse=True)
 
     async def get(self, name: str) -> bytes:
@@ -187,9 +186,12 @@ class SnapshotStore:
         except Exception as err:
             raise SnapshotStoreError(f"cannot purge the marker of {name}: {err!r}") from err
 
-    async def prune(self, keep: int) -> list[StoredSnapshot]:
-        """Delete all but the newest `keep`; returns the ones kept (newest first)."""
-        snapshots = await self.newest_first()
+    async def prune(
+        self, keep: int, listed: list[StoredSnapshot] | None = None
+    ) -> list[StoredSnapshot]:
+        """Delete all but the newest `keep` (of `listed`, newest first, when the caller has
+        just listed them); returns the ones kept."""
+        snapshots = await self.newest_first() if listed is None else listed
         for old in snapshots[keep:]:
             await self.delete(old.name)
         return snapshots[:keep]
