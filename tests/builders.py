@@ -16,7 +16,11 @@ from titan_exec.core.events import (
 )
 from titan_exec.core.model import ClientOrderId, IntentType, OrderType, Side, VenueOrderId
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The wire contract's files, copied into the repository (tests/fixtures/contract/README.md).
+CONTRACT = FIXTURES / "contract"
+# Older name: the directory holding `contract/` (tests use `SHARED / "contract" / ...`).
+SHARED = FIXTURES
 POLICY_PATH = (
     Path(__file__).resolve().parents[1] / "src" / "titan_exec" / "data" / "risk_policy.json"
 )

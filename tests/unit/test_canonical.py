@@ -23,7 +23,7 @@ from titan_exec.wire.canonical import (
 )
 from titan_exec.wire.errors import WireError
 
-CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "contract"
+CONTRACT = Path(__file__).resolve().parents[1] / "fixtures" / "contract"
 MAX_BYTES = 262_144
 MAX_DEPTH = 32
 

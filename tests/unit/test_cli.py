@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import SHARED
+from tests.builders import CONTRACT
 
-VECTORS = json.loads((SHARED / "contract" / "hmac-vectors.json").read_text())["vectors"]
+VECTORS = json.loads((CONTRACT / "hmac-vectors.json").read_text())["vectors"]
 
 
 def run_cli(

@@ -25,7 +25,7 @@ from titan_exec.wire.envelope import (
 from titan_exec.wire.errors import WireError
 from titan_exec.wire.signing import Keyring
 
-CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "contract"
+CONTRACT = Path(__file__).resolve().parents[1] / "fixtures" / "contract"
 VECTORS: list[dict[str, Any]] = json.loads((CONTRACT / "hmac-vectors.json").read_text())["vectors"]
 SECRET = b"test-secret-123"
 KEYRING = Keyring.single(SECRET)

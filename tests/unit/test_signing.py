@@ -18,7 +18,7 @@ from titan_exec.wire.signing import (
     verify,
 )
 
-CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "contract"
+CONTRACT = Path(__file__).resolve().parents[1] / "fixtures" / "contract"
 VECTORS: list[dict[str, Any]] = json.loads((CONTRACT / "hmac-vectors.json").read_text())["vectors"]
 HEX = "0123456789abcdef"
 
