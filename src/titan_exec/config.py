@@ -21,6 +21,7 @@ any value other than ``1`` (or unset/empty) stops start-up.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import types
@@ -82,7 +83,11 @@ class SecurityConfig:
 @dataclass(frozen=True)
 class HttpConfig:
     host: str = "127.0.0.1"
+    """The admin API's bind address; one that is not loopback needs `security.api_key`."""
     port: int = 3002
+    metrics_requires_key: bool = False
+    """`/metrics` answers only with the API key (it has no per-order data, but balances and
+    counts); `/health`, `/ready` and the minimal `/status` never need it."""
 
 
 @dataclass(frozen=True)
@@ -492,6 +497,31 @@ def _validate_snapshots(cfg: Config) -> None:
         raise ConfigError(f"retention.horizon_ms: must be >= {floor}, got {rt.horizon_ms}")
 
 
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback IP address (an empty host binds every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_http_access(cfg: Config) -> None:
+    """The admin API answers anyone who can reach it: off loopback, the key is required."""
+    h, key = cfg.http, cfg.security.api_key
+    if not key and not is_loopback_host(h.host):
+        raise ConfigError(
+            f"security.api_key: http.host {h.host!r} is not a loopback address and no API key "
+            "is configured (set TITAN_EXECUTION_API_KEY, or bind http.host = 127.0.0.1)"
+        )
+    if h.metrics_requires_key and not key:
+        raise ConfigError(
+            "security.api_key: http.metrics_requires_key = true needs an API key "
+            "(set TITAN_EXECUTION_API_KEY)"
+        )
+
+
 def validate(cfg: Config, *, require_secret: bool = True) -> None:
     s, n, sec, h, r, o = cfg.service, cfg.nats, cfg.security, cfg.http, cfg.risk, cfg.orders
     if not _TOKEN.match(s.namespace):
@@ -528,6 +558,8 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError(f"nats.embedded_port: out of range: {n.embedded_port}")
     if not 0 <= h.port <= 65535:
         raise ConfigError(f"http.port: out of range: {h.port}")
+    if require_secret:  # the service itself (the tools that load a config serve no HTTP)
+        _validate_http_access(cfg)
     if sec.timestamp_tolerance_s <= 0:
         raise ConfigError("security.timestamp_tolerance_s: must be > 0 (HMAC_TIMESTAMP_TOLERANCE)")
     if sec.max_payload_bytes < 1024:

@@ -80,6 +80,7 @@ def test_the_service_configuration_loads_as_a_lease_elected_r3_pair(tmp_path: Pa
         ROOT / "deploy/titan.toml",
         env={
             "HMAC_SECRET_FILE": str(secret),
+            "TITAN_EXECUTION_API_KEY": "k",  # 0.0.0.0 is bound: the key is required
             "EXECUTION_MODE": "standby",
             "TITAN_INSTANCE_ID": "backup",
         },
