@@ -32,6 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 from nats import errors as nats_errors
 from nats.aio.client import Client
 
+from titan_exec.adapters.nats.safeclient import SafeClient
+
 log = logging.getLogger(__name__)
 
 _URL_SCHEMES = ("nats", "tls", "ws", "wss")
@@ -306,7 +308,7 @@ async def connect(settings: NatsSettings, *, on_event: OnConnectionEvent | None 
     Once connected, the client reconnects per ``settings.max_reconnect_attempts``.
     """
     settings.check_files()
-    nc = Client()
+    nc = SafeClient()  # keeps reading past subjects that are not UTF-8 (safeclient.py)
     watcher = _ConnectionWatcher(nc, on_event)
     # Floats for the durations: nats-py annotates them as int but only sleeps/waits on them.
     options: dict[str, Any] = {
