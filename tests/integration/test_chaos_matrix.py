@@ -13,13 +13,25 @@ the long run's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from nats.aio.client import Client
 
+from titan_exec.adapters.nats.embedded import EmbeddedNats
+from titan_exec.chaos.poison import (
+    RawPublishError,
+    RawRecord,
+    build_corpus,
+    max_size_burst,
+    raw_publish,
+)
 from titan_exec.chaos.report import render_table
 from titan_exec.chaos.runner import ChaosSettings, run_matrix
 from titan_exec.chaos.scenarios import SCENARIOS
@@ -86,3 +98,63 @@ def test_the_checker_catches_the_broken_build(tmp_path: Path) -> None:
     assert "VIOLATIONS" in out
     assert "epochs:deposed_epoch" in out, out[-3000:]
     assert "is deposed" in out, out[-3000:]
+
+
+# ------------------------------------------------------------ the raw publisher
+async def _raw_subscriber(
+    server: EmbeddedNats, subject: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A core NATS subscription written by hand, to see the deliveries byte for byte."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false,"headers":true}\r\nSUB %s 1\r\nPING\r\n' % subject)
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"PONG")
+    return reader, writer
+
+
+async def _next_delivery(reader: asyncio.StreamReader) -> tuple[bytes, bytes | None, bytes]:
+    while True:
+        parts = (await asyncio.wait_for(reader.readline(), 5)).split()
+        if parts[0] in (b"MSG", b"HMSG"):
+            break
+    total = int(parts[-1])
+    head = int(parts[-2]) if parts[0] == b"HMSG" else 0
+    body = (await reader.readexactly(total + 2))[:total]
+    return parts[1], (body[:head] if head else None), body[head:]
+
+
+async def test_raw_publish_stores_every_record_byte_for_byte(
+    nats_server: EmbeddedNats, nats_client: Client
+) -> None:
+    js = nats_client.jetstream()
+    await js.add_stream(name="TITAN_CMD", subjects=["titan.cmd.>"])
+    records = build_corpus(3, secret=b"s", now_ms=int(time.time() * 1000))
+    records += max_size_burst(3, 4, now_ms=1)
+    watcher, writer = await _raw_subscriber(nats_server, b"titan.cmd.>")
+    try:
+        stored = await raw_publish("127.0.0.1", nats_server.port, records)
+        assert [s.seq for s in stored] == list(range(1, len(records) + 1))
+        assert {s.stream for s in stored} == {"TITAN_CMD"}
+        assert (await js.stream_info("TITAN_CMD")).state.messages == len(records)
+        for record in records:
+            delivered = await _next_delivery(watcher)
+            assert delivered == (record.subject, record.headers, record.payload), record.kind
+    finally:
+        writer.close()
+
+
+async def test_raw_publish_says_what_the_server_refused(
+    nats_server_factory: Any,
+) -> None:
+    server = await nats_server_factory(token="poison-token")
+    one = [RawRecord("x", b"titan.cmd.exec.x", None, b"{}")]
+    with pytest.raises(RawPublishError, match="Authorization Violation"):
+        await raw_publish("127.0.0.1", server.port, one, timeout_s=5)
+    (answer,) = await raw_publish("127.0.0.1", server.port, one, token="poison-token")
+    assert answer.seq is None and answer.error is not None and "503" in answer.error
+    too_big = [RawRecord("x", b"titan.cmd.exec.x", None, b"x" * (8 * 1024 * 1024))]
+    with pytest.raises(RawPublishError, match="max_payload"):
+        await raw_publish("127.0.0.1", server.port, too_big, token="poison-token")
+    with pytest.raises(ValueError, match="protocol line"):
+        await raw_publish("127.0.0.1", server.port, [RawRecord("x", b"a b", None, b"")])
