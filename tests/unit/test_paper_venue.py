@@ -152,12 +152,33 @@ async def test_limit_sell_fills_when_bid_reaches_it() -> None:
     assert (fill.price, fill.fee) == (D("50100"), D("10.02"))  # maker, 2 bps
 
 
-async def test_marketable_limit_fills_at_once_as_taker_at_its_price() -> None:
+async def test_marketable_buy_limit_fills_at_once_as_taker_at_the_ask() -> None:
     v = venue()
     placed = await v.place(req("c1", Side.BUY, "0.1", limit="50100"))
     assert placed.status == "FILLED"
     [fill] = v.all_fills()
-    assert (fill.price, fill.fee) == (D("50100"), D("2.004"))
+    # the book, not the limit: the limit only bounds the price (price improvement)
+    assert (fill.price, fill.fee) == (D("50010"), D("2.0004"))  # taker, 4 bps
+
+
+async def test_marketable_sell_limit_far_below_the_book_fills_at_the_bid() -> None:
+    v = venue()
+    placed = await v.place(req("c1", Side.SELL, "100", limit="1"))  # issue 12's short
+    assert placed.status == "FILLED"
+    [fill] = v.all_fills()
+    assert (fill.price, fill.qty, fill.fee) == (D("50000"), D("100"), D("2000"))
+    [position] = await v.positions()
+    assert (position.qty, position.entry_price) == (D("-100"), D("50000"))
+
+
+async def test_a_limit_at_the_touch_is_marketable_and_one_inside_it_rests() -> None:
+    v = venue()
+    assert (await v.place(req("b1", Side.BUY, "0.1", limit="50010"))).status == "FILLED"
+    assert (await v.place(req("s1", Side.SELL, "0.1", limit="50000"))).status == "FILLED"
+    assert [f.price for f in v.all_fills()] == [D("50010"), D("50000")]
+    assert (await v.place(req("b2", Side.BUY, "0.1", limit="50009.9"))).status == "NEW"
+    assert (await v.place(req("s2", Side.SELL, "0.1", limit="50000.1"))).status == "NEW"
+    assert len(v.all_fills()) == 2
 
 
 async def test_partial_fills_arrive_in_slices_over_time() -> None:

@@ -102,6 +102,19 @@ def test_insufficient_margin_is_refused() -> None:
     assert engine.place_order(market("BUY", "0.030"), T0).status == "FILLED"  # 90.009 needed
 
 
+def test_a_sell_limit_below_the_book_needs_the_margin_of_the_bid_it_fills_at() -> None:
+    engine = make(initial_balance=D(100))
+    # 0.1 BTC at the bid 59997 = 5999.7 USDT, / 20x = 299.985 > 100, although at its
+    # limit (0.1 * 1000 / 20 = 5) it would pass: it fills at the bid, not at 1000
+    assert refused(engine, limit("SELL", "0.100", "1000.0")) == (
+        -2019,
+        "Margin is insufficient.",
+        400,
+    )
+    # a resting sell (above the bid) is priced at its limit: 0.03 * 61000 / 20 = 91.5
+    assert engine.place_order(limit("SELL", "0.030", "61000.0"), T0).status == "NEW"
+
+
 def test_cancel_and_query_of_unknown_orders() -> None:
     engine = make()
     with pytest.raises(SimError) as info:
@@ -183,6 +196,14 @@ def test_marketable_limit_fills_as_taker_at_the_better_price() -> None:
     order = engine.place_order(limit("BUY", "0.010", "60100.0"), T0)
     assert order.status == "FILLED"
     assert (engine.trades[0].price, engine.trades[0].maker) == (D("60003.0"), False)
+
+
+def test_marketable_sell_limit_fills_as_taker_at_the_bid_not_its_limit() -> None:
+    engine = make()
+    order = engine.place_order(limit("SELL", "0.100", "1000.0"), T0)
+    assert order.status == "FILLED"
+    assert (engine.trades[0].price, engine.trades[0].maker) == (D("59997.0"), False)
+    assert engine.positions["BTCUSDT"].amount == D("-0.100")
 
 
 def test_resting_limit_fills_as_maker_when_the_book_crosses_it_in_slices() -> None:

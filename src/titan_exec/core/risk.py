@@ -8,6 +8,29 @@ Reduce-only orders (CLOSE* intents, flatten) are exempt from the daily loss, not
 leverage, heartbeat and market-data checks: getting out of risk is always allowed. They
 are not exempt from the whitelist, size, open-order and freshness checks.
 
+The price of the caps. Notional (``abs(position after) * price``) and leverage grow with the
+price, so the cap holds at every price the order can fill at when it holds at the highest
+one. With the book as the ticker shows it (the reference price: the ask for a buy, the bid
+for a sell):
+
+* a MARKET order fills at the book: the reference price;
+* a marketable LIMIT (buy: limit >= ask, sell: limit <= bid) fills at once at the book, the
+  limit being only its bound (price improvement): the reference price. A limit far through
+  the book (a sell at 1) is therefore no cheaper than a market order;
+* a resting LIMIT fills later, at its own price: a buy only at or below its limit, which
+  is below the ask, so the ask still bounds every price it can fill at; a sell only at or
+  above its limit, which is above the bid, so the limit is the highest price it can get.
+
+Hence the cap price (`cap_price`) is the reference price, or the limit of a resting order
+when it is the worse price (the larger notional): the ask for every buy, ``max(bid, limit)``
+for every sell. For a resting buy this is stricter than its own fill price (by the distance
+from its limit to the ask): a resting buy is never easier to open than a market buy at the
+same book. Leverage adds to that notional the other positions on the venue at their mid.
+As for a market order, the book is the ticker at decision time (its age is checked below,
+market data staleness); a move between the decision and the venue is not priced in. With
+no ticker there is no reference price and an opening is refused (``no reference price``),
+limit or not; a limit that is not a positive number is refused too.
+
 A refusal is a value (`RiskRefusal`) with a readable reason, never an exception. Pure.
 """
 
@@ -86,12 +109,25 @@ def check_symbol(policy: RiskPolicy, symbol: str, size: Decimal) -> RiskRefusal 
 
 
 def reference_price(plan: OrderPlan, market: MarketView) -> Decimal | None:
-    if plan.limit_price is not None:
-        return plan.limit_price
+    """The book price the order meets now: the ask for a buy, the bid for a sell (None
+    without a ticker). The limit, if any, plays no part here."""
     ticker = market.tickers.get((plan.venue, plan.symbol))
     if ticker is None:
         return None
     return ticker.ask if plan.side is Side.BUY else ticker.bid
+
+
+def cap_price(plan: OrderPlan, market: MarketView) -> Decimal | None:
+    """The price notional and leverage are computed at: the highest price the order can
+    fill at (module docstring). None without a reference price."""
+    ref = reference_price(plan, market)
+    limit = plan.limit_price
+    if ref is None or limit is None:
+        return ref
+    marketable = limit >= ref if plan.side is Side.BUY else limit <= ref
+    if marketable:
+        return ref  # fills at the book: a limit through it is only a bound
+    return max(ref, limit)  # resting: the limit when it is the worse price
 
 
 def check_order(
@@ -129,7 +165,10 @@ def _check_exposure(
     if realized <= policy.max_daily_loss:
         return _risk(f"daily realised PnL {realized} reached the limit {policy.max_daily_loss}")
 
-    price = reference_price(plan, market)
+    limit = plan.limit_price
+    if limit is not None and not (limit.is_finite() and limit > ZERO):
+        return _risk(f"limit price must be a positive number, got {limit}")
+    price = cap_price(plan, market)
     if price is None:
         return _risk(f"no reference price for {plan.symbol} on {plan.venue}")
     pos = state.position(plan.venue, plan.symbol)

@@ -21,7 +21,10 @@ Fill model:
   averages rounded half-even to 1e-8; realised PnL (fees excluded, as Binance reports it)
   is rounded half-up to 1e-8. The wallet is initial balance + realised PnL - fees.
 - Margin (cross): available = wallet + unrealised PnL - position margin - open-order margin
-  (notional / leverage); an order whose opening part needs more is refused (-2019).
+  (notional / leverage); an order whose opening part needs more is refused (-2019). The
+  opening part is priced at the ask (BUY) or bid (SELL) for a MARKET order, at the limit
+  for a LIMIT BUY and at max(limit, bid) for a LIMIT SELL, so a sell limit far below the
+  book (which fills at the bid) needs the margin of what it fills at.
 
 Refusals raise `SimError` with Binance's code, message and HTTP status.
 """
@@ -334,7 +337,11 @@ class Engine:
                 )
             reducing = amount != ZERO and (amount > ZERO) != buy
             opening = max(ZERO, qty - abs(amount)) if reducing else qty
-            fill_ref = price if req.type == "LIMIT" else (book.ask if buy else book.bid)
+            book_ref = book.ask if buy else book.bid
+            # a BUY limit fills at its price or below; a SELL limit at its price or above
+            # (at the bid when marketable): priced at max(limit, bid), as Binance prices
+            # a short's cost at the largest of its price, the mark and the last price
+            fill_ref = book_ref if req.type != "LIMIT" else price if buy else max(price, book_ref)
             if opening * fill_ref / spec.leverage > self.account(now).available_balance:
                 raise SimError(-2019, "Margin is insufficient.")
         order_id = self.next_order_id

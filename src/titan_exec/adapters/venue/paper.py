@@ -5,8 +5,10 @@ Behaviour:
 * Prices come only from `on_ticker` (the service forwards its market data). A MARKET order
   fills at once, BUY at the ask and SELL at the bid, as taker; with no price yet for its
   symbol it is rejected. A LIMIT BUY fills when ask <= limit and a LIMIT SELL when
-  bid >= limit, always at the limit price: as taker when marketable on arrival, as maker
-  when it rested first. A resting order is checked again on every `on_ticker`.
+  bid >= limit. Marketable on arrival, it fills at once as taker at the book (the ask for a
+  BUY, the bid for a SELL: the limit is a bound, the difference a price improvement, as on
+  a real venue); otherwise it rests and fills as maker at its limit price when a later
+  `on_ticker` crosses it.
 * An order is matched all at once; with `fill_slices = n > 1` the match is delivered as n
   equal trades (the last takes the remainder; quantities rounded down to 1e-8), the first
   at once and the others `slice_interval_ms` apart (all at once when the interval is 0 or
@@ -296,12 +298,9 @@ class PaperVenue:
             raise VenueRejected(reason)
         if req.is_reduce_only:
             order.qty = min(order.qty, self._reducible(req.symbol, req.side))
-        if req.order_type is OrderType.MARKET:
-            bid, ask = self._quotes[req.symbol]
+        if req.order_type is OrderType.MARKET or self._crosses(req):
+            bid, ask = self._quotes[req.symbol]  # a marketable limit fills at the book too
             self._match(order, ask if req.side is Side.BUY else bid, is_maker=False)
-        elif self._crosses(req):
-            assert req.limit_price is not None
-            self._match(order, req.limit_price, is_maker=False)
         else:
             self._resting[coid] = order
         return Placed(venue_order_id=order.venue_order_id, status=order.status)
