@@ -12,6 +12,11 @@ Environment variables of the existing service keep their meaning: `HMAC_SECRET`,
 `EXECUTION_MODE`, `TITAN_VENUE_*`. Every secret variable also has a `<VAR>_FILE` form that
 names a file holding it (Docker secrets).
 
+Everything that can be checked without the network is checked here, so that a bad setting
+stops start-up (exit 78) before any server starts or anything is written: every value, the
+lease timing (`ha.*`, the leadership core's rules), the HMAC secrets (`key_id:secret` pairs,
+each at least `MIN_SECRET_BYTES` long) and the risk policy file (read and parsed).
+
 `TITAN_UNSAFE_DISABLE_FENCING=1` is the deliberately broken build of the chaos tests
 (issue 5): no epoch fence on event writes, no self-fencing of a leader. It is read from the
 environment only (no file key, no flag: a production config cannot reach it by a typo);
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import re
 import tomllib
 import types
@@ -30,10 +36,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from titan_exec.adapters.nats.connect import redact_url
+from titan_exec.core.leadership import LeaseTiming, LeaseTimingError
+from titan_exec.core.policy import PolicyError, parse_policy
 
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names it."""
+
+
+def _repr_without_url_secrets(self: Any) -> str:
+    """The dataclass repr, with the password or token of every URL setting redacted (the
+    secret fields themselves are left out: `repr=False`)."""
+    shown = []
+    for f in dataclasses.fields(self):
+        if f.repr:
+            value = getattr(self, f.name)
+            if f.name in ("url", "base_url"):
+                value = redact_urls(value)
+            shown.append(f"{f.name}={value!r}")
+    return f"{type(self).__name__}({', '.join(shown)})"
 
 
 @dataclass(frozen=True)
@@ -56,8 +80,8 @@ class NatsConfig:
     url: str = ""
     """Empty: start the embedded nats-server under `state_dir`."""
     user: str = ""
-    password: str = ""
-    token: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
     creds_file: str = ""
     tls_ca_file: str = ""
     tls_cert_file: str = ""
@@ -69,13 +93,15 @@ class NatsConfig:
     duplicate_window_s: int = 120
     connect_timeout_s: float = 5.0
 
+    __repr__ = _repr_without_url_secrets
+
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    hmac_secret: str = ""
-    hmac_secrets: dict[str, str] = field(default_factory=dict)
+    hmac_secret: str = field(default="", repr=False)
+    hmac_secrets: dict[str, str] = field(default_factory=dict, repr=False)
     timestamp_tolerance_s: int = 300
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     max_payload_bytes: int = 256 * 1024
     max_json_depth: int = 32
 
@@ -131,9 +157,9 @@ class VenueConfig:
     testnet: bool = False
     base_url: str = ""
     """Override of the venue's API host (the simulator, a proxy)."""
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     """Or TITAN_VENUE_API_KEY, or a file named by TITAN_VENUE_API_KEY_FILE."""
-    api_secret: str = ""
+    api_secret: str = field(default="", repr=False)
     """Or TITAN_VENUE_API_SECRET, or a file named by TITAN_VENUE_API_SECRET_FILE."""
     timeout_ms: int = 5000
     enable_rate_limit: bool = True
@@ -144,6 +170,8 @@ class VenueConfig:
     poll_interval_ms: int = 250
     """How often the venue's trades are polled for fills (REST venues; mind rate limits)."""
     paper: PaperConfig = field(default_factory=PaperConfig)
+
+    __repr__ = _repr_without_url_secrets
 
 
 @dataclass(frozen=True)
@@ -267,6 +295,8 @@ class Config:
         return secrets
 
     def redacted(self) -> dict[str, Any]:
+        """The configuration as logs may show it: secrets as ``***``, and the password or
+        token inside a URL (``nats://user:***@host``) too."""
         doc = dataclasses.asdict(self)
         for section, key in SECRET_KEYS:
             if doc[section][key]:
@@ -275,6 +305,8 @@ class Config:
                     if isinstance(doc[section][key], str)
                     else {k: "***" for k in doc[section][key]}
                 )
+        for section, key in URL_KEYS:
+            doc[section][key] = redact_urls(doc[section][key])
         return doc
 
 
@@ -287,6 +319,20 @@ SECRET_KEYS = [
     ("venue", "api_key"),
     ("venue", "api_secret"),
 ]
+
+URL_KEYS = [("nats", "url"), ("venue", "base_url")]
+"""Settings holding URLs, which may carry a password or a token (``user:pass@``)."""
+
+MIN_SECRET_BYTES = 8
+"""The shortest HMAC secret accepted (each of them, in bytes): a floor against a
+truncated file or a placeholder like ``x``, not a measure of strength. Use 32 random
+bytes (``openssl rand -hex 32``)."""
+
+
+def redact_urls(value: str) -> str:
+    """A comma-separated list of URLs with the password or token of each replaced."""
+    return ",".join(redact_url(u.strip()) if u.strip() else u for u in value.split(","))
+
 
 ENV: dict[str, tuple[str, str]] = {
     "HMAC_SECRET": ("security", "hmac_secret"),
@@ -349,18 +395,34 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         return str(value)
     if origin is dict:
         if isinstance(value, str):
+            # the secrets themselves never appear in a message: pairs are named by position
             pairs = [p for p in value.split(",") if p.strip()]
             out: dict[str, str] = {}
-            for pair in pairs:
+            for i, pair in enumerate(pairs, 1):
                 if ":" not in pair:
-                    raise ConfigError(f"{name}: expected key_id:secret pairs separated by commas")
+                    raise ConfigError(
+                        f"{name}: pair {i} has no ':' (expected key_id:secret pairs "
+                        "separated by commas)"
+                    )
                 k, v = pair.split(":", 1)
+                if not k.strip():
+                    raise ConfigError(
+                        f"{name}: pair {i} has an empty key id (expected key_id:secret)"
+                    )
+                if k.strip() in out:
+                    raise ConfigError(f"{name}: key id {k.strip()!r} is given twice")
                 out[k.strip()] = v.strip()
             return out
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(f"{name}: expected a table of strings")
         return dict(value)
     raise ConfigError(f"{name}: unsupported setting type {tp}")  # pragma: no cover
+
+
+def _setting_name(dotted: str) -> str:
+    """``security.hmac_secrets (HMAC_SECRETS)``: the key, and its variable if it has one."""
+    variables = [var for var, key in ENV.items() if ".".join(key) == dotted]
+    return f"{dotted} ({variables[0]})" if variables else dotted
 
 
 def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
@@ -382,7 +444,7 @@ def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
         else:
             if isinstance(tp, types.UnionType):  # pragma: no cover - not used
                 raise ConfigError(f"{prefix}{key}: unsupported type")
-            kwargs[key] = _coerce(f"{prefix}{key}", tp, value)
+            kwargs[key] = _coerce(_setting_name(f"{prefix}{key}"), tp, value)
     return cls(**kwargs)
 
 
@@ -540,6 +602,8 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError(
             "security.hmac_secret: no HMAC secret configured (set HMAC_SECRET): refusing to start"
         )
+    _validate_secrets(sec)
+    _validate_nats_urls(n.url)
     if not 1 <= n.replicas <= 5:
         raise ConfigError(f"nats.replicas: must be between 1 and 5, got {n.replicas}")
     if bool(n.user) != bool(n.password):
@@ -566,8 +630,8 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError("security.max_payload_bytes: must be >= 1024")
     if not 2 <= sec.max_json_depth <= 512:
         raise ConfigError("security.max_json_depth: must be between 2 and 512")
-    if r.policy_file and not Path(r.policy_file).is_file():
-        raise ConfigError(f"risk.policy_file: {r.policy_file} does not exist")
+    if r.policy_file:
+        _validate_policy_file(r.policy_file)
     for key in ("freshness_ms", "heartbeat_stale_ms"):
         if getattr(r, key) <= 0:
             raise ConfigError(f"risk.{key}: must be > 0")
@@ -605,9 +669,78 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError("venue.paper.fill_slices: must be >= 1")
     if cfg.ha.enabled and cfg.ha.lease_ms < 1000:
         raise ConfigError("ha.lease_ms: must be >= 1000")
+    _validate_lease_timing(cfg.ha)
     if cfg.truth.interval_ms <= 0:
         raise ConfigError("truth.interval_ms: must be > 0")
     _validate_reconcile(cfg)
+
+
+def _validate_secrets(sec: SecurityConfig) -> None:
+    """Every HMAC secret non-empty and at least MIN_SECRET_BYTES long (never printed)."""
+    named = [("security.hmac_secret (HMAC_SECRET)", sec.hmac_secret)] if sec.hmac_secret else []
+    for key_id, secret in sec.hmac_secrets.items():
+        where = f"security.hmac_secrets (HMAC_SECRETS): key id {key_id!r}"
+        if not key_id.strip():
+            raise ConfigError(f"{where}: empty key id (expected key_id:secret)")
+        named.append((where, secret))
+    for where, secret in named:
+        size = len(secret.encode())
+        if size == 0:
+            raise ConfigError(f"{where}: empty secret")
+        if size < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"{where}: the secret is {size} byte{'s' if size > 1 else ''}, at least "
+                f"{MIN_SECRET_BYTES} are required (use 32 random bytes: openssl rand -hex 32)"
+            )
+
+
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def _validate_nats_urls(value: str) -> None:
+    """Each URL of `nats.url` has a scheme the client knows (checked here, so that a URL
+    holding a password is never printed unredacted in an error further on)."""
+    for i, url in enumerate((u.strip() for u in value.split(",") if u.strip()), 1):
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in _NATS_SCHEMES:
+            raise ConfigError(
+                f"nats.url (NATS_URL): URL {i} must start with "
+                + ", ".join(f"{s}://" for s in _NATS_SCHEMES)
+            )
+
+
+def _validate_policy_file(path: str) -> None:
+    """The policy is read and checked now, not when genesis is written (after the epoch
+    marker): a bad file must stop start-up before anything is written."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"risk.policy_file: {path} does not exist")
+    try:
+        parse_policy(json.loads(p.read_text()))
+    except (OSError, ValueError) as err:  # PolicyError and JSONDecodeError are ValueErrors
+        what = err if isinstance(err, PolicyError) else f"not a JSON risk policy: {err}"
+        raise ConfigError(f"risk.policy_file: {path}: {what}") from None
+
+
+_HA_TIMING_KEYS = ("lease_ms", "renew_interval_ms", "safety_margin_ms")
+
+
+def _validate_lease_timing(ha: HaConfig) -> None:
+    """The leadership core's timing rules (`LeaseTiming`), checked at load."""
+    try:
+        LeaseTiming(
+            lease_ms=ha.lease_ms,
+            renew_interval_ms=ha.renew_interval_ms,
+            safety_margin_ms=ha.safety_margin_ms,
+        )
+    except LeaseTimingError as err:
+        # the message starts with the setting it is about; derived values follow lease_ms
+        first = re.split(r"[= ]", str(err), maxsplit=1)[0]
+        key = first if first in _HA_TIMING_KEYS else "lease_ms"
+        raise ConfigError(f"ha.{key}: {err}") from None
 
 
 def _validate_reconcile(cfg: Config) -> None:

@@ -13,6 +13,7 @@ import pytest
 from tests.builders import CONTRACT
 
 VECTORS = json.loads((CONTRACT / "hmac-vectors.json").read_text())["vectors"]
+SECRET = "unit-test-secret"
 
 
 def run_cli(
@@ -64,7 +65,7 @@ def test_envelope_verify_reports_a_stale_timestamp() -> None:
 
 def test_envelope_verify_without_secret_or_with_garbage() -> None:
     assert run_cli(["envelope", "verify"], stdin=b"{}").returncode == 2
-    res = run_cli(["envelope", "verify"], stdin=b"nope", env={"HMAC_SECRET": "x"})
+    res = run_cli(["envelope", "verify"], stdin=b"nope", env={"HMAC_SECRET": SECRET})
     assert res.returncode == 3 and b"invalid envelope" in res.stderr
 
 
@@ -72,12 +73,25 @@ def test_envelope_verify_without_secret_or_with_garbage() -> None:
     ("env", "toml", "fragment"),
     [
         ({}, "", b"security.hmac_secret"),
-        ({"HMAC_SECRET": "s", "PORT": "http"}, "", b"http.port"),
-        ({"HMAC_SECRET": "s", "NATS_USER": "u"}, "", b"nats.user"),
-        ({"HMAC_SECRET": "s"}, "[nats]\nreplicas = 9\n", b"nats.replicas"),
-        ({"HMAC_SECRET": "s"}, "[orders]\nttl_msec = 5\n", b"orders.ttl_msec"),
-        ({"HMAC_SECRET": "s", "HMAC_TIMESTAMP_TOLERANCE": "-1"}, "", b"timestamp_tolerance"),
-        ({"HMAC_SECRET": "s", "TITAN_UNSAFE_DISABLE_FENCING": "0"}, "", b"UNSAFE_DISABLE_FENCING"),
+        ({"HMAC_SECRET": SECRET, "PORT": "http"}, "", b"http.port"),
+        ({"HMAC_SECRET": SECRET, "NATS_USER": "u"}, "", b"nats.user"),
+        ({"HMAC_SECRET": SECRET}, "[nats]\nreplicas = 9\n", b"nats.replicas"),
+        ({"HMAC_SECRET": SECRET}, "[orders]\nttl_msec = 5\n", b"orders.ttl_msec"),
+        ({"HMAC_SECRET": SECRET, "HMAC_TIMESTAMP_TOLERANCE": "-1"}, "", b"timestamp_tolerance"),
+        (
+            {"HMAC_SECRET": SECRET, "TITAN_UNSAFE_DISABLE_FENCING": "0"},
+            "",
+            b"UNSAFE_DISABLE_FENCING",
+        ),
+        (
+            {"HMAC_SECRET": SECRET},
+            "[ha]\nenabled = true\nlease_ms = 5000\nrenew_interval_ms = 2000\n",
+            b"ha.renew_interval_ms",
+        ),
+        ({"HMAC_SECRETS": ":abc"}, "", b"security.hmac_secrets (HMAC_SECRETS)"),
+        ({"HMAC_SECRETS": "k1:"}, "", b"security.hmac_secrets (HMAC_SECRETS)"),
+        ({"HMAC_SECRET": "x"}, "", b"security.hmac_secret (HMAC_SECRET)"),
+        ({"HMAC_SECRET": SECRET, "NATS_URL": "u:pw@host:4222"}, "", b"nats.url"),
     ],
     ids=[
         "no-secret",
@@ -87,6 +101,11 @@ def test_envelope_verify_without_secret_or_with_garbage() -> None:
         "unknown-key",
         "tolerance",
         "unsafe-fencing-not-1",
+        "lease-timing",
+        "hmac-secrets-empty-key-id",
+        "hmac-secrets-empty-secret",
+        "one-byte-secret",
+        "nats-url-without-scheme",
     ],
 )
 def test_bad_configuration_stops_start_up_naming_the_setting(
@@ -100,3 +119,6 @@ def test_bad_configuration_stops_start_up_naming_the_setting(
     res = run_cli(args, env=env)
     assert res.returncode == 78, res.stderr
     assert b"configuration error" in res.stderr and fragment in res.stderr
+    # one line, no traceback, and before anything started: no embedded server's data
+    assert res.stderr.count(b"\n") == 1 and b"Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "nats").exists()
