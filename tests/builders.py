@@ -173,6 +173,7 @@ def signed(
     nonce: str | None = None,
     type_: str = "titan.cmd.exec.place.v1",
     key_id: str = "default",
+    correlation_id: str | None = None,
 ) -> bytes:
     from titan_exec.wire.envelope import sign_envelope
 
@@ -188,6 +189,8 @@ def signed(
         producer="test",
         key_id=key_id,
         id=f"env-{nonce}",
-        correlation_id=str(payload.get("signal_id", "")),
+        correlation_id=(
+            str(payload.get("signal_id", "")) if correlation_id is None else correlation_id
+        ),
         idempotency_key=str(payload.get("signal_id", "")),
     )

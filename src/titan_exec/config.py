@@ -104,6 +104,8 @@ class SecurityConfig:
     api_key: str = field(default="", repr=False)
     max_payload_bytes: int = 256 * 1024
     max_json_depth: int = 32
+    max_json_values: int = 1024
+    """JSON values one command may hold, bounded before parsing (wire/envelope.py)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,10 @@ class ConsumerConfig:
     decision is durable before the acknowledgement and a decided command is recognised."""
     max_ack_pending: int = 4096
     fetch_batch: int = 256
+    max_deliveries: int = 5
+    """A command whose decision raises is delivered again (after a second) at most this
+    many times in all; then it is refused as `poison_command` (one decision, a dead
+    letter, acknowledged) instead of being redelivered for ever."""
 
 
 @dataclass(frozen=True)
@@ -630,6 +636,14 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError("security.max_payload_bytes: must be >= 1024")
     if not 2 <= sec.max_json_depth <= 512:
         raise ConfigError("security.max_json_depth: must be between 2 and 512")
+    if not 16 <= sec.max_json_values <= 65536:
+        raise ConfigError(
+            f"security.max_json_values: must be between 16 and 65536, got {sec.max_json_values}"
+        )
+    if cfg.consumer.max_deliveries < 1:
+        raise ConfigError(
+            f"consumer.max_deliveries: must be >= 1, got {cfg.consumer.max_deliveries}"
+        )
     if r.policy_file:
         _validate_policy_file(r.policy_file)
     for key in ("freshness_ms", "heartbeat_stale_ms"):

@@ -81,6 +81,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.poison_commands = Counter(
+            "titan_exec_poison_commands_total",
+            "Commands refused because their decision raised in consumer.max_deliveries "
+            "deliveries",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "titan_exec_dead_letters_total",
             "Dead letters published, by reason code",

@@ -37,11 +37,19 @@ from titan_exec.core.model import (
 )
 from titan_exec.core.policy import PolicyError, parse_policy
 from titan_exec.core.state import State
-from titan_exec.wire.envelope import Envelope, Intent, parse_envelope, parse_intent, verify_envelope
+from titan_exec.wire.envelope import (
+    DEFAULT_MAX_VALUES,
+    Envelope,
+    Intent,
+    parse_envelope,
+    parse_intent,
+    verify_envelope,
+)
 from titan_exec.wire.errors import WireError
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
+from titan_exec.wire.text import has_raw_bytes, has_surrogates, printable_subject
 
 EXECUTABLE_STATUSES = frozenset({"PENDING", "VALIDATED"})
 
@@ -65,6 +73,7 @@ class DecisionConfig:
     order_ttl_ms: int = 60_000
     max_payload_bytes: int = 256 * 1024
     max_depth: int = 32
+    max_values: int = DEFAULT_MAX_VALUES
     limits: risk.RiskLimits = field(default_factory=risk.RiskLimits)
 
 
@@ -112,6 +121,21 @@ def _refuse(
         events=(ev,),
         refusal=refusal,
         summary=f"cmd {cmd.seq} rejected: {refusal.message}",
+    )
+
+
+def _invalid_subject(cmd: ReceivedCommand) -> Refusal:
+    return Refusal(
+        "invalid_subject", f"subject is not UTF-8: {printable_subject(cmd.subject)[:300]}"
+    )
+
+
+def _parse(cmd: ReceivedCommand, cfg: DecisionConfig) -> Envelope:
+    return parse_envelope(
+        cmd.data,
+        max_bytes=cfg.max_payload_bytes,
+        max_depth=cfg.max_depth,
+        max_values=cfg.max_values,
     )
 
 
@@ -175,9 +199,11 @@ def _decide_place(
         return _refuse(cmd, now, Refusal("system_halted", "system halted: intent dropped"))
     if not state.is_armed:
         return _refuse(cmd, now, Refusal("system_disarmed", "system disarmed"))
+    if has_raw_bytes(cmd.subject):
+        return _refuse(cmd, now, _invalid_subject(cmd))
     try:
         route = cfg.subjects.parse_place(cmd.subject)
-        env = parse_envelope(cmd.data, max_bytes=cfg.max_payload_bytes, max_depth=cfg.max_depth)
+        env = _parse(cmd, cfg)
     except WireError as err:
         return _refuse(cmd, now, Refusal("invalid_envelope", f"invalid envelope: {err.message}"))
     sig_refusal = _verify(env, cfg, nonces, now, seen)
@@ -339,15 +365,18 @@ def _decide_control(
             summary=f"control cmd {cmd.seq} rejected: {message}",
         )
 
+    if has_raw_bytes(cmd.subject):
+        refusal = _invalid_subject(cmd)
+        return refuse(refusal.code, refusal.message)
     try:
         subject_action = cfg.subjects.parse_control(cmd.subject)
-        env = parse_envelope(cmd.data, max_bytes=cfg.max_payload_bytes, max_depth=cfg.max_depth)
+        env = _parse(cmd, cfg)
     except WireError as err:
         return refuse("invalid_envelope", f"invalid control envelope: {err.message}")
     sig_refusal = _verify(env, cfg, nonces, now_ms, seen)
     if sig_refusal is not None:
         return refuse(sig_refusal.code, sig_refusal.message, env.id or "N/A")
-    payload: Any = env.payload_raw
+    payload: Any = env.payload_exact
     action_raw = payload.get("action") if isinstance(payload, dict) else None
     if action_raw != subject_action:
         return refuse(
@@ -360,7 +389,11 @@ def _decide_control(
         return refuse("schema_invalid", f"unknown control action {subject_action!r}")
     policy_doc: dict[str, Any] | None = None
     if action is ControlAction.POLICY:
-        policy_doc = payload.get("policy")
+        # the document as signed (its numbers as the brain hashes them), whose text must
+        # then be well-formed: it is kept in the event as it is
+        policy_doc = env.payload_raw.get("policy")
+        if _has_surrogate_text(policy_doc):
+            return refuse("schema_invalid", "policy holds text that is not well-formed Unicode")
         try:
             parse_policy(policy_doc)
         except PolicyError as err:
@@ -392,6 +425,16 @@ def _decide_control(
             else ""
         ),
     )
+
+
+def _has_surrogate_text(value: object) -> bool:
+    if isinstance(value, str):
+        return has_surrogates(value)
+    if isinstance(value, dict):
+        return any(has_surrogates(k) or _has_surrogate_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate_text(v) for v in value)
+    return False
 
 
 def _flatten_orders(

@@ -20,18 +20,19 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from titan_exec.adapters.nats.eventlog import EventLog
+from titan_exec.adapters.nats.eventlog import EventLog, EventLogBroken, EventNotEncodable
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
 from titan_exec.core import decide as decide_mod
 from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
-from titan_exec.core.events import IntentDecided
+from titan_exec.core.events import ControlDecided, IntentDecided
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.shadow import bind_command_consumer
 from titan_exec.wire import contract
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.subjects import Subjects
+from titan_exec.wire.text import printable_subject
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +168,13 @@ class CommandIntake:
                     continue
                 try:
                     pending = self._decide(msg)
-                except Exception:
-                    log.exception("command %s could not be decided; redelivering", msg.subject)
-                    await msg.nak(delay=1.0)
+                except EventLogBroken:
+                    await msg.nak(delay=1.0)  # the instance stops and rebuilds
                     continue
+                except Exception as err:
+                    pending = await self._undecidable(msg, err)
+                    if pending is None:
+                        continue
                 if pending is None:
                     self.metrics.duplicates.inc()
                     await msg.ack()
@@ -180,17 +184,20 @@ class CommandIntake:
             await pipeline.put(None)
             await executor
 
+    def _received(self, msg: Msg) -> ReceivedCommand:
+        meta: Any = msg.metadata
+        return ReceivedCommand(
+            seq=meta.sequence.stream, subject=msg.subject, data=msg.data, t_ingress_ms=self.clock()
+        )
+
     def _decide(self, msg: Msg) -> _Pending | None:
         """Decide and append (synchronously applied) — no await in here, so no other
         decision can interleave. None: a redelivered command that was decided before."""
         perf0 = time.perf_counter()
-        meta: Any = msg.metadata
-        cmd = ReceivedCommand(
-            seq=meta.sequence.stream, subject=msg.subject, data=msg.data, t_ingress_ms=self.clock()
-        )
+        cmd = self._received(msg)
         self.commands_seen += 1
         self.last_cmd_seq = max(self.last_cmd_seq, cmd.seq)
-        kind = self._worker_key(msg.subject).split(".")[0]
+        kind = self._kind(msg.subject)
         if kind == "place":
             decision = decide_mod.decide_place(
                 self.log.state, cmd, self.dcfg, self.market.view(), self.nonces
@@ -203,8 +210,62 @@ class CommandIntake:
             decision = self._unknown_command(cmd)
         if decision.is_duplicate:
             return None
+        try:
+            durable = [self.log.append(decision.events)]
+        except EventNotEncodable as err:
+            # nothing was applied: decide instead what can always be written
+            log.error("cmd %d: its decision cannot be written (%s): refused instead", cmd.seq, err)
+            decision = _refused_instead(cmd, kind, decision, "internal_error", str(err))
+            durable = [self.log.append(decision.events)]
         log.info("%s", decision.summary)
+        return self._pending(msg, cmd, kind, decision, durable, perf0)
+
+    def _kind(self, subject: str) -> str:
+        return self._worker_key(subject).split(".")[0]
+
+    async def _undecidable(self, msg: Msg, err: Exception) -> _Pending | None:
+        """A command whose decision raised: delivered again (a second later) until it has
+        been delivered `consumer.max_deliveries` times, then refused as `poison_command`
+        (one decision, a dead letter, acknowledged). None: left for a redelivery."""
+        meta: Any = msg.metadata
+        delivered = int(meta.num_delivered)
+        limit = self.cfg.consumer.max_deliveries
+        shown = printable_subject(msg.subject)
+        if delivered < limit:
+            log.exception(
+                "command %s could not be decided (delivery %d of %d); redelivering",
+                shown,
+                delivered,
+                limit,
+            )
+            await msg.nak(delay=1.0)
+            return None
+        log.error(
+            "command %s could not be decided in %d deliveries: refused as poison (%r)",
+            shown,
+            delivered,
+            err,
+        )
+        self.metrics.poison_commands.inc()
+        cmd = self._received(msg)
+        if self.log.state.is_decided(cmd.seq):
+            await msg.ack()
+            return None
+        kind = self._kind(msg.subject)
+        reason = f"decision raised in {delivered} deliveries: {type(err).__name__}"
+        decision = _refused_instead(cmd, kind, Decision(), "poison_command", reason)
         durable = [self.log.append(decision.events)]
+        return self._pending(msg, cmd, kind, decision, durable, time.perf_counter())
+
+    def _pending(
+        self,
+        msg: Msg,
+        cmd: ReceivedCommand,
+        kind: str,
+        decision: Decision,
+        durable: list[asyncio.Future[None]],
+        perf0: float,
+    ) -> _Pending:
         write_ahead = self.runner.write_ahead(decision.submit)
         if write_ahead is not None:
             durable.append(write_ahead)
@@ -223,6 +284,7 @@ class CommandIntake:
                 for result in await asyncio.gather(*p.durable, return_exceptions=True):
                     if isinstance(result, BaseException):
                         raise result
+                self.metrics.append_latency.observe(time.perf_counter() - p.perf0)
                 decision = p.decision
                 outcome = "accepted" if decision.refusal is None else "rejected"
                 elapsed = time.perf_counter() - p.perf0
@@ -248,7 +310,9 @@ class CommandIntake:
     def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
         if self.log.state.is_decided(cmd.seq):
             return Decision(is_duplicate=True)
-        refusal = decide_mod.Refusal("unknown_command", f"no handler for subject {cmd.subject}")
+        refusal = decide_mod.Refusal(
+            "unknown_command", f"no handler for subject {printable_subject(cmd.subject)[:300]}"
+        )
         ev = IntentDecided(
             ts_ms=self.clock(),
             cmd_seq=cmd.seq,
@@ -285,6 +349,42 @@ class CommandIntake:
         )
         self.metrics.dead_letters.labels(r.code).inc()
         self.recent_rejects.append(
-            {"cmd_seq": cmd.seq, "subject": cmd.subject, "code": r.code, "reason": r.message}
+            {
+                "cmd_seq": cmd.seq,
+                "subject": printable_subject(cmd.subject),
+                "code": r.code,
+                "reason": r.message,
+            }
         )
         del self.recent_rejects[:-RECENT_REJECTS]
+
+
+def _refused_instead(
+    cmd: ReceivedCommand, kind: str, decision: Decision, code: str, why: str
+) -> Decision:
+    """A refusal that can always be written, in place of a decision that could not be
+    (its events not encodable) or never came (the decision raised). Its text is ASCII;
+    the verified nonce of the replaced decision is kept, so the replay cache stays whole."""
+    first = decision.events[0] if decision.events else None
+    nonce = first.nonce if isinstance(first, IntentDecided | ControlDecided) else None
+    message = why.encode("ascii", "backslashreplace").decode()[:500]
+    reason = f"{code}: {message}"
+    ev: IntentDecided | ControlDecided
+    if kind == "control":
+        ev = ControlDecided(
+            ts_ms=cmd.t_ingress_ms,
+            cmd_seq=cmd.seq,
+            action="",
+            outcome="rejected",
+            reason=reason,
+            nonce=nonce,
+        )
+    else:
+        ev = IntentDecided(
+            ts_ms=cmd.t_ingress_ms, cmd_seq=cmd.seq, outcome="rejected", reason=reason, nonce=nonce
+        )
+    return Decision(
+        events=(ev,),
+        refusal=decide_mod.Refusal(code, message),
+        summary=f"cmd {cmd.seq} refused: {reason}",
+    )

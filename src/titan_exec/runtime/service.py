@@ -145,6 +145,7 @@ class Service:
             order_ttl_ms=cfg.orders.ttl_ms,
             max_payload_bytes=cfg.security.max_payload_bytes,
             max_depth=cfg.security.max_json_depth,
+            max_values=cfg.security.max_json_values,
             limits=RiskLimits(
                 freshness_ms=cfg.risk.freshness_ms,
                 heartbeat_stale_ms=cfg.risk.heartbeat_stale_ms,
@@ -302,6 +303,8 @@ class Service:
             is_fence_pipelined=self.cfg.nats.replicas == 1,
             instance_id=self.cfg.service.instance_id,
             is_fencing_disabled=self.cfg.is_unsafe_fencing_disabled,
+            # the server's limit, less room for the fence and id headers
+            max_event_bytes=max(1024, int(self.nc.max_payload) - 4096),
         )
         self.events.last_seq = last
 

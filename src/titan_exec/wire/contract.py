@@ -29,6 +29,10 @@ from titan_exec.core.events import (
     event_id,
 )
 from titan_exec.core.positions import ClosedTrade, Position
+from titan_exec.wire.canonical import parse_json_strict
+from titan_exec.wire.envelope import DEFAULT_MAX_VALUES
+from titan_exec.wire.errors import WireError
+from titan_exec.wire.text import has_raw_bytes, js_view, printable_subject, subject_bytes
 
 FILL_TYPE = "titan.event.execution.fill.v1"
 ORDER_TYPE = "titan.event.execution.order.v1"
@@ -174,22 +178,47 @@ def reject_telemetry(
     ).encode()
 
 
+_DLQ_JSON_MAX_BYTES = 1_048_576
+_DLQ_JSON_MAX_DEPTH = 64
+
+
 def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str) -> bytes:
-    """``{"payload": <original message>, "reason", "t_ingress"}``. The original is kept as
-    JSON when it is JSON, as text when it is UTF-8, else as base64 (`payload_b64`): nothing
-    is lost."""
-    doc: dict[str, Any] = {"reason": reason, "t_ingress": t_ingress_ms, "subject": subject}
+    """``{"reason", "t_ingress", "subject", "payload": <original message>}``, always valid
+    JSON whatever the original holds, and nothing lost:
+
+    - an original that is strict JSON within bounded limits (`parse_json_strict`: no
+      NaN, no duplicate key, at most `DEFAULT_MAX_VALUES` values) is spliced in byte for
+      byte as ``payload`` (never re-serialised: a lone surrogate escape stays the escape);
+    - other UTF-8 text is ``payload`` as a JSON string;
+    - anything else is ``payload: null`` with ``payload_b64``.
+
+    A subject that was not UTF-8 is shown with ``\\xNN`` escapes and kept exactly as
+    ``subject_b64``; the reason is kept in its `js_view`. The cost is bounded (the value
+    count is checked before parsing), and every output is ASCII-safe JSON."""
+    head: dict[str, Any] = {
+        "reason": js_view(reason),
+        "t_ingress": t_ingress_ms,
+        "subject": printable_subject(subject),
+    }
+    if has_raw_bytes(subject):
+        head["subject_b64"] = base64.b64encode(subject_bytes(subject)).decode()
     try:
         text = original.decode("utf-8")
     except UnicodeDecodeError:
-        doc["payload"] = None
-        doc["payload_b64"] = base64.b64encode(original).decode()
-    else:
-        try:
-            doc["payload"] = json.loads(text) if len(original) <= 1_048_576 else text
-        except (ValueError, RecursionError):
-            doc["payload"] = text
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        head["payload"] = None
+        head["payload_b64"] = base64.b64encode(original).decode()
+        return json.dumps(head, separators=(",", ":")).encode()
+    try:
+        parse_json_strict(
+            original,
+            max_bytes=_DLQ_JSON_MAX_BYTES,
+            max_depth=_DLQ_JSON_MAX_DEPTH,
+            max_values=DEFAULT_MAX_VALUES,
+        )
+    except WireError:
+        head["payload"] = text
+        return json.dumps(head, separators=(",", ":")).encode()
+    return json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"payload":' + original + b"}"
 
 
 def rfc3339(ts_ms: int) -> str:

@@ -4,21 +4,28 @@ signature + timestamp verification, and signing for producers.
 Owns the contract sections "Intent envelope" and "Signature" (see also the JSON Schema
 `nats-intent.v1.schema.json`):
 
-* `parse_envelope(data)` reads the wire bytes twice with the same strict parser
-  (`canonical.parse_json_strict`): once with floats, kept as `Envelope.payload_raw` because
-  the signature covers *that* value (`canonical_json` of it), and once with every
-  non-integer number as a `decimal.Decimal` built from the wire text, kept as
-  `Envelope.payload_exact`, from which money is read. Money never passes through a float.
+* `parse_envelope(data)` reads the wire bytes once with the strict parser
+  (`canonical.parse_json_strict`), after a byte-count bound on the number of values
+  (`max_values`), so a message costs at most a few milliseconds whatever it holds. The
+  parsed payload is kept as `Envelope.payload_raw` because the signature covers *that*
+  value (`canonical_json` of it). What the service reads and keeps is
+  `Envelope.payload_exact`: the same tree as the signer's JavaScript sees it (`_kept`):
+  every non-integer number (and every integer beyond 2**53) is the IEEE double the text
+  denotes, as a `decimal.Decimal` of its shortest round-trip digits (`1e-400` is 0,
+  `0.1` is exactly 0.1: the value the signature covers is the value executed), and
+  every string is its `text.js_view` (a lone surrogate becomes the text ``\udc00``), so
+  whatever is derived from it always encodes. The envelope's own fields are read from
+  the same view. Money never passes through arithmetic on a float.
 * `parse_intent(envelope)` checks the payload against the schema and returns an `Intent`
   with Decimal money. Business rules (size > 0, whitelist, freshness, ...) are the core's.
 * `verify_envelope(...)` checks the HMAC (first, so anything unauthenticated is reported
   as a signature failure) then `|now - ts| <= tolerance`. Nonce replay is `replay.py`'s.
 * `sign_envelope(...)` builds signed envelope bytes the way a producer does.
 
-Errors: parsers raise `WireError`; the verifier returns one. Codes used here: too_large,
-invalid_utf8, not_json, too_deep (reading), envelope (envelope fields), schema (payload),
-signature, stale_timestamp. Messages name the field: `payload.size: expected a number,
-got str`. Optional fields given as `null` count as absent. Unknown fields are allowed.
+Errors: parsers raise `WireError`; the verifier returns one. Codes used here: too_large
+(bytes or values), invalid_utf8, not_json, too_deep (reading), envelope (envelope
+fields), schema (payload), signature, stale_timestamp. Messages name the field:
+`payload.size: expected a number, got str`. Optional fields given as `null` count as absent. Unknown fields are allowed.
 
 Pure: no I/O, clock or logging; time and secrets are arguments.
 """
@@ -33,13 +40,15 @@ from typing import Any, Final, Literal, TypeVar, cast, get_args
 
 import msgspec
 
-from titan_exec.wire.canonical import canonical_json, parse_json_strict
+from titan_exec.wire.canonical import canonical_json, js_decimal, parse_json_strict
 from titan_exec.wire.errors import WireError, WireErrorCode
 from titan_exec.wire.signing import DEFAULT_KEY_ID, Keyring, sign, verify
+from titan_exec.wire.text import js_view
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_VALUES",
     "DEFAULT_TOLERANCE_MS",
     "Direction",
     "Envelope",
@@ -54,6 +63,10 @@ __all__ = [
 
 DEFAULT_MAX_BYTES: Final = 256 * 1024
 DEFAULT_MAX_DEPTH: Final = 32
+DEFAULT_MAX_VALUES: Final = 1024
+"""JSON values in one message at most, checked before parsing (an intent the brain sends
+holds 50 to 70: tests/fixtures/contract/hmac-vectors.json; a policy change about 20). The
+cost of what follows the parse grows with it (README, "Hostile input")."""
 DEFAULT_TOLERANCE_MS: Final = 300_000
 _MAX_SAFE_INTEGER: Final = 2**53
 _T = TypeVar("_T")
@@ -66,7 +79,6 @@ _INTENT_TYPES: Final[tuple[str, ...]] = get_args(IntentType)
 _INTENT_STATUSES: Final[tuple[str, ...]] = get_args(IntentStatus)
 
 _NONCE_RE: Final = re.compile(r"[\x21-\x7e]{1,128}\Z")
-_SIG_RE: Final = re.compile(r"[0-9a-fA-F]{64}\Z")
 
 # Optional payload properties of the JSON Schema that Intent does not expose, by type;
 # they are still type-checked when present.
@@ -191,7 +203,7 @@ class _Fields:
     def _as_decimal(self, name: str, value: object) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             raise self._mistyped(name, "a number", value)
-        result = Decimal(value)
+        result = js_decimal(value) if isinstance(value, int) else value
         if not result.is_finite():  # unreachable after parse_json_strict; kept as a guard
             raise self.fail(name, "must be a finite number")
         return result
@@ -222,32 +234,52 @@ class _Fields:
 # Parsing
 
 
+def _kept(value: Any) -> Any:
+    """The parsed tree as the signer's JavaScript sees it, in values that always encode:
+    floats as the Decimal of the double's shortest digits, strings (and keys) as their
+    `js_view`. Integers stay integers (the integer fields check their own range).
+    Recursion is bounded by the depth limit checked by the parser."""
+    if isinstance(value, str):
+        return js_view(value)
+    if isinstance(value, float):
+        return js_decimal(value)
+    if isinstance(value, dict):
+        return {js_view(k): _kept(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_kept(v) for v in value]
+    return value
+
+
 def parse_envelope(
     data: bytes,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> Envelope:
     """Wire bytes -> `Envelope`, or raise `WireError` (too_large, invalid_utf8, not_json,
     too_deep, envelope)."""
-    raw = parse_json_strict(data, max_bytes=max_bytes, max_depth=max_depth)
-    if not isinstance(raw, dict):
-        raise WireError("envelope", f"envelope: expected an object, got {_kind(raw)}")
+    parsed = parse_json_strict(
+        data, max_bytes=max_bytes, max_depth=max_depth, max_values=max_values
+    )
+    if not isinstance(parsed, dict):
+        raise WireError("envelope", f"envelope: expected an object, got {_kind(parsed)}")
+    payload_raw = parsed.get("payload")
+    raw = _kept(parsed)
     f = _Fields(raw, "", "envelope")
-    payload_raw = raw.get("payload")
     if not isinstance(payload_raw, dict):
         if "payload" not in raw:
             raise f.fail("payload", "required field missing")
         raise f.fail("payload", f"expected an object, got {_kind(payload_raw)}")
-    nonce = f.string("nonce", required=True)
+    # nonce and sig are checked as sent: printable ASCII only (a lone surrogate in a nonce
+    # must not pass as its six-character view)
+    nonce = _Fields(parsed, "", "envelope").string("nonce", required=True)
     assert nonce is not None
     if not _NONCE_RE.match(nonce):
         raise f.fail("nonce", "must be 1 to 128 printable ASCII characters")
-    sig = f.string("sig", required=True)
+    # a sig that is not 64 hex digits is a signature that does not verify (signing.verify)
+    sig = _Fields(parsed, "", "envelope").string("sig", required=True)
     assert sig is not None
-    if not _SIG_RE.match(sig):
-        raise f.fail("sig", "must be 64 hex digits")
-    exact = parse_json_strict(data, max_bytes=max_bytes, max_depth=max_depth, parse_float=Decimal)
     return Envelope(
         type=_required(f.string("type", required=True, non_empty=True)),
         version=_required(f.integer("version", required=True)),
@@ -256,7 +288,7 @@ def parse_envelope(
         nonce=nonce,
         sig=sig,
         payload_raw=payload_raw,
-        payload_exact=exact["payload"],
+        payload_exact=raw["payload"],
         id=f.string("id", required=False),
         key_id=f.string("key_id", required=False, non_empty=True),
         correlation_id=f.string("correlation_id", required=False),
@@ -289,7 +321,7 @@ def parse_intent(envelope: Envelope) -> Intent:
         f.integer(name, required=False)
     for name in _OTHER_NUMBERS:
         f.number(name, required=False)
-    metadata = envelope.payload_raw.get("metadata")
+    metadata = envelope.payload_exact.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise f.fail("metadata", f"expected an object, got {_kind(metadata)}")
     return Intent(
@@ -312,7 +344,7 @@ def parse_intent(envelope: Envelope) -> Intent:
         source=f.string("source", required=False),
         schema_version=f.string("schema_version", required=False),
         metadata=metadata if metadata is not None else {},
-        child_fills=envelope.payload_raw.get("child_fills"),
+        child_fills=envelope.payload_exact.get("child_fills"),
     )
 
 

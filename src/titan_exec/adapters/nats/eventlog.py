@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client as NatsClient
 
 from titan_exec.adapters.nats.fence import (
@@ -60,6 +61,11 @@ _RETRY_PAUSE_S = 0.01
 
 class EventLogBroken(RuntimeError):
     """A publish failed after the state had applied it: the instance must rebuild."""
+
+
+class EventNotEncodable(ValueError):
+    """An event the stream cannot hold (not encodable, or over the size limit): nothing
+    was applied; the caller decides something that can be written instead."""
 
 
 @dataclass(slots=True)
@@ -93,8 +99,12 @@ class EventLog:
         unavailable_retry_s: float = 1.0,
         instance_id: str = "",
         is_fencing_disabled: bool = False,
+        max_event_bytes: int = 1_000_000,
     ) -> None:
         self._publisher = AckedPublisher(nc)
+        self.max_event_bytes = max_event_bytes
+        """The largest event message: the server's max_payload (1 MiB by default) less
+        room for the headers."""
         self.state = state
         self._ns = ns
         self._producer = producer
@@ -157,13 +167,17 @@ class EventLog:
                     batch.seqs.set_exception(stopped)
 
     def append(self, events: Sequence[Event]) -> asyncio.Future[None]:
-        """Apply now, publish in order; await the result for durability."""
+        """Encode, then apply now, publish in order; await the result for durability.
+
+        Every event is encoded (and its size checked) before any is applied: an event the
+        stream cannot hold raises `EventNotEncodable` and leaves the state untouched, so
+        the state never holds what the stream does not."""
         if self.is_broken:
             raise EventLogBroken("event log is broken: the instance must restart and rebuild")
+        encoded = [self._encode(ev) for ev in events]
         messages: list[_Outgoing] = []
-        for ev in events:
+        for ev, (subject, msg_id, body) in zip(events, encoded, strict=True):
             _, closed = step(self.state, ev)
-            subject, msg_id, body = encode_event(ev, ns=self._ns, producer=self._producer)
             messages.append(_Outgoing(subject, body, {MSG_ID: msg_id}))
             if closed is not None and self._on_closed_trade is not None:
                 for k, (subj, data) in enumerate(self._on_closed_trade(closed, ev)):
@@ -175,6 +189,17 @@ class EventLog:
             self.unacked += n
             done.add_done_callback(lambda _: self._settled(n))
         return done
+
+    def _encode(self, ev: Event) -> tuple[str, str, bytes]:
+        try:
+            subject, msg_id, body = encode_event(ev, ns=self._ns, producer=self._producer)
+        except (ValueError, TypeError, UnicodeError, msgspec.EncodeError) as err:
+            raise EventNotEncodable(f"{type(ev).__name__} cannot be encoded: {err!r}") from err
+        if len(body) > self.max_event_bytes:
+            raise EventNotEncodable(
+                f"{type(ev).__name__} is {len(body)} bytes, the limit is {self.max_event_bytes}"
+            )
+        return subject, msg_id, body
 
     def _settled(self, n: int) -> None:
         self.unacked -= n
