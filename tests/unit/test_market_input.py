@@ -1,0 +1,51 @@
+"""Market data from NATS is untrusted: a ticker that cannot be read is counted and
+ignored, never raised into the subscription, never stored."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from titan_exec.runtime.market import MarketData
+
+SUBJECT = "titan.data.market.ticker.v1.sim.BTC_USDT"
+
+
+@pytest.mark.parametrize(
+    ("subject", "data"),
+    [
+        (SUBJECT, b"[" * 100_000 + b"]" * 100_000),  # deep: RecursionError before
+        (SUBJECT, b'["bid", "ask"]'),  # not an object: AttributeError before
+        (SUBJECT, b'{"bid": 1, "ask": 2, "ts": 1e400}'),  # inf ts: OverflowError before
+        (SUBJECT, b'{"bid": 1, "ask": 2, "ts": 1.5}'),
+        (SUBJECT, b'{"bid": NaN, "ask": 2}'),
+        (SUBJECT, b'{"bid": "nan", "ask": "2"}'),
+        (SUBJECT, b'{"bid": "1", "bid": "3", "ask": "2"}'),
+        (SUBJECT, b'{"bid": true, "ask": 2}'),
+        (SUBJECT, b"\xff\xfe"),
+        (SUBJECT, b'{"bid": "1", "ask": "2", "pad": "' + b"x" * 20_000 + b'"}'),
+        (SUBJECT.replace("BTC_USDT", "BTC_\udcff"), b'{"bid": "1", "ask": "2"}'),
+        (SUBJECT.replace("BTC_USDT", "BTC_" + chr(0xD800)), b'{"bid": "1", "ask": "2"}'),
+    ],
+)
+def test_a_ticker_that_cannot_be_read_is_counted_and_ignored(subject: str, data: bytes) -> None:
+    market = MarketData(lambda: 5)
+    assert market.on_ticker(subject, data) is None
+    assert market.bad_tickers == 1
+    assert market.tickers == {}
+
+
+def test_a_ticker_as_numbers_is_read_as_the_double_javascript_sends() -> None:
+    market = MarketData(lambda: 5)
+    seen = market.on_ticker(SUBJECT, b'{"bid": 50000.1, "ask": "50000.2", "ts": 7}')
+    assert seen is not None
+    assert seen[2].bid == Decimal("50000.1") and seen[2].ask == Decimal("50000.2")
+    assert seen[2].ts_ms == 7
+
+
+def test_a_heartbeat_subject_is_kept_printable() -> None:
+    market = MarketData(lambda: 5)
+    market.on_heartbeat("titan.sys.heartbeat.v1.\udcff")
+    assert market.heartbeat_source == "titan.sys.heartbeat.v1.\\xff"
+    assert market.last_heartbeat_ms == 5
