@@ -104,7 +104,7 @@ def start_instance(
 
 
 def status_of(port: int) -> Any:
-    return get_json(f"http://127.0.0.1:{port}/status")
+    return get_json(f"http://127.0.0.1:{port}/status", headers={"X-API-Key": API_KEY})
 
 
 def role_is(port: int, role: str) -> Callable[[], bool]:

@@ -18,10 +18,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def get_json(url: str, timeout_s: float = 2) -> Any:
+def get_json(url: str, timeout_s: float = 2, headers: dict[str, str] | None = None) -> Any:
     """The JSON at `url`, or None when it cannot be read (not up yet, gone)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        req = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return json.loads(resp.read())
     except OSError:
         return None

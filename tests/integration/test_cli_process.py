@@ -76,7 +76,10 @@ async def test_run_send_status_and_sigterm(service_nats: Any, tmp_path: Path) ->
                 ).encode(),
             )
             await nc.flush()
-            await poll(lambda: (get_json(f"{base}/status") or {}).get("is_armed"), "armed")
+            key = {"X-API-Key": "k"}  # the full /status needs the API key
+            await poll(
+                lambda: (get_json(f"{base}/status", headers=key) or {}).get("is_armed"), "armed"
+            )
             code, out, err = await cli(
                 "send",
                 "intent",
@@ -92,7 +95,7 @@ async def test_run_send_status_and_sigterm(service_nats: Any, tmp_path: Path) ->
             assert json.loads(out)["stream"] == "TITAN_CMD"
 
             def filled() -> bool:
-                doc = get_json(f"{base}/status") or {}
+                doc = get_json(f"{base}/status", headers=key) or {}
                 return any(
                     o["signal_id"] == "cli-1" and o["status"] == "FILLED"
                     for o in doc.get("orders", [])

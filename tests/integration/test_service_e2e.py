@@ -318,7 +318,7 @@ async def test_rpcs_and_admin_endpoints(
             200,
             {"ready": True, "reason": "ok", "role": "active", "epoch": w.svc.epoch},
         )
-        status, doc = await http_get(f"{w.http_url}/status")
+        status, doc = await http_get(f"{w.http_url}/status", {"X-API-Key": API_KEY})
         assert status == 200 and doc["is_armed"] is True and len(doc["state_hash"]) == 64
         code, metrics = await http_get(f"{w.http_url}/metrics")
         assert code == 200 and b"titan_exec_commands_total" in metrics

@@ -5,6 +5,7 @@ for a decided command) makes it exit 1 naming the ids; what cannot be read exits
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import nats
 import pytest
 
-from tests.integration.harness import wait_for, world
+from tests.integration.harness import API_KEY, wait_for, world
 from titan_exec.core.model import OrderStatus
 from titan_exec.verify.read import read_stream
 
@@ -32,6 +33,7 @@ async def verify(*args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TITAN_EXECUTION_API_KEY": API_KEY},  # the full /status
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

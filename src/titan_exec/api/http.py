@@ -1,8 +1,20 @@
-"""Admin HTTP API (aiohttp): /health, /ready, /metrics, /status, /positions.
+"""Admin HTTP API (aiohttp): /health, /ready, /metrics, /status, /positions, /switchover,
+/promote.
 
-`/positions` (and `/status`'s order list is not secret, so it stays open) needs the API
-key (`TITAN_EXECUTION_API_KEY`) in `X-API-Key` or `Authorization: Bearer <key>`; without a
-configured key the endpoint answers 503 rather than serving positions unauthenticated.
+Access (the API key is `TITAN_EXECUTION_API_KEY`, sent as `X-API-Key: <key>` or
+`Authorization: Bearer <key>`, compared in constant time):
+
+- `/health`, `/ready`: anyone.
+- `/status` without a key: the public part only (instance id, role, lease role, epoch,
+  readiness); with the key: the full document (positions, orders, daily PnL, rejects,
+  state hash, stream position ...). A wrong key is 401, never the public part.
+- `/positions`, `/switchover`, `/promote`: the key.
+- `/metrics`: anyone, or the key with `http.metrics_requires_key = true`. Its label values
+  are bounded sets (command kind, outcome, reason code, venue, symbol, asset, role, phase),
+  never a client order id, signal id or anything else per order.
+
+An endpoint that needs the key answers 401 with a JSON reason when it is missing or wrong,
+and 503 when the instance has no key configured (it never serves such data without one).
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ class ServiceView(Protocol):
 
     def status_doc(self) -> dict[str, Any]: ...
 
+    def public_status_doc(self) -> dict[str, Any]: ...
+
     async def settled_status_doc(self) -> dict[str, Any]: ...
 
     def positions_doc(self) -> dict[str, Any]: ...
@@ -42,7 +56,43 @@ def _json(doc: Any, status: int = 200) -> web.Response:
     )
 
 
-def build_app(service: ServiceView, *, api_key: str) -> web.Application:
+def presented_key(request: web.Request) -> str:
+    """The key the request carries (`X-API-Key`, else `Authorization: Bearer`); "" if none."""
+    given = request.headers.get("X-API-Key", "")
+    auth = request.headers.get("Authorization", "")
+    if not given and auth.startswith("Bearer "):
+        given = auth[len("Bearer ") :]
+    return given
+
+
+def _same_key(given: str, api_key: str) -> bool:
+    # surrogatepass: a header aiohttp decoded with surrogates must not raise (a 500)
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), api_key.encode("utf-8", "surrogatepass")
+    )
+
+
+def build_app(
+    service: ServiceView, *, api_key: str, metrics_requires_key: bool = False
+) -> web.Application:
+    def refusal(request: web.Request) -> web.Response | None:
+        """None when the request carries the configured key, else the answer that says why."""
+        if not api_key:
+            return _json({"error": "no API key configured (TITAN_EXECUTION_API_KEY)"}, 503)
+        given = presented_key(request)
+        if not given:
+            return _json(
+                {"error": "unauthorized: API key required (X-API-Key or Authorization: Bearer)"},
+                401,
+            )
+        if not _same_key(given, api_key):
+            return _json({"error": "unauthorized: wrong API key"}, 401)
+        return None
+
+    def authorized(request: web.Request) -> bool:
+        given = presented_key(request)
+        return bool(api_key) and _same_key(given, api_key)
+
     async def health(_: web.Request) -> web.Response:
         return _json({"status": "ok"})
 
@@ -52,19 +102,18 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
         doc = {"ready": ok, "reason": why, "role": service.role, "epoch": service.epoch}
         return _json(doc, 200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if metrics_requires_key and (refused := refusal(request)) is not None:
+            return refused
         service.refresh_metrics()  # gauges are read at scrape time, in every role
         return web.Response(body=service.metrics.render(), content_type="text/plain")
 
-    async def status(_: web.Request) -> web.Response:
+    async def status(request: web.Request) -> web.Response:
+        if not presented_key(request):
+            return _json(service.public_status_doc())
+        if (refused := refusal(request)) is not None:
+            return refused
         return _json(await service.settled_status_doc())
-
-    def authorized(request: web.Request) -> bool:
-        given = request.headers.get("X-API-Key", "")
-        auth = request.headers.get("Authorization", "")
-        if not given and auth.startswith("Bearer "):
-            given = auth[len("Bearer ") :]
-        return bool(api_key) and hmac.compare_digest(given.encode(), api_key.encode())
 
     async def switchover(request: web.Request) -> web.Response:
         if not authorized(request):
@@ -80,14 +129,8 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
         return _json({"status": why} if ok else {"error": why}, 202 if ok else 409)
 
     async def positions(request: web.Request) -> web.Response:
-        if not api_key:
-            return _json({"error": "no API key configured (TITAN_EXECUTION_API_KEY)"}, 503)
-        given = request.headers.get("X-API-Key", "")
-        auth = request.headers.get("Authorization", "")
-        if not given and auth.startswith("Bearer "):
-            given = auth[len("Bearer ") :]
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            return _json({"error": "unauthorized"}, 401)
+        if (refused := refusal(request)) is not None:
+            return refused
         return _json({"positions": service.positions_doc()})
 
     app = web.Application()
@@ -102,8 +145,16 @@ def build_app(service: ServiceView, *, api_key: str) -> web.Application:
 
 
 class HttpServer:
-    def __init__(self, service: ServiceView, *, host: str, port: int, api_key: str) -> None:
-        self._app = build_app(service, api_key=api_key)
+    def __init__(
+        self,
+        service: ServiceView,
+        *,
+        host: str,
+        port: int,
+        api_key: str,
+        metrics_requires_key: bool = False,
+    ) -> None:
+        self._app = build_app(service, api_key=api_key, metrics_requires_key=metrics_requires_key)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None

@@ -151,7 +151,9 @@ class Topology:
     async def status(self, name: str) -> dict[str, Any] | None:
         assert self.http is not None
         try:
-            return await get_json(self.http, f"{self.instances[name].url}/status")
+            return await get_json(
+                self.http, f"{self.instances[name].url}/status", {"X-API-Key": API_KEY}
+            )
         except RuntimeError:
             return None
 

@@ -2,11 +2,16 @@
 `/status`: role, epoch, lease, stream position, standby lag, state hash agreement, last
 takeover and fencing. The verdict lines say what an operator must act on: no active, two
 actives, an instance out of reach, state hashes that differ at the same stream position.
+
+The full `/status` needs the API key (`X-API-Key`, from `TITAN_EXECUTION_API_KEY` unless
+given); without it an instance answers its public part only (role, epoch, readiness), and
+the hashes cannot be compared: a verdict says so.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -21,16 +26,38 @@ class Reading:
     error: str | None = None
 
 
-def read_status(url: str, timeout_s: float = 5) -> Reading:
+API_KEY_ENV = "TITAN_EXECUTION_API_KEY"
+
+
+def read_status(url: str, timeout_s: float = 5, api_key: str | None = None) -> Reading:
+    """`GET <url>/status` with the API key (`api_key`, else `TITAN_EXECUTION_API_KEY`; none:
+    the public part only)."""
     full = url.rstrip("/") + "/status"
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+    req = urllib.request.Request(full, headers={"X-API-Key": key} if key else {})
     try:
-        with urllib.request.urlopen(full, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             doc = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return Reading(url, None, f"{full} refused: HTTP {err.code}: {_reason(err)}")
     except (urllib.error.URLError, OSError, ValueError) as err:
         return Reading(url, None, f"cannot reach {full}: {err}")
     if not isinstance(doc, dict):
         return Reading(url, None, f"{full} did not answer a JSON object")
     return Reading(url, doc)
+
+
+def _reason(err: urllib.error.HTTPError) -> str:
+    try:
+        doc = json.loads(err.read())
+    except (OSError, ValueError):
+        return str(err.reason)
+    return str(doc.get("error")) if isinstance(doc, dict) else str(err.reason)
+
+
+def is_public(doc: dict[str, Any]) -> bool:
+    """The public `/status` (read without the API key): no hashes, positions or orders."""
+    return doc.get("view") == "public"
 
 
 def _ago(at_ms: Any, now_ms: int) -> str:
@@ -95,6 +122,16 @@ def verdicts(readings: list[Reading]) -> list[tuple[bool, str]]:
         out.append((False, "no active instance: trading is stopped"))
     else:
         out.append((False, f"more than one instance says it is active: {', '.join(active)}"))
+    public = [str(d.get("instance_id")) for d in docs if is_public(d)]
+    if public:
+        out.append(
+            (
+                False,
+                f"{', '.join(public)}: public /status only (no API key: set "
+                f"{API_KEY_ENV}): state hashes not compared",
+            )
+        )
+        docs = [d for d in docs if not is_public(d)]
     by_seq: dict[int, set[str]] = {}
     unsettled = [str(d.get("instance_id")) for d in docs if d.get("events_unacked")]
     for d in docs:

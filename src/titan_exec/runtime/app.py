@@ -138,6 +138,7 @@ class RunningInstance:
             host=self.cfg.http.host,
             port=self.cfg.http.port,
             api_key=self.cfg.security.api_key,
+            metrics_requires_key=self.cfg.http.metrics_requires_key,
         )
         await self.http.start()
         self._stack.push_async_callback(self.http.stop)

@@ -222,7 +222,7 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
             f"{failover.to_decided_ms:.0f} ms after the kill"
         )
         urls = [p.url for p in pair.values()]
-        readings = await asyncio.to_thread(lambda: [read_status(u) for u in urls])
+        readings = await asyncio.to_thread(lambda: [read_status(u, api_key=API_KEY) for u in urls])
         print(f"\nthe operator's view: titan-exec status {' '.join('--url ' + u for u in urls)}")
         print(render(readings))
         checks = await read_pair_checks(js, statuses, inspect)

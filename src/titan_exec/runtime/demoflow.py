@@ -158,7 +158,7 @@ class DemoFlow:
     # -- reading the active over HTTP --------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        doc = await get_json(self.http, f"{self.url}/status")
+        doc = await get_json(self.http, f"{self.url}/status", {"X-API-Key": self.api_key})
         if doc is None:
             raise RuntimeError(f"{self.url}/status does not answer")
         return doc

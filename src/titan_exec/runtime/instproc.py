@@ -153,7 +153,11 @@ class InstanceProcess:
 
     async def status(self, http: aiohttp.ClientSession) -> dict[str, Any] | None:
         """`/status`, or None while it does not answer (starting, killed)."""
-        return await get_json(http, f"{self.url}/status")
+        return await get_json(
+            http,
+            f"{self.url}/status",
+            {"X-API-Key": self.secrets.get("TITAN_EXECUTION_API_KEY", "")},
+        )
 
     async def wait_role(
         self, http: aiohttp.ClientSession, role: str, timeout_s: float = 30.0

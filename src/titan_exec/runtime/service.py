@@ -816,6 +816,9 @@ class Service:
     def status_doc(self) -> dict[str, Any]:
         return views.status_doc(self)
 
+    def public_status_doc(self) -> dict[str, Any]:
+        return views.public_status_doc(self)
+
     async def settled_status_doc(self) -> dict[str, Any]:
         """`/status` once the events applied so far are acknowledged (at most a second), so
         that its state_hash and event_seq describe the same position whenever the active

@@ -1,11 +1,13 @@
-"""What an instance shows: the documents of the admin API (`/status`, `/positions`), the
-truth snapshot, the answers to the contract's request/reply subjects, and the trade record
-of a closed round trip. Read-only views of a `Service`; nothing here changes it."""
+"""What an instance shows: the documents of the admin API (`/status` in full and its public
+part, `/positions`), the truth snapshot, the answers to the contract's request/reply
+subjects, and the trade record of a closed round trip. Read-only views of a `Service`;
+nothing here changes it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
@@ -124,13 +126,33 @@ def svc_confirmed(svc: Service) -> dict[str, Any] | None:
     return {"watermark_seq": c.watermark_seq, "state_hash": c.state_hash, "snapshot": c.snapshot}
 
 
+def utc_date(day: int) -> str:
+    """The state's day number (days since 1970-01-01, `core.model.day_of`) as an ISO date."""
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+
+
+def public_status_doc(svc: Service) -> dict[str, Any]:
+    """`/status` without the API key: who the instance is and whether it can serve, nothing
+    about what it holds (no positions, orders, PnL, rejects, hashes or stream positions)."""
+    return {
+        "instance_id": svc.cfg.service.instance_id,
+        "role": svc.role,
+        "lease_role": svc.ha.role if svc.ha is not None else None,
+        "epoch": svc.epoch,
+        "ready": svc.health.is_ready,
+        "view": "public",
+    }
+
+
 def status_doc(svc: Service) -> dict[str, Any]:
+    """`/status` with the API key: everything an operator and the checking tools read."""
     st = svc.state
     orders = sorted(st.orders.values(), key=lambda o: o.t_decision)
     hb = svc.market.last_heartbeat_ms
     now = svc.clock()
     return {
         "instance_id": svc.cfg.service.instance_id,
+        "view": "full",
         "role": svc.role,
         "unsafe": svc.cfg.unsafe,
         "epoch": svc.epoch,
@@ -193,7 +215,7 @@ def status_doc(svc: Service) -> dict[str, Any]:
             }
             for o in orders[-200:]
         ],
-        "daily_realized_pnl": {str(k): str(v) for k, v in sorted(st.daily_realized.items())},
+        "daily_realized_pnl": {utc_date(k): str(v) for k, v in sorted(st.daily_realized.items())},
         "trades": st.trade_count,
         "anomalies": st.anomalies,
         "reconciliations": st.reconciliations,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -183,11 +184,12 @@ async def read_streams_at(
         await nc.close()
 
 
-def get_json(url: str, *, timeout_s: float = 5.0) -> Any:
+def get_json(url: str, *, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None) -> Any:
     """GET `url` and parse the JSON answer (blocking: call it in a thread from asyncio).
     Raises `CannotRead`."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        req = urllib.request.Request(url, headers=dict(headers or {}))
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise CannotRead(f"GET {url}: {err}") from err
@@ -201,16 +203,23 @@ def read_inspect(venue_url: str) -> dict[str, Any]:
     return doc
 
 
-def read_statuses(urls: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-    """Each instance's `/status`, keyed by its `instance_id` (by its URL when it does not
-    answer: None). An instance that does not answer is a finding, not a reading error."""
+def read_statuses(
+    urls: Sequence[str], api_key: str | None = None
+) -> dict[str, dict[str, Any] | None]:
+    """Each instance's full `/status` (the API key: `api_key`, else TITAN_EXECUTION_API_KEY),
+    keyed by its `instance_id` (by its URL when it does not answer: None). An instance that
+    does not answer is a finding, not a reading error; one that answers only the public part
+    (no key) cannot be checked: `CannotRead`."""
+    key = os.environ.get("TITAN_EXECUTION_API_KEY", "") if api_key is None else api_key
     out: dict[str, dict[str, Any] | None] = {}
     for url in urls:
         try:
-            doc = get_json(url.rstrip("/") + "/status")
+            doc = get_json(url.rstrip("/") + "/status", headers={"X-API-Key": key})
         except CannotRead:
             out[url] = None
             continue
+        if isinstance(doc, dict) and doc.get("view") == "public":
+            raise CannotRead(f"{url}/status: the public part only (set TITAN_EXECUTION_API_KEY)")
         name = str(doc.get("instance_id") or url) if isinstance(doc, dict) else url
         out[name] = doc if isinstance(doc, dict) else None
     return out
