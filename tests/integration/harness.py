@@ -11,10 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import api
 
+from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec.config import Config, load
 from titan_exec.runtime.app import RunningInstance
 from titan_exec.runtime.feeds import Brain, TickerFeed
@@ -154,7 +154,7 @@ async def world(
         overrides = {**sim_overrides(sim), **overrides}
     cfg = make_config(url, state_dir, **overrides)
     async with RunningInstance(cfg, clock=clk) as inst:
-        nc = await nats.connect(url)
+        nc = await connect(NatsSettings(urls=(url,), name="pytest-world"))
         brain = Brain(nc, secret=SECRET.encode(), clock=clk)
         feed = TickerFeed(nc, PRICES, clock=clk)
         try:

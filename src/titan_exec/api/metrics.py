@@ -81,10 +81,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.loop_stall_max = Gauge(
+            "titan_exec_loop_stall_max_seconds",
+            "The longest event-loop stall the lease watchdog measured since the start",
+            registry=r,
+        )
         self.poison_commands = Counter(
             "titan_exec_poison_commands_total",
-            "Commands refused because their decision raised in consumer.max_deliveries "
-            "deliveries",
+            "Commands refused: their decision raised in consumer.max_deliveries deliveries",
             registry=r,
         )
         self.dead_letters = Counter(

@@ -69,6 +69,8 @@ class HaDriver:
         self._lease_revision = 0
         self.last_takeover: dict[str, object] | None = None
         self.last_fencing: dict[str, object] | None = None
+        self.largest_stall_ms = 0
+        """The longest event-loop stall the watchdog measured since the start."""
         self.is_stopping_for_good = False
         self._marker_token: str | None = None
         """SIGTERM / shutdown: a fence then ends the process instead of rejoining."""
@@ -354,6 +356,9 @@ class HaDriver:
             before = time.monotonic()
             await asyncio.sleep(period)
             stall_ms = int((time.monotonic() - before - period) * 1000)
+            if stall_ms > self.largest_stall_ms:
+                self.largest_stall_ms = stall_ms
+                self.service.metrics.loop_stall_max.set(stall_ms / 1000)
             if stall_ms > self.timing.max_loop_stall_ms:
                 self.put(ld.LoopStalled(stall_ms, monotonic_ms()))
             events = self.service.events

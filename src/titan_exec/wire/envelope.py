@@ -25,7 +25,8 @@ Owns the contract sections "Intent envelope" and "Signature" (see also the JSON 
 Errors: parsers raise `WireError`; the verifier returns one. Codes used here: too_large
 (bytes or values), invalid_utf8, not_json, too_deep (reading), envelope (envelope
 fields), schema (payload), signature, stale_timestamp. Messages name the field:
-`payload.size: expected a number, got str`. Optional fields given as `null` count as absent. Unknown fields are allowed.
+`payload.size: expected a number, got str`. Optional fields given as `null` count as
+absent. Unknown fields are allowed.
 
 Pure: no I/O, clock or logging; time and secrets are arguments.
 """
