@@ -68,7 +68,9 @@ async def test_typescript_vector_is_executed_end_to_end(service_nats: Any, tmp_p
         assert fill["type"] == "titan.event.execution.fill.v1"
         p = fill["payload"]
         assert p["signalId"] == "sig-1" and p["side"] == "BUY" and p["qty"] == "0.1"
-        assert p["price"] == "50000" and isinstance(p["fee"], str)
+        # a marketable limit fills at the book (the ask), not at its limit
+        _, ask = w.feed.quote("BTC/USDT")
+        assert Decimal(p["price"]) == ask < Decimal("50000") and isinstance(p["fee"], str)
         for key in (
             "fillId",
             "tSignal",
@@ -87,7 +89,7 @@ async def test_typescript_vector_is_executed_end_to_end(service_nats: Any, tmp_p
         status, body = await http_get(f"{w.http_url}/positions", {"X-API-Key": API_KEY})
         assert status == 200
         pos = body["positions"]["BTC/USDT"]
-        assert pos["side"] == "LONG" and pos["size"] == "0.1" and pos["entry_price"] == "50000"
+        assert pos["side"] == "LONG" and pos["size"] == "0.1" and Decimal(pos["entry_price"]) == ask
         assert (await http_get(f"{w.http_url}/positions"))[0] == 401
 
 

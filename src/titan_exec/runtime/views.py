@@ -163,6 +163,7 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "lease_age_ms": svc.ha.lease_age_ms() if svc.ha is not None else None,
         "last_takeover": svc.ha.last_takeover if svc.ha is not None else None,
         "last_fencing": svc.ha.last_fencing if svc.ha is not None else None,
+        "loop_stall_max_ms": svc.ha.largest_stall_ms if svc.ha is not None else None,
         "namespace": svc.cfg.service.namespace,
         "ready": svc.health.is_ready,
         "fatal": svc.health.fatal,
