@@ -114,7 +114,7 @@ def test_a_policy_with_text_that_is_not_well_formed_is_refused() -> None:
 )
 def test_every_dead_letter_is_json_and_keeps_the_original(original: bytes) -> None:
     body = contract.dead_letter(original, reason="r\udc00", t_ingress_ms=7, subject=RAW_SUBJECT)
-    body.decode("ascii")  # always ASCII: escapes, never raw surrogates
+    body.decode("utf-8")  # always UTF-8: escapes, never raw surrogates
     doc = json.loads(body)
     assert doc["reason"] == "r\\udc00"
     if doc.get("payload_b64") is not None:

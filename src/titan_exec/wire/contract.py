@@ -194,7 +194,7 @@ def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str
 
     A subject that was not UTF-8 is shown with ``\\xNN`` escapes and kept exactly as
     ``subject_b64``; the reason is kept in its `js_view`. The cost is bounded (the value
-    count is checked before parsing), and every output is ASCII-safe JSON."""
+    count is checked before parsing), and every output is valid UTF-8 JSON."""
     head: dict[str, Any] = {
         "reason": js_view(reason),
         "t_ingress": t_ingress_ms,
