@@ -17,18 +17,22 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from titan_exec.adapters.nats.connect import NatsConfigError, NatsConnectError, NatsSettings
 from titan_exec.config import Config, ConfigError, load
 
 EXIT_CONFIG = 78  # EX_CONFIG
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: a port in use, NATS unreachable at start-up
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
@@ -92,9 +96,16 @@ async def _run(cfg: Config) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    from titan_exec.runtime.app import StartupError
+
+    cfg = _load(args)  # every setting checked: a bad one exits 78 before anything starts
     logging.getLogger("titan_exec").info("configuration: %s", json.dumps(cfg.redacted()))
-    return asyncio.run(_run(cfg))
+    try:
+        return asyncio.run(_run(cfg))
+    except (StartupError, NatsConnectError) as err:
+        # a port in use, the embedded server, the first connection: nothing was written
+        print(f"titan-exec: cannot start: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 # --- nats --------------------------------------------------------------------------------
@@ -150,9 +161,50 @@ def _read_inputs(args: argparse.Namespace) -> None:
         args.payload_doc = json.loads(text)
 
 
-async def _send(args: argparse.Namespace) -> int:
-    import nats
+def _positive_number(text: str) -> float:
+    """`--size` / `--entry`: a positive finite number, as the JSON double the payload will
+    carry (what is signed is what executes: ``1e-400`` would be 0, so it is refused)."""
+    try:
+        value = float(Decimal(text.strip()))
+    except (InvalidOperation, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive finite number, got {text!r} (as a JSON number: {value})"
+        )
+    return value
 
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
+def _send_settings(args: argparse.Namespace) -> NatsSettings:
+    """The CLI's connection: bounded by `--timeout` (nats-py alone retries an unreachable
+    server for minutes, printing a traceback every 2 s)."""
+    urls = tuple(
+        u if "://" in u else f"nats://{u}"
+        for u in (part.strip() for part in args.nats_url.split(","))
+        if u
+    )
+    return NatsSettings(
+        urls=urls,
+        name="titan-exec-cli",
+        connect_timeout_s=min(2.0, args.timeout),
+        first_connect_timeout_s=args.timeout,
+    )
+
+
+async def _send(args: argparse.Namespace) -> int:
+    from nats.js import errors as js_errors
+
+    from titan_exec.adapters.nats.connect import connect
     from titan_exec.wire.envelope import sign_envelope
     from titan_exec.wire.subjects import Subjects
 
@@ -177,12 +229,12 @@ async def _send(args: argparse.Namespace) -> int:
                 "symbol": args.symbol,
                 "direction": {"BUY_SETUP": 1, "SELL_SETUP": -1}.get(args.type, 0),
                 "type": args.type,
-                "size": float(args.size),
+                "size": args.size,
                 "status": "VALIDATED",
                 "t_signal": now,
             }
             if args.entry is not None:
-                payload["entry_zone"] = [float(args.entry)]
+                payload["entry_zone"] = [args.entry]
             if args.exchange:
                 payload["exchange"] = args.exchange
         subject = subjects.place(args.venue, args.account, str(payload.get("symbol", "")))
@@ -200,9 +252,27 @@ async def _send(args: argparse.Namespace) -> int:
         correlation_id=msg_id,
         idempotency_key=msg_id,
     )
-    nc = await nats.connect(args.nats_url)
+    settings = _send_settings(args)
     try:
-        ack = await nc.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+        nc = await connect(settings)
+    except NatsConnectError as err:
+        print(f"titan-exec send: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        ack = await nc.jetstream().publish(
+            subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=args.timeout
+        )
+    except (js_errors.NoStreamResponseError, TimeoutError) as err:
+        print(
+            f"titan-exec send: {subject} was not acknowledged by JetStream within "
+            f"{args.timeout} s ({type(err).__name__}): no stream takes it (has the service "
+            f"started in namespace {args.namespace!r}?)",
+            file=sys.stderr,
+        )
+        return 1
+    except js_errors.APIError as err:
+        print(f"titan-exec send: JetStream refused {subject}: {err}", file=sys.stderr)
+        return 1
     finally:
         await nc.close()
     print(
@@ -400,6 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send", help="sign and publish an intent or a control command")
     p.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     p.add_argument("--namespace", default=os.environ.get("TITAN_NAMESPACE", "exec"))
+    p.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=5.0,
+        help="seconds to connect to NATS, and again for the publish's acknowledgement",
+    )
     p.add_argument("--key-id", default="default")
     p.add_argument("--log-level", default="WARNING")
     what = p.add_subparsers(dest="what", required=True)
@@ -412,8 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="BUY_SETUP",
         choices=["BUY_SETUP", "SELL_SETUP", "CLOSE_LONG", "CLOSE_SHORT", "CLOSE"],
     )
-    i.add_argument("--size", default="0.01")
-    i.add_argument("--entry", default=None, help="limit price (entry_zone[0]); none: market")
+    i.add_argument("--size", type=_positive_number, default="0.01", help="a positive number")
+    i.add_argument(
+        "--entry",
+        type=_positive_number,
+        default=None,
+        help="limit price (entry_zone[0]); none: market",
+    )
     i.add_argument("--exchange", default=None)
     i.add_argument("--signal-id", default=None)
     i.add_argument("--payload-file", default=None, help="a payload JSON file, or - for stdin")
@@ -527,7 +608,7 @@ def main(argv: list[str] | None = None) -> None:
     _logging(args.log_level)
     try:
         code = args.fn(args)
-    except ConfigError as err:
+    except (ConfigError, NatsConfigError) as err:
         print(f"titan-exec: configuration error: {err}", file=sys.stderr)
         code = EXIT_CONFIG
     except KeyboardInterrupt:

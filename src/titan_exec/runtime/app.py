@@ -3,19 +3,26 @@
 `RunningInstance` is what the CLI (`titan-exec run`, `titan-exec demo`, `titan-exec bench`)
 and the integration tests start; it owns every process and socket it opens and closes
 them on exit, failures included.
+
+Start-up order: what can fail locally comes first. The configuration was checked when it
+was loaded (`config.load`: values, lease timing, secrets, policy file); then the embedded
+nats-server (when there is one) and the admin HTTP port are bound; only then does the
+service connect to NATS, replay, campaign and write (epoch marker, genesis, intake). A port
+in use therefore stops the start with `StartupError` before anything reaches NATS.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 
-from titan_exec.adapters.nats.connect import NatsSettings
-from titan_exec.adapters.nats.embedded import EmbeddedNats
+from titan_exec.adapters.nats.connect import NatsConfigError, NatsSettings
+from titan_exec.adapters.nats.embedded import EmbeddedNats, EmbeddedNatsError
 from titan_exec.adapters.venue.base import Venue
 from titan_exec.adapters.venue.ccxt_venue import CcxtVenue, VenueConfigError, settings_from_env
 from titan_exec.adapters.venue.paper import PaperVenue
@@ -24,6 +31,11 @@ from titan_exec.config import Config, ConfigError
 from titan_exec.runtime.service import Service, wall_clock_ms
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """A local resource could not be had at start-up (the admin port, the embedded
+    nats-server): one line for the operator, raised before anything was written to NATS."""
 
 
 def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
@@ -111,6 +123,7 @@ class RunningInstance:
         return self
 
     async def _start(self) -> None:
+        """Local resources first (the module's docstring), then NATS."""
         say = self.progress or (lambda m: log.info("%s", m))
         if not self.cfg.nats.url:
             state_dir = Path(self.cfg.service.state_dir)
@@ -121,17 +134,27 @@ class RunningInstance:
                 monitor_port=self.cfg.nats.embedded_monitor_port or None,
                 extra_config=EMBEDDED_MAX_PAYLOAD,
             )
-            await self._stack.enter_async_context(self.embedded)
+            try:
+                await self._stack.enter_async_context(self.embedded)
+            except EmbeddedNatsError as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                raise StartupError(
+                    f"embedded nats-server (nats.embedded_port {self.cfg.nats.embedded_port}) "
+                    f"did not start: {first}"
+                ) from None
             self.nats_url = self.embedded.url
             say(
                 f"embedded nats-server with JetStream at {self.nats_url} (data in {state_dir}/nats)"
             )
-            settings = nats_settings(self.cfg, (self.nats_url,))
+            urls: tuple[str, ...] | None = (self.nats_url,)
         else:
-            settings = nats_settings(self.cfg)
-            say(f"connecting to NATS at {settings.redacted_urls}")
+            urls = None
+        try:
+            settings = nats_settings(self.cfg, urls)
+        except NatsConfigError as err:
+            raise ConfigError(f"nats: {err}") from None
         self.service = Service(self.cfg, venue=self.venue, nats=settings, clock=self.clock)
-        await self.service.start(progress=say)
+        # registered before it starts: a start that fails half-way closes what it opened
         self._stack.push_async_callback(self.service.stop)
         self.http = HttpServer(
             self.service,
@@ -140,9 +163,20 @@ class RunningInstance:
             api_key=self.cfg.security.api_key,
             metrics_requires_key=self.cfg.http.metrics_requires_key,
         )
-        await self.http.start()
         self._stack.push_async_callback(self.http.stop)
+        try:
+            await self.http.start()
+        except OSError as err:
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise StartupError(
+                f"http.port: cannot listen on {self.cfg.http.host}:{self.cfg.http.port}: "
+                f"{reason} (set PORT or http.port, or stop the process that has it)"
+            ) from None
+        # until the service has started: /health answers, /ready says "starting"
         say(f"admin API on http://{self.cfg.http.host}:{self.http.port}")
+        if urls is None:
+            say(f"connecting to NATS at {settings.redacted_urls}")
+        await self.service.start(progress=say)
 
     async def __aexit__(
         self,
