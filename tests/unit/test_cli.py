@@ -122,3 +122,23 @@ def test_bad_configuration_stops_start_up_naming_the_setting(
     # one line, no traceback, and before anything started: no embedded server's data
     assert res.stderr.count(b"\n") == 1 and b"Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "nats").exists()
+
+
+@pytest.mark.parametrize("size", ["abc", "0", "-1", "1e-400", "1e400", "nan", ""])
+def test_send_refuses_a_size_that_is_not_a_positive_number_before_connecting(size: str) -> None:
+    """argparse's own message and exit status 2, no traceback (and no NATS needed)."""
+    res = run_cli(["send", "intent", "--size", size], env={"HMAC_SECRET": SECRET})
+    assert res.returncode == 2, res.stderr
+    assert b"Traceback" not in res.stderr
+    assert b"error: argument --size: expected a positive" in res.stderr
+    assert repr(size).encode() in res.stderr
+
+
+def test_send_reads_size_and_entry_as_the_numbers_the_payload_carries() -> None:
+    from titan_exec.cli.main import build_parser
+
+    args = build_parser().parse_args(["send", "intent", "--size", "0.5", "--entry", "101.25"])
+    assert (args.size, args.entry) == (0.5, 101.25)
+    assert build_parser().parse_args(["send", "intent"]).size == 0.01  # the default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["send", "--timeout", "0", "intent"])
