@@ -26,6 +26,7 @@ from nats.aio.client import Client
 
 from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.chaos.poison import (
+    KINDS,
     RawPublishError,
     RawRecord,
     build_corpus,
@@ -34,7 +35,9 @@ from titan_exec.chaos.poison import (
 )
 from titan_exec.chaos.report import render_table
 from titan_exec.chaos.runner import ChaosSettings, run_matrix
-from titan_exec.chaos.scenarios import SCENARIOS
+from titan_exec.chaos.scenarios import MAX_SIZE_BURST, SCENARIOS
+from titan_exec.verify.invariants import check
+from titan_exec.verify.read import read_streams_at
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +66,10 @@ async def test_scenario(name: str, tmp_path: Path) -> None:
             assert measured is not None, f"run {r.run}: no takeover moment measured"
         if scenario.expects == "stay":
             assert r.leader_after == r.leader_before, f"run {r.run}: {r.notes}"
+        if scenario.is_quiet:  # poison-burst: nothing may move, each command one outcome
+            assert r.fencings == 0, f"run {r.run}: {r.notes}"
+            assert r.commands_injected >= MAX_SIZE_BURST + len(KINDS), r.notes
+            assert r.commands_sent > r.commands_injected  # the load ran beside it
 
 
 @pytest.mark.timeout(300)
@@ -158,3 +165,27 @@ async def test_raw_publish_says_what_the_server_refused(
         await raw_publish("127.0.0.1", server.port, too_big, token="poison-token")
     with pytest.raises(ValueError, match="protocol line"):
         await raw_publish("127.0.0.1", server.port, [RawRecord("x", b"a b", None, b"")])
+
+
+async def test_verify_reads_a_command_stream_full_of_poison(
+    nats_server: EmbeddedNats, nats_client: Client
+) -> None:
+    """`titan-exec verify`'s own connection reads past every record (nats-py alone stops
+    at the first subject that is not UTF-8), counts each as a command, and the checker
+    does not fail on what it finds in them (10,000 levels of nesting)."""
+    js = nats_client.jetstream()
+    await js.add_stream(name="TITAN_CMD", subjects=["titan.cmd.>"])
+    await js.add_stream(name="TITAN_EVT", subjects=["titan.evt.>"])
+    records = build_corpus(5, secret=b"s", now_ms=int(time.time() * 1000))
+    await raw_publish("127.0.0.1", nats_server.port, records)
+    commands, events = await read_streams_at(nats_server.url)
+    assert events == []
+    assert [m.seq for m in commands] == list(range(1, len(records) + 1))
+    for record, m in zip(records, commands, strict=True):
+        assert m.subject.encode("utf-8", "surrogateescape") == record.subject
+        assert m.data == record.payload
+    forged = [m for m, r in zip(commands, records, strict=True) if r.kind == "header-status-line"]
+    assert forged and not any("Status" in m.headers for m in forged)
+    report = check(commands, events)
+    assert len(report.violations) == len(records)
+    assert all(v.problem == "undecided" for v in report.violations)

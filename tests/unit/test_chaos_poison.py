@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any, cast
 
 import pytest
 
+from titan_exec.chaos.model import RoleSample, RunRecord
 from titan_exec.chaos.poison import (
     CESU_LONE,
     KINDS,
@@ -16,6 +18,9 @@ from titan_exec.chaos.poison import (
     build_corpus,
     max_size_burst,
 )
+from titan_exec.chaos.runner import _injected_outcomes, _quiet_violations, printable
+from titan_exec.chaos.topology import Topology
+from titan_exec.chaos.watch import RoleWatch, Transition
 from titan_exec.wire.envelope import DEFAULT_MAX_BYTES
 from titan_exec.wire.signing import sign
 
@@ -168,3 +173,60 @@ def test_signed_intents_elsewhere_are_valid_and_fresh() -> None:
         assert doc["ts"] == NOW and doc["payload"]["t_signal"] == NOW
     sids = [json.loads(r.payload)["payload"]["signal_id"] for r in records]
     assert len(set(sids)) == len(sids)
+
+
+# --- what the runner makes of a poison run -------------------------------------------
+
+
+def test_wire_text_in_a_violation_is_printed_escaped() -> None:
+    line = "command 3 (titan.cmd.exec.place.v1.sim.main.BTC_\udcff\udcfe, signal:x\udc00)"
+    shown = printable(line)
+    assert shown == "command 3 (titan.cmd.exec.place.v1.sim.main.BTC_\\xff\\xfe, signal:x\\udc00)"
+    assert shown.encode("utf-8")
+    assert printable("plain ascii, café") == "plain ascii, café"
+
+
+def test_the_injected_commands_line_names_each_kind_without_one_decision() -> None:
+    injected = {10: "empty", 11: "deep-nesting", 12: "subject-not-utf8", 13: "subject-not-utf8"}
+    decided = {10: [100], 11: [101, 105]}
+    assert _injected_outcomes(injected, decided) == (
+        "4 injected commands: 1 decided once; no decision: subject-not-utf8 (cmd 12, 13); "
+        "decided 2 times: deep-nesting (cmd 11)"
+    )
+    assert _injected_outcomes({10: "empty"}, decided) == "1 injected commands: 1 decided once"
+
+
+def _record(**kw: Any) -> RunRecord:
+    fields: dict[str, Any] = {"leader_before": "primary", "leader_after": "primary"}
+    fields.update(kw)
+    return RunRecord("poison-burst", 1, 1000.0, 2000, **fields)
+
+
+def _watch(polled: list[tuple[float, str, str]], transitions: list[Transition]) -> RoleWatch:
+    return RoleWatch(cast(Topology, None), polled=polled, transitions=transitions)
+
+
+NORMAL = (("primary", "active"), ("backup", "standby"))
+
+
+def test_a_quiet_run_is_clean_when_nothing_moved() -> None:
+    polled = [(1000.0 + t / 10, n, r) for t in range(50) for n, r in NORMAL]
+    record = _record()
+    assert _quiet_violations(record, _watch(polled, []), {"epoch": 7}, {"epoch": 7}) == []
+    assert record.notes == []
+
+
+def test_a_quiet_run_names_the_fencing_its_reason_and_the_takeover() -> None:
+    fenced = Transition(1003.0, "primary", "active", "fenced", "event loop stalled 842 ms")
+    polled = [(1001.0, "primary", "active"), (1002.0, "primary", "down")]
+    polled += [(1003.5, "primary", "down"), (1004.0, "backup", "active")]
+    record = _record(leader_after="backup", fencings=1)
+    record.roles = [RoleSample(4.0, "backup", "active")]
+    found = _quiet_violations(record, _watch(polled, [fenced]), {"epoch": 7}, {"epoch": 9})
+    assert found == [
+        "quiet: 1 fencing(s) where none may happen: primary active → fenced at t = 3.0 s "
+        "(event loop stalled 842 ms)",
+        "quiet: the lead moved: primary (epoch 7) → backup (epoch 9)",
+        "quiet: backup was active or promoting at t = 4 s",
+    ]
+    assert record.notes == ["primary's /status unanswered for up to 2.0 s"]

@@ -57,6 +57,9 @@ class RunRecord:
     first_decision_ms: float | None = None
     """Fault → the first decision by the new active."""
     commands_sent: int = 0
+    """Commands of this run in `TITAN_CMD`: the load's intents and what the fault injected."""
+    commands_injected: int = 0
+    """Of `commands_sent`, those the fault itself stored (the poison of `poison-burst`)."""
     commands_decided: int = 0
     commands_lost: int = 0
     """Sent in this run and never decided (after the settle wait)."""
@@ -68,6 +71,11 @@ class RunRecord:
     """1 when the instances' state hashes differ at the same stream position after settling."""
     fencings: int = 0
     """Role changes to `fenced` seen in this run."""
+    loop_stall_max_ms_before: int | None = None
+    loop_stall_max_ms: int | None = None
+    """The largest event-loop stall the run's first active measured (its `/status`
+    `loop_stall_max_ms`: the maximum since its process started), when the run began and
+    when it ended; None when it did not say (not answering, or an older build)."""
     violations: list[str] = field(default_factory=list)
     """Every invariant violation the checker reported (new in this run)."""
     violation_kinds: dict[str, int] = field(default_factory=dict)

@@ -12,15 +12,24 @@ checker is attributed to the run after which it first appeared.
 A run that cannot complete (a wait that times out, a process that will not start) is
 recorded with the error as a violation, and the scenario's topology is rebuilt for the
 next run: the matrix never stops half-way, and never hides a failed run.
+
+Commands the fault itself stored (`RunContext.commands`: the poison of `poison-burst`) are
+settled and counted with the load's, and a run line says per kind which of them did not
+end in exactly one decision. A quiet scenario (`Scenario.is_quiet`) adds a violation for
+every fencing (with the reason the instance published), a lead that moved, and the other
+instance seen active. Text from the wire in a violation (a subject that was not UTF-8, a
+lone surrogate) is shown escaped (`\xff`, `\udc00`), so that printing and the report
+never fail on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +40,7 @@ from titan_exec.chaos.load import IntentLoad
 from titan_exec.chaos.model import RunRecord, ScenarioRow
 from titan_exec.chaos.scenarios import SCENARIOS, RunContext, Scenario
 from titan_exec.chaos.topology import NAMES, SECRET, Topology, TopologySettings
-from titan_exec.chaos.watch import RoleWatch
+from titan_exec.chaos.watch import RoleWatch, Transition
 from titan_exec.verify.invariants import check, decisions_per_command
 from titan_exec.verify.read import CannotRead, RawMsg, read_stream
 
@@ -179,9 +188,13 @@ async def _one_run(
         record.notes.append(f"harness: {err}")
     finally:
         await watch.stop()
+    record.loop_stall_max_ms_before = _stall(before)
+    record.loop_stall_max_ms = _stall(await topo.status(active))
     after = await topo.status(record.leader_after) if record.leader_after else None
     _timings(record, watch, before, after or {}, scenario)
-    await _settle_and_check(topo, load, seen, record, settings)
+    if scenario.is_quiet:
+        record.violations += _quiet_violations(record, watch, before, after or {})
+    await _settle_and_check(topo, load, seen, record, settings, ctx.commands)
     return record
 
 
@@ -232,14 +245,97 @@ def _timings(
         record.failover_ms = ms
 
 
+def _stall(status: Mapping[str, Any] | None) -> int | None:
+    value = (status or {}).get("loop_stall_max_ms")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _quiet_violations(
+    record: RunRecord, watch: RoleWatch, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> list[str]:
+    """A quiet scenario's outcome: the same instance active from start to end, no one
+    fenced, the other instance never active; and (notes) how long an instance's `/status`
+    went unanswered."""
+    t0 = record.started_at
+    out: list[str] = []
+    fenced = [tr for tr in watch.transitions if tr.after == "fenced" and tr.at >= t0]
+    if record.fencings or fenced:
+        how = "; ".join(_transition_text(tr, t0) for tr in fenced) or (
+            "seen in the polled lease role only"
+        )
+        out.append(f"quiet: {record.fencings} fencing(s) where none may happen: {how}")
+    epochs = (before.get("epoch"), after.get("epoch"))
+    if record.leader_after != record.leader_before or epochs[0] != epochs[1]:
+        out.append(
+            f"quiet: the lead moved: {record.leader_before} (epoch {epochs[0]}) → "
+            f"{record.leader_after or 'no one'} (epoch {epochs[1]})"
+        )
+    others = sorted(
+        {
+            round(s.t, 1)
+            for s in record.roles
+            if s.instance != record.leader_before and s.role in ("active", "promoting")
+        }
+    )
+    if others:
+        out.append(
+            f"quiet: {Topology.other(record.leader_before)} was active or promoting at "
+            f"t = {', '.join(f'{t:g}' for t in others[:5])} s"
+        )
+    for name, seconds in _longest_silence(watch.polled, t0).items():
+        if seconds >= 0.5:
+            record.notes.append(f"{name}'s /status unanswered for up to {seconds:.1f} s")
+    return out
+
+
+def _transition_text(tr: Transition, t0: float) -> str:
+    return f"{tr.instance} {tr.before} → fenced at t = {tr.at - t0:.1f} s ({tr.reason})"
+
+
+def _longest_silence(polled: Sequence[tuple[float, str, str]], t0: float) -> dict[str, float]:
+    """Per instance, the longest stretch its `/status` did not answer ("down")."""
+    since: dict[str, float] = {}
+    longest: dict[str, float] = {}
+    for at, name, role in polled:
+        if at < t0:
+            continue
+        if role == "down":
+            since.setdefault(name, at)
+        elif name in since:
+            longest[name] = max(longest.get(name, 0.0), at - since.pop(name))
+    for name, start in since.items():
+        longest[name] = max(longest.get(name, 0.0), polled[-1][0] - start)
+    return longest
+
+
+_WIRE_TEXT_RE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_wire_char(match: re.Match[str]) -> str:
+    cp = ord(match.group())
+    return f"\\x{cp - 0xDC00:02x}" if 0xDC80 <= cp <= 0xDCFF else f"\\u{cp:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with what cannot be encoded escaped: a byte of a subject that was not UTF-8
+    (surrogate-escaped by the connection) as `\\xNN`, a lone surrogate as `\\udxxx`."""
+    return text if text.isascii() else _WIRE_TEXT_RE.sub(_escape_wire_char, text)
+
+
 async def _settle_and_check(
-    topo: Topology, load: IntentLoad, seen: Seen, record: RunRecord, settings: ChaosSettings
+    topo: Topology,
+    load: IntentLoad,
+    seen: Seen,
+    record: RunRecord,
+    settings: ChaosSettings,
+    injected: Mapping[int, str],
 ) -> None:
-    """Wait (bounded) until every intent of the run is decided and the instances agree,
-    then check the invariants over everything and keep what is new in this run."""
+    """Wait (bounded) until every command of the run (the load's intents and what the
+    fault `injected`) is decided and the instances agree, then check the invariants over
+    everything and keep what is new in this run."""
     assert topo.nc is not None
     js = topo.nc.jetstream()
-    sent = load.sent.get(record.run, [])
+    sent = load.sent.get(record.run, []) + sorted(injected)
     deadline = time.monotonic() + settings.settle_s
     waited_for: set[str] = set()
     while True:
@@ -247,7 +343,9 @@ async def _settle_and_check(
             commands, events = await _read(js)
         except (CannotRead, nats.errors.Error, TimeoutError) as err:
             if time.monotonic() > deadline:
-                record.violations.append(f"harness: the streams could not be read: {err}")
+                record.violations.append(
+                    printable(f"harness: the streams could not be read: {err}")
+                )
                 return
             await asyncio.sleep(0.5)
             continue
@@ -268,6 +366,9 @@ async def _settle_and_check(
     if settled_s > 5:
         record.notes.append(f"settled after {settled_s:.0f} s (waited for: {sorted(waited_for)})")
     record.commands_sent = len(sent)
+    record.commands_injected = len(injected)
+    if injected:
+        record.notes.append(_injected_outcomes(injected, decided))
     record.commands_decided = sum(1 for s in sent if decided.get(s))
     record.commands_lost = sum(1 for s in sent if not decided.get(s))
     record.commands_duplicated = sum(1 for s in sent if len(decided.get(s, ())) > 1)
@@ -277,7 +378,7 @@ async def _settle_and_check(
     record.hash_mismatches = int(report.has_hash_mismatch)
     new = [v for v in report.violations if v.line() not in seen.violations]
     seen.violations |= {v.line() for v in report.violations}
-    record.violations += [v.line() for v in new]
+    record.violations += [printable(v.line()) for v in new]
     for v in new:
         kind = f"{v.invariant}:{v.problem or '-'}"
         record.violation_kinds[kind] = record.violation_kinds.get(kind, 0) + 1
@@ -286,6 +387,24 @@ async def _settle_and_check(
         round(m.ts - t0, 3) for m in events if _is_decision(m) and m.ts >= t0
     )
     record.first_decision_ms = record.first_decision_after_takeover_ms()
+
+
+def _injected_outcomes(injected: Mapping[int, str], decided: Mapping[int, list[int]]) -> str:
+    """ "147 injected commands: 145 decided once; no decision: subject-not-utf8 (cmd 812,
+    840); decided 2 times: ..." — per kind, which did not end in exactly one decision."""
+    once = sum(1 for seq in injected if len(decided.get(seq, ())) == 1)
+    text = f"{len(injected)} injected commands: {once} decided once"
+    wrong: dict[int, dict[str, list[int]]] = {}
+    for seq, kind in sorted(injected.items()):
+        n = len(decided.get(seq, ()))
+        if n != 1:
+            wrong.setdefault(n, {}).setdefault(kind, []).append(seq)
+    for n, kinds in sorted(wrong.items()):
+        what = "no decision" if n == 0 else f"decided {n} times"
+        text += f"; {what}: " + ", ".join(
+            f"{kind} (cmd {', '.join(map(str, seqs))})" for kind, seqs in sorted(kinds.items())
+        )
+    return text
 
 
 def _is_decision(m: RawMsg) -> bool:
@@ -311,11 +430,17 @@ def _run_line(r: RunRecord, runs: int) -> str:
     if r.violation_kinds:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(r.violation_kinds.items()))
         problems = f"\n    violations by kind: {kinds}{problems}"
-    return (
+    injected = f" (of them {r.commands_injected} injected)" if r.commands_injected else ""
+    stall = ""
+    if r.loop_stall_max_ms is not None:
+        stall = f"; largest loop stall of {r.leader_before} {r.loop_stall_max_ms} ms"
+        if r.loop_stall_max_ms_before is not None:
+            stall += f" ({r.loop_stall_max_ms_before} ms before the run)"
+    return printable(
         f"[{r.scenario} {r.run}/{runs}] {r.fault or '-'}: {timing}, {r.leader_before} → "
-        f"{r.leader_after or '?'}; intents {r.commands_sent} sent, {r.commands_decided} decided, "
-        f"{r.commands_lost} lost, {r.commands_duplicated} twice; fencings {r.fencings}; "
-        f"{verdict}{extra}{problems}"
+        f"{r.leader_after or '?'}; intents {r.commands_sent} sent{injected}, "
+        f"{r.commands_decided} decided, {r.commands_lost} lost, {r.commands_duplicated} twice; "
+        f"fencings {r.fencings}{stall}; {verdict}{extra}{problems}"
     )
 
 

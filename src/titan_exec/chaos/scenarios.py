@@ -9,21 +9,29 @@ node restarted); the runner then waits until the pair is ready and checks the in
 `expects` says what the pair should do: "failover" (the other instance must take over),
 "stay" (the active must keep the lead), or "either" (both are correct: a pause shorter
 than the lease still fences an active whose loop stalled past its limit; a NATS node loss
-costs a failover only when raft leaders were on it).
+costs a failover only when raft leaders were on it). A `is_quiet` scenario harms no
+instance: nothing may move at all — no fencing, no takeover, no instance exiting — and the
+runner makes each of those a violation.
+
+Commands a fault itself puts in `TITAN_CMD` (`ctx.injected(...)`: the poison) are checked
+like the load's: each must end in exactly one decision.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from titan_exec.adapters.nats.lease import BUCKET
 from titan_exec.chaos.model import RunRecord
-from titan_exec.chaos.topology import Topology
+from titan_exec.chaos.poison import KINDS, Stored, build_corpus, max_size_burst, raw_publish
+from titan_exec.chaos.topology import SECRET, Topology
+from titan_exec.wire.envelope import DEFAULT_MAX_BYTES
 
 Expectation = Literal["failover", "stay", "either"]
 
@@ -34,6 +42,8 @@ class RunContext:
     record: RunRecord
     active: str
     """The active when the run started."""
+    commands: dict[int, str] = field(default_factory=dict)
+    """Commands the fault itself stored in `TITAN_CMD`: stream sequence → what it is."""
 
     @property
     def standby(self) -> str:
@@ -53,6 +63,13 @@ class RunContext:
     def note(self, text: str) -> None:
         self.record.notes.append(text)
 
+    def injected(self, stored: Stored) -> None:
+        """A message the fault published: a command to be decided once, if it was stored."""
+        if stored.seq is not None:
+            self.commands[stored.seq] = stored.record.kind
+        else:
+            self.note(f"{stored.record.kind}: not stored ({stored.error})")
+
 
 Step = Callable[[RunContext], Awaitable[None]]
 
@@ -70,6 +87,8 @@ class Scenario:
     restore: Step = _nothing
     is_planned: bool = False
     """A planned switchover: its gap is measured instead of a failover time."""
+    is_quiet: bool = False
+    """No instance is harmed: a fencing, a takeover or an instance exiting is a violation."""
 
 
 def _lease_s(ctx: RunContext) -> float:
@@ -206,6 +225,53 @@ async def _venue_error_burst(ctx: RunContext) -> None:
     ctx.recovered()
 
 
+# ------------------------------------------------------------------------ poison
+POISON_BURSTS = 3
+"""The corpus is published in this many bursts, the max-size burst between them."""
+MAX_SIZE_BURST = 100
+"""Issue 12 item 5: 100 maximum-size messages in one burst must not trip the watchdog."""
+BURST_GAP_S = 0.5
+
+
+async def _poison_burst(ctx: RunContext) -> None:
+    """The poison corpus (every kind of `chaos.poison.KINDS`, shuffled) in bursts, and
+    100 messages of the maximum size in one, published raw to the NATS node the active
+    is connected to, while the signed load goes on. No instance is touched."""
+    node = await ctx.topo.node_of(ctx.active)
+    if node is None:
+        raise RuntimeError(f"{ctx.active} is connected to no running NATS node")
+    host, port = ctx.topo.node_address(node)
+    seed = ctx.record.run
+    now_ms = int(time.time() * 1000)
+    corpus = build_corpus(seed, secret=SECRET.encode(), now_ms=now_ms)
+    random.Random(seed).shuffle(corpus)
+    bursts = [corpus[i::POISON_BURSTS] for i in range(POISON_BURSTS)]
+    big = max_size_burst(seed, MAX_SIZE_BURST, now_ms=now_ms)
+    bursts.insert(POISON_BURSTS // 2 + 1, big)
+    ctx.fault(
+        f"poison: {len(corpus)} hostile messages ({len(KINDS)} kinds) in {POISON_BURSTS} "
+        f"bursts and {len(big)} of {DEFAULT_MAX_BYTES // 1024} KiB in one, raw to NATS "
+        f"node {node} ({ctx.active}'s)"
+    )
+    for burst in bursts:
+        for stored in await raw_publish(host, port, burst):
+            ctx.injected(stored)
+        await asyncio.sleep(BURST_GAP_S)
+    ctx.recovered()
+
+
+async def _check_alive(ctx: RunContext) -> None:
+    """Nothing was killed: an instance that is not running died of the fault."""
+    for name, inst in ctx.topo.instances.items():
+        if not inst.is_running:
+            code = inst.proc.returncode if inst.proc is not None else None
+            role = "the active" if name == ctx.active else "the standby"
+            raise RuntimeError(
+                f"{name} ({role}) exited (code {code}) during {ctx.record.scenario}; "
+                f"its log ends:\n{inst.log_tail()}"
+            )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -233,5 +299,7 @@ SCENARIOS: dict[str, Scenario] = {
                  is_planned=True),
         Scenario("kill-during-catchup", "kill -9 of the active while a restarted standby "
                  "catches up", _kill_during_catchup, "failover", _restart_old_active),
+        Scenario("poison-burst", "hostile messages mixed into the load, raw to the active's "
+                 "NATS node", _poison_burst, "stay", _check_alive, is_quiet=True),
     )
 }  # fmt: skip

@@ -21,6 +21,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from nats.aio.client import Client as NatsClient
@@ -196,6 +197,12 @@ class Topology:
                 zip(NAMES, await asyncio.gather(*(self.status(n) for n in NAMES)), strict=True)
             )
             roles = {n: (d or {}).get("role") for n, d in docs.items()}
+            for name, inst in self.instances.items():
+                if inst.proc is not None and inst.proc.returncode is not None:
+                    raise RuntimeError(
+                        f"{name} exited (code {inst.proc.returncode}) while the pair was "
+                        f"awaited; its log ends:\n{inst.log_tail()}"
+                    )
             active = [n for n, r in roles.items() if r == "active"]
             if len(active) == 1:
                 standby = docs[self.other(active[0])] or {}
@@ -232,6 +239,13 @@ class Topology:
     async def leaders(self) -> dict[str, int]:
         assert self.cluster is not None
         return await asyncio.to_thread(self.cluster.leaders)
+
+    def node_address(self, i: int) -> tuple[str, int]:
+        """(host, port) of NATS node `i`'s client listener, no proxy in between."""
+        assert self.cluster is not None
+        parts = urlsplit(self.cluster.nodes[i].url)
+        assert parts.hostname is not None and parts.port is not None
+        return parts.hostname, parts.port
 
     def kill_node(self, i: int) -> None:
         assert self.cluster is not None

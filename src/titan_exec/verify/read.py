@@ -8,6 +8,17 @@ wire (subject, headers, bytes), documents as parsed JSON.
 Everything that cannot be read raises `CannotRead` with a sentence saying what and why, so
 that "the run broke an invariant" (a `Report` with violations) stays apart from "the run
 could not be looked at" (an exception).
+
+Its own connection (`read_streams_at`) is a `ReadingClient`: nats-py 2.16 decodes every
+delivered subject as strict UTF-8 inside its read loop, and a stored command whose subject
+is not UTF-8 breaks that loop for good (reconnect, the same message again) — the checker
+could not read `TITAN_CMD` at all, let alone count that command. The same three changes
+as the service's connection (`adapters/nats/safeclient.py`), repeated here because this
+package imports no service code: subjects decoded with ``surrogateescape`` (the bytes
+stay recoverable), an unreadable header block delivered as no headers, and a stored
+message's own `Status`/`Description` headers renamed (a forged `408` would make a fetch
+drop the message as a server timeout). A caller with a connection of its own (the chaos
+runner: the service's `connect`) passes its JetStream context to `read_stream(s)`.
 """
 
 from __future__ import annotations
@@ -21,8 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import nats
 import nats.errors
+from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
@@ -32,6 +43,43 @@ EVT_STREAM = "TITAN_EVT"
 
 class CannotRead(Exception):
     """A stream, the venue or NATS could not be read: no verdict is possible."""
+
+
+_STORED_REPLY_PREFIX = b"$JS.ACK."
+_SERVER_HEADERS = ("Status", "Description")
+
+
+class ReadingClient(Client):
+    """A nats-py client that reads every stored message, whatever bytes its subject and
+    headers are (see the module's docstring)."""
+
+    def _build_message(
+        self,
+        sid: int,
+        subject: bytes,
+        reply: bytes,
+        data: bytes,
+        headers: dict[str, str] | None,
+    ) -> Any:
+        if headers and reply.startswith(_STORED_REPLY_PREFIX):
+            for name in _SERVER_HEADERS:
+                if name in headers:
+                    headers[f"Titan-Untrusted-{name}"] = headers.pop(name)
+        return self.msg_class(
+            subject=subject.decode("utf-8", "surrogateescape"),
+            reply=reply.decode("utf-8", "surrogateescape"),
+            data=data,
+            headers=headers,
+            _client=self,
+            _sid=sid,
+        )
+
+    async def _process_headers(self, headers: bytes | None) -> dict[str, str] | None:
+        try:
+            result: dict[str, str] | None = await super()._process_headers(headers)
+        except (UnicodeDecodeError, ValueError, IndexError):
+            return None
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +94,12 @@ class RawMsg:
     ts: float = 0.0
 
     def doc(self) -> Any:
-        return json.loads(self.data)
+        """The body as JSON; `ValueError` when it is not (also for nesting deeper than
+        the parser's recursion limit, which CPython's `json` raises as RecursionError)."""
+        try:
+            return json.loads(self.data)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to read") from None
 
 
 async def read_stream(
@@ -158,18 +211,17 @@ async def read_streams_at(
     async def quiet(_err: Exception) -> None:
         return None  # nats-py logs each failed attempt with a traceback otherwise
 
+    # floats for the durations: nats-py annotates them as int but only waits on them
+    options: dict[str, Any] = {
+        "connect_timeout": connect_timeout_s,
+        "max_reconnect_attempts": 1,  # 0 would mean: retry this server forever
+        "reconnect_time_wait": 0.2,
+        "allow_reconnect": False,
+        "error_cb": quiet,
+    }
+    nc = ReadingClient()
     try:
-        nc = await asyncio.wait_for(
-            nats.connect(
-                nats_url,
-                connect_timeout=connect_timeout_s,
-                max_reconnect_attempts=1,  # 0 would mean: retry this server forever
-                reconnect_time_wait=0.2,
-                allow_reconnect=False,
-                error_cb=quiet,
-            ),
-            2 * connect_timeout_s + 1,
-        )
+        await asyncio.wait_for(nc.connect(nats_url, **options), 2 * connect_timeout_s + 1)
     except (OSError, TimeoutError, nats.errors.Error) as err:
         raise CannotRead(
             f"cannot connect to NATS at {nats_url}: {err or type(err).__name__}"
