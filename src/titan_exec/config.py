@@ -104,7 +104,7 @@ class SecurityConfig:
     api_key: str = field(default="", repr=False)
     max_payload_bytes: int = 256 * 1024
     max_json_depth: int = 32
-    max_json_values: int = 1024
+    max_json_values: int = 512
     """JSON values one command may hold, bounded before parsing (wire/envelope.py)."""
 
 

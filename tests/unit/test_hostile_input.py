@@ -138,5 +138,5 @@ def test_a_maximum_size_garbage_intent_is_refused_cheaply() -> None:
     cmd = ReceivedCommand(seq=99, subject=SUBJECT, data=data, t_ingress_ms=NOW)
     d = decide_place(h.state, cmd, CFG, market(), h.nonces)
     assert d.refusal is not None and d.refusal.code == "invalid_envelope"
-    assert "the limit is 1024" in d.refusal.message
+    assert "the limit is 512" in d.refusal.message
     assert Decimal(len(data)) <= CFG.max_payload_bytes

@@ -491,6 +491,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from titan_exec.runtime.bench import run_bench
 
+    if args.poison:
+        from titan_exec.runtime.poisonbench import run_poisonbench
+
+        topologies = ["embedded", "cluster"] if args.topology == "both" else [args.topology]
+        return asyncio.run(
+            run_poisonbench(rounds=args.rounds, count=args.count, topologies=topologies)
+        )
     if args.startup:
         from titan_exec.runtime.startbench import SIZES, parse_sizes, run_startbench
 
@@ -675,6 +682,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--startup",
         action="store_true",
         help="instead: start-up time (newest snapshot + tail) against the length of history",
+    )
+    p.add_argument(
+        "--poison",
+        action="store_true",
+        help="instead: bursts of hostile messages against the active (loop stall, fencing)",
+    )
+    p.add_argument("--count", type=int, default=100, help="with --poison: messages a burst")
+    p.add_argument(
+        "--topology",
+        choices=["embedded", "cluster", "both"],
+        default="both",
+        help="with --poison: the embedded server, three clustered nodes (R3), or both",
     )
     p.add_argument("--sizes", default=None, help="with --startup: events, e.g. 1e4,1e5,1e6")
     p.add_argument("--json", default=None, metavar="FILE", help="with --startup: results file")

@@ -180,6 +180,10 @@ class CommandIntake:
                     await msg.ack()
                     continue
                 await pipeline.put(pending)
+                # a queue with items never suspends its reader: without this a burst of
+                # commands is decided in one loop iteration, and a burst of costly ones
+                # stalls the loop past the lease watchdog's limit (fencing the active)
+                await asyncio.sleep(0)
         finally:
             await pipeline.put(None)
             await executor

@@ -64,7 +64,7 @@ __all__ = [
 
 DEFAULT_MAX_BYTES: Final = 256 * 1024
 DEFAULT_MAX_DEPTH: Final = 32
-DEFAULT_MAX_VALUES: Final = 1024
+DEFAULT_MAX_VALUES: Final = 512
 """JSON values in one message at most, checked before parsing (an intent the brain sends
 holds 50 to 70: tests/fixtures/contract/hmac-vectors.json; a policy change about 20). The
 cost of what follows the parse grows with it (README, "Hostile input")."""
