@@ -94,3 +94,11 @@ async def test_a_command_whose_decision_raises_is_refused_after_max_deliveries(
         assert "3 deliveries" in dlq[seq]["reason"]
         assert "next-one" in w.svc.state.accepted_signals
         assert w.svc.metrics.poison_commands._value.get() == 1
+        # the append histogram is recorded (it never was): one sample per decided command
+        appended = [
+            s.value
+            for m in w.svc.metrics.append_latency.collect()
+            for s in m.samples
+            if s.name.endswith("_count")
+        ]
+        assert appended and appended[0] >= 2
