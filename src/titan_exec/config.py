@@ -121,7 +121,7 @@ class HttpConfig:
 @dataclass(frozen=True)
 class RiskConfig:
     policy_file: str = ""
-    """Empty: the embedded default (shared/contract/risk_policy.json)."""
+    """Empty: the embedded default (`titan_exec/data/risk_policy.json`, the contract's)."""
     freshness_ms: int = 5000
     heartbeat_stale_ms: int = 5000
     require_heartbeat: bool = True
