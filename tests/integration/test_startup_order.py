@@ -249,3 +249,44 @@ def _read(url: str, headers: dict[str, str]) -> str:
             return str(resp.read().decode())
     except urllib.error.HTTPError as err:  # a refusal's body is shown too
         return str(err.read().decode())
+
+
+async def test_an_embedded_server_port_in_use_ends_run_and_nats_with_one_line(
+    tmp_path: Path, taken_port: int
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f"[nats]\nembedded_port = {taken_port}\n")
+    res = await asyncio.to_thread(
+        titan,
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(tmp_path / "run"),
+        "--port",
+        str(free_port()),
+        "--log-level",
+        "WARNING",
+        env=clean_env(),
+    )
+    assert res.returncode == EXIT_UNAVAILABLE, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith(
+        f"titan-exec: cannot start: embedded nats-server (nats.embedded_port {taken_port})"
+    )
+    assert "address already in use" in lines[0]
+
+    res = await asyncio.to_thread(
+        titan,
+        "nats",
+        "--state-dir",
+        str(tmp_path / "nats"),
+        "--nats-port",
+        str(taken_port),
+        env=clean_env(),
+    )
+    assert res.returncode == EXIT_UNAVAILABLE, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "address already in use" in lines[0]

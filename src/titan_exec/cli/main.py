@@ -132,9 +132,19 @@ async def _nats(cfg: Config) -> int:
 
 
 def cmd_nats(args: argparse.Namespace) -> int:
+    from titan_exec.adapters.nats.embedded import EmbeddedNatsError
+
     overrides = {"service.state_dir": args.state_dir, "nats.embedded_port": args.nats_port}
     cfg = load(args.config, env=os.environ, overrides=overrides, require_secret=False)
-    return asyncio.run(_nats(cfg))
+    try:
+        return asyncio.run(_nats(cfg))
+    except EmbeddedNatsError as err:
+        from titan_exec.runtime.app import embedded_failure
+
+        print(
+            f"titan-exec nats: nats-server did not start: {embedded_failure(err)}", file=sys.stderr
+        )
+        return EXIT_UNAVAILABLE
 
 
 # --- send ----------------------------------------------------------------------------------

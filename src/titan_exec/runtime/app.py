@@ -38,6 +38,16 @@ class StartupError(RuntimeError):
     nats-server): one line for the operator, raised before anything was written to NATS."""
 
 
+def embedded_failure(err: EmbeddedNatsError) -> str:
+    """One line of why the embedded server did not start: its fatal log line when it wrote
+    one (``Error listening on port: ... address already in use``), else the error's first."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    fatal = [line for line in lines if "[FTL]" in line or "[ERR]" in line]
+    if fatal:
+        return fatal[-1].split("] ", 2)[-1]  # without the pid and the timestamp
+    return lines[0] if lines else repr(err)
+
+
 def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
     v = cfg.venue
     if v.kind == "ccxt":
@@ -137,10 +147,9 @@ class RunningInstance:
             try:
                 await self._stack.enter_async_context(self.embedded)
             except EmbeddedNatsError as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
                 raise StartupError(
                     f"embedded nats-server (nats.embedded_port {self.cfg.nats.embedded_port}) "
-                    f"did not start: {first}"
+                    f"did not start: {embedded_failure(err)}"
                 ) from None
             self.nats_url = self.embedded.url
             say(
