@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
+from titan_exec.adapters.nats import follow
 from titan_exec.core.events import Event, OrderFilled
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.state import state_hash
@@ -219,6 +220,7 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "daily_realized_pnl": {utc_date(k): str(v) for k, v in sorted(st.daily_realized.items())},
         "trades": st.trade_count,
         "anomalies": st.anomalies,
+        "events_skipped": follow.SKIPPED_EVENTS[0],
         "reconciliations": st.reconciliations,
         "recent_rejects": svc.intake.recent_rejects[-20:] if svc.intake else [],
     }

@@ -4,6 +4,7 @@
 (start-up, and the drain of a takeover). `EventFollower` is a standby's shadow state: an
 ordered consumer that applies every new event as it lands, with the same `step` the
 active uses, so both hold the same state and can compare hashes at a stream position.
+Both skip (and log, and count) a state message the fold cannot take (`fold_message`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from titan_exec.core.events import Event
-from titan_exec.core.state import State, step
+from titan_exec.core.foldcheck import fold_checked
+from titan_exec.core.state import State
 from titan_exec.wire.contract import decode_event
+from titan_exec.wire.text import printable_subject
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +71,8 @@ async def replay_stream(
             for msg in msgs:
                 meta: Any = msg.metadata
                 last_seq = meta.sequence.stream
-                ev = decode_event(msg.subject, msg.data, ns=ns)
+                ev = fold_message(state, msg.subject, msg.data, ns=ns, seq=last_seq)
                 if ev is not None:
-                    step(state, ev)
                     seen += 1
                     if on_event is not None:
                         on_event(ev)
@@ -80,6 +83,41 @@ async def replay_stream(
     finally:
         await sub.unsubscribe()
     return state, max(last_seq, 0)
+
+
+def fold_message(state: State, subject: str, data: bytes, *, ns: str, seq: int) -> Event | None:
+    """Fold one message of the event stream; the event, or None for what the fold does not
+    read (telemetry, markers) *and* for a state message it cannot take: one that does not
+    decode or that the fold would refuse (`core.foldcheck`). Such a message was not
+    written by an active (which applied every event before writing it): it is skipped,
+    as the active skipped it, logged and counted, so that no message on the bus can stop
+    a replay or a standby."""
+    try:
+        ev = decode_event(subject, data, ns=ns)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError, ValueError) as err:
+        _skipped(subject, seq, f"does not decode: {err}")
+        return None
+    if ev is None:
+        return None
+    problem = fold_checked(state, ev)
+    if problem is not None:
+        _skipped(subject, seq, problem)
+        return None
+    return ev
+
+
+SKIPPED_EVENTS = [0]
+"""State messages skipped in this process (a foreign writer on the event subjects)."""
+
+
+def _skipped(subject: str, seq: int, why: str) -> None:
+    SKIPPED_EVENTS[0] += 1
+    log.error(
+        "event stream message %d on %s skipped, not written by an active: %s",
+        seq,
+        printable_subject(subject)[:200],
+        why[:300],
+    )
 
 
 class EventFollower:
@@ -134,9 +172,8 @@ class EventFollower:
         seq = meta.sequence.stream
         if seq <= self.last_seq:
             return
-        ev = decode_event(msg.subject, msg.data, ns=self._ns)
+        ev = fold_message(self.state, msg.subject, msg.data, ns=self._ns, seq=seq)
         if ev is not None:
-            step(self.state, ev)
             self.applied += 1
             if self._on_event is not None:
                 self._on_event(ev)
