@@ -79,8 +79,9 @@ class DriftMonitor:
         try:
             meta = json.loads(data).get("meta") or {}
             seq = int(meta.get("watermark_seq") or 0)
-        except (ValueError, AttributeError, TypeError):
-            return
+            int(meta.get("event_count") or 0)
+        except (ValueError, AttributeError, TypeError, RecursionError):
+            return  # not a truth event an active wrote: nothing to compare
         view = self.pending.pop(seq, None)
         if view is None or meta.get("hash_version") != HASH_VERSION:
             return  # not a checkpoint we hold (or another hash version: never compared)

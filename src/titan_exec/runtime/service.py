@@ -103,9 +103,10 @@ class Health:
 def _marker_token(data: bytes) -> str | None:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return doc.get("token") if isinstance(doc, dict) else None
+    token = doc.get("token") if isinstance(doc, dict) else None
+    return token if isinstance(token, str) else None
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

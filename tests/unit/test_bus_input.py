@@ -1,5 +1,6 @@
-"""Market data from NATS is untrusted: a ticker that cannot be read is counted and
-ignored, never raised into the subscription, never stored."""
+"""What the service reads off the bus besides commands is untrusted too: a ticker that
+cannot be read is counted and ignored, never raised into the subscription, never stored;
+a truth event or an epoch marker no active wrote is ignored."""
 
 from __future__ import annotations
 
@@ -49,3 +50,32 @@ def test_a_heartbeat_subject_is_kept_printable() -> None:
     market.on_heartbeat("titan.sys.heartbeat.v1.\udcff")
     assert market.heartbeat_source == "titan.sys.heartbeat.v1.\\xff"
     assert market.last_heartbeat_ms == 5
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"meta": []}',
+        b'{"meta": {"watermark_seq": "x"}}',
+        b'{"meta": {"watermark_seq": 5, "event_count": [1]}}',
+        b"\xff",
+    ],
+)
+def test_a_truth_message_no_active_wrote_is_ignored(data: bytes) -> None:
+    from titan_exec.runtime.drift import DriftMonitor
+
+    monitor = DriftMonitor(svc=None)  # type: ignore[arg-type]  # never reached
+    monitor.pending[5] = object()  # type: ignore[assignment]
+    monitor.on_truth(data)
+    assert monitor.matched == monitor.mismatched == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "token"),
+    [(b"[" * 100_000, None), (b'{"token": 5}', None), (b'{"token": "t"}', "t"), (b"\xff", None)],
+)
+def test_an_epoch_marker_token_is_read_safely(data: bytes, token: str | None) -> None:
+    from titan_exec.runtime.service import _marker_token
+
+    assert _marker_token(data) == token
