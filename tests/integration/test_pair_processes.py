@@ -241,6 +241,7 @@ async def test_standby_restart_leaves_the_active_alone(service_nats: Any, tmp_pa
             capture_output=True,
             text=True,
             timeout=30,
+            env={**os.environ, "TITAN_EXECUTION_API_KEY": API_KEY},
         )
         print(view.stdout)
         assert view.returncode == 0, view.stdout + view.stderr
