@@ -56,6 +56,15 @@ async def _leave_undecided(msg: Msg) -> None:
         log.debug("nak failed for %s", msg.subject, exc_info=True)
 
 
+async def _redeliver_later(msg: Msg) -> None:
+    """Give the command back to be delivered again in a second (a failed nak: after
+    ack_wait); never raises, so a worker never dies on it."""
+    try:
+        await msg.nak(delay=1.0)
+    except Exception:
+        log.debug("nak failed for %s", printable_subject(msg.subject), exc_info=True)
+
+
 @dataclass(slots=True)
 class _Pending:
     msg: Msg
@@ -169,7 +178,7 @@ class CommandIntake:
                 try:
                     pending = self._decide(msg)
                 except EventLogBroken:
-                    await msg.nak(delay=1.0)  # the instance stops and rebuilds
+                    await _redeliver_later(msg)  # the instance stops and rebuilds
                     continue
                 except Exception as err:
                     pending = await self._undecidable(msg, err)
@@ -242,7 +251,11 @@ class CommandIntake:
                 delivered,
                 limit,
             )
-            await msg.nak(delay=1.0)
+            await _redeliver_later(msg)
+            return None
+        cmd = self._received(msg)
+        if self.log.state.is_decided(cmd.seq):
+            await _redeliver_later(msg)  # decided meanwhile: the redelivery is a duplicate
             return None
         log.error(
             "command %s could not be decided in %d deliveries: refused as poison (%r)",
@@ -250,15 +263,15 @@ class CommandIntake:
             delivered,
             err,
         )
-        self.metrics.poison_commands.inc()
-        cmd = self._received(msg)
-        if self.log.state.is_decided(cmd.seq):
-            await msg.ack()
-            return None
         kind = self._kind(msg.subject)
         reason = f"decision raised in {delivered} deliveries: {type(err).__name__}"
         decision = _refused_instead(cmd, kind, Decision(), "poison_command", reason)
-        durable = [self.log.append(decision.events)]
+        try:
+            durable = [self.log.append(decision.events)]
+        except Exception:  # the log is broken: the instance stops; the next one decides it
+            await _redeliver_later(msg)
+            return None
+        self.metrics.poison_commands.inc()
         return self._pending(msg, cmd, kind, decision, durable, time.perf_counter())
 
     def _pending(
@@ -309,7 +322,7 @@ class CommandIntake:
                     self.on_fatal(f"event log broken: {err!r}")
                     return
                 log.exception("command %s failed; it will be redelivered", p.msg.subject)
-                await p.msg.nak(delay=1.0)
+                await _redeliver_later(p.msg)
 
     def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
         if self.log.state.is_decided(cmd.seq):
