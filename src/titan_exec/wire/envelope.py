@@ -266,10 +266,10 @@ def parse_envelope(
     if not isinstance(parsed, dict):
         raise WireError("envelope", f"envelope: expected an object, got {_kind(parsed)}")
     payload_raw = parsed.get("payload")
-    raw = _kept(parsed)
-    f = _Fields(raw, "", "envelope")
+    kept = _kept(parsed)
+    f = _Fields(kept, "", "envelope")
     if not isinstance(payload_raw, dict):
-        if "payload" not in raw:
+        if "payload" not in kept:
             raise f.fail("payload", "required field missing")
         raise f.fail("payload", f"expected an object, got {_kind(payload_raw)}")
     # nonce and sig are checked as sent: printable ASCII only (a lone surrogate in a nonce
@@ -289,7 +289,7 @@ def parse_envelope(
         nonce=nonce,
         sig=sig,
         payload_raw=payload_raw,
-        payload_exact=raw["payload"],
+        payload_exact=kept["payload"],
         id=f.string("id", required=False),
         key_id=f.string("key_id", required=False, non_empty=True),
         correlation_id=f.string("correlation_id", required=False),
