@@ -174,14 +174,18 @@ def test_reject_telemetry_has_the_contract_fields() -> None:
     ("original", "key", "expected"),
     [
         (b'{"a":1}', "payload", {"a": 1}),
+        (b'"a string"', "payload", "a string"),
         (b"plain text", "payload", "plain text"),
         (b"\xff\xfe", "payload_b64", base64.b64encode(b"\xff\xfe").decode()),
     ],
-    ids=["json", "text", "bytes"],
+    ids=["json", "json-string", "text", "bytes"],
 )
 def test_dead_letter_keeps_the_original(original: bytes, key: str, expected: object) -> None:
     doc = json.loads(contract.dead_letter(original, reason="why", t_ingress_ms=7, subject="s"))
     assert doc[key] == expected
+    # a JSON string and a text that is not JSON are told apart
+    encoding = {b'{"a":1}': "json", b'"a string"': "json", b"plain text": "text"}
+    assert doc["payload_encoding"] == encoding.get(original, "base64")
     assert doc["reason"] == "why" and doc["t_ingress"] == 7
 
 

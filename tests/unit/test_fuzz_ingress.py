@@ -173,10 +173,13 @@ def _check_one(subject: str, data: bytes, seq: int, state: Any, nonces: NonceCac
         r = decision.refusal
         letter = contract.dead_letter(data, reason=r.message, t_ingress_ms=NOW, subject=subject)
         doc = json.loads(letter.decode("utf-8"))
-        if doc.get("payload_b64") is not None:
+        if doc["payload_encoding"] == "base64":
             assert base64.b64decode(doc["payload_b64"]) == data
-        elif isinstance(doc["payload"], str):
+        elif doc["payload_encoding"] == "text":
             assert doc["payload"].encode() == data
+        else:
+            assert doc["payload_encoding"] == "json"
+            assert letter[letter.index(b'"payload":') + 10 : -1] == data
         telemetry = contract.reject_telemetry(
             intent_id=r.intent_id,
             reason=r.code,

@@ -117,11 +117,12 @@ def test_every_dead_letter_is_json_and_keeps_the_original(original: bytes) -> No
     body.decode("utf-8")  # always UTF-8: escapes, never raw surrogates
     doc = json.loads(body)
     assert doc["reason"] == "r\\udc00"
-    if doc.get("payload_b64") is not None:
+    if doc["payload_encoding"] == "base64":
         assert base64.b64decode(doc["payload_b64"]) == original
-    elif isinstance(doc["payload"], str):
+    elif doc["payload_encoding"] == "text":
         assert doc["payload"].encode() == original
     else:
+        assert doc["payload_encoding"] == "json"
         start = body.index(b'"payload":') + len(b'"payload":')
         assert body[start:-1] == original
 

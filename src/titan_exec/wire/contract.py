@@ -183,14 +183,16 @@ _DLQ_JSON_MAX_DEPTH = 64
 
 
 def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str) -> bytes:
-    """``{"reason", "t_ingress", "subject", "payload": <original message>}``, always valid
-    JSON whatever the original holds, and nothing lost:
+    """``{"reason", "t_ingress", "subject", "payload_encoding", "payload": <original>}``,
+    always valid JSON whatever the original holds, and nothing lost; `payload_encoding`
+    says how to read `payload` back:
 
-    - an original that is strict JSON within bounded limits (`parse_json_strict`: no
-      NaN, no duplicate key, at most `DEFAULT_MAX_VALUES` values) is spliced in byte for
-      byte as ``payload`` (never re-serialised: a lone surrogate escape stays the escape);
-    - other UTF-8 text is ``payload`` as a JSON string;
-    - anything else is ``payload: null`` with ``payload_b64``.
+    - ``json``: an original that is strict JSON within bounded limits
+      (`parse_json_strict`: no NaN, no duplicate key, at most `DEFAULT_MAX_VALUES`
+      values) is spliced in byte for byte as ``payload`` (never re-serialised: a lone
+      surrogate escape stays the escape);
+    - ``text``: other UTF-8 text is ``payload`` as a JSON string;
+    - ``base64``: anything else is ``payload: null`` with ``payload_b64``.
 
     A subject that was not UTF-8 is shown with ``\\xNN`` escapes and kept exactly as
     ``subject_b64``; the reason is kept in its `js_view`. The cost is bounded (the value
@@ -205,6 +207,7 @@ def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str
     try:
         text = original.decode("utf-8")
     except UnicodeDecodeError:
+        head["payload_encoding"] = "base64"
         head["payload"] = None
         head["payload_b64"] = base64.b64encode(original).decode()
         return json.dumps(head, separators=(",", ":")).encode()
@@ -216,8 +219,10 @@ def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str
             max_values=DEFAULT_MAX_VALUES,
         )
     except WireError:
+        head["payload_encoding"] = "text"
         head["payload"] = text
         return json.dumps(head, separators=(",", ":")).encode()
+    head["payload_encoding"] = "json"
     return json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"payload":' + original + b"}"
 
 
