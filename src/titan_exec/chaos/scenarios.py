@@ -243,10 +243,13 @@ async def _poison_burst(ctx: RunContext) -> None:
     host, port = ctx.topo.node_address(node)
     seed = ctx.record.run
     now_ms = int(time.time() * 1000)
-    corpus = build_corpus(seed, secret=SECRET.encode(), now_ms=now_ms)
+    # built in a thread: this event loop also relays the instances' NATS traffic (their
+    # partition proxies); a build that held it would stall the pair's connections
+    # (a half-second build did: an event ack late, re-sent, the re-send refused)
+    corpus = await asyncio.to_thread(build_corpus, seed, secret=SECRET.encode(), now_ms=now_ms)
     random.Random(seed).shuffle(corpus)
     bursts = [corpus[i::POISON_BURSTS] for i in range(POISON_BURSTS)]
-    big = max_size_burst(seed, MAX_SIZE_BURST, now_ms=now_ms)
+    big = await asyncio.to_thread(max_size_burst, seed, MAX_SIZE_BURST, now_ms=now_ms)
     bursts.insert(POISON_BURSTS // 2 + 1, big)
     ctx.fault(
         f"poison: {len(corpus)} hostile messages ({len(KINDS)} kinds) in {POISON_BURSTS} "
