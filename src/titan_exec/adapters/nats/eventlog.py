@@ -56,6 +56,11 @@ MSG_ID = "Nats-Msg-Id"
 IN_FLIGHT_ERR_CODE = 10164
 """A replicated stream's leader refusing a conditional write *without comparing*, because
 another write checking the same subject is still in flight: it decides nothing."""
+DUPLICATE_IN_PROCESS_ERR_CODE = 10158
+""""duplicate message id is in process": a re-send arrived while the stream is still
+storing the first send of the same message (same `Nats-Msg-Id`): it decides nothing
+either; the next answer is that message's acknowledgement (or the fence's refusal).
+Seen in the chaos matrix when a stalled loop made an acknowledgement late."""
 _RETRY_PAUSE_S = 0.01
 
 
@@ -315,6 +320,8 @@ class EventLog:
           dying connection, and the re-send goes to the server the client reconnected to;
         - 10164: the leader has not yet cleared the in-flight mark of our previous write,
           or a new leader's epoch marker is in flight (the next answer tells);
+        - 10158: our previous send of this very message is still being stored (a re-send
+          after a late acknowledgement): the next answer is its acknowledgement;
         - no responders (503), for at most ``unavailable_retry_s``: a replicated stream
           listens only on its leader, and a leader handing over (a step-down, a server in
           lame duck mode) is answered again within milliseconds. A lost leader is
@@ -347,7 +354,7 @@ class EventLog:
                     unavailable_until = loop.time() + self._unavailable_retry_s
                 if loop.time() >= unavailable_until:
                     raise err
-            elif err.code != IN_FLIGHT_ERR_CODE:
+            elif err.code not in (IN_FLIGHT_ERR_CODE, DUPLICATE_IN_PROCESS_ERR_CODE):
                 raise err
             await asyncio.sleep(_RETRY_PAUSE_S)
 
