@@ -37,7 +37,7 @@ from titan_exec.chaos.report import render_table
 from titan_exec.chaos.runner import ChaosSettings, run_matrix
 from titan_exec.chaos.scenarios import MAX_SIZE_BURST, SCENARIOS
 from titan_exec.verify.invariants import check
-from titan_exec.verify.read import read_streams_at
+from titan_exec.verify.read import read_stream, read_streams_at
 
 pytestmark = pytest.mark.integration
 
@@ -189,3 +189,21 @@ async def test_verify_reads_a_command_stream_full_of_poison(
     report = check(commands, events)
     assert len(report.violations) == len(records)
     assert all(v.problem == "undecided" for v in report.violations)
+
+
+async def test_read_stream_from_a_sequence_brings_only_what_came_after(
+    nats_client: Client,
+) -> None:
+    """The chaos runner rereads `TITAN_CMD` after every run from where it stopped."""
+    js = nats_client.jetstream()
+    await js.add_stream(name="TITAN_CMD", subjects=["titan.cmd.>"])
+    for i in range(10):
+        await js.publish(f"titan.cmd.exec.x.{i}", b"%d" % i)
+    assert [m.seq for m in await read_stream(js, "TITAN_CMD", start_seq=4)] == list(range(4, 11))
+    assert await read_stream(js, "TITAN_CMD", start_seq=11) == []
+    await js.delete_msg("TITAN_CMD", 6)  # the leader can no longer count what lies above 4
+    got = await read_stream(js, "TITAN_CMD", start_seq=4)
+    assert [m.seq for m in got] == [4, 5, 7, 8, 9, 10]
+    assert [m.data for m in got[:2]] == [b"3", b"4"]
+    with pytest.raises(ValueError, match="whole stream"):
+        await read_stream(js, "TITAN_CMD", "titan.cmd.exec.x.1", start_seq=2)

@@ -109,23 +109,32 @@ async def read_stream(
     *,
     fetch_timeout_s: float = 1.0,
     patience_s: float = 15.0,
+    start_seq: int = 1,
 ) -> list[RawMsg]:
-    """Every message of `stream` on `subject`, in stream order, up to the head as it was
-    when the reading started (an ephemeral consumer that acknowledges nothing).
+    """Every message of `stream` on `subject` from stream sequence `start_seq` on, in
+    stream order, up to the head as it was when the reading started (an ephemeral
+    consumer that acknowledges nothing).
 
     The stream's leader says first how many messages it holds on `subject`; a read that
     brings fewer (the consumer was served by a replica still catching up after a node
     restart, or a fetch found no leader) is done again, and after `patience_s` it raises
     `CannotRead` rather than return a partial stream, which would read as lost commands
     or decisions of unknown ones. Raises nats-py's `NotFoundError` when the stream does
-    not exist."""
+    not exist.
+
+    `start_seq` > 1 (the whole stream, `subject` ">", only): for a caller that keeps what
+    it read before, in a stream that only grows (`TITAN_CMD`: the chaos runner rereading
+    it after every run). When the stream has deleted messages the leader cannot say how
+    many lie above `start_seq`: then everything is read and the older ones dropped."""
+    if start_seq > 1 and subject != ">":
+        raise ValueError("read_stream: start_seq is for the whole stream (subject '>')")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience_s
     while True:
-        expected = await _stored_count(js, stream, subject)
-        out = await _read_once(js, stream, subject, expected, fetch_timeout_s, deadline)
+        expected, first = await _stored_count(js, stream, subject, start_seq)
+        out = await _read_once(js, stream, subject, expected, fetch_timeout_s, deadline, first)
         if len(out) >= expected:
-            return out
+            return out if first >= start_seq else [m for m in out if m.seq >= start_seq]
         if loop.time() > deadline:
             raise CannotRead(
                 f"{stream} ({subject}): read {len(out)} of the {expected} messages its "
@@ -134,12 +143,21 @@ async def read_stream(
         await asyncio.sleep(0.5)
 
 
-async def _stored_count(js: JetStreamContext, stream: str, subject: str) -> int:
-    """How many messages the stream's leader holds on `subject`."""
-    if subject == ">":
-        return int((await js.stream_info(stream)).state.messages)
-    info = await js.stream_info(stream, subjects_filter=subject)
-    return sum(int(n) for n in (info.state.subjects or {}).values())
+async def _stored_count(
+    js: JetStreamContext, stream: str, subject: str, start_seq: int = 1
+) -> tuple[int, int]:
+    """(how many messages the stream's leader holds on `subject` from `start_seq` on, the
+    sequence to read from): from 1 with the whole count when the messages above
+    `start_seq` cannot be counted (deleted ones in the stream)."""
+    if subject != ">":
+        info = await js.stream_info(stream, subjects_filter=subject)
+        return sum(int(n) for n in (info.state.subjects or {}).values()), 1
+    state = (await js.stream_info(stream)).state
+    if start_seq <= 1:
+        return int(state.messages), 1
+    if state.num_deleted:
+        return int(state.messages), 1
+    return max(0, int(state.last_seq) - max(start_seq, int(state.first_seq)) + 1), start_seq
 
 
 async def _read_once(
@@ -149,14 +167,18 @@ async def _read_once(
     expected: int,
     fetch_timeout_s: float,
     deadline: float,
+    start_seq: int = 1,
 ) -> list[RawMsg]:
+    if expected == 0 and start_seq > 1:
+        return []
+    by_seq = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_seq}
     sub = await js.pull_subscribe(
         subject,
         stream=stream,
         config=api.ConsumerConfig(
             ack_policy=api.AckPolicy.NONE,
-            deliver_policy=api.DeliverPolicy.ALL,
             inactive_threshold=30.0,
+            **(by_seq if start_seq > 1 else {"deliver_policy": api.DeliverPolicy.ALL}),
         ),
     )
     out: list[RawMsg] = []
