@@ -8,6 +8,7 @@ the original, and the state's hash and snapshot can always be computed."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
@@ -173,7 +174,11 @@ def _check_one(subject: str, data: bytes, seq: int, state: Any, nonces: NonceCac
         r = decision.refusal
         letter = contract.dead_letter(data, reason=r.message, t_ingress_ms=NOW, subject=subject)
         doc = json.loads(letter.decode("utf-8"))
-        if doc["payload_encoding"] == "base64":
+        if doc["payload_encoding"] == "reference":
+            assert len(data) > contract.DLQ_INLINE_MAX_BYTES
+            assert doc["payload_sha256"] == hashlib.sha256(data).hexdigest()
+            assert base64.b64decode(doc["payload_head_b64"]) == data[:1024]
+        elif doc["payload_encoding"] == "base64":
             assert base64.b64decode(doc["payload_b64"]) == data
         elif doc["payload_encoding"] == "text":
             assert doc["payload"].encode() == data

@@ -5,6 +5,7 @@ keeping the original. The hypothesis fuzz over the same path is test_fuzz_ingres
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from decimal import Decimal
 
@@ -117,7 +118,11 @@ def test_every_dead_letter_is_json_and_keeps_the_original(original: bytes) -> No
     body.decode("utf-8")  # always UTF-8: escapes, never raw surrogates
     doc = json.loads(body)
     assert doc["reason"] == "r\\udc00"
-    if doc["payload_encoding"] == "base64":
+    if doc["payload_encoding"] == "reference":
+        assert len(original) > contract.DLQ_INLINE_MAX_BYTES
+        assert doc["payload_bytes"] == len(original)
+        assert doc["payload_sha256"] == hashlib.sha256(original).hexdigest()
+    elif doc["payload_encoding"] == "base64":
         assert base64.b64decode(doc["payload_b64"]) == original
     elif doc["payload_encoding"] == "text":
         assert doc["payload"].encode() == original

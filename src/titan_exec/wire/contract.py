@@ -10,6 +10,7 @@ strings, timestamps integer ms. The envelope id is the event's deterministic id 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from datetime import UTC, datetime
@@ -180,6 +181,10 @@ def reject_telemetry(
 
 _DLQ_JSON_MAX_BYTES = 1_048_576
 _DLQ_JSON_MAX_DEPTH = 64
+DLQ_INLINE_MAX_BYTES = 16 * 1024
+"""A refused original larger than this is not copied into its dead letter (a hostile
+publisher's bytes would be stored twice, R3): the dead letter references it instead."""
+_DLQ_HEAD_BYTES = 1024
 
 
 def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str) -> bytes:
@@ -192,7 +197,11 @@ def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str
       values) is spliced in byte for byte as ``payload`` (never re-serialised: a lone
       surrogate escape stays the escape);
     - ``text``: other UTF-8 text is ``payload`` as a JSON string;
-    - ``base64``: anything else is ``payload: null`` with ``payload_b64``.
+    - ``base64``: anything else is ``payload: null`` with ``payload_b64``;
+    - ``reference``: an original over `DLQ_INLINE_MAX_BYTES` (16 KiB) is not copied:
+      ``payload: null`` with ``payload_bytes``, ``payload_sha256`` and its first KiB
+      (``payload_head_b64``); the original itself stays in ``TITAN_CMD`` at the
+      dead letter's ``Titan-Cmd-Seq`` (for the stream's max age, 7 days).
 
     A subject that was not UTF-8 is shown with ``\\xNN`` escapes and kept exactly as
     ``subject_b64``; the reason is kept in its `js_view`. The cost is bounded (the value
@@ -204,6 +213,13 @@ def dead_letter(original: bytes, *, reason: str, t_ingress_ms: int, subject: str
     }
     if has_raw_bytes(subject):
         head["subject_b64"] = base64.b64encode(subject_bytes(subject)).decode()
+    if len(original) > DLQ_INLINE_MAX_BYTES:
+        head["payload_encoding"] = "reference"
+        head["payload"] = None
+        head["payload_bytes"] = len(original)
+        head["payload_sha256"] = hashlib.sha256(original).hexdigest()
+        head["payload_head_b64"] = base64.b64encode(original[:_DLQ_HEAD_BYTES]).decode()
+        return json.dumps(head, separators=(",", ":")).encode()
     try:
         text = original.decode("utf-8")
     except UnicodeDecodeError:
