@@ -506,7 +506,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         topologies = ["embedded", "cluster"] if args.topology == "both" else [args.topology]
         return asyncio.run(
-            run_poisonbench(rounds=args.rounds, count=args.count, topologies=topologies)
+            run_poisonbench(
+                rounds=args.rounds,
+                count=args.count,
+                topologies=topologies,
+                lease_ms=args.lease_ms,
+                kinds=tuple(args.kinds.split(",")),
+            )
         )
     if args.startup:
         from titan_exec.runtime.startbench import SIZES, parse_sizes, run_startbench
@@ -699,6 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: bursts of hostile messages against the active (loop stall, fencing)",
     )
     p.add_argument("--count", type=int, default=100, help="with --poison: messages a burst")
+    p.add_argument("--lease-ms", type=int, default=5000, help="with --poison: the lease")
+    p.add_argument(
+        "--kinds",
+        default="small,max-size,value-bound",
+        help="with --poison: burst kinds, comma-separated",
+    )
     p.add_argument(
         "--topology",
         choices=["embedded", "cluster", "both"],

@@ -165,7 +165,9 @@ async def _burst(
     }
 
 
-async def _measure(topology: str, rounds: int, count: int) -> dict[str, Any]:
+async def _measure(
+    topology: str, rounds: int, count: int, lease_ms: int, kinds: tuple[str, ...]
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="titan-poisonbench-") as tmp_name:
         tmp = Path(tmp_name)
         async with _topology(topology, tmp) as (url, replicas):
@@ -182,7 +184,7 @@ async def _measure(topology: str, rounds: int, count: int) -> dict[str, Any]:
                     "http.port": 0,
                     "risk.arm_on_genesis": True,
                     "ha.enabled": True,
-                    "ha.lease_ms": 5000,
+                    "ha.lease_ms": lease_ms,
                 },
             )
             async with RunningInstance(cfg) as inst:
@@ -198,7 +200,7 @@ async def _measure(topology: str, rounds: int, count: int) -> dict[str, Any]:
                 runs: list[dict[str, Any]] = []
                 try:
                     for r in range(rounds):
-                        order = KINDS[r % len(KINDS) :] + KINDS[: r % len(KINDS)]
+                        order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
                         for kind in order:
                             run = await _burst(url, kind, count, r, svc, watch)
                             runs.append(run)
@@ -217,6 +219,7 @@ async def _measure(topology: str, rounds: int, count: int) -> dict[str, Any]:
                     "fencings": fencings,
                     "role": svc.role,
                     "watchdog_max_ms": svc.ha.largest_stall_ms,
+                    "lease_ms": lease_ms,
                 }
 
 
@@ -232,14 +235,14 @@ def _count(svc: Any) -> int:
 
 def _summary(result: dict[str, Any]) -> list[str]:
     by_kind: dict[str, dict[str, float]] = {}
-    for kind in KINDS:
+    for kind in sorted({r["kind"] for r in result["runs"]}, key=KINDS.index):
         runs = [r for r in result["runs"] if r["kind"] == kind]
         by_kind[kind] = {
             "stall_ms": statistics.median(r["stall_ms"] for r in runs),
             "burst_ms": statistics.median(r["burst_ms"] for r in runs),
             "worst_stall_ms": max(r["stall_ms"] for r in runs),
         }
-    base = by_kind["small"]
+    base = by_kind.get("small", next(iter(by_kind.values())))
     lines = [
         f"{result['topology']}: kind         median stall  worst stall  median burst  "
         "stall/small  burst/small"
@@ -254,18 +257,26 @@ def _summary(result: dict[str, Any]) -> list[str]:
     lines.append(
         f"{'':{len(result['topology'])}s}  fencings {result['fencings']}, role at the end "
         f"{result['role']}, lease watchdog's largest stall {result['watchdog_max_ms']} ms "
-        "(fences over 500 ms)"
+        f"(fences over {result['lease_ms'] // 10} ms)"
     )
     return lines
 
 
-async def run_poisonbench(*, rounds: int, count: int, topologies: list[str]) -> int:
+async def run_poisonbench(
+    *,
+    rounds: int,
+    count: int,
+    topologies: list[str],
+    lease_ms: int = 5000,
+    kinds: tuple[str, ...] = KINDS,
+) -> int:
     print(
-        f"poison bench: {count} messages a burst, {rounds} rounds, kinds {', '.join(KINDS)}; "
+        f"poison bench: {count} messages a burst, {rounds} rounds, kinds {', '.join(kinds)}, "
+        f"lease {lease_ms} ms; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         flush=True,
     )
-    results = [await _measure(t, rounds, count) for t in topologies]
+    results = [await _measure(t, rounds, count, lease_ms, kinds) for t in topologies]
     print()
     failed = False
     for result in results:
