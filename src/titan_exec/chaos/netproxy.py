@@ -10,8 +10,12 @@ gone after a real partition) and forwards again, so the client reconnects.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import threading
+from collections.abc import Callable, Coroutine
 from types import TracebackType
+from typing import Any
 
 
 class PartitionProxy:
@@ -84,3 +88,51 @@ class PartitionProxy:
         finally:
             with contextlib.suppress(Exception):
                 dst.transport.abort()
+
+
+class ThreadedProxy:
+    """A `PartitionProxy` whose relaying runs on its own event loop in a thread, so that
+    what the harness does on its own loop (reading 25 MB of a burst back from a stream,
+    checking a run) never holds up the bytes of the instances it carries: their lease
+    renewals, relayed late, made the active fence in the chaos matrix's long
+    poison-burst run. Same interface: async context manager, `url`, `cut()`, `heal()`."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._proxy = PartitionProxy(target_host, target_port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"proxy-{target_port}", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return self._proxy.url
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def __aenter__(self) -> ThreadedProxy:
+        self._thread.start()
+        await asyncio.wrap_future(self._run(self._proxy.__aenter__()))
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await asyncio.wrap_future(self._run(self._proxy.__aexit__(None, None, None)))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 5)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def cut(self) -> None:
+        self._run(_call(self._proxy.cut)).result(5)
+
+    def heal(self) -> None:
+        self._run(_call(self._proxy.heal)).result(5)
+
+
+async def _call(fn: Callable[[], None]) -> None:
+    fn()

@@ -28,7 +28,7 @@ from nats.aio.client import Client as NatsClient
 
 from titan_exec.adapters.nats.cluster import LocalCluster
 from titan_exec.adapters.nats.connect import NatsSettings, connect
-from titan_exec.chaos.netproxy import PartitionProxy
+from titan_exec.chaos.netproxy import ThreadedProxy
 from titan_exec.runtime.instproc import InstanceProcess, InstanceSettings, free_port, get_json
 from titan_exec.runtime.simproc import SimProcess
 from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET
@@ -63,7 +63,7 @@ class Topology:
     cluster: LocalCluster | None = None
     sim: SimProcess | None = None
     instances: dict[str, InstanceProcess] = field(default_factory=dict)
-    proxies: dict[str, list[PartitionProxy]] = field(default_factory=dict)
+    proxies: dict[str, list[ThreadedProxy]] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
     nc: NatsClient | None = None
     """The harness's own connection (all nodes, no proxy)."""
@@ -99,7 +99,7 @@ class Topology:
             links = []
             for url in self.cluster.node_urls:
                 host, port = url.rsplit("//", 1)[-1].rsplit(":", 1)
-                links.append(await st.enter_async_context(PartitionProxy(host, int(port))))
+                links.append(await st.enter_async_context(ThreadedProxy(host, int(port))))
             self.proxies[name] = links
             self.instances[name] = InstanceProcess(
                 InstanceSettings(
