@@ -492,3 +492,11 @@ def test_an_unfenced_position_correction_is_a_violation() -> None:
         {},
     )
     assert any(f"evt:{seq}" in v.ids for v in run.check().violations)
+
+
+def test_verify_never_prints_a_nats_password_or_token() -> None:
+    from titan_exec.verify.read import _redacted
+
+    shown = _redacted("nats://user:PASS@h:4222,nats://s3cr3t@h2:1,nats://h3:2")
+    assert "PASS" not in shown and "s3cr3t" not in shown
+    assert shown == "nats://user:***@h:4222,nats://***@h2:1,nats://h3:2"

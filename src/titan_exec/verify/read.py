@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -246,13 +247,13 @@ async def read_streams_at(
         await asyncio.wait_for(nc.connect(nats_url, **options), 2 * connect_timeout_s + 1)
     except (OSError, TimeoutError, nats.errors.Error) as err:
         raise CannotRead(
-            f"cannot connect to NATS at {nats_url}: {err or type(err).__name__}"
+            f"cannot connect to NATS at {_redacted(nats_url)}: {err or type(err).__name__}"
         ) from err
     try:
         return await asyncio.wait_for(read_streams(nc.jetstream(), ns), 60)
     except (TimeoutError, nats.errors.Error) as err:
         raise CannotRead(
-            f"cannot read the streams at {nats_url}: {err or type(err).__name__}"
+            f"cannot read the streams at {_redacted(nats_url)}: {err or type(err).__name__}"
         ) from err
     finally:
         await nc.close()
@@ -297,3 +298,8 @@ def read_statuses(
         name = str(doc.get("instance_id") or url) if isinstance(doc, dict) else url
         out[name] = doc if isinstance(doc, dict) else None
     return out
+
+
+def _redacted(urls: str) -> str:
+    """NATS URLs with any password or token in them replaced by ``***``."""
+    return re.sub(r"//([^/@:,]*):[^/@,]*@", r"//\1:***@", re.sub(r"//[^/@:,]+@", "//***@", urls))
