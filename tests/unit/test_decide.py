@@ -410,3 +410,20 @@ def test_a_flipped_byte_never_executes_different_signed_content(data: st.DataObj
     if d.refusal is None:
         a, b = parse_envelope(original), parse_envelope(mutated)
         assert (a.payload_raw, a.ts_ms, a.nonce) == (b.payload_raw, b.ts_ms, b.nonce)
+
+
+def test_the_brains_intents_execute_as_meant() -> None:
+    """SignalProcessor.ts: `entry_zone: [0, 0]` when there is no entry price (a market
+    order, as the old service sent), `status: FAILED` is not executable, an envelope
+    without `sig` is `hmac_signature_mismatch`."""
+    h = Harness()
+    d = h.place(signed(intent_payload("zero-zone", entry=[0, 0], timestamp=NOW + 900)))
+    assert d.is_accepted, d.refusal
+    order = next(e for e in d.events if isinstance(e, OrderAccepted))
+    assert order.order_type is OrderType.MARKET and order.limit_price is None
+    d = h.place(signed(intent_payload("failed", status="FAILED")))
+    assert d.refusal is not None and d.refusal.code == "intent_not_executable"
+    unsigned = json.loads(signed(intent_payload("unsigned")))
+    del unsigned["sig"]
+    d = h.place(json.dumps(unsigned).encode())
+    assert d.refusal is not None and d.refusal.code == "hmac_signature_mismatch"

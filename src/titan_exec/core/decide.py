@@ -205,6 +205,8 @@ def _decide_place(
         route = cfg.subjects.parse_place(cmd.subject)
         env = _parse(cmd, cfg)
     except WireError as err:
+        if err.code == "signature":
+            return _refuse(cmd, now, Refusal("hmac_signature_mismatch", err.message))
         return _refuse(cmd, now, Refusal("invalid_envelope", f"invalid envelope: {err.message}"))
     sig_refusal = _verify(env, cfg, nonces, now, seen)
     if sig_refusal is not None:
@@ -309,7 +311,10 @@ def _decide_place(
 
 
 def _plan(state: State, intent: Intent, kind: IntentType, venue: str) -> risk.OrderPlan | str:
-    limit = intent.entry_zone[0] if intent.entry_zone else None
+    # an entry zone that is empty, missing or all zeros (the brain's value when it has no
+    # entry price) is a market order; otherwise its first price is the limit
+    has_entry = any(p != 0 for p in intent.entry_zone)
+    limit = intent.entry_zone[0] if has_entry else None
     if not kind.is_close:
         side = Side.BUY if kind is IntentType.BUY_SETUP else Side.SELL
         return risk.OrderPlan(
@@ -372,6 +377,8 @@ def _decide_control(
         subject_action = cfg.subjects.parse_control(cmd.subject)
         env = _parse(cmd, cfg)
     except WireError as err:
+        if err.code == "signature":
+            return refuse("hmac_signature_mismatch", err.message)
         return refuse("invalid_envelope", f"invalid control envelope: {err.message}")
     sig_refusal = _verify(env, cfg, nonces, now_ms, seen)
     if sig_refusal is not None:

@@ -77,7 +77,6 @@ IntentType = Literal["BUY_SETUP", "SELL_SETUP", "CLOSE_LONG", "CLOSE_SHORT", "CL
 IntentStatus = Literal["PENDING", "VALIDATED", "REJECTED", "EXECUTED", "EXPIRED"]
 _DIRECTIONS: Final[tuple[int, ...]] = get_args(Direction)
 _INTENT_TYPES: Final[tuple[str, ...]] = get_args(IntentType)
-_INTENT_STATUSES: Final[tuple[str, ...]] = get_args(IntentStatus)
 
 _NONCE_RE: Final = re.compile(r"[\x21-\x7e]{1,128}\Z")
 
@@ -115,7 +114,8 @@ class Intent(msgspec.Struct, frozen=True, kw_only=True):
     direction: Direction
     type: IntentType
     size: Decimal
-    status: IntentStatus
+    status: str
+    """As sent; `IntentStatus` names the contract's values."""
     t_signal_ms: int
     entry_zone: tuple[Decimal, ...] = ()
     stop_loss: Decimal | None = None
@@ -272,13 +272,17 @@ def parse_envelope(
         if "payload" not in kept:
             raise f.fail("payload", "required field missing")
         raise f.fail("payload", f"expected an object, got {_kind(payload_raw)}")
+    # an envelope without a signature is refused as a signature failure (before its other
+    # fields), as the consumers of the reject telemetry count it
+    if parsed.get("sig") is None:
+        raise WireError("signature", "hmac_signature_mismatch: the envelope is not signed")
     # nonce and sig are checked as sent: printable ASCII only (a lone surrogate in a nonce
     # must not pass as its six-character view)
     nonce = _Fields(parsed, "", "envelope").string("nonce", required=True)
     assert nonce is not None
     if not _NONCE_RE.match(nonce):
         raise f.fail("nonce", "must be 1 to 128 printable ASCII characters")
-    # a sig that is not 64 hex digits is a signature that does not verify (signing.verify)
+    # a sig that is not 64 hex digits does not verify (signing.verify)
     sig = _Fields(parsed, "", "envelope").string("sig", required=True)
     assert sig is not None
     return Envelope(
@@ -311,8 +315,8 @@ def parse_intent(envelope: Envelope) -> Intent:
     timestamp = f.integer("timestamp", required=False, lo=0)
     if t_signal is None and timestamp is None:
         raise f.fail("t_signal", "required field missing (or its alias timestamp)")
-    if t_signal is not None and timestamp is not None and t_signal != timestamp:
-        raise f.fail("timestamp", f"{timestamp} conflicts with t_signal {t_signal}")
+    # both present: t_signal wins (the brain's SignalProcessor sets `timestamp` to the
+    # publish time, `t_signal` to the signal's; freshness is measured from the signal)
     direction = f.integer("direction", required=True)
     if direction not in _DIRECTIONS:
         raise f.fail("direction", f"expected one of -1, 0, 1, got {direction}")
@@ -331,11 +335,14 @@ def parse_intent(envelope: Envelope) -> Intent:
         direction=cast(Direction, direction),
         type=cast(IntentType, f.one_of("type", _INTENT_TYPES)),
         size=_required(f.number("size", required=True)),
-        status=cast(IntentStatus, f.one_of("status", _INTENT_STATUSES)),
+        # any status is read; only PENDING / VALIDATED execute (the core's rule), so an
+        # upstream FAILED is `intent_not_executable`, not a schema error
+        status=_required(f.string("status", required=True, non_empty=True)),
         t_signal_ms=_required(t_signal if t_signal is not None else timestamp),
         entry_zone=f.numbers("entry_zone"),
-        stop_loss=f.number("stop_loss", required=False),
-        take_profits=f.numbers("take_profits"),
+        # upstream writes 0 for "none": `stop_loss: 0`, `take_profits: [0]`
+        stop_loss=f.number("stop_loss", required=False) or None,
+        take_profits=tuple(tp for tp in f.numbers("take_profits") if tp != 0),
         exchange=f.string("exchange", required=False),
         position_mode=f.string("position_mode", required=False),
         policy_hash=f.string("policy_hash", required=False),
