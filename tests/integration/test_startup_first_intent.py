@@ -17,24 +17,11 @@ from typing import Any
 import pytest
 
 from tests.integration.procs import free_port, get_json, poll, stop
+from tests.integration.test_cli_process import cli
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "first-intent-api-key"
-
-
-async def titan(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "titan_exec",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def test_the_readme_first_intent_needs_a_ticker_and_a_heartbeat(tmp_path: Path) -> None:
@@ -66,12 +53,12 @@ async def test_the_readme_first_intent_needs_a_ticker_and_a_heartbeat(tmp_path: 
             )
         )
         await poll(lambda: (get_json(f"{base}/ready") or {}).get("ready"), "ready", 30)
-        code, _, err = await titan("send", "control", "arm", env=env)
+        code, _, err = await cli("send", "control", "arm", env=env)
         assert code == 0, err
         await poll(lambda: (get_json(f"{base}/status", headers=key) or {}).get("is_armed"), "armed")
 
         intent = ["send", "intent", "--symbol", "BTC/USDT", "--type", "BUY_SETUP", "--size", "0.01"]
-        code, out, err = await titan(*intent, env=env)
+        code, out, err = await cli(*intent, env=env)
         assert code == 0, err
 
         def rejects() -> list[Any]:
@@ -92,7 +79,7 @@ async def test_the_readme_first_intent_needs_a_ticker_and_a_heartbeat(tmp_path: 
         assert b"heartbeat" in line and b"BTC/USDT 50000" in line, line
         await asyncio.sleep(1.5)  # a heartbeat and a ticker have arrived
 
-        code, out, err = await titan(*intent, env=env)
+        code, out, err = await cli(*intent, env=env)
         assert code == 0, err
         signal_id = json.loads(out)["msg_id"]
 
