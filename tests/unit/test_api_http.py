@@ -45,6 +45,9 @@ class FakeService:
     def is_ready(self) -> tuple[bool, str]:
         return True, "ok"
 
+    def nats_health(self) -> tuple[bool, str]:
+        return True, "connected"
+
     def refresh_metrics(self) -> None:
         self.metrics.ready.set(1)
 
@@ -71,7 +74,7 @@ async def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, A
 async def test_each_endpoint_without_with_and_with_a_wrong_key(api: tuple[str, bool]) -> None:
     base, metrics_need_key = api
     good, wrong = {"X-API-Key": KEY}, {"X-API-Key": KEY + "x"}
-    assert await fetch(f"{base}/health") == (200, {"status": "ok"})
+    assert await fetch(f"{base}/health") == (200, {"status": "ok", "nats": "connected"})
     assert (await fetch(f"{base}/ready"))[0] == 200
     assert await fetch(f"{base}/status") == (200, PUBLIC)
     assert await fetch(f"{base}/status", good) == (200, FULL)

@@ -4,7 +4,11 @@
 Access (the API key is `TITAN_EXECUTION_API_KEY`, sent as `X-API-Key: <key>` or
 `Authorization: Bearer <key>`, compared in constant time):
 
-- `/health`, `/ready`: anyone.
+- `/health`, `/ready`: anyone. `/health` is liveness for compose and orchestrators (the
+  existing deployment's healthcheck is `curl -f http://localhost:3002/health`, and they
+  restart on it): 503 while the NATS connection is down (disconnected, reconnecting,
+  closed), 200 otherwise, also before the first connection (a start that cannot reach
+  NATS ends by itself with exit 69). `/ready` is readiness in the instance's role.
 - `/status` without a key: the public part only (instance id, role, lease role, epoch,
   readiness); with the key: the full document (positions, orders, daily PnL, rejects,
   state hash, stream position ...). A wrong key is 401, never the public part.
@@ -42,6 +46,8 @@ class ServiceView(Protocol):
     def positions_doc(self) -> dict[str, Any]: ...
 
     def is_ready(self) -> tuple[bool, str]: ...
+
+    def nats_health(self) -> tuple[bool, str]: ...
 
     def refresh_metrics(self) -> None: ...
 
@@ -94,7 +100,8 @@ def build_app(
         return bool(api_key) and _same_key(given, api_key)
 
     async def health(_: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        ok, nats = service.nats_health()
+        return _json({"status": "ok" if ok else "unhealthy", "nats": nats}, 200 if ok else 503)
 
     async def ready(_: web.Request) -> web.Response:
         # ready = healthy in its role: a caught-up standby is ready too (role tells which)

@@ -838,3 +838,15 @@ class Service:
         if self.nc is None or not self.nc.is_connected:
             return False, "NATS disconnected"
         return True, "ok"
+
+    def nats_health(self) -> tuple[bool, str]:
+        """`/health`: (False, why) while the NATS connection is down; before the first
+        connection (True, "connecting"): that start-up is bounded and exits 69 on its own."""
+        nc = self.nc
+        if nc is None:
+            return True, "connecting"
+        if nc.is_connected:
+            return True, "connected"
+        if nc.is_closed:
+            return False, "closed"
+        return False, "reconnecting" if nc.is_reconnecting else "disconnected"
