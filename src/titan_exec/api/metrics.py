@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from titan_exec.api.upstream_metrics import UpstreamNames
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -227,6 +229,9 @@ class Metrics:
             ["venue", "asset"],
             registry=r,
         )
+
+        # the same figures under titan-execution-rs's names (its dashboards and alerts)
+        r.register(UpstreamNames(self))
 
     def set_role(self, role: str) -> None:
         for name in ("standby", "candidate", "promoting", "active", "draining", "fenced"):
