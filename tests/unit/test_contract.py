@@ -19,6 +19,7 @@ from titan_exec.core.events import (
     OrderExpired,
     OrderRejected,
     PositionReconciled,
+    RiskStateDecided,
     SeenNonce,
     StateCompacted,
     event_id,
@@ -64,6 +65,18 @@ EVERY_EVENT: list[Event] = [
         qty_after=Decimal("0.25"),
         venue_entry_price=Decimal("50000.1"),
         reason="venue reports 0.25, ours 0.2",
+    ),
+    RiskStateDecided(ts_ms=13, src_seq=7, risk_state="Defensive", outcome="accepted", reason=""),
+    ControlDecided(
+        ts_ms=14,
+        cmd_seq=6,
+        action="policy",
+        outcome="accepted",
+        reason="",
+        authentication="unsigned",
+        form="risk.policy",
+        overlay={"maxPositionNotional": "0", "maxOpenOrdersPerSymbol": 0},
+        risk_state="Emergency",
     ),
 ]
 
@@ -124,7 +137,7 @@ def test_order_events_go_to_the_order_subject() -> None:
 
 
 def test_a_position_correction_is_a_state_event_on_the_position_subject() -> None:
-    ev = EVERY_EVENT[-1]
+    ev = next(e for e in EVERY_EVENT if isinstance(e, PositionReconciled))
     subject, msg_id, body = contract.encode_event(ev, ns="exec", producer="p")
     assert subject == "titan.evt.exec.position.v1.sim.main.BTC_USDT"
     assert msg_id == "position:sim:main:BTC/USDT:12"

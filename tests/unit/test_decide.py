@@ -20,10 +20,10 @@ from tests.builders import (
     signed,
     submitted,
 )
+from titan_exec.core.controls import decide_control
 from titan_exec.core.decide import (
     DecisionConfig,
     ReceivedCommand,
-    decide_control,
     decide_place,
 )
 from titan_exec.core.events import ControlDecided, IntentDecided, OrderAccepted
@@ -318,8 +318,18 @@ def test_policy_update_is_validated_and_changes_the_hash() -> None:
     assert bad.refusal is not None and bad.refusal.code == "schema_invalid"
 
 
-def test_unsigned_control_is_refused() -> None:
+def test_an_unsigned_control_may_only_reduce_risk() -> None:
     h = Harness()
+    h.control("disarm")
+    arm = ReceivedCommand(
+        seq=98, subject="titan.cmd.exec.control.v1.arm", data=b'{"action":"arm"}', t_ingress_ms=NOW
+    )
+    d = decide_control(h.state, arm, CFG, NOW, h.nonces)
+    assert d.refusal is not None and d.refusal.code == "unsigned_control"
+    assert "titan-exec send control arm" in d.refusal.message
+    for ev in d.events:
+        apply(h.state, ev)
+    assert not h.state.is_armed
     cmd = ReceivedCommand(
         seq=99,
         subject="titan.cmd.exec.control.v1.halt",
@@ -327,11 +337,11 @@ def test_unsigned_control_is_refused() -> None:
         t_ingress_ms=NOW,
     )
     d = decide_control(h.state, cmd, CFG, NOW, h.nonces)
-    assert d.refusal is not None
-    assert not any(isinstance(e, ControlDecided) and e.outcome == "accepted" for e in d.events)
-    for ev in d.events:
-        apply(h.state, ev)
-    assert not h.state.is_halted
+    assert d.refusal is None
+    (ev,) = d.events
+    assert isinstance(ev, ControlDecided) and ev.authentication == "unsigned"
+    apply(h.state, ev)
+    assert h.state.is_halted
 
 
 def test_flatten_creates_reduce_only_market_orders_for_every_position() -> None:

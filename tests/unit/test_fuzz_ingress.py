@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from tests.builders import NOW, genesis, intent_payload, signed
 from tests.unit.test_decide import CFG, market
-from titan_exec.core.decide import ReceivedCommand, decide_control, decide_place
+from titan_exec.core.controls import decide_control
+from titan_exec.core.decide import ReceivedCommand, decide_place
 from titan_exec.core.events import ControlDecided, IntentDecided
 from titan_exec.core.snapshot import capture, iter_hashed_lines
 from titan_exec.core.state import apply, replay, state_hash

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import localcontext
-from typing import Any
 
 import msgspec
 
@@ -29,14 +28,13 @@ from titan_exec.core.events import (
 from titan_exec.core.model import (
     DECIMAL_CONTEXT,
     ClientOrderId,
-    ControlAction,
     IntentType,
     OrderType,
     Side,
     client_order_id,
 )
-from titan_exec.core.policy import PolicyError, parse_policy
 from titan_exec.core.state import State
+from titan_exec.wire.canonical import parse_json_strict
 from titan_exec.wire.envelope import (
     DEFAULT_MAX_VALUES,
     Envelope,
@@ -49,7 +47,7 @@ from titan_exec.wire.errors import WireError
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
-from titan_exec.wire.text import has_raw_bytes, has_surrogates, printable_subject
+from titan_exec.wire.text import has_raw_bytes, printable_subject
 
 EXECUTABLE_STATUSES = frozenset({"PENDING", "VALIDATED"})
 
@@ -75,6 +73,9 @@ class DecisionConfig:
     max_depth: int = 32
     max_values: int = DEFAULT_MAX_VALUES
     limits: risk.RiskLimits = field(default_factory=risk.RiskLimits)
+    accept_unsigned_risk_reducing: bool = True
+    """`security.unsigned_risk_reducing`: an unsigned halt/disarm/flatten/tightening is
+    accepted (logged and counted) or refused (`core/controls.py`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +85,12 @@ class Refusal:
     message: str
     """Readable dead-letter reason."""
     intent_id: str = "N/A"
+    """The intent's `signal_id` (as the old service reported it), `N/A` when unknown."""
     expected_policy_hash: str = "N/A"
     got_policy_hash: str = "N/A"
     brain_instance_id: str = "N/A"
+    envelope_id: str = "N/A"
+    """The envelope's own `id` (a ULID upstream)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,7 @@ def _refuse(
     )
 
 
-def _invalid_subject(cmd: ReceivedCommand) -> Refusal:
+def invalid_subject(cmd: ReceivedCommand) -> Refusal:
     return Refusal(
         "invalid_subject", f"subject is not UTF-8: {printable_subject(cmd.subject)[:300]}"
     )
@@ -139,7 +143,7 @@ def _parse(cmd: ReceivedCommand, cfg: DecisionConfig) -> Envelope:
     )
 
 
-def _verify(
+def verify_signed(
     env: Envelope,
     cfg: DecisionConfig,
     nonces: NonceCache,
@@ -149,17 +153,44 @@ def _verify(
     failure = verify_envelope(env, cfg.keyring, now_ms=now_ms, tolerance_ms=cfg.tolerance_ms)
     if failure is not None:
         code = "hmac_signature_mismatch" if failure.code == "signature" else failure.code
-        return Refusal(code, failure.message, intent_id=env.id or "N/A")
+        return Refusal(code, failure.message, **_ids(env))
     key_id = env.key_id or "default"
     if not nonces.check_and_remember(key_id, env.nonce, env.ts_ms, now_ms):
-        return Refusal(
-            "nonce_replayed", f"nonce {env.nonce} was seen before", intent_id=env.id or "N/A"
-        )
+        return Refusal("nonce_replayed", f"nonce {env.nonce} was seen before", **_ids(env))
     seen.append(SeenNonce(key_id=key_id, nonce=env.nonce, ts_ms=env.ts_ms))
     return None
 
 
-def _with_nonce(decision: Decision, seen: list[SeenNonce]) -> Decision:
+def _ids(env: Envelope) -> dict[str, str]:
+    """The ids reject telemetry carries: the payload's `signal_id` as `intent_id` (as the
+    old service and the upstream consumers read it) and the envelope's own id."""
+    payload = env.payload_exact
+    signal = payload.get("signal_id") if isinstance(payload, dict) else None
+    return {
+        "intent_id": signal if isinstance(signal, str) and signal else "N/A",
+        "envelope_id": env.id or "N/A",
+    }
+
+
+def _peek_signal_id(data: bytes, cfg: DecisionConfig) -> str:
+    """The `signal_id` of a command refused before its envelope is read (halted, disarmed),
+    for the telemetry; `N/A` if the bytes do not hold one."""
+    try:
+        env = _parse_any(data, cfg)
+    except WireError:
+        return "N/A"
+    payload = env.get("payload") if isinstance(env, dict) else None
+    signal = payload.get("signal_id") if isinstance(payload, dict) else None
+    return signal if isinstance(signal, str) and signal and signal.isprintable() else "N/A"
+
+
+def _parse_any(data: bytes, cfg: DecisionConfig) -> object:
+    return parse_json_strict(
+        data, max_bytes=cfg.max_payload_bytes, max_depth=cfg.max_depth, max_values=cfg.max_values
+    )
+
+
+def with_nonce(decision: Decision, seen: list[SeenNonce]) -> Decision:
     """Record the verified nonce on the decision event (first event of every decision)."""
     if not seen or not decision.events:
         return decision
@@ -178,7 +209,7 @@ def decide_place(
 ) -> Decision:
     seen: list[SeenNonce] = []
     with localcontext(DECIMAL_CONTEXT):
-        return _with_nonce(_decide_place(state, cmd, cfg, market, nonces, seen), seen)
+        return with_nonce(_decide_place(state, cmd, cfg, market, nonces, seen), seen)
 
 
 def _decide_place(
@@ -196,11 +227,15 @@ def _decide_place(
     if policy is None:
         raise RuntimeError("decide_place before genesis")
     if state.is_halted:
-        return _refuse(cmd, now, Refusal("system_halted", "system halted: intent dropped"))
+        sid = _peek_signal_id(cmd.data, cfg)
+        return _refuse(
+            cmd, now, Refusal("system_halted", "system halted: intent dropped", intent_id=sid)
+        )
     if not state.is_armed:
-        return _refuse(cmd, now, Refusal("system_disarmed", "system disarmed"))
+        sid = _peek_signal_id(cmd.data, cfg)
+        return _refuse(cmd, now, Refusal("system_disarmed", "system disarmed", intent_id=sid))
     if has_raw_bytes(cmd.subject):
-        return _refuse(cmd, now, _invalid_subject(cmd))
+        return _refuse(cmd, now, invalid_subject(cmd))
     try:
         route = cfg.subjects.parse_place(cmd.subject)
         env = _parse(cmd, cfg)
@@ -208,13 +243,13 @@ def _decide_place(
         if err.code == "signature":
             return _refuse(cmd, now, Refusal("hmac_signature_mismatch", err.message))
         return _refuse(cmd, now, Refusal("invalid_envelope", f"invalid envelope: {err.message}"))
-    sig_refusal = _verify(env, cfg, nonces, now, seen)
+    sig_refusal = verify_signed(env, cfg, nonces, now, seen)
     if sig_refusal is not None:
         return _refuse(cmd, now, sig_refusal)
     try:
         intent = parse_intent(env)
     except WireError as err:
-        return _refuse(cmd, now, Refusal("schema_invalid", err.message, intent_id=env.id or "N/A"))
+        return _refuse(cmd, now, Refusal("schema_invalid", err.message, **_ids(env)))
     got_hash = env.policy_hash or intent.policy_hash
     if got_hash is not None and got_hash != policy.hash:
         return _refuse(
@@ -223,7 +258,7 @@ def _decide_place(
             Refusal(
                 "policy_hash_mismatch",
                 f"policy hash {got_hash} does not match the active policy {policy.hash}",
-                intent_id=env.id or "N/A",
+                **_ids(env),
                 expected_policy_hash=policy.hash,
                 got_policy_hash=got_hash,
             ),
@@ -234,7 +269,7 @@ def _decide_place(
     where = {"venue": venue, "account": route.account, "symbol": intent.symbol}
 
     def refuse(code: str, message: str) -> Decision:
-        return _refuse(cmd, now, Refusal(code, message, intent_id=env.id or "N/A"), intent, **where)
+        return _refuse(cmd, now, Refusal(code, message, **_ids(env)), intent, **where)
 
     if venue not in cfg.venues:
         return refuse("unknown_venue", f"venue '{venue}' is not configured")
@@ -253,14 +288,27 @@ def _decide_place(
     if intent.signal_id in state.accepted_signals:
         return refuse("duplicate_signal", f"signal {intent.signal_id} was already executed")
 
-    pre = risk.check_symbol(policy, intent.symbol, intent.size)
+    if state.risk_state == "Emergency":
+        return refuse(
+            "risk_state_emergency",
+            f"RISK REJECTION: risk state Emergency ({state.risk_state_source}): no intent "
+            "executes (flatten still works)",
+        )
+    limits = state.limits or policy
+    pre = risk.check_symbol(limits, intent.symbol, intent.size)
     if pre is not None:
         return refuse(pre.code, pre.message)
     plan_or_reason = _plan(state, intent, intent_type, venue)
     if isinstance(plan_or_reason, str):
         return refuse("risk_rejection", f"RISK REJECTION: {plan_or_reason}")
     plan = plan_or_reason
-    refusal = risk.check_order(state, policy, plan, market, cfg.limits)
+    if state.risk_state == "Defensive" and not plan.is_reduce_only:
+        return refuse(
+            "risk_state_defensive",
+            f"RISK REJECTION: risk state Defensive ({state.risk_state_source}): close-only, "
+            f"an opening {intent_type.value} is refused",
+        )
+    refusal = risk.check_order(state, limits, plan, market, cfg.limits)
     if refusal is not None:
         return refuse(refusal.code, refusal.message)
 
@@ -287,6 +335,7 @@ def _decide_place(
         correlation_id=env.correlation_id or intent.signal_id,
         stop_loss=intent.stop_loss,
         take_profits=intent.take_profits,
+        reference_price=risk.reference_price(plan, market),
     )
     decided = IntentDecided(
         ts_ms=now,
@@ -330,154 +379,3 @@ def _plan(state: State, intent: Intent, kind: IntentType, venue: str) -> risk.Or
     side = Side.SELL if pos.qty > 0 else Side.BUY
     qty = min(intent.size, abs(pos.qty))
     return risk.OrderPlan(venue, intent.symbol, side, qty, limit, True, intent.t_signal_ms)
-
-
-def decide_control(
-    state: State,
-    cmd: ReceivedCommand,
-    cfg: DecisionConfig,
-    now_ms: int,
-    nonces: NonceCache,
-) -> Decision:
-    """halt / open / arm / disarm / flatten / policy: signed like intents."""
-    seen: list[SeenNonce] = []
-    with localcontext(DECIMAL_CONTEXT):
-        return _with_nonce(_decide_control(state, cmd, cfg, now_ms, nonces, seen), seen)
-
-
-def _decide_control(
-    state: State,
-    cmd: ReceivedCommand,
-    cfg: DecisionConfig,
-    now_ms: int,
-    nonces: NonceCache,
-    seen: list[SeenNonce],
-) -> Decision:
-    if state.is_decided(cmd.seq):
-        return Decision(is_duplicate=True, summary=f"cmd {cmd.seq} already decided")
-
-    def refuse(code: str, message: str, intent_id: str = "N/A") -> Decision:
-        ev = ControlDecided(
-            ts_ms=now_ms,
-            cmd_seq=cmd.seq,
-            action="",
-            outcome="rejected",
-            reason=f"{code}: {message}",
-        )
-        return Decision(
-            events=(ev,),
-            refusal=Refusal(code, message, intent_id=intent_id),
-            summary=f"control cmd {cmd.seq} rejected: {message}",
-        )
-
-    if has_raw_bytes(cmd.subject):
-        refusal = _invalid_subject(cmd)
-        return refuse(refusal.code, refusal.message)
-    try:
-        subject_action = cfg.subjects.parse_control(cmd.subject)
-        env = _parse(cmd, cfg)
-    except WireError as err:
-        if err.code == "signature":
-            return refuse("hmac_signature_mismatch", err.message)
-        return refuse("invalid_envelope", f"invalid control envelope: {err.message}")
-    sig_refusal = _verify(env, cfg, nonces, now_ms, seen)
-    if sig_refusal is not None:
-        return refuse(sig_refusal.code, sig_refusal.message, env.id or "N/A")
-    payload: Any = env.payload_exact
-    action_raw = payload.get("action") if isinstance(payload, dict) else None
-    if action_raw != subject_action:
-        return refuse(
-            "schema_invalid",
-            f"payload action {action_raw!r} does not match subject action {subject_action!r}",
-        )
-    try:
-        action = ControlAction(subject_action)
-    except ValueError:
-        return refuse("schema_invalid", f"unknown control action {subject_action!r}")
-    policy_doc: dict[str, Any] | None = None
-    if action is ControlAction.POLICY:
-        # the document as signed (its numbers as the brain hashes them), whose text must
-        # then be well-formed: it is kept in the event as it is
-        policy_doc = env.payload_raw.get("policy")
-        if _has_surrogate_text(policy_doc):
-            return refuse("schema_invalid", "policy holds text that is not well-formed Unicode")
-        try:
-            parse_policy(policy_doc)
-        except PolicyError as err:
-            return refuse("schema_invalid", str(err))
-    orders: list[OrderAccepted] = []
-    cancels: tuple[ClientOrderId, ...] = ()
-    if action is ControlAction.FLATTEN:
-        orders = _flatten_orders(state, cmd, cfg, now_ms)
-        cancels = tuple(
-            o.client_order_id for o in state.iter_open_orders() if not o.is_cancel_requested
-        )
-    decided = ControlDecided(
-        ts_ms=now_ms,
-        cmd_seq=cmd.seq,
-        action=action.value,
-        outcome="accepted",
-        reason=str(payload.get("reason", "")),
-        policy=policy_doc,
-        client_order_ids=tuple(o.client_order_id for o in orders),
-    )
-    return Decision(
-        events=(decided, *orders),
-        submit=tuple(o.client_order_id for o in orders),
-        cancel=cancels,
-        summary=f"control cmd {cmd.seq} accepted: {action.value}"
-        + (
-            f" ({len(orders)} reduce-only orders, {len(cancels)} cancels)"
-            if orders or cancels
-            else ""
-        ),
-    )
-
-
-def _has_surrogate_text(value: object) -> bool:
-    if isinstance(value, str):
-        return has_surrogates(value)
-    if isinstance(value, dict):
-        return any(has_surrogates(k) or _has_surrogate_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogate_text(v) for v in value)
-    return False
-
-
-def _flatten_orders(
-    state: State, cmd: ReceivedCommand, cfg: DecisionConfig, now_ms: int
-) -> list[OrderAccepted]:
-    signal = f"flatten-{cmd.seq}"
-    out: list[OrderAccepted] = []
-    for i, key in enumerate(sorted(k for k, p in state.positions.items() if not p.is_flat)):
-        pos = state.positions[key]
-        venue, symbol = key
-        out.append(
-            OrderAccepted(
-                ts_ms=now_ms,
-                client_order_id=client_order_id(signal, venue, i),
-                venue=venue,
-                account=_account_of(state, venue, symbol),
-                symbol=symbol,
-                signal_id=signal,
-                cmd_seq=cmd.seq,
-                side=Side.SELL if pos.qty > 0 else Side.BUY,
-                order_type=OrderType.MARKET,
-                qty=abs(pos.qty),
-                limit_price=None,
-                is_reduce_only=True,
-                intent_type=None,
-                expires_at_ms=now_ms + cfg.order_ttl_ms,
-                t_signal=now_ms,
-                t_ingress=cmd.t_ingress_ms,
-                correlation_id=signal,
-            )
-        )
-    return out
-
-
-def _account_of(state: State, venue: str, symbol: str) -> str:
-    for order in reversed(list(state.orders.values())):
-        if order.venue == venue and order.symbol == symbol:
-            return order.account
-    return "main"

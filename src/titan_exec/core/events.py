@@ -21,7 +21,13 @@ from titan_exec.core.model import (
     VenueOrderId,
 )
 
-Outcome = Literal["accepted", "rejected"]
+Outcome = Literal["accepted", "rejected", "ignored"]
+"""`ignored`: a well-formed command that is not for this service (an allocation override is
+the brain's own business): recorded, never a refusal."""
+
+RISK_STATES: tuple[str, ...] = ("Normal", "Cautious", "Defensive", "Emergency")
+"""The brain's risk posture (RiskGuardian), mildest first. Cautious is reported only;
+Defensive is close-only; Emergency refuses every intent (flatten still works)."""
 
 
 class SeenNonce(msgspec.Struct, frozen=True, rename="camel"):
@@ -60,7 +66,15 @@ class IntentDecided(_Event, frozen=True, kw_only=True, tag="intent.decided"):
 
 
 class ControlDecided(_Event, frozen=True, kw_only=True, tag="control.decided"):
-    """Exactly one per control command. Accepted halt/open/arm/disarm/policy change state."""
+    """Exactly one per control command (ours or an upstream form, `core/controls.py`).
+    Accepted halt/open/arm/disarm/policy change state.
+
+    `authentication`: how the command proved where it came from — `signed` (the envelope's
+    HMAC), `inner_signed` (RiskManager's signature inside the body), `unsigned`, or
+    `bad_signature` (a signature that did not verify: treated as unsigned). Only a signed
+    command may increase risk. A policy control either replaces the policy (`policy`,
+    signed) or sets the limits overlay (`overlay`: limits that only tighten the policy,
+    `core/overlay.py`), and may carry the brain's risk state (`risk_state`)."""
 
     cmd_seq: int
     action: str
@@ -69,6 +83,21 @@ class ControlDecided(_Event, frozen=True, kw_only=True, tag="control.decided"):
     policy: dict[str, Any] | None = None
     client_order_ids: tuple[ClientOrderId, ...] = ()
     nonce: SeenNonce | None = None
+    authentication: str = "signed"
+    form: str = ""
+    overlay: dict[str, Any] | None = None
+    risk_state: str | None = None
+
+
+class RiskStateDecided(_Event, frozen=True, kw_only=True, tag="risk_state.decided"):
+    """Exactly one per message on the brain's risk-state subject (`titan.evt.risk.state.v1`,
+    in `TITAN_EVT` at `src_seq`): accepted (the posture changes) or rejected (not one of
+    `RISK_STATES`)."""
+
+    src_seq: int
+    risk_state: str
+    outcome: Outcome
+    reason: str
 
 
 class _OrderEvent(_Event, frozen=True, kw_only=True):
@@ -95,6 +124,9 @@ class OrderAccepted(_OrderEvent, frozen=True, kw_only=True, tag="order.accepted"
     correlation_id: str = ""
     stop_loss: Decimal | None = None
     take_profits: tuple[Decimal, ...] = ()
+    reference_price: Decimal | None = None
+    """The book price the order met at decision time (ask for a buy, bid for a sell): the
+    slippage breaker measures its fills against it (absent: the limit price, if any)."""
 
 
 class OrderSubmitted(_OrderEvent, frozen=True, kw_only=True, tag="order.submitted"):
@@ -198,6 +230,7 @@ Event = (
     Genesis
     | IntentDecided
     | ControlDecided
+    | RiskStateDecided
     | OrderEvent
     | OrderFilled
     | StateCompacted
@@ -208,6 +241,7 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     Genesis,
     IntentDecided,
     ControlDecided,
+    RiskStateDecided,
     OrderAccepted,
     OrderSubmitted,
     OrderAcknowledged,
@@ -232,6 +266,8 @@ def event_id(event: Event) -> str:
             return f"genesis:{event.ts_ms}"
         case IntentDecided() | ControlDecided():
             return f"cmd:{event.cmd_seq}:decided"
+        case RiskStateDecided():
+            return f"risk_state:{event.src_seq}:decided"
         case OrderFilled():
             return f"fill:{event.venue}:{event.execution_id}"
         case OrderAccepted():

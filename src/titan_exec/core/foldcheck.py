@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from titan_exec.core import orders as om
 from titan_exec.core.events import (
+    RISK_STATES,
     ControlDecided,
     Event,
     Genesis,
@@ -32,8 +33,10 @@ from titan_exec.core.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    RiskStateDecided,
 )
 from titan_exec.core.model import ZERO, ControlAction
+from titan_exec.core.overlay import overlay_from_doc
 from titan_exec.core.policy import PolicyError, parse_policy
 from titan_exec.core.state import State, step
 
@@ -73,10 +76,22 @@ def why_unfoldable(state: State, event: Event) -> str | None:
                 action = ControlAction(event.action)
             except ValueError:
                 return f"unknown control action {event.action!r}"
+            if event.risk_state is not None and event.risk_state not in RISK_STATES:
+                return f"unknown risk state {event.risk_state!r}"
             if action is ControlAction.POLICY:
-                if event.policy is None:
+                if event.policy is None and event.overlay is None and event.risk_state is None:
                     return "policy control without a policy"
-                return _policy_problem(event.policy)
+                if event.overlay is not None:
+                    try:
+                        overlay_from_doc(event.overlay)
+                    except (ValueError, TypeError, ArithmeticError) as err:
+                        return str(err)
+                if event.policy is not None:
+                    return _policy_problem(event.policy)
+            return None
+        case RiskStateDecided(outcome="accepted"):
+            if event.risk_state not in RISK_STATES:
+                return f"unknown risk state {event.risk_state!r}"
             return None
         case OrderAccepted():
             if event.client_order_id in state.orders:

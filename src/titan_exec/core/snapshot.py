@@ -5,8 +5,12 @@ A snapshot is UTF-8 JSON lines:
     {"snapshot":1,"hash_version":2,...,"state_hash":h,"hashed_lines":n}   header (not hashed)
     {"k":"flags",...} {"k":"policy",...} {"k":"pos","v":[...]}...          n hashed lines
     {"k":"ord","v":[...]} {"k":"cmds",...} {"k":"sig",...} {"k":"fill",...}
-    {"k":"day",...} {"k":"end"}
-    {"k":"trade","v":[...]} {"k":"nonce","v":[...]}                        not hashed
+    {"k":"day",...} {"k":"risk",...} {"k":"end"}
+    {"k":"trade","v":[...]} {"k":"nonce","v":[...]} {"k":"ctl",...}        not hashed
+
+The `risk` line (the brain's risk posture, the limits overlay, the reference prices of open
+orders) is written only when one of them is not at its default, so that the hash of a state
+without them is the hash earlier builds computed for it.
 
 The hashed lines hold everything the fold decides, in a canonical order (positions by
 (venue, symbol), orders by client order id, sets sorted), at most `CHUNK` entries per line.
@@ -33,6 +37,7 @@ import msgspec
 
 from titan_exec.core.model import ClientOrderId
 from titan_exec.core.orders import Order
+from titan_exec.core.overlay import LimitsOverlay, overlay_from_doc
 from titan_exec.core.policy import parse_policy
 from titan_exec.core.positions import ClosedTrade, Position
 from titan_exec.core.state import PositionKey, State
@@ -74,6 +79,13 @@ class StateView:
     event_count: int
     anomalies: int
     reconciliations: int
+    risk_state: str = "Normal"
+    risk_state_source: str = ""
+    risk_state_seq: int = 0
+    overlay: LimitsOverlay | None = None
+    ref_prices: dict[ClientOrderId, Decimal] | None = None
+    slippage_breaches: int = 0
+    control_counts: dict[str, int] | None = None
 
 
 def capture(state: State) -> StateView:
@@ -96,6 +108,13 @@ def capture(state: State) -> StateView:
         event_count=state.event_count,
         anomalies=state.anomalies,
         reconciliations=state.reconciliations,
+        risk_state=state.risk_state,
+        risk_state_source=state.risk_state_source,
+        risk_state_seq=state.risk_state_seq,
+        overlay=state.overlay,
+        ref_prices=dict(state.ref_prices),
+        slippage_breaches=state.slippage_breaches,
+        control_counts=dict(state.control_counts),
     )
 
 
@@ -146,8 +165,21 @@ class DaysLine(_Line, frozen=True, tag="day"):
     v: list[tuple[int, Decimal]]
 
 
+class RiskLine(_Line, frozen=True, tag="risk"):
+    risk_state: str
+    source: str
+    seq: int
+    overlay: dict[str, Any] | None
+    refs: list[tuple[str, Decimal]]
+    breaches: int
+
+
 class EndLine(_Line, frozen=True, tag="end"):
     pass
+
+
+class ControlsLine(_Line, frozen=True, tag="ctl"):
+    v: list[tuple[str, int]]
 
 
 class TradesLine(_Line, frozen=True, tag="trade"):
@@ -167,9 +199,11 @@ AnyLine = (
     | SignalsLine
     | FillsLine
     | DaysLine
+    | RiskLine
     | EndLine
     | TradesLine
     | NoncesLine
+    | ControlsLine
 )
 
 
@@ -232,7 +266,31 @@ def iter_hashed_lines(view: StateView) -> Iterator[bytes]:
         yield _line(FillsLine([(v, x, view.seen_fills[(v, x)]) for v, x in keys]))
     for days in _chunks(sorted(view.daily_realized)):
         yield _line(DaysLine([(d, view.daily_realized[d]) for d in days]))
+    risk = _risk_line(view)
+    if risk is not None:
+        yield _line(risk)
     yield _line(EndLine())
+
+
+def _risk_line(view: StateView) -> RiskLine | None:
+    refs = view.ref_prices or {}
+    if (
+        view.risk_state == "Normal"
+        and not view.risk_state_source
+        and not view.risk_state_seq
+        and view.overlay is None
+        and not refs
+        and not view.slippage_breaches
+    ):
+        return None
+    return RiskLine(
+        risk_state=view.risk_state,
+        source=view.risk_state_source,
+        seq=view.risk_state_seq,
+        overlay=view.overlay.to_doc() if view.overlay is not None else None,
+        refs=[(str(c), refs[c]) for c in sorted(refs)],
+        breaches=view.slippage_breaches,
+    )
 
 
 def iter_extra_lines(view: StateView, nonces: Iterable[Nonce] = ()) -> Iterator[bytes]:
@@ -240,6 +298,8 @@ def iter_extra_lines(view: StateView, nonces: Iterable[Nonce] = ()) -> Iterator[
     yield _line(TradesLine(list(view.recent_trades)))
     for part in _chunks(sorted(nonces)):
         yield _line(NoncesLine(part))
+    if view.control_counts:
+        yield _line(ControlsLine(sorted(view.control_counts.items())))
 
 
 def hash_lines(lines: Iterable[bytes]) -> str:
@@ -384,6 +444,15 @@ def _restore_line(state: State, nonces: list[Nonce], line: AnyLine) -> None:
             state.recent_trades.extend(line.v)
         case NoncesLine():
             nonces.extend(line.v)
+        case RiskLine():
+            state.risk_state = line.risk_state
+            state.risk_state_source = line.source
+            state.risk_state_seq = line.seq
+            state.overlay = overlay_from_doc(line.overlay) if line.overlay is not None else None
+            state.ref_prices.update((ClientOrderId(c), p) for c, p in line.refs)
+            state.slippage_breaches = line.breaches
+        case ControlsLine():
+            state.control_counts.update(line.v)
         case EndLine():
             pass
 
@@ -440,6 +509,12 @@ def diff(mine: StateView, theirs: StateView, *, limit: int = 10) -> list[Differe
             out.append(Difference("flags", "", name, str(x), str(y)))
     if mine.policy_hash != theirs.policy_hash:
         out.append(Difference("policy", "", "hash", str(mine.policy_hash), str(theirs.policy_hash)))
+    a_risk, b_risk = _risk_line(mine), _risk_line(theirs)
+    if a_risk != b_risk:
+        for name in RiskLine.__struct_fields__:
+            x, y = getattr(a_risk, name, None), getattr(b_risk, name, None)
+            if x != y:
+                out.append(Difference("risk", "", name, str(x), str(y)))
     sets: list[tuple[str, Any, Any]] = [
         ("commands", mine.decided_cmds, theirs.decided_cmds),
         ("signals", mine.accepted_signals, theirs.accepted_signals),

@@ -28,10 +28,12 @@ from titan_exec.core.events import (
     OrderRejected,
     OrderSubmitted,
     PositionReconciled,
+    RiskStateDecided,
     StateCompacted,
 )
-from titan_exec.core.model import DECIMAL_CONTEXT, ZERO, ClientOrderId, ControlAction, day_of
+from titan_exec.core.model import DECIMAL_CONTEXT, ZERO, ClientOrderId, ControlAction, Side, day_of
 from titan_exec.core.orders import Order
+from titan_exec.core.overlay import LimitsOverlay, effective, overlay_from_doc
 from titan_exec.core.policy import RiskPolicy, parse_policy
 from titan_exec.core.positions import ClosedTrade, Opening, Position, set_from_venue
 from titan_exec.core.positions import apply_fill as position_fill
@@ -40,6 +42,8 @@ PositionKey = tuple[str, str]
 """(venue, symbol)"""
 
 RECENT_TRADES = 200
+RISK_ORDER = ("Normal", "Cautious", "Defensive", "Emergency")
+BPS = Decimal(10_000)
 
 
 @dataclass(slots=True)
@@ -67,10 +71,31 @@ class State:
     """Late fills, overfills, fills for unknown orders: venue truth that surprised us."""
     reconciliations: int = 0
     """Positions set from an authoritative venue report (`PositionReconciled`)."""
+    risk_state: str = "Normal"
+    """The brain's risk posture (`events.RISK_STATES`), or one the slippage breaker set."""
+    risk_state_source: str = ""
+    """What set it: `risk_guardian`, `policy cmd <seq>`, `slippage ...`, `control cmd <seq>`."""
+    risk_state_seq: int = 0
+    """`TITAN_EVT` sequence of the last risk-state message decided (the reader resumes after
+    it)."""
+    overlay: LimitsOverlay | None = None
+    """Unsigned limits that tighten the policy (`core/overlay.py`)."""
+    ref_prices: dict[ClientOrderId, Decimal] = field(default_factory=dict)
+    """Reference prices of open orders (slippage breaker)."""
+    slippage_breaches: int = 0
+    control_counts: dict[str, int] = field(default_factory=dict)
+    """`<action>:<outcome>:<authentication>` -> how many (a display; not hashed)."""
 
     @property
     def is_initialized(self) -> bool:
         return self.policy is not None
+
+    @property
+    def limits(self) -> RiskPolicy | None:
+        """The policy the risk guard applies: the active policy tightened by the overlay."""
+        if self.policy is None:
+            return None
+        return effective(self.policy, self.overlay)
 
     def position(self, venue: str, symbol: str) -> Position:
         return self.positions.get((venue, symbol)) or Position(venue=venue, symbol=symbol)
@@ -116,8 +141,15 @@ def _step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
                 state.accepted_signals[event.signal_id] = event.client_order_ids
         case ControlDecided():
             state.decided_cmds.add(event.cmd_seq)
+            _count(state, event.action or "unknown", event.outcome, event.authentication)
             if event.outcome == "accepted":
                 _apply_control(state, event)
+        case RiskStateDecided():
+            state.risk_state_seq = max(state.risk_state_seq, event.src_seq)
+            _count(state, "risk_state", event.outcome, "unsigned")
+            if event.outcome == "accepted":
+                state.risk_state = event.risk_state
+                state.risk_state_source = f"risk_guardian seq {event.src_seq}"
         case OrderAccepted():
             if event.client_order_id in state.orders:
                 raise om.IllegalTransition(f"order {event.client_order_id} accepted twice")
@@ -126,6 +158,8 @@ def _step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
             state.open_orders.setdefault((order.venue, order.symbol), set()).add(
                 order.client_order_id
             )
+            if event.reference_price is not None:
+                state.ref_prices[order.client_order_id] = event.reference_price
         case (
             OrderSubmitted()
             | OrderAcknowledged()
@@ -159,9 +193,15 @@ def _order(state: State, coid: ClientOrderId) -> Order:
     return order
 
 
+def _count(state: State, action: str, outcome: str, authentication: str) -> None:
+    key = f"{action}:{outcome}:{authentication}"
+    state.control_counts[key] = state.control_counts.get(key, 0) + 1
+
+
 def _put(state: State, order: Order) -> None:
     state.orders[order.client_order_id] = order
     if order.status.is_terminal:
+        state.ref_prices.pop(order.client_order_id, None)
         key = (order.venue, order.symbol)
         open_set = state.open_orders.get(key)
         if open_set is not None:
@@ -181,10 +221,44 @@ def _apply_control(state: State, event: ControlDecided) -> None:
     elif action is ControlAction.DISARM:
         state.is_armed = False
     elif action is ControlAction.POLICY:
-        if event.policy is None:
+        if event.policy is None and event.overlay is None and event.risk_state is None:
             raise ValueError(f"policy control {event.cmd_seq} carries no policy")
-        state.policy = parse_policy(event.policy)
+        if event.policy is not None:
+            state.policy = parse_policy(event.policy)
+        if event.overlay is not None:
+            state.overlay = overlay_from_doc(event.overlay)
+    if event.risk_state is not None:
+        state.risk_state = event.risk_state
+        state.risk_state_source = f"{event.action} cmd {event.cmd_seq}"
     # FLATTEN acts through the orders it created (their own events).
+
+
+def _slippage_bps(order: Order, ref: Decimal, fill: OrderFilled) -> Decimal:
+    """How much worse than `ref` the fill is, in basis points (negative: better)."""
+    worse = fill.price - ref if order.side is Side.BUY else ref - fill.price
+    return worse / ref * BPS
+
+
+def _slippage_breaker(state: State, order: Order, fill: OrderFilled) -> None:
+    """A fill worse than its order's reference price by more than the policy's
+    `maxSlippageBps` moves the risk state to Cautious, by more than twice to Defensive.
+    It only ever escalates; `Normal` from the brain (or a signed control) lifts it."""
+    ref = state.ref_prices.get(order.client_order_id) or order.limit_price
+    limits = state.limits
+    if ref is None or ref <= ZERO or limits is None or limits.max_slippage_bps <= 0:
+        return
+    bps = _slippage_bps(order, ref, fill)
+    bound = Decimal(limits.max_slippage_bps)
+    target = "Defensive" if bps > 2 * bound else "Cautious" if bps > bound else None
+    if target is None:
+        return
+    state.slippage_breaches += 1
+    if RISK_ORDER.index(target) > RISK_ORDER.index(state.risk_state):
+        state.risk_state = target
+        state.risk_state_source = (
+            f"slippage {bps.quantize(Decimal('0.01'))} bps on {order.client_order_id} "
+            f"(fill {fill.price}, reference {ref}, max {bound})"
+        )
 
 
 def compaction(
@@ -249,6 +323,7 @@ def _apply_fill(state: State, fill: OrderFilled) -> ClosedTrade | None:
         state.anomalies += 1
         opening = Opening(signal_id=fill.signal_id)
     else:
+        _slippage_breaker(state, order, fill)
         updated = om.apply_fill(order, fill)
         if updated.is_anomalous and not order.is_anomalous:
             state.anomalies += 1

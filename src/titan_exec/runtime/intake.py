@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from titan_exec.adapters.nats.eventlog import EventLog, EventLogBroken, EventNotEncodable
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
+from titan_exec.core import controls
 from titan_exec.core import decide as decide_mod
 from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
 from titan_exec.core.events import ControlDecided, IntentDecided
@@ -146,9 +147,11 @@ class CommandIntake:
 
     def _worker_key(self, subject: str) -> str:
         parts = subject.split(".")
-        if len(parts) >= 8 and parts[3] == "place":
+        if len(parts) >= 8 and parts[2] == self.subjects.ns and parts[3] == "place":
             return f"place.{parts[5]}.{parts[7]}"
-        return "control" if len(parts) >= 4 and parts[3] == "control" else "other"
+        if controls.is_control_subject(subject, self.subjects.ns):
+            return "control"
+        return "other"
 
     async def _dispatch(self, msg: Msg) -> None:
         key = self._worker_key(msg.subject)
@@ -216,7 +219,7 @@ class CommandIntake:
                 self.log.state, cmd, self.dcfg, self.market.view(), self.nonces
             )
         elif kind == "control":
-            decision = decide_mod.decide_control(
+            decision = controls.decide_control(
                 self.log.state, cmd, self.dcfg, self.clock(), self.nonces
             )
         else:

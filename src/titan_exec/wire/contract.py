@@ -26,6 +26,7 @@ from titan_exec.core.events import (
     IntentDecided,
     OrderFilled,
     PositionReconciled,
+    RiskStateDecided,
     StateCompacted,
     event_id,
 )
@@ -44,6 +45,7 @@ TRADE_TYPE = "titan.event.analysis.trade_completed.v1"
 TRUTH_TYPE = "titan.event.execution.truth.v1"
 COMPACTION_TYPE = "titan.event.execution.compaction.v1"
 POSITION_TYPE = "titan.event.execution.position.v1"
+RISK_STATE_TYPE = "titan.event.execution.risk_state.v1"
 
 STATE_KINDS = frozenset(
     {"fill", "order", "decision", "control", "genesis", "compaction", "position"}
@@ -76,7 +78,7 @@ def event_subject(ns: str, event: Event) -> str:
             return f"titan.evt.{ns}.fill.v1.{_route(event.venue, event.account, event.symbol)}"
         case IntentDecided():
             return f"titan.evt.{ns}.decision.v1.{_route(event.venue, event.account, event.symbol)}"
-        case ControlDecided():
+        case ControlDecided() | RiskStateDecided():
             return f"titan.evt.{ns}.control.v1"
         case Genesis():
             return f"titan.evt.{ns}.genesis.v1"
@@ -96,6 +98,8 @@ def _event_type(event: Event) -> str:
             return DECISION_TYPE
         case ControlDecided():
             return CONTROL_TYPE
+        case RiskStateDecided():
+            return RISK_STATE_TYPE
         case Genesis():
             return GENESIS_TYPE
         case StateCompacted():
@@ -114,6 +118,8 @@ def _correlation(event: Event) -> str:
             return event.signal_id or f"cmd-{event.cmd_seq}"
         case ControlDecided():
             return f"cmd-{event.cmd_seq}"
+        case RiskStateDecided():
+            return f"risk-state-{event.src_seq}"
         case Genesis():
             return "genesis"
         case StateCompacted():

@@ -251,6 +251,11 @@ def _kept(value: Any) -> Any:
     return value
 
 
+def kept_view(value: Any) -> Any:
+    """A parsed JSON tree as the signer's JavaScript sees it (see `_kept`)."""
+    return _kept(value)
+
+
 def parse_envelope(
     data: bytes,
     *,

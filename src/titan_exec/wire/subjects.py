@@ -33,6 +33,23 @@ HEARTBEAT_WILDCARD: Final = "titan.sys.heartbeat.v1.>"
 TICKER_WILDCARD: Final = "titan.data.market.ticker.v1.>"
 TRADE_COMPLETED: Final = "titan.evt.analysis.trade_completed.v1"
 RISK_COMMAND_WILDCARD: Final = "titan.cmd.risk.>"
+BRAIN_POLICY_HASH: Final = "titan.req.exec.policy_hash.v1"
+"""Where the brain's handshake asks, whatever the namespace: `exec` is hard-coded upstream
+(packages/shared/src/messaging/PolicyHandshake.ts:12, titan_subjects.ts:362)."""
+ALL_VENUES: Final = frozenset({"auto", "main"})
+"""RPC venue tokens meaning every venue (the brain asks `get_balances.v1.main` for equity,
+ExecutionEngineClient.ts:272; `auto` is the place subjects' "any venue")."""
+
+# The control subjects of the real Titan deployment (titan-upstream.md §1a C1-C8, R1):
+UPSTREAM_HALT: Final = "titan.cmd.sys.halt.v1"
+UPSTREAM_FLATTEN: Final = ("titan.cmd.risk.flatten.v1", "titan.cmd.risk.flatten")
+UPSTREAM_POLICY: Final = "titan.cmd.risk.policy.v1"
+UPSTREAM_RISK_CONTROL: Final = "titan.cmd.risk.control.v1"
+UPSTREAM_ARM: Final = "titan.cmd.operator.arm.v1"
+UPSTREAM_DISARM: Final = "titan.cmd.operator.disarm.v1"
+OPERATOR_WILDCARD: Final = "titan.cmd.operator.>"
+RISK_STATE: Final = "titan.evt.risk.state.v1"
+"""RiskGuardian's posture: a bare JSON string (`"Defensive"`), in `TITAN_EVT`."""
 _TICKER_PREFIX: Final = ("titan", "data", "market", "ticker", "v1")
 
 
@@ -128,8 +145,20 @@ class Subjects:
 
     @property
     def risk_command_wildcard(self) -> str:
-        """Signed risk commands from the brain (`titan.cmd.risk.>`)."""
+        """Risk commands from the brain (`titan.cmd.risk.>`)."""
         return RISK_COMMAND_WILDCARD
+
+    @property
+    def command_filters(self) -> tuple[str, ...]:
+        """What this instance's durable consumer on `TITAN_CMD` reads: our namespace and
+        the upstream control subjects (halt, risk, operator), none covering another."""
+        ours = f"titan.cmd.{self.ns}.>"
+        upstream = {
+            "sys": UPSTREAM_HALT,
+            "risk": RISK_COMMAND_WILDCARD,
+            "operator": OPERATOR_WILDCARD,
+        }
+        return (ours, *(s for ns, s in upstream.items() if ns != self.ns))
 
     # -- inbound: system and market data -------------------------------------------------
 
@@ -233,5 +262,31 @@ class Subjects:
         return f"titan.rpc.{self.ns}.get_balances.v1.>"
 
     @property
+    def risk_state(self) -> str:
+        return RISK_STATE
+
+    @property
     def req_policy_hash(self) -> str:
         return f"titan.req.{self.ns}.policy_hash.v1"
+
+    @property
+    def rpc_positions_subjects(self) -> tuple[str, ...]:
+        """`titan.rpc.<ns>.get_positions.v1[.<venue>]`: with a venue token and without."""
+        return (f"titan.rpc.{self.ns}.get_positions.v1", self.rpc_get_positions)
+
+    @property
+    def rpc_balances_subjects(self) -> tuple[str, ...]:
+        return (f"titan.rpc.{self.ns}.get_balances.v1", self.rpc_get_balances)
+
+    @property
+    def policy_hash_subjects(self) -> tuple[str, ...]:
+        """The namespace's own and the brain's hard-coded `titan.req.exec.policy_hash.v1`
+        (one subject when the namespace is `exec`)."""
+        return tuple(dict.fromkeys((BRAIN_POLICY_HASH, self.req_policy_hash)))
+
+    def rpc_venue(self, subject: str) -> str | None:
+        """The venue an RPC subject asks about (`...get_positions.v1.<venue>`), or None for
+        every venue: no token, `auto` or `main`. More than one token after `v1` is a name no
+        venue has, returned joined (it matches nothing)."""
+        venue = ".".join(subject.split(".")[5:])
+        return None if not venue or venue in ALL_VENUES else venue
