@@ -15,7 +15,7 @@ from titan_exec.adapters.venue.base import (
 )
 from titan_exec.adapters.venue.paper import PaperVenue, split
 from titan_exec.core.model import ClientOrderId, OrderType, Side
-from titan_exec.core.reports import PlaceRequest
+from titan_exec.core.reports import BalanceReport, PlaceRequest
 
 D = Decimal
 SYM = "BTC/USDT"
@@ -375,19 +375,24 @@ async def test_latency_delays_each_answer() -> None:
     assert loop.time() - start >= 0.015
 
 
+def usdt(total: str) -> BalanceReport:
+    """The paper venue's only balance: cash, all of it free."""
+    return BalanceReport("USDT", total=D(total), free=D(total), used=D(0))
+
+
 async def test_round_trip_positions_balance_and_equity() -> None:
     v = venue()
     await v.place(req("open", Side.BUY, "0.1"))  # at 50010, fee 2.0004
     [pos] = await v.positions()
     assert (pos.symbol, pos.qty, pos.entry_price) == (SYM, D("0.1"), D("50010"))
-    assert await v.balances() == {"USDT": D("99997.9996")}
+    assert await v.balances() == [usdt("99997.9996")]
 
     v.on_ticker(SYM, D("51000"), D("51010"), 2_000)
     assert await v.equity() == D("100097.4996")  # + (51005 - 50010) * 0.1
 
     await v.place(req("close", Side.SELL, "0.1"))  # at 51000, fee 2.04, realised 99
     assert [(p.symbol, p.qty) for p in await v.positions()] == [(SYM, 0)]
-    assert await v.balances() == {"USDT": D("100094.9596")}
+    assert await v.balances() == [usdt("100094.9596")]
     assert await v.equity() == D("100094.9596")
 
 
@@ -403,7 +408,7 @@ async def test_pyramid_and_flip_keep_a_netted_position() -> None:
     await v.place(req("c", Side.SELL, "0.6"))  # closes 0.4 (+400), opens 0.2 short
     [pos] = await v.positions()
     assert (pos.qty, pos.entry_price) == (D("-0.2"), D("51002.5"))
-    assert await v.balances() == {"USDT": D("100400")}
+    assert await v.balances() == [usdt("100400")]
 
 
 async def test_positions_report_flat_explicitly_and_every_symbol_asked_about() -> None:

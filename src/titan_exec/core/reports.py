@@ -75,3 +75,15 @@ class PositionReport:
     qty: Decimal
     """Signed: positive long."""
     entry_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceReport:
+    """One currency of the venue account (ccxt `fetch_balance`: free / used / total)."""
+
+    currency: str
+    total: Decimal
+    free: Decimal | None
+    """Available for new orders; None when the venue did not say."""
+    used: Decimal | None
+    """Locked in orders and margin; None when the venue did not say."""

@@ -51,6 +51,7 @@ from titan_exec.core.reconcile import (
 )
 from titan_exec.core.reports import PositionReport
 from titan_exec.runtime.orders import OrderRunner
+from titan_exec.wire.decimals import plain_or_none
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class PassResult:
 
 
 def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    return plain_or_none(value)
 
 
 class VenueReconciler:
@@ -325,7 +326,8 @@ class VenueReconciler:
     # --- balances ---------------------------------------------------------------------------
 
     async def balances_pass(self) -> PassResult:
-        balances = await self.runner.venue_call("balances", self.runner.venue.balances())
+        reports = await self.runner.venue_call("balances", self.runner.venue.balances())
+        balances = {b.currency: b.total for b in reports}
         now = self.clock()
         for asset, total in sorted(balances.items()):
             if total == ZERO and asset not in self._balances:

@@ -572,13 +572,17 @@ class Service:
         )
 
     async def _subscribe_rpcs(self) -> None:
-        """Request/reply is answered by the active only (one answer per request)."""
+        """Request/reply is answered by the active only (one answer per request). The policy
+        hash also on the brain's hard-coded `titan.req.exec.policy_hash.v1`."""
         assert self.nc is not None
-        self._rpc_subs += [
-            await self.nc.subscribe(self.subjects.rpc_get_positions, cb=self._rpc_positions),
-            await self.nc.subscribe(self.subjects.rpc_get_balances, cb=self._rpc_balances),
-            await self.nc.subscribe(self.subjects.req_policy_hash, cb=self._rpc_policy_hash),
-        ]
+        s = self.subjects
+        for subjects, cb in (
+            (s.rpc_positions_subjects, self._rpc_positions),
+            (s.rpc_balances_subjects, self._rpc_balances),
+            (s.policy_hash_subjects, self._rpc_policy_hash),
+        ):
+            for subject in subjects:
+                self._rpc_subs.append(await self.nc.subscribe(subject, cb=cb))
 
     def _remember_nonce(self, ev: Event) -> None:
         """Rebuild the replay cache from the decisions in the stream: a restart must not

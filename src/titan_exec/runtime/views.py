@@ -16,7 +16,7 @@ from titan_exec.adapters.nats import follow
 from titan_exec.core.events import Event, OrderFilled
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.state import state_hash
-from titan_exec.wire import contract
+from titan_exec.wire import contract, replies
 
 if TYPE_CHECKING:
     from titan_exec.runtime.service import Service
@@ -81,31 +81,36 @@ async def reply(msg: Msg, doc: Any) -> None:
 
 
 async def rpc_positions(svc: Service, msg: Msg) -> None:
-    await reply(msg, {"positions": positions_doc(svc), "timestamp": svc.clock()})
+    """`get_positions.v1.<venue>`: our open positions at that venue (`wire/replies.py`)."""
+    doc = replies.positions_reply(
+        svc.state.positions.values(),
+        venue=svc.subjects.rpc_venue(msg.subject),
+        mark_of=svc.market.mark,
+        ts_ms=svc.clock(),
+    )
+    await reply(msg, doc)
 
 
 async def rpc_balances(svc: Service, msg: Msg) -> None:
+    """`get_balances.v1.<venue>`: the venue account's balances; this instance has one
+    venue, so a token naming another gets no balances and an error."""
+    asked = svc.subjects.rpc_venue(msg.subject)
+    name = svc.venue.name
+    if not replies.is_venue(asked, name):
+        error = f"unknown venue {asked!r}: this instance trades {name!r}"
+        await reply(msg, replies.balances_error_reply(error, venue=asked, ts_ms=svc.clock()))
+        return
     try:
-        balances = await asyncio.wait_for(svc.venue.balances(), 5)
-        doc: dict[str, Any] = {
-            "venue": svc.venue.name,
-            "balances": {k: str(v) for k, v in balances.items()},
-            "timestamp": svc.clock(),
-        }
+        reports = await asyncio.wait_for(svc.venue.balances(), 5)
+        doc = replies.balances_reply(reports, venue=name, ts_ms=svc.clock())
     except Exception as err:
-        doc = {"error": f"balances unavailable: {err!r}"}
+        error = f"balances unavailable: {err!r}"
+        doc = replies.balances_error_reply(error, venue=name, ts_ms=svc.clock())
     await reply(msg, doc)
 
 
 async def rpc_policy_hash(svc: Service, msg: Msg) -> None:
-    policy = svc.state.policy
-    await reply(
-        msg,
-        {
-            "policy_hash": policy.hash if policy else None,
-            "version": policy.version if policy else None,
-        },
-    )
+    await reply(msg, replies.policy_hash_reply(svc.state.policy, ts_ms=svc.clock()))
 
 
 def current_hash(svc: Service) -> str:

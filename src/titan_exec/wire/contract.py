@@ -32,6 +32,7 @@ from titan_exec.core.events import (
 )
 from titan_exec.core.positions import ClosedTrade, Position
 from titan_exec.wire.canonical import parse_json_strict
+from titan_exec.wire.decimals import plain, plain_or_none, rounded, rounded_or_none
 from titan_exec.wire.envelope import DEFAULT_MAX_VALUES
 from titan_exec.wire.errors import WireError
 from titan_exec.wire.text import has_raw_bytes, js_view, printable_subject, subject_bytes
@@ -253,21 +254,17 @@ def rfc3339(ts_ms: int) -> str:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _dec(value: Decimal) -> str:
-    return format(value, "f")
-
-
 def trade_record(trade: ClosedTrade, *, close_reason: str, metadata: dict[str, Any]) -> bytes:
     payload = {
         "signal_id": trade.signal_id,
         "symbol": trade.symbol,
         "side": trade.side,
-        "entry_price": _dec(trade.entry_price),
-        "exit_price": _dec(trade.exit_price),
-        "size": _dec(trade.size),
-        "pnl": _dec(trade.pnl),
-        "pnl_pct": _dec(trade.pnl_pct.quantize(Decimal("0.0001"))),
-        "fee": _dec(trade.fee),
+        "entry_price": rounded(trade.entry_price),
+        "exit_price": rounded(trade.exit_price),
+        "size": plain(trade.size),
+        "pnl": rounded(trade.pnl),
+        "pnl_pct": rounded(trade.pnl_pct, 4),
+        "fee": rounded(trade.fee),
         "fee_asset": metadata.get("fee_asset", "USDT"),
         "opened_at": rfc3339(trade.opened_at_ms),
         "closed_at": rfc3339(trade.closed_at_ms),
@@ -289,24 +286,26 @@ def trade_record(trade: ClosedTrade, *, close_reason: str, metadata: dict[str, A
 def position_doc(
     pos: Position, *, mark: Decimal | None, position_mode: str = "one_way"
 ) -> dict[str, Any]:
-    """The contract's Position (for truth snapshots and `/positions`)."""
+    """The contract's Position (for truth snapshots, `/positions` and `get_positions`):
+    quantities and the intent's levels exact, what is computed (average entry, PnL, mark,
+    fees split pro rata) at most 12 decimal places (`wire/decimals.py`)."""
     unrealized = (
         (mark - pos.avg_entry) * pos.qty if mark is not None and not pos.is_flat else Decimal(0)
     )
     return {
         "symbol": pos.symbol,
         "side": pos.side,
-        "size": _dec(abs(pos.qty)),
-        "entry_price": _dec(pos.avg_entry),
-        "stop_loss": _dec(pos.stop_loss) if pos.stop_loss is not None else None,
-        "take_profits": [_dec(t) for t in pos.take_profits],
+        "size": plain(abs(pos.qty)),
+        "entry_price": rounded(pos.avg_entry),
+        "stop_loss": plain_or_none(pos.stop_loss),
+        "take_profits": [plain(t) for t in pos.take_profits],
         "signal_id": pos.signal_id,
         "opened_at": pos.opened_at_ms,
         "exchange": pos.venue,
         "position_mode": position_mode,
-        "realized_pnl": _dec(pos.realized_pnl),
-        "unrealized_pnl": _dec(unrealized),
-        "fees_paid": _dec(pos.fees_paid),
-        "last_mark_price": _dec(mark) if mark is not None else None,
+        "realized_pnl": rounded(pos.realized_pnl),
+        "unrealized_pnl": rounded(unrealized),
+        "fees_paid": rounded(pos.fees_paid),
+        "last_mark_price": rounded_or_none(mark),
         "last_update_ts": pos.last_update_ms,
     }

@@ -15,7 +15,13 @@ from decimal import Decimal
 from typing import Protocol
 
 from titan_exec.core.model import ClientOrderId, VenueOrderId
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, PositionReport
+from titan_exec.core.reports import (
+    BalanceReport,
+    FillReport,
+    OrderReport,
+    PlaceRequest,
+    PositionReport,
+)
 
 
 class VenueError(Exception):
@@ -84,7 +90,10 @@ class Venue(Protocol):
         *unknown* to the caller, never flat: only report 0 when the venue said so."""
         ...
 
-    async def balances(self) -> dict[str, Decimal]: ...
+    async def balances(self) -> list[BalanceReport]:
+        """The account's currencies, each with its total and, where the venue says,
+        what is free and what is used."""
+        ...
 
     async def equity(self) -> Decimal | None:
         """Account equity in quote currency, for the leverage check."""

@@ -55,7 +55,13 @@ from titan_exec.adapters.venue.base import (
     VenueUnknownOutcome,
 )
 from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, PositionReport
+from titan_exec.core.reports import (
+    BalanceReport,
+    FillReport,
+    OrderReport,
+    PlaceRequest,
+    PositionReport,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -532,10 +538,23 @@ class CcxtVenue:
                 )
         return out
 
-    async def balances(self) -> dict[str, Decimal]:
+    async def balances(self) -> list[BalanceReport]:
+        """ccxt's unified balance: per currency `total`, `free` and `used` (a part ccxt
+        could not derive is None, and stays None)."""
         raw = await self._read(lambda: self.exchange.fetch_balance())
         totals = raw.get("total") or {}
-        return {asset: _dec(v) for asset, v in totals.items() if v is not None}
+        free = raw.get("free") or {}
+        used = raw.get("used") or {}
+        return [
+            BalanceReport(
+                str(asset),
+                total=_dec(total),
+                free=None if free.get(asset) is None else _dec(free[asset]),
+                used=None if used.get(asset) is None else _dec(used[asset]),
+            )
+            for asset, total in sorted(totals.items())
+            if total is not None
+        ]
 
     async def equity(self) -> Decimal | None:
         raw = await self._read(lambda: self.exchange.fetch_balance())

@@ -51,7 +51,13 @@ from titan_exec.adapters.venue.base import (
     VenueUnknownOutcome,
 )
 from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, PositionReport
+from titan_exec.core.reports import (
+    BalanceReport,
+    FillReport,
+    OrderReport,
+    PlaceRequest,
+    PositionReport,
+)
 
 QUOTE = "USDT"
 QTY_STEP = Decimal("1E-8")
@@ -237,9 +243,11 @@ class PaperVenue:
             for symbol in sorted(symbols - set(self._positions))
         ]
 
-    async def balances(self) -> dict[str, Decimal]:
+    async def balances(self) -> list[BalanceReport]:
+        """The quote balance (cash: fills, fees and realised PnL), all of it free: the paper
+        venue keeps no margin."""
         await self._latency()
-        return {QUOTE: self._balance}
+        return [BalanceReport(QUOTE, total=self._balance, free=self._balance, used=ZERO)]
 
     async def equity(self) -> Decimal | None:
         await self._latency()
