@@ -106,6 +106,10 @@ class SecurityConfig:
     max_json_depth: int = 32
     max_json_values: int = 512
     """JSON values one command may hold, bounded before parsing (wire/envelope.py)."""
+    unsigned_risk_reducing: str = "accept"
+    """`accept` | `refuse`: a control without a valid signature that only reduces risk
+    (halt, disarm, flatten, a tightening policy; `core/controls.py`). Risk-increasing
+    controls always need a signature."""
 
 
 @dataclass(frozen=True)
@@ -636,6 +640,11 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         raise ConfigError("security.max_payload_bytes: must be >= 1024")
     if not 2 <= sec.max_json_depth <= 512:
         raise ConfigError("security.max_json_depth: must be between 2 and 512")
+    if sec.unsigned_risk_reducing not in ("accept", "refuse"):
+        raise ConfigError(
+            "security.unsigned_risk_reducing: must be 'accept' or 'refuse', "
+            f"got {sec.unsigned_risk_reducing!r}"
+        )
     if not 16 <= sec.max_json_values <= 65536:
         raise ConfigError(
             f"security.max_json_values: must be between 16 and 65536, got {sec.max_json_values}"

@@ -121,7 +121,18 @@ class World:
         for m in await self.stream_messages("TITAN_DLQ", "titan.dlq.>"):
             doc = json.loads(m.data)
             doc["code"] = m.headers["Titan-Reason-Code"]
-            out[int(m.headers["Titan-Cmd-Seq"])] = doc
+            if "Titan-Cmd-Seq" in m.headers:
+                out[int(m.headers["Titan-Cmd-Seq"])] = doc
+        return out
+
+    async def risk_state_dead_letters(self) -> dict[int, dict[str, Any]]:
+        """Dead letters of refused risk-state messages, by their `TITAN_EVT` sequence."""
+        out = {}
+        for m in await self.stream_messages("TITAN_DLQ", "titan.dlq.>"):
+            if "Titan-Evt-Seq" in m.headers:
+                doc = json.loads(m.data)
+                doc["code"] = m.headers["Titan-Reason-Code"]
+                out[int(m.headers["Titan-Evt-Seq"])] = doc
         return out
 
 

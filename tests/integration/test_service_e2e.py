@@ -357,19 +357,31 @@ async def test_commands_for_several_symbols_are_decided_concurrently(
 async def test_a_replayed_control_command_is_refused_even_after_a_restart(
     service_nats: Any, tmp_path: Path
 ) -> None:
+    """A replayed signed arm is refused (nonce_replayed); a replayed halt is a halt without a
+    valid signature, and that may only reduce risk: it halts (core/controls.py)."""
     async with world(service_nats.url, tmp_path) as w:
+        await w.brain.control("disarm")
+        await wait_for(lambda: not w.svc.state.is_armed, "disarm")
+        arm = w.brain.envelope({"action": "arm", "reason": "x"}, kind="control")
+        seq = await w.publish_raw(arm, subject="titan.cmd.exec.control.v1.arm", msg_id="a1")
+        await w.decided(seq)
+        assert w.svc.state.is_armed
+        await w.brain.control("disarm")
+        await wait_for(lambda: not w.svc.state.is_armed, "disarm")
         halt = w.brain.envelope({"action": "halt", "reason": "x"}, kind="control")
         seq = await w.publish_raw(halt, subject="titan.cmd.exec.control.v1.halt", msg_id="h1")
         await w.decided(seq)
-        assert w.svc.state.is_halted
         await w.brain.control("open")
         await wait_for(lambda: not w.svc.state.is_halted, "open")
     async with world(service_nats.url, tmp_path) as w2:
-        seq = await w2.publish_raw(halt, subject="titan.cmd.exec.control.v1.halt", msg_id="h2")
+        seq = await w2.publish_raw(arm, subject="titan.cmd.exec.control.v1.arm", msg_id="a2")
         await w2.decided(seq)
-        assert not w2.svc.state.is_halted
+        assert not w2.svc.state.is_armed
         await w2.svc.events.drain()  # type: ignore[union-attr]
         assert (await w2.dead_letters())[seq]["code"] == "nonce_replayed"
+        seq = await w2.publish_raw(halt, subject="titan.cmd.exec.control.v1.halt", msg_id="h2")
+        await w2.decided(seq)
+        assert w2.svc.state.is_halted
 
 
 async def test_a_failed_event_publish_stops_the_instance_and_a_restart_loses_nothing(

@@ -108,6 +108,29 @@ class Metrics:
         self.positions = Gauge("titan_exec_open_positions", "Non-flat positions", registry=r)
         self.halted = Gauge("titan_exec_halted", "1 when trading is halted", registry=r)
         self.armed = Gauge("titan_exec_armed", "1 when the system is armed", registry=r)
+        self.risk_state = Gauge(
+            "titan_exec_risk_state",
+            "1 for the current risk state (Normal, Cautious, Defensive, Emergency)",
+            ["state"],
+            registry=r,
+        )
+        self.control_decisions = Gauge(
+            "titan_exec_control_decisions",
+            "Control commands decided, from the folded state (both instances of the pair)",
+            ["action", "outcome", "authentication"],
+            registry=r,
+        )
+        self.unsigned_controls = Counter(
+            "titan_exec_unsigned_controls_total",
+            "Control commands without a valid signature accepted by this instance (risk-reducing)",
+            ["action", "authentication"],
+            registry=r,
+        )
+        self.slippage_breaches = Gauge(
+            "titan_exec_slippage_breaches",
+            "Fills worse than their reference price by more than maxSlippageBps (folded)",
+            registry=r,
+        )
         self.heartbeat_age = Gauge(
             "titan_exec_brain_heartbeat_age_seconds",
             "Age of the last brain heartbeat (-1 never)",

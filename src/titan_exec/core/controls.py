@@ -145,6 +145,8 @@ class _Body:
     why: str = ""
     """Why a signature did not verify (`bad_signature`)."""
     envelope_id: str = "N/A"
+    why_code: str = "hmac_signature_mismatch"
+    """The refusal code of that (`nonce_replayed`, `stale_timestamp`, ...)."""
 
 
 def _printable(data: bytes) -> str:
@@ -240,7 +242,7 @@ def _read(
         if refusal is None:
             return _Body(fields, payload, "", "signed", envelope_id=envelope_id)
         auth = _inner_signed(payload, cfg, nonces, now_ms, seen) or "bad_signature"
-        return _Body(fields, payload, "", auth, refusal.message, envelope_id)
+        return _Body(fields, payload, "", auth, refusal.message, envelope_id, refusal.code)
     auth = _inner_signed(parsed, cfg, nonces, now_ms, seen) or "unsigned"
     return _Body(kept_view(parsed), parsed, "", auth)
 
@@ -388,7 +390,7 @@ def _decide(
     def needs_signature(action: str, what: str) -> Decision:
         if auth == "bad_signature":
             return refuse(
-                "hmac_signature_mismatch",
+                body.why_code,
                 f"{what} needs a valid signature ({body.why or 'it did not verify'}); "
                 f"send it signed: titan-exec send control {action}",
                 action,

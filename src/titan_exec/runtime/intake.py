@@ -291,6 +291,8 @@ class CommandIntake:
             durable.append(write_ahead)
         if decision.refusal is not None:
             self._publish_refusal(cmd, decision)
+        elif kind == "control":
+            self._count_unsigned(decision)
         for coid in decision.submit:
             self.runner.ingress_perf[coid] = perf0
         return _Pending(msg, decision, kind, perf0, durable)
@@ -344,30 +346,18 @@ class CommandIntake:
     def _publish_refusal(self, cmd: ReceivedCommand, decision: Decision) -> None:
         assert decision.refusal is not None
         r = decision.refusal
-        now = self.clock()
-        self.log.publish(
-            self.subjects.reject,
-            contract.reject_telemetry(
-                intent_id=r.intent_id,
-                reason=r.code,
-                expected_policy_hash=r.expected_policy_hash,
-                got_policy_hash=r.got_policy_hash,
-                brain_instance_id=r.brain_instance_id,
-                timestamp_ms=now,
-            ),
+        publish_refusal(
+            self.log,
+            self.subjects,
+            self.metrics,
+            r,
+            data=cmd.data,
+            subject=cmd.subject,
+            t_ingress_ms=cmd.t_ingress_ms,
+            now_ms=self.clock(),
+            dlq_id=f"dlq:{cmd.seq}",
+            headers={"Titan-Cmd-Seq": str(cmd.seq)},
         )
-        self.log.publish(
-            self.subjects.dlq,
-            contract.dead_letter(
-                cmd.data, reason=r.message, t_ingress_ms=cmd.t_ingress_ms, subject=cmd.subject
-            ),
-            headers={
-                "Nats-Msg-Id": f"dlq:{cmd.seq}",
-                "Titan-Reason-Code": r.code,
-                "Titan-Cmd-Seq": str(cmd.seq),
-            },
-        )
-        self.metrics.dead_letters.labels(r.code).inc()
         self.recent_rejects.append(
             {
                 "cmd_seq": cmd.seq,
@@ -377,6 +367,58 @@ class CommandIntake:
             }
         )
         del self.recent_rejects[:-RECENT_REJECTS]
+
+    def _count_unsigned(self, decision: Decision) -> None:
+        """Every control accepted without a valid signature is logged and counted."""
+        for ev in decision.events[:1]:
+            if (
+                isinstance(ev, ControlDecided)
+                and ev.outcome == "accepted"
+                and ev.authentication not in controls.SIGNED
+            ):
+                log.warning(
+                    "control cmd %d accepted without a valid signature (%s, %s): %s",
+                    ev.cmd_seq,
+                    ev.authentication,
+                    ev.form,
+                    ev.action,
+                )
+                self.metrics.unsigned_controls.labels(ev.action, ev.authentication).inc()
+
+
+def publish_refusal(
+    events: EventLog,
+    subjects: Subjects,
+    metrics: Metrics,
+    r: decide_mod.Refusal,
+    *,
+    data: bytes,
+    subject: str,
+    t_ingress_ms: int,
+    now_ms: int,
+    dlq_id: str,
+    headers: dict[str, str],
+) -> None:
+    """The reject telemetry and the dead letter of one refused input (a command, a risk
+    state message)."""
+    events.publish(
+        subjects.reject,
+        contract.reject_telemetry(
+            intent_id=r.intent_id,
+            reason=r.code,
+            expected_policy_hash=r.expected_policy_hash,
+            got_policy_hash=r.got_policy_hash,
+            brain_instance_id=r.brain_instance_id,
+            timestamp_ms=now_ms,
+            envelope_id=r.envelope_id,
+        ),
+    )
+    events.publish(
+        subjects.dlq,
+        contract.dead_letter(data, reason=r.message, t_ingress_ms=t_ingress_ms, subject=subject),
+        headers={"Nats-Msg-Id": dlq_id, "Titan-Reason-Code": r.code, **headers},
+    )
+    metrics.dead_letters.labels(r.code).inc()
 
 
 def _refused_instead(

@@ -41,7 +41,7 @@ from titan_exec.adapters.venue.base import Venue
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
 from titan_exec.core.decide import DecisionConfig
-from titan_exec.core.events import ControlDecided, Event, IntentDecided
+from titan_exec.core.events import RISK_STATES, ControlDecided, Event, IntentDecided
 from titan_exec.core.leadership import WriteRejected
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
@@ -55,6 +55,7 @@ from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.reconcile import VenueReconciler
 from titan_exec.runtime.restore import check_history_complete, newest_usable_snapshot
+from titan_exec.runtime.riskstate import RiskStateReader
 from titan_exec.runtime.shadow import CommandShadow, bind_command_consumer
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
@@ -147,6 +148,7 @@ class Service:
             max_payload_bytes=cfg.security.max_payload_bytes,
             max_depth=cfg.security.max_json_depth,
             max_values=cfg.security.max_json_values,
+            accept_unsigned_risk_reducing=cfg.security.unsigned_risk_reducing == "accept",
             limits=RiskLimits(
                 freshness_ms=cfg.risk.freshness_ms,
                 heartbeat_stale_ms=cfg.risk.heartbeat_stale_ms,
@@ -160,6 +162,7 @@ class Service:
         self.reconciler: VenueReconciler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.intake: CommandIntake | None = None
+        self.risk_reader: RiskStateReader | None = None
         self.follower: EventFollower | None = None
         self.shadow: CommandShadow | None = None
         self._command_sub: Any = None
@@ -510,6 +513,14 @@ class Service:
         )
         self.intake.psub = self._take_command_sub()
         self._tasks.append(self._leader_task(self.intake.run(), "intake"))
+        self.risk_reader = RiskStateReader(
+            js=self.js,
+            log=self.events,
+            subjects=self.subjects,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        self._tasks.append(self._leader_task(self.risk_reader.run(), "risk-state"))
         self.role = "active"
         self.health.is_ready = True
         self.metrics.ready.set(1)
@@ -768,6 +779,12 @@ class Service:
         self.metrics.positions.set(sum(1 for p in st.positions.values() if not p.is_flat))
         self.metrics.halted.set(1 if st.is_halted else 0)
         self.metrics.armed.set(1 if st.is_armed else 0)
+        for name in RISK_STATES:
+            self.metrics.risk_state.labels(name).set(1 if st.risk_state == name else 0)
+        for key, count in st.control_counts.items():
+            action, outcome, auth = [*key.split(":"), "", ""][:3]
+            self.metrics.control_decisions.labels(action, outcome, auth).set(count)
+        self.metrics.slippage_breaches.set(st.slippage_breaches)
         self.metrics.anomalies.set(st.anomalies)
         hb = self.market.last_heartbeat_ms
         self.metrics.heartbeat_age.set(-1 if hb is None else (self.clock() - hb) / 1000)

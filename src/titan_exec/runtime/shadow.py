@@ -22,6 +22,7 @@ from nats.js import JetStreamContext, api
 
 from titan_exec.config import Config
 from titan_exec.core.state import State
+from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,17 @@ STOP_WAIT_S = 2.0
 
 
 def command_consumer_config(cfg: Config) -> api.ConsumerConfig:
-    """This instance's durable consumer on `TITAN_CMD` (the intake decides from it too)."""
+    """This instance's durable consumer on `TITAN_CMD` (the intake decides from it too): our
+    namespace and the upstream control subjects (`Subjects.command_filters`)."""
     return api.ConsumerConfig(
+        name=cfg.durable_name,
+        durable_name=cfg.durable_name,
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=api.DeliverPolicy.ALL,
         ack_wait=float(cfg.consumer.ack_wait_s),
         max_ack_pending=cfg.consumer.max_ack_pending,
         max_deliver=-1,
+        filter_subjects=list(Subjects(cfg.service.namespace).command_filters),
     )
 
 
@@ -48,12 +53,10 @@ async def bind_command_consumer(
     if `is_stopping()` first."""
     while not is_stopping():
         try:
-            return await js.pull_subscribe(
-                f"titan.cmd.{cfg.service.namespace}.>",
-                durable=cfg.durable_name,
-                stream="TITAN_CMD",
-                config=command_consumer_config(cfg),
-            )
+            # created, or updated in place: a durable consumer of an earlier build reads
+            # only `titan.cmd.<ns>.>`; its filters are widened, its position kept
+            await js.add_consumer("TITAN_CMD", config=command_consumer_config(cfg))
+            return await js.pull_subscribe_bind(durable=cfg.durable_name, stream="TITAN_CMD")
         except asyncio.CancelledError:
             raise
         except Exception as err:

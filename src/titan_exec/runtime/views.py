@@ -64,6 +64,7 @@ def truth_doc(svc: Service) -> dict[str, Any]:
             "open_orders": sum(len(v) for v in st.open_orders.values()),
             "is_halted": st.is_halted,
             "is_armed": st.is_armed,
+            "risk_state": st.risk_state,
         },
     }
 
@@ -177,6 +178,12 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "venue": svc.venue.name,
         "is_halted": st.is_halted,
         "is_armed": st.is_armed,
+        "risk_state": st.risk_state,
+        "risk_state_source": st.risk_state_source,
+        "risk_state_seq": st.risk_state_seq,
+        "limits_overlay": st.overlay.to_doc() if st.overlay is not None else None,
+        "slippage_breaches": st.slippage_breaches,
+        "control_outcomes": dict(sorted(st.control_counts.items())),
         "policy_hash": st.policy.hash if st.policy else None,
         "state_hash": current_hash(svc),
         "event_seq": svc.stream_seq,

@@ -171,7 +171,10 @@ def reject_telemetry(
     got_policy_hash: str,
     brain_instance_id: str,
     timestamp_ms: int,
+    envelope_id: str = "N/A",
 ) -> bytes:
+    """`intent_id` is the intent's `signal_id` (as the old service sent it and the upstream
+    harness reads it); the envelope's own id travels as `envelope_id`."""
     return json.dumps(
         {
             "event_type": "execution.intent.rejected",
@@ -181,6 +184,7 @@ def reject_telemetry(
             "got_policy_hash": got_policy_hash,
             "brain_instance_id": brain_instance_id,
             "timestamp": timestamp_ms,
+            "envelope_id": envelope_id,
         },
         separators=(",", ":"),
     ).encode()
