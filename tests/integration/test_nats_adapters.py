@@ -381,7 +381,7 @@ async def test_workqueue_titan_cmd_gives_the_migration_error(nats_client: Client
     )
     with pytest.raises(StreamMigrationError, match="WorkQueue") as err:
         await ensure_streams(js)
-    assert "nats stream rm TITAN_CMD" in str(err.value)
+    assert "titan-exec nats migrate --apply" in str(err.value)
     assert "hot standby" in str(err.value)
     info = await js.stream_info("TITAN_CMD")  # untouched
     assert info.config.retention == RetentionPolicy.WORK_QUEUE

@@ -2,6 +2,7 @@
 
 titan-exec run              one instance (embedded NATS unless --nats-url / NATS_URL)
 titan-exec nats             the embedded nats-server on its own
+titan-exec nats migrate     rebuild the old WorkQueue TITAN_CMD, keeping its commands
 titan-exec send ...         sign and publish an intent or a control command
 titan-exec feed             a stand-in brain heartbeat and book tickers (to try it by hand)
 titan-exec envelope verify  verify a signed envelope read on stdin (HMAC_SECRET)
@@ -549,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nats-port", type=int, default=None)
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(fn=cmd_nats)
+    from titan_exec.cli.migrate import add_parser as add_nats_migrate
+
+    add_nats_migrate(p)  # titan-exec nats migrate
 
     p = sub.add_parser("send", help="sign and publish an intent or a control command")
     p.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))

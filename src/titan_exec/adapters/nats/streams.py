@@ -133,9 +133,30 @@ def _workqueue_migration_message(name: str) -> str:
         "hot standby would miss commands; this service needs limits retention and one "
         "durable consumer per instance. NATS cannot change retention to or from WorkQueue "
         "in place, and this service will not delete the stream for you. To migrate: stop "
-        f"the old service and every consumer of {name}; check that no unprocessed commands "
-        f"remain (`nats stream info {name}`); delete the stream (`nats stream rm {name}`); "
-        "then start this service, which recreates it with limits retention."
+        f"the old service and every consumer of {name}; run `titan-exec nats migrate` (a dry "
+        "run: what it would do, and how many commands are waiting), then `titan-exec nats "
+        "migrate --apply`, which rebuilds it with limits retention and every waiting "
+        "command in order; then start this service."
+    )
+
+
+MIGRATION_COPY_STREAM = "TITAN_CMD_MIGRATION"
+"""Where `titan-exec nats migrate` keeps TITAN_CMD's waiting messages while it rebuilds it."""
+MIGRATION_RESTORE_PREFIX = "titan-migrate.restore."
+"""The only subjects TITAN_CMD takes while `titan-exec nats migrate` restores it."""
+
+
+async def _refuse_unfinished_migration(js: JetStreamContext) -> None:
+    """A start in the middle of `titan-exec nats migrate` would open TITAN_CMD before its
+    waiting commands are back (or create an empty one beside their copy)."""
+    try:
+        await js.stream_info(MIGRATION_COPY_STREAM)
+    except NotFoundError:
+        return
+    raise StreamMigrationError(
+        f"a migration of {CMD_STREAM.name} has not finished: {MIGRATION_COPY_STREAM} holds "
+        f"its waiting commands; run `titan-exec nats migrate --apply` again to complete it, "
+        "then start this service"
     )
 
 
@@ -229,8 +250,9 @@ async def ensure_streams(
     (0 / -1 = unlimited); ``max_age_s`` never applies to ``TITAN_EVT`` (retention there is
     by snapshot and purge, `runtime/checkpoint.py`). ``replicas`` is 1 for a single
     server, 3 for a cluster.
-    Raises StreamMigrationError for an old WorkQueue ``TITAN_CMD`` and
-    StreamSetupError for anything else NATS refuses.
+    Raises StreamMigrationError for an old WorkQueue ``TITAN_CMD`` or one whose migration
+    (`titan-exec nats migrate`) has not finished, and StreamSetupError for anything else
+    NATS refuses.
     """
     if not 1 <= replicas <= 5:
         raise ValueError(f"replicas must be between 1 and 5, got {replicas}")
@@ -255,6 +277,8 @@ async def ensure_streams(
                 f"max_age_s ({spec.max_age_s})"
             )
         resolved.append(spec)
+    if any(spec.name == CMD_STREAM.name for spec in resolved):
+        await _refuse_unfinished_migration(js)
     infos: dict[str, StreamInfo] = {}
     for spec in resolved:
         infos[spec.name] = await ensure_stream(
@@ -276,6 +300,8 @@ __all__: list[str] = [
     "CMD_STREAM",
     "DLQ_STREAM",
     "EVT_STREAM",
+    "MIGRATION_COPY_STREAM",
+    "MIGRATION_RESTORE_PREFIX",
     "TITAN_STREAMS",
     "StreamMigrationError",
     "StreamSetupError",
