@@ -500,3 +500,24 @@ def test_verify_never_prints_a_nats_password_or_token() -> None:
     shown = _redacted("nats://user:PASS@h:4222,nats://s3cr3t@h2:1,nats://h3:2")
     assert "PASS" not in shown and "s3cr3t" not in shown
     assert shown == "nats://user:***@h:4222,nats://***@h2:1,nats://h3:2"
+
+
+def test_every_risk_state_message_after_the_first_decided_has_one_decision() -> None:
+    from titan_exec.verify.invariants import decision_violations
+    from titan_exec.verify.read import RawMsg
+
+    def risk(seq: int) -> RawMsg:
+        return RawMsg(seq, "titan.evt.risk.state.v1", {}, b'"Defensive"')
+
+    def decided(seq: int, src: int) -> RawMsg:
+        doc = {"payload": {"event": "risk_state.decided", "srcSeq": src, "outcome": "accepted"}}
+        return RawMsg(seq, "titan.evt.exec.control.v1", {}, json.dumps(doc).encode())
+
+    history_then_decided = [risk(1), risk(2), decided(3, 2), risk(4), decided(5, 4)]
+    assert decision_violations([], history_then_decided) == []
+    missing = [risk(1), decided(2, 1), risk(3)]
+    (v,) = decision_violations([], missing)
+    assert "risk state message 3" in v.text and "no decision" in v.text
+    twice = [risk(1), decided(2, 1), decided(3, 1)]
+    (v,) = decision_violations([], twice)
+    assert "decided 2 times" in v.text

@@ -91,7 +91,10 @@ def decisions_per_command(events: Iterable[RawMsg], ns: str = "exec") -> dict[in
     out: dict[int, list[int]] = {}
     for m in events:
         if event_kind(m.subject, ns) in DECISION_KINDS:
-            cmd_seq = as_int((payload_of(m) or {}).get("cmdSeq"))
+            payload = payload_of(m) or {}
+            if payload.get("event") == "risk_state.decided":
+                continue  # decides a RiskGuardian message (`srcSeq`), not a command
+            cmd_seq = as_int(payload.get("cmdSeq"))
             if cmd_seq is not None:
                 out.setdefault(cmd_seq, []).append(m.seq)
     return out

@@ -119,8 +119,10 @@ def decision_violations(
         )
         for m in events
         if event_kind(m.subject, ns) in DECISION_KINDS
+        and not _is_risk_state_decision(m)
         and as_int((payload_of(m) or {}).get("cmdSeq")) is None
     ]
+    out += risk_state_violations(events, ns)
     for cmd in commands:
         ids = _command_ids(cmd)
         what = f"command {cmd.seq} ({cmd.subject}{''.join(', ' + i for i in ids[1:])})"
@@ -146,6 +148,67 @@ def decision_violations(
         )
         for cmd_seq, seqs in sorted(decided.items())
         if cmd_seq not in known
+    ]
+    return out
+
+
+RISK_STATE_SUBJECT = "titan.evt.risk.state.v1"
+
+
+def _is_risk_state_decision(m: RawMsg) -> bool:
+    return (payload_of(m) or {}).get("event") == "risk_state.decided"
+
+
+def risk_state_violations(events: Sequence[RawMsg], ns: str = "exec") -> list[Violation]:
+    """Part of `decisions`: every RiskGuardian message at or after the first one decided
+    (the service starts at the newest one of a namespace's first run, not at the history
+    before it) has exactly one `risk_state.decided`, and no decision names a message that
+    is not there."""
+    messages = [m.seq for m in events if m.subject == RISK_STATE_SUBJECT]
+    decided: dict[int, list[int]] = {}
+    for m in events:
+        if event_kind(m.subject, ns) in DECISION_KINDS and _is_risk_state_decision(m):
+            src = as_int((payload_of(m) or {}).get("srcSeq"))
+            if src is None:
+                return [
+                    Violation(
+                        DECISIONS,
+                        (f"evt:{m.seq}",),
+                        f"risk state decision {m.seq} has no payload.srcSeq",
+                        Problem.NO_CMD_SEQ,
+                    )
+                ]
+            decided.setdefault(src, []).append(m.seq)
+    if not decided:
+        return []
+    first = min(decided)
+    out: list[Violation] = []
+    for seq in messages:
+        seqs = decided.get(seq, [])
+        what = f"risk state message {seq} ({RISK_STATE_SUBJECT})"
+        if seq >= first and not seqs:
+            out.append(
+                Violation(DECISIONS, (f"evt:{seq}",), f"{what} has no decision", Problem.UNDECIDED)
+            )
+        elif len(seqs) > 1:
+            out.append(
+                Violation(
+                    DECISIONS,
+                    (f"evt:{seq}", *(f"evt:{s}" for s in seqs)),
+                    f"{what} decided {len(seqs)} times: events {_seqs(seqs)}",
+                    Problem.DECIDED_TWICE,
+                )
+            )
+    known = set(messages)
+    out += [
+        Violation(
+            DECISIONS,
+            tuple(f"evt:{s}" for s in seqs),
+            f"decision of risk state message {src}, which is not in TITAN_EVT",
+            Problem.UNKNOWN_COMMAND,
+        )
+        for src, seqs in sorted(decided.items())
+        if src not in known
     ]
     return out
 

@@ -39,6 +39,9 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 CMD_STREAM = "TITAN_CMD"
+RISK_STATE_SUBJECT = "titan.evt.risk.state.v1"
+"""RiskGuardian's risk state (read beside the namespace's events; the service decides each
+message once, in a `risk_state.decided` event carrying its `srcSeq`)."""
 EVT_STREAM = "TITAN_EVT"
 
 
@@ -212,7 +215,8 @@ async def _read_once(
 
 
 async def read_streams(js: JetStreamContext, ns: str = "exec") -> tuple[list[RawMsg], list[RawMsg]]:
-    """(every command in `TITAN_CMD`, every event of namespace `ns` in `TITAN_EVT`).
+    """(every command in `TITAN_CMD`, every event of namespace `ns` in `TITAN_EVT` and every
+    RiskGuardian risk-state message there, in stream order).
 
     Raises `CannotRead` when a stream is missing."""
     try:
@@ -221,6 +225,11 @@ async def read_streams(js: JetStreamContext, ns: str = "exec") -> tuple[list[Raw
         raise CannotRead(f"stream {CMD_STREAM} not found ({err})") from err
     try:
         events = await read_stream(js, EVT_STREAM, f"titan.evt.{ns}.>")
+        if ns != "risk":  # RiskGuardian's posture: each message needs one decision too
+            events = sorted(
+                events + await read_stream(js, EVT_STREAM, RISK_STATE_SUBJECT),
+                key=lambda m: m.seq,
+            )
     except NotFoundError as err:
         raise CannotRead(f"stream {EVT_STREAM} not found ({err})") from err
     return commands, events
