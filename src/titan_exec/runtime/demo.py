@@ -50,6 +50,7 @@ from titan_exec.runtime.demoflow import (
 from titan_exec.runtime.demoreport import print_activity, print_checks, print_pair
 from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.instproc import InstanceProcess, InstanceSettings, free_port, get_json
+from titan_exec.runtime.service import load_policy
 from titan_exec.runtime.simproc import SimProcess
 from titan_exec.runtime.streamcheck import (
     Check,
@@ -62,6 +63,7 @@ from titan_exec.runtime.streamcheck import (
     read_stream,
     venue_net_positions,
 )
+from titan_exec.runtime.upstream_brain import UpstreamBrain
 from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET
 
 SECRET = "demo-secret-change-me"
@@ -206,6 +208,7 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
             decisions=decisions,
             http=http,
         )
+        flow.upstream = UpstreamBrain(brain, load_policy(""))
         await flow.arm_and_open()
         failover = await _kill_the_active(flow, primary, backup, http)
         await flow.after_the_flip()
@@ -337,6 +340,7 @@ async def _run_single(work: Path, nats_url: str, sim: SimProcess | None) -> list
             decisions=decisions,
             http=http,
         )
+        flow.upstream = UpstreamBrain(brain, load_policy(""))
         await flow.arm_and_open()
         await flow.trade(*flow.flip())
         await flow.after_the_flip()

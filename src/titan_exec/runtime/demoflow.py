@@ -22,6 +22,7 @@ from titan_exec.core.events import ControlDecided, IntentDecided
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.instproc import get_json
+from titan_exec.runtime.upstream_brain import UpstreamBrain
 from titan_exec.wire.contract import decode_event
 
 Decision = IntentDecided | ControlDecided
@@ -154,6 +155,8 @@ class DemoFlow:
         self.decisions = decisions
         self.http = http
         self.sent: list[tuple[int, str]] = []
+        self.upstream: UpstreamBrain | None = None
+        """Set: the flow also sends the real brain's own message shapes."""
 
     # -- reading the active over HTTP --------------------------------------------------
 
@@ -214,13 +217,13 @@ class DemoFlow:
         self.sent.append((ack.seq, f"control {action}"))
         decision = await self.decisions.wait(ack.seq, f"control {action}")
         assert isinstance(decision, ControlDecided)
-        _expect(decision, "accepted", f"control {action}")
+        expect(decision, "accepted", f"control {action}")
         return decision
 
     async def report_trade(self, label: str, decision: Decision, payload: dict[str, Any]) -> None:
         """Print the decision of an intent the script expects accepted, wait for its fills."""
-        _say_decision(label, decision)
-        _expect(decision, "accepted", label)
+        say_decision(label, decision)
+        expect(decision, "accepted", label)
         await self.settle(decision, label)
         say(f"    filled → {await self.position_line(payload['symbol'])}")
 
@@ -229,8 +232,8 @@ class DemoFlow:
 
     async def reject(self, label: str, payload: dict[str, Any], **kw: Any) -> None:
         decision = await self.send(label, payload, **kw)
-        _say_decision(label, decision)
-        _expect(decision, "rejected", label)
+        say_decision(label, decision)
+        expect(decision, "rejected", label)
 
     # -- the script --------------------------------------------------------------------
 
@@ -267,7 +270,7 @@ class DemoFlow:
         decision = await self.send(
             "ETH limit 1 @ 2500", b.intent("demo-limit", "ETH/USDT", "BUY_SETUP", "1", entry="2500")
         )
-        _expect(decision, "accepted", "the limit order")
+        expect(decision, "accepted", "the limit order")
         say(f"  cmd {decision.cmd_seq} accepted, resting at the venue; waiting for its TTL")
         await self.settle(decision, "the limit order")
         coid = decision.client_order_ids[0]
@@ -294,7 +297,7 @@ class DemoFlow:
         await self.reject("expired intent", stale)
         ack = await b.publish(b.place_subject("BTC/USDT"), b"this is not json", "demo-garbage")
         self.sent.append((ack.seq, "not JSON"))
-        _say_decision("not JSON", await self.decisions.wait(ack.seq, "not JSON"))
+        say_decision("not JSON", await self.decisions.wait(ack.seq, "not JSON"))
         await self.trade(
             "close the nonce test position", b.intent("demo-final-close", "BTC/USDT", "CLOSE", "1")
         )
@@ -316,14 +319,23 @@ class DemoFlow:
             "open SOL short 5", b.intent("demo-keep-sol", "SOL/USDT", "SELL_SETUP", "5")
         )
 
-        say("halt (signed control command); an intent while halted is dropped")
-        await self.control("halt", "demo end")
+        if self.upstream is not None:
+            from titan_exec.runtime.demoupstream import upstream_part
+
+            await upstream_part(self, self.upstream)
+            say("halt (the brain's unsigned haltSystem); an intent while halted is dropped")
+            ack = await self.upstream.halt_system("demo end")
+            self.sent.append((ack.seq, "brain halt"))
+            say_decision("brain halt", await self.decisions.wait(ack.seq, "the brain's halt"))
+        else:
+            say("halt (signed control command); an intent while halted is dropped")
+            await self.control("halt", "demo end")
         await self.reject(
             "intent while halted", b.intent("demo-halted", "SOL/USDT", "BUY_SETUP", "1")
         )
 
 
-def _expect(decision: Decision, outcome: str, label: str) -> None:
+def expect(decision: Decision, outcome: str, label: str) -> None:
     if decision.outcome != outcome:
         raise RuntimeError(
             f"{label} (command {decision.cmd_seq}) was {decision.outcome} "
@@ -331,7 +343,7 @@ def _expect(decision: Decision, outcome: str, label: str) -> None:
         )
 
 
-def _say_decision(label: str, decision: Decision) -> None:
+def say_decision(label: str, decision: Decision) -> None:
     if decision.outcome == "accepted":
         say(f"  cmd {decision.cmd_seq} {label}: accepted")
     else:
