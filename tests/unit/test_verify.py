@@ -521,3 +521,28 @@ def test_every_risk_state_message_after_the_first_decided_has_one_decision() -> 
     twice = [risk(1), decided(2, 1), decided(3, 1)]
     (v,) = decision_violations([], twice)
     assert "decided 2 times" in v.text
+
+
+def test_instances_at_one_position_must_agree_on_halt_risk_state_and_control_outcomes() -> None:
+    from titan_exec.verify.invariants import instance_violations
+    from titan_exec.verify.report import Problem
+
+    def status(risk: str, counts: dict[str, int]) -> dict[str, object]:
+        return {
+            "event_seq": 40,
+            "state_hash": "h",
+            "is_halted": False,
+            "is_armed": True,
+            "risk_state": risk,
+            "control_outcomes": counts,
+        }
+
+    same = {
+        "a": status("Cautious", {"halt:accepted:unsigned": 1}),
+        "b": status("Cautious", {"halt:accepted:unsigned": 1}),
+    }
+    assert instance_violations(same, None) == []
+    differ = {"a": status("Cautious", {"halt:accepted:unsigned": 1}), "b": status("Normal", {})}
+    (v,) = instance_violations(differ, None)
+    assert v.problem is Problem.CONTROL_MISMATCH
+    assert "risk_state" in v.text and "control_outcomes" in v.text

@@ -50,6 +50,8 @@ class ChaosSettings:
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
     runs: int = 3
     rate_per_s: float = 20.0
+    controls_every: int = 10
+    """A bare halt, a signed open and a risk state after every this many intents (0: none)."""
     lease_ms: int = 2000
     warmup_s: float = 1.0
     after_s: float = 1.0
@@ -122,7 +124,12 @@ async def _run_scenario(
             async with Topology(topo_dir, topo_settings) as topo:
                 say(f"[{scenario.name}] topology up in {time.monotonic() - started:.1f} s")
                 assert topo.nc is not None
-                load = IntentLoad(topo.nc, secret=SECRET.encode(), rate_per_s=settings.rate_per_s)
+                load = IntentLoad(
+                    topo.nc,
+                    secret=SECRET.encode(),
+                    rate_per_s=settings.rate_per_s,
+                    controls_every=settings.controls_every,
+                )
                 load.start_heartbeats()
                 seen = Seen()
                 try:
@@ -390,6 +397,8 @@ async def _settle_and_check(
     settled_s = settings.settle_s - (deadline - time.monotonic())
     if settled_s > 5:
         record.notes.append(f"settled after {settled_s:.0f} s (waited for: {sorted(waited_for)})")
+    if load.controls_every:
+        record.notes.append(_controls_note(load, statuses))
     record.commands_sent = len(sent)
     record.commands_injected = len(injected)
     if injected:
@@ -412,6 +421,26 @@ async def _settle_and_check(
         round(m.ts - t0, 3) for m in events if _is_decision(m) and m.ts >= t0
     )
     record.first_decision_ms = record.first_decision_after_takeover_ms()
+
+
+def _controls_note(load: IntentLoad, statuses: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """What the controls in the load came to on each instance (the `instances` invariant
+    asks that they agree at the same stream position)."""
+    parts = []
+    for name, doc in sorted(statuses.items()):
+        if doc is None:
+            continue
+        counts = doc.get("control_outcomes") or {}
+        halts = counts.get("halt:accepted:unsigned", 0)
+        risk = counts.get("risk_state:accepted:unsigned", 0)
+        parts.append(
+            f"{name}: {halts} halts, {risk} risk states, now {doc.get('risk_state')}"
+            f"{' halted' if doc.get('is_halted') else ''}"
+        )
+    return (
+        f"controls in the load (total): {load.controls_sent} halt/open, "
+        f"{load.risk_states_sent} risk states; " + "; ".join(parts)
+    )
 
 
 def _injected_outcomes(injected: Mapping[int, str], decided: Mapping[int, list[int]]) -> str:
@@ -440,7 +469,8 @@ async def _read(js: Any, seen: Seen) -> tuple[list[RawMsg], list[RawMsg]]:
     start = seen.commands[-1].seq + 1 if seen.commands else 1
     seen.commands += await read_stream(js, "TITAN_CMD", start_seq=start)
     events = await read_stream(js, "TITAN_EVT", "titan.evt.exec.>")
-    return list(seen.commands), events
+    risk_states = await read_stream(js, "TITAN_EVT", "titan.evt.risk.state.v1")
+    return list(seen.commands), sorted(events + risk_states, key=lambda m: m.seq)
 
 
 def _run_line(r: RunRecord, runs: int) -> str:

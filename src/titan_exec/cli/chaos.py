@@ -43,6 +43,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("scenario", nargs="*", help="scenarios to run (default: all; see --list)")
     p.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
     p.add_argument("--rate", type=float, default=20.0, help="intents per second (default 20)")
+    p.add_argument(
+        "--controls-every",
+        type=int,
+        default=10,
+        help="a bare halt, a signed open and a RiskGuardian risk state after every N intents "
+        "(default 10; 0: intents only)",
+    )
     p.add_argument("--lease-ms", type=int, default=2000, help="the pair's lease (default 2000)")
     p.add_argument("--report", type=Path, default=None, help="write chaos.md/.json and plots here")
     p.add_argument("--work-dir", type=Path, default=None, help="keep state and logs here")
@@ -69,6 +76,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             scenarios=tuple(args.scenario) or tuple(SCENARIOS),
             runs=args.runs,
             rate_per_s=args.rate,
+            controls_every=args.controls_every,
             lease_ms=args.lease_ms,
             is_fencing_disabled=args.unsafe_disable_fencing,
             work_dir=args.work_dir,
@@ -96,6 +104,11 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             "command": "titan-exec chaos " + shlex.join(sys.argv[2:]),
             "lease_ms": settings.lease_ms,
             "intent_rate": f"{settings.rate_per_s:g} intents/s",
+            "controls": (
+                f"halt + open + risk state every {settings.controls_every} intents"
+                if settings.controls_every
+                else "none"
+            ),
             "runs_per_scenario": settings.runs,
             "total_s": round(took),
             "unsafe_fencing_disabled": settings.is_fencing_disabled,

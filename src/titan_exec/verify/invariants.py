@@ -34,6 +34,7 @@ Symbols are compared in the venue's spelling: `sim:BTC/USDT` and `BTC/USDT` → 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -430,6 +431,7 @@ def instance_violations(
         for seq, hashes in sorted(at_seq.items())
         if len(set(hashes.values())) > 1
     ]
+    out += _control_violations(docs)
     out += _drift_violations(docs)
     if inspect is None:
         return out
@@ -455,6 +457,40 @@ def instance_violations(
                     (f"instance:{name}",),
                     f"instance {name} has {open_orders} open orders, the venue {venue_open}",
                     Problem.INSTANCE_OPEN_ORDERS,
+                )
+            )
+    return out
+
+
+_CONTROL_FIELDS = ("is_halted", "is_armed", "risk_state", "control_outcomes")
+
+
+def _control_violations(docs: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
+    """Part of `instances`: at the same stream position the instances hold the same halt,
+    armed and risk state and the same count of every control outcome (what `/status` shows;
+    not all of it is in the state hash)."""
+    at_seq: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name, doc in docs.items():
+        if doc.get("events_unacked") or "risk_state" not in doc:
+            continue
+        view = tuple(json.dumps(doc.get(f), sort_keys=True) for f in _CONTROL_FIELDS)
+        at_seq.setdefault(str(doc.get("event_seq")), {})[name] = view
+    out: list[Violation] = []
+    for seq, views in sorted(at_seq.items()):
+        if len(set(views.values())) > 1:
+            names = list(views)
+            a, b = views[names[0]], views[names[1]]
+            fields = [f for f, x, y in zip(_CONTROL_FIELDS, a, b, strict=True) if x != y]
+            out.append(
+                Violation(
+                    INSTANCES,
+                    tuple(f"instance:{n}" for n in names),
+                    f"instances at event_seq {seq} differ in {', '.join(fields)}: "
+                    + "; ".join(
+                        f"{n} {dict(zip(_CONTROL_FIELDS, v, strict=True))}"
+                        for n, v in views.items()
+                    )[:600],
+                    Problem.CONTROL_MISMATCH,
                 )
             )
     return out

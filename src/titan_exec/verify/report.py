@@ -38,6 +38,7 @@ class Problem(StrEnum):
     OPEN_AT_VENUE_ONLY = "open_at_venue_only"
     SILENT_INSTANCE = "silent_instance"
     HASH_MISMATCH = "hash_mismatch"
+    CONTROL_MISMATCH = "control_mismatch"
     INSTANCE_POSITION = "instance_position"
     INSTANCE_OPEN_ORDERS = "instance_open_orders"
     DRIFT_ALARM = "drift_alarm"
