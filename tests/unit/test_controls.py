@@ -278,3 +278,18 @@ def test_the_risk_posture_is_in_the_hash_and_survives_a_snapshot() -> None:
     assert back.risk_state == "Defensive" and back.risk_state_seq == p.evt_seq
     assert back.limits is not None and back.limits.max_position_notional == 0
     assert back.control_counts == p.state.control_counts
+
+
+def test_emergency_cancels_the_open_orders_that_could_add_to_a_position() -> None:
+    s = replay(
+        [
+            genesis(),
+            accepted("open-1", limit="40000"),
+            submitted("open-1"),
+            accepted("close-1", side=Side.SELL, limit="60000", reduce_only=True, ts=2),
+            submitted("close-1"),
+        ]
+    )
+    d = decide_risk_state(s, 1, b'"Emergency"', NOW)
+    assert [str(c) for c in d.cancel] == ["open-1"]
+    assert decide_risk_state(s, 1, b'"Defensive"', NOW).cancel == ()

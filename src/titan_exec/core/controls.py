@@ -634,7 +634,18 @@ def decide_risk_state(state: State, src_seq: int, data: bytes, now_ms: int) -> D
     ev = RiskStateDecided(
         ts_ms=now_ms, src_seq=src_seq, risk_state=name, outcome="accepted", reason="risk_guardian"
     )
+    # Emergency is a full stop of new risk (RiskState.ts: "cancel all open orders"): the
+    # open orders that could add to a position are canceled; reduce-only ones stay
+    cancels: tuple[ClientOrderId, ...] = ()
+    if name == "Emergency":
+        cancels = tuple(
+            o.client_order_id
+            for o in state.iter_open_orders()
+            if not o.is_reduce_only and not o.is_cancel_requested
+        )
     return Decision(
         events=(ev,),
-        summary=f"risk state {src_seq} accepted: {state.risk_state} -> {name} (risk_guardian)",
+        cancel=cancels,
+        summary=f"risk state {src_seq} accepted: {state.risk_state} -> {name} (risk_guardian)"
+        + (f", {len(cancels)} opening orders canceled" if cancels else ""),
     )

@@ -7,6 +7,7 @@ decided, so a new active (or a restart) reads on from the message after it, and 
 holds the same posture from the events. On a namespace that never decided one, reading starts
 at the newest message on the subject (the brain's current posture), not at its history.
 A message that is not one of the four states is refused: reject telemetry and a dead letter.
+An accepted Emergency cancels the open orders that could add to a position.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.api.metrics import Metrics
 from titan_exec.core.controls import decide_risk_state
 from titan_exec.runtime.intake import publish_refusal
+from titan_exec.runtime.orders import OrderRunner
 from titan_exec.wire.subjects import RISK_STATE, Subjects
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,9 @@ class RiskStateReader:
         subjects: Subjects,
         metrics: Metrics,
         clock: Callable[[], int],
+        runner: OrderRunner | None = None,
     ) -> None:
+        self.runner = runner
         self.js = js
         self.log = log
         self.subjects = subjects
@@ -118,3 +122,6 @@ class RiskStateReader:
             )
         await durable
         self.decided += 1
+        if self.runner is not None:
+            for coid in decision.cancel:
+                self.runner.request_cancel(coid, "risk state Emergency")

@@ -519,6 +519,7 @@ class Service:
             subjects=self.subjects,
             metrics=self.metrics,
             clock=self.clock,
+            runner=self.runner,
         )
         self._tasks.append(self._leader_task(self.risk_reader.run(), "risk-state"))
         self.role = "active"
