@@ -130,6 +130,8 @@ async def test_without_a_configured_key_secrets_are_never_served() -> None:
 def test_metric_label_names_are_bounded_kinds_never_per_order_identifiers() -> None:
     allowed = {"kind", "outcome", "reason", "event", "venue", "op", "phase", "result", "role"}
     allowed |= {"symbol", "asset"}
+    allowed |= {"source"}  # the input of a ticker: nats, ws, rest
+    allowed |= {"action", "authentication", "state"}  # controls: a closed set each
     m = Metrics()
     names: set[str] = set()
     for family in m.registry.collect():

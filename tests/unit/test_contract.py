@@ -162,6 +162,8 @@ def test_subject_tokens_are_sanitised() -> None:
 
 
 def test_reject_telemetry_has_the_contract_fields() -> None:
+    """The contract's fields, and ours beside them: `envelope_id` (intent_id is the
+    signal id, as the old service and the upstream harness read it)."""
     doc = json.loads(
         contract.reject_telemetry(
             intent_id="N/A",
@@ -178,6 +180,7 @@ def test_reject_telemetry_has_the_contract_fields() -> None:
         "reason": "system_disarmed",
         "expected_policy_hash": "N/A",
         "got_policy_hash": "N/A",
+        "envelope_id": "N/A",
         "brain_instance_id": "N/A",
         "timestamp": 5,
     }
