@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from nats.js.api import RetentionPolicy, StreamConfig
 
-from titan_exec.adapters.nats import cmdmigrate as mig
-from titan_exec.adapters.nats.cmdmigrate import CmdKind, Step, StoredMsg
+from titan_exec.adapters.nats import cmdplan as mig
+from titan_exec.adapters.nats.cmdplan import CmdKind, Step, StoredMsg
 
 WQ, LIMITS = RetentionPolicy.WORK_QUEUE, RetentionPolicy.LIMITS
 
