@@ -75,6 +75,8 @@ def test_the_upstream_names_show_our_figures() -> None:
         m.dead_letters.labels(reason).inc(n)
     m.commands.labels("place", "accepted", "accepted").inc(7)
     m.positions.set(2)
+    for state in ("Normal", "Cautious", "Defensive", "Emergency"):
+        m.risk_state.labels(state).set(1 if state == "Defensive" else 0)
     for seconds in (0.003, 0.004, 0.3):
         m.intent_to_fill.observe(seconds)
 
@@ -98,6 +100,7 @@ def test_the_upstream_names_show_our_figures() -> None:
         "titan_execution_filled_orders_total{}": 3
     }
     assert f["titan_execution_active_positions:gauge"] == {"titan_execution_active_positions{}": 2}
+    assert f["titan_execution_risk_state:gauge"] == {"titan_execution_risk_state{}": 2}
     latency = f["titan_execution_order_latency_seconds:histogram"]
     assert latency["titan_execution_order_latency_seconds_count{}"] == 3
     assert abs(latency["titan_execution_order_latency_seconds_sum{}"] - 0.307) < 1e-9

@@ -50,6 +50,9 @@ class UpstreamName:
     help: str
     source: str
     reasons: frozenset[str] | None = None
+    levels: tuple[str, ...] = ()
+    """For a gauge of ours that is 1 for the current `state` label: the upstream value of
+    each state (its position here)."""
 
 
 UPSTREAM_NAMES: tuple[UpstreamName, ...] = (
@@ -73,6 +76,14 @@ UPSTREAM_NAMES: tuple[UpstreamName, ...] = (
         "titan_exec_open_positions",
         "Number of currently active (non-flat) positions",
         "positions",
+    ),
+    UpstreamName(
+        "titan_execution_risk_state",
+        "gauge",
+        "titan_exec_risk_state{state}",
+        "Current Risk State (0=Normal, 1=Cautious, 2=Defensive, 3=Emergency)",
+        "risk_state",
+        levels=("Normal", "Cautious", "Defensive", "Emergency"),
     ),
     UpstreamName(
         "titan_execution_invalid_intents_total",
@@ -137,7 +148,12 @@ def _family(u: UpstreamName, metrics: object | None) -> Metric:
         return HistogramMetricFamily(u.name, u.help, buckets=buckets, sum_value=total)
     if u.kind == "gauge":
         assert isinstance(ours, Gauge), u
-        return GaugeMetricFamily(u.name, u.help, value=sum(s.value for s in _samples(ours)))
+        if u.levels:  # the position of the state whose gauge is 1 (none yet: the first)
+            current = [s.labels.get("state") for s in _samples(ours) if s.value == 1]
+            value = float(next((u.levels.index(c) for c in current if c in u.levels), 0))
+        else:
+            value = sum(s.value for s in _samples(ours))
+        return GaugeMetricFamily(u.name, u.help, value=value)
     if isinstance(ours, Histogram):  # the number of observations
         value = sum(s.value for s in _samples(ours) if s.name.endswith("_count"))
     else:
