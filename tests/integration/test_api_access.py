@@ -36,6 +36,8 @@ SECRET_FIELDS = (
 )
 LABEL_NAMES = {"kind", "outcome", "reason", "event", "venue", "op", "phase", "result", "role"}
 LABEL_NAMES |= {"symbol", "asset"}
+LABEL_NAMES |= {"source"}  # the input of a ticker: nats, ws, rest
+LABEL_NAMES |= {"action", "authentication", "state"}  # controls: closed sets
 
 
 async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
