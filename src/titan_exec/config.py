@@ -150,6 +150,12 @@ class PaperConfig:
     maker_fee_bps: str = "2"
     fill_slices: int = 1
     slice_interval_ms: int = 0
+    prices_exchange_id: str = ""
+    """The ccxt exchange whose public book tickers the paper venue fills against (and the
+    risk guard prices with); empty: NATS tickers only."""
+    prices_base_url: str = ""
+    """Override of that exchange's API hosts, REST and websocket (the simulator)."""
+    prices_testnet: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,22 @@ class VenueConfig:
     paper: PaperConfig = field(default_factory=PaperConfig)
 
     __repr__ = _repr_without_url_secrets
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """Reference prices from the venue itself (`runtime/quotes.py`); the NATS ticker subject
+    is read in any case."""
+
+    venue_prices: bool = True
+    """Read the venue's own book tickers (ccxt venue; paper venue with
+    `venue.paper.prices_exchange_id`); false: NATS tickers only."""
+    websocket: bool = True
+    """Use the venue's websocket book ticker where ccxt.pro has one."""
+    poll_interval_ms: int = 1000
+    """REST polls of the venue's book tickers: every symbol without a websocket, the books
+    quiet for this long with one. At most half the policy's `maxStalenessMs` (a lost poll
+    leaves the price stale), at least 100."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +300,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     ha: HaConfig = field(default_factory=HaConfig)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    market: MarketConfig = field(default_factory=MarketConfig)
     is_unsafe_fencing_disabled: bool = field(
         default=False, metadata={"env_only": UNSAFE_DISABLE_FENCING_ENV}
     )
@@ -696,6 +719,7 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
     if cfg.truth.interval_ms <= 0:
         raise ConfigError("truth.interval_ms: must be > 0")
     _validate_reconcile(cfg)
+    _validate_market(cfg)
 
 
 def _validate_secrets(sec: SecurityConfig) -> None:
@@ -733,6 +757,41 @@ def _validate_nats_urls(value: str) -> None:
                 f"nats.url (NATS_URL): URL {i} must start with "
                 + ", ".join(f"{s}://" for s in _NATS_SCHEMES)
             )
+
+
+BUNDLED_POLICY_FILE = Path(__file__).resolve().parent / "data" / "risk_policy.json"
+"""The risk policy when `risk.policy_file` is empty."""
+
+MARKET_POLL_MIN_MS = 100
+
+
+def _validate_market(cfg: Config) -> None:
+    """The poll interval, against the start policy's staleness bound (a later policy can
+    tighten it; the refusal then says `market data ... ms old`)."""
+    m, p = cfg.market, cfg.venue.paper
+    if m.poll_interval_ms < MARKET_POLL_MIN_MS:
+        raise ConfigError(
+            f"market.poll_interval_ms: must be >= {MARKET_POLL_MIN_MS}, got {m.poll_interval_ms}"
+        )
+    if p.prices_exchange_id and not p.prices_exchange_id.isidentifier():
+        raise ConfigError(
+            f"venue.paper.prices_exchange_id: not a ccxt id: {p.prices_exchange_id!r}"
+        )
+    if p.prices_base_url and not p.prices_base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"venue.paper.prices_base_url: must be an http(s) URL, got {p.prices_base_url!r}"
+        )
+    try:
+        doc = json.loads(Path(cfg.risk.policy_file or BUNDLED_POLICY_FILE).read_text())
+        staleness_ms = parse_policy(doc).max_staleness_ms
+    except (OSError, ValueError):
+        return  # reported by risk.policy_file's own check
+    if 2 * m.poll_interval_ms > staleness_ms:
+        raise ConfigError(
+            f"market.poll_interval_ms ({m.poll_interval_ms}): must be at most half the "
+            f"policy's maxStalenessMs ({staleness_ms} ms): one lost poll would leave every "
+            "REST price stale"
+        )
 
 
 def _validate_policy_file(path: str) -> None:

@@ -252,6 +252,26 @@ class Metrics:
             ["venue", "asset"],
             registry=r,
         )
+        self.market_quotes = Counter(
+            "titan_exec_market_quotes_total",
+            "Book tickers read, by input (nats, ws, rest) and outcome (current; older: a "
+            "newer one from another input was kept)",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.market_tickers_refused = Counter(
+            "titan_exec_market_tickers_refused_total",
+            "Book tickers that could not be used, by input (nats, ws, rest) and reason "
+            "(wire/ticker.py REASONS)",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.market_feed_errors = Counter(
+            "titan_exec_market_feed_errors_total",
+            "Failed reads of the venue's own prices, by source (ws, rest, markets, feed)",
+            ["source"],
+            registry=r,
+        )
 
         # the same figures under titan-execution-rs's names (its dashboards and alerts)
         r.register(UpstreamNames(self))

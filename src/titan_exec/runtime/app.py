@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 
+import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
+
 from titan_exec.adapters.nats.connect import NatsConfigError, NatsSettings
 from titan_exec.adapters.nats.embedded import EmbeddedNats, EmbeddedNatsError
 from titan_exec.adapters.venue.base import Venue
@@ -69,6 +71,10 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
         except VenueConfigError as err:
             raise ConfigError(str(err)) from None
     p = v.paper
+    if p.prices_exchange_id and not hasattr(ccxt_async, p.prices_exchange_id):
+        raise ConfigError(
+            f"venue.paper.prices_exchange_id: ccxt has no exchange {p.prices_exchange_id!r}"
+        )
     return PaperVenue(
         cfg.venue.name,
         balance_usdt=Decimal(p.balance_usdt),

@@ -53,6 +53,7 @@ from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.intake import CommandIntake
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
+from titan_exec.runtime.quotes import VenuePrices
 from titan_exec.runtime.reconcile import VenueReconciler
 from titan_exec.runtime.restore import check_history_complete, newest_usable_snapshot
 from titan_exec.runtime.riskstate import RiskStateReader
@@ -135,7 +136,11 @@ class Service:
         self.clock = clock
         self.subjects = Subjects(cfg.service.namespace)
         self.metrics = Metrics()
-        self.market = MarketData(clock)
+        self.market = MarketData(clock, metrics=self.metrics)
+        self.prices = VenuePrices(
+            cfg, market=self.market, venue=venue, state=lambda: self.state, metrics=self.metrics
+        )
+        """The venue's own book tickers (`runtime/quotes.py`), in every role."""
         self.health = Health()
         self.nonces = NonceCache(window_ms=cfg.security.timestamp_tolerance_s * 1000)
         self.dcfg = DecisionConfig(
@@ -229,6 +234,7 @@ class Service:
             )
         await self._rebuild(say)
         await self._subscribe()
+        self.prices.start()
         await self._refresh_equity()
         # venue reads are allowed in every role: a standby's equity is current at takeover
         self._equity_task = asyncio.create_task(self._equity_loop(), name="equity")
@@ -632,6 +638,7 @@ class Service:
                 await sub.unsubscribe()
         await self._close_intake_reader()
         await _cancel_all([*self._tasks, *([self._equity_task] if self._equity_task else [])])
+        await self.prices.stop()
         await self.drift.stop()
         if self.shadow is not None:
             await self.shadow.stop()

@@ -235,4 +235,5 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "events_skipped": follow.SKIPPED_EVENTS[0],
         "reconciliations": st.reconciliations,
         "recent_rejects": svc.intake.recent_rejects[-20:] if svc.intake else [],
+        "market": svc.market.status_doc(),
     }

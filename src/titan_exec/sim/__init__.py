@@ -11,6 +11,7 @@ differ). Modules:
 - `render`: the engine's objects as Binance JSON documents (pure).
 - `endpoints`: what each `/fapi` endpoint does with its parameters.
 - `faults`: the fault-injection knobs.
+- `stream`: the websocket book-ticker stream (what ccxt.pro's `watch_bids_asks` reads).
 - `server`: the aiohttp app (authentication, errors, faults, `/sim/*`) and `VenueSim`, the
   runner with its tick loop, NATS book tickers and state file.
 - `ccxt_client`: `sim_urls` / `ccxt_config`, pointing ccxt's `binanceusdm` at it.

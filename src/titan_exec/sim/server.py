@@ -10,10 +10,14 @@ This module owns the aiohttp application and `VenueSim`, the runner around it:
   ``timestamp`` within ``recvWindow`` (default 5000 ms) of the server clock (-1021) and
   ``signature`` = hex HMAC-SHA256(secret, query string + request body) (-1022);
 - errors as ``{"code": -N, "msg": "..."}`` with Binance's HTTP status;
+- the websocket book-ticker stream ccxt.pro's ``watch_bids_asks`` reads (`stream`:
+  ``/public/ws/...``, ``<symbol>@bookTicker``);
 - fault injection (`faults.Faults`) and the simulator's own endpoints: ``GET /sim/inspect``
   (every order, trade and refused order ever received, plus the faults applied),
-  ``GET/POST/DELETE /sim/faults``, ``POST /sim/price`` (pin a mid price, for tests);
-- the runner: a tick loop (engine.tick every ``tick_interval_ms``), book tickers published
+  ``GET/POST/DELETE /sim/faults``, ``POST /sim/price`` (pin a mid price, for tests),
+  ``POST /sim/streams/close`` (drop every websocket connection);
+- the runner: a tick loop (engine.tick every ``tick_interval_ms``; changed books pushed to
+  the websocket subscribers), book tickers published
   on NATS (``titan.data.market.ticker.v1.<venue>.<BASE_QUOTE>``, ``{"bid","ask","ts"}``)
   when a NATS URL is given, and the optional state file (loaded at start, saved
   periodically and at stop). The clock is injectable (milliseconds).
@@ -43,6 +47,7 @@ from titan_exec.sim import render
 from titan_exec.sim.endpoints import Fapi, Handler, Params, int_param
 from titan_exec.sim.engine import Engine, EngineConfig, SimError
 from titan_exec.sim.faults import Faults, request_tags
+from titan_exec.sim.stream import BookTickerStreams
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +104,7 @@ class VenueSim:
             config = dataclasses.replace(config, origin_ms=clock())
         self.engine = Engine(config)
         self.hidden_until: dict[int, int] = {}
+        self.streams = BookTickerStreams(lambda: self.engine, clock)
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,6 +149,7 @@ class VenueSim:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.streams.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -172,6 +179,7 @@ class VenueSim:
             try:
                 now = self.clock()
                 self.engine.tick(now)
+                await self.streams.publish(now)
                 if self._nc is not None:
                     await self._publish_tickers(now)
                 if (
@@ -238,6 +246,11 @@ class VenueSim:
         book = self.engine.book(symbol, self.clock())
         return web.json_response({"symbol": symbol, "bid": f"{book.bid:f}", "ask": f"{book.ask:f}"})
 
+    async def _sim_close_streams(self, request: web.Request) -> web.Response:
+        count = self.streams.connections
+        await self.streams.close_all()
+        return web.json_response({"closed": count})
+
     # --- the Binance endpoints -------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
@@ -249,6 +262,8 @@ class VenueSim:
         for method in ("GET", "POST", "DELETE"):
             app.router.add_route(method, "/sim/faults", self._sim_faults)
         app.router.add_post("/sim/price", self._sim_price)
+        app.router.add_post("/sim/streams/close", self._sim_close_streams)
+        self.streams.add_routes(app)
         return app
 
     def _endpoint(
