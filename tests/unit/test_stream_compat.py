@@ -25,8 +25,9 @@ def test_the_stream_of_build_a7f0340_replays_to_the_same_state_hash() -> None:
         rec = json.loads(line)
         event = contract.decode_event(rec["subject"], rec["data"].encode(), ns="exec")
         assert event is not None, rec["subject"]
-        assert contract.encode_event(event, ns="exec", producer="titan-execution")[1] == (
-            rec["msg_id"]
+        assert (
+            contract.encode_event(event, ns="exec", producer="titan-execution")[1]
+            == (rec["msg_id"])
         )
         apply(state, event)
         folded += 1
