@@ -241,7 +241,9 @@ def build_corpus(
     add("max-size", place, m.garbage(DEFAULT_MAX_BYTES))
     add("over-max-size", place, m.garbage(DEFAULT_MAX_BYTES + 1))
     add("empty", place, b"")
-    add("empty", m.control("halt"), b"")
+    # on a control subject that increases risk: an empty (unsigned) halt would be a halt,
+    # by the rule that lets unsigned controls reduce risk (core/controls.py)
+    add("empty", m.control("arm"), b"")
     # header blocks: bytes that are not ASCII; a forged server status line. Each carries a
     # valid signed intent: a client that takes the message for a status drops it.
     add(
