@@ -1,6 +1,6 @@
 """What the brain does with the execution service's replies, restated in Python from the
-upstream TypeScript, line for line (peycheff-com/titan-trading-system at a7c05a02, see
-../shared/contract/titan-upstream.md); the shapes are recorded in
+upstream TypeScript, line for line (peycheff-com/titan-trading-system at a7c05a02, each
+read citing its upstream file and line); the shapes are recorded in
 tests/fixtures/upstream/consumer_*.json. JavaScript turns a numeric string into a number in
 `-`, `/`, `<` and `<=`, so `js_number` does the same here: a test of what the brain
 computes, not of our money (that never passes through float)."""

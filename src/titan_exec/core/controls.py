@@ -50,6 +50,8 @@ from titan_exec.core.decide import (
     ReceivedCommand,
     Refusal,
     invalid_subject,
+    parse_any,
+    parse_signed,
     verify_signed,
     with_nonce,
 )
@@ -72,7 +74,7 @@ from titan_exec.core.overlay import loosened, read_limits
 from titan_exec.core.policy import PolicyError, parse_policy
 from titan_exec.core.state import State
 from titan_exec.wire.canonical import js_number_to_string, parse_json_strict
-from titan_exec.wire.envelope import kept_view, parse_envelope
+from titan_exec.wire.envelope import kept_view
 from titan_exec.wire.errors import WireError
 from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.subjects import (
@@ -208,12 +210,7 @@ def _read(
     seen: list[SeenNonce],
 ) -> _Body | Refusal:
     try:
-        parsed = parse_json_strict(
-            cmd.data,
-            max_bytes=cfg.max_payload_bytes,
-            max_depth=cfg.max_depth,
-            max_values=cfg.max_values,
-        )
+        parsed = parse_any(cmd.data, cfg)
     except WireError as err:
         if err.code in ("too_large", "too_deep"):
             return Refusal("invalid_envelope", f"invalid control: {err.message}")
@@ -229,12 +226,7 @@ def _read(
             auth = _inner_signed(payload, cfg, nonces, now_ms, seen) or "unsigned"
             return _Body(fields, payload, "", auth, envelope_id=envelope_id)
         try:
-            env = parse_envelope(
-                cmd.data,
-                max_bytes=cfg.max_payload_bytes,
-                max_depth=cfg.max_depth,
-                max_values=cfg.max_values,
-            )
+            env = parse_signed(cmd, cfg)
         except WireError as err:
             auth = _inner_signed(payload, cfg, nonces, now_ms, seen) or "bad_signature"
             return _Body(fields, payload, "", auth, err.message, envelope_id)

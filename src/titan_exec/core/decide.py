@@ -134,7 +134,7 @@ def invalid_subject(cmd: ReceivedCommand) -> Refusal:
     )
 
 
-def _parse(cmd: ReceivedCommand, cfg: DecisionConfig) -> Envelope:
+def parse_signed(cmd: ReceivedCommand, cfg: DecisionConfig) -> Envelope:
     return parse_envelope(
         cmd.data,
         max_bytes=cfg.max_payload_bytes,
@@ -176,7 +176,7 @@ def _peek_signal_id(data: bytes, cfg: DecisionConfig) -> str:
     """The `signal_id` of a command refused before its envelope is read (halted, disarmed),
     for the telemetry; `N/A` if the bytes do not hold one."""
     try:
-        env = _parse_any(data, cfg)
+        env = parse_any(data, cfg)
     except WireError:
         return "N/A"
     payload = env.get("payload") if isinstance(env, dict) else None
@@ -184,7 +184,8 @@ def _peek_signal_id(data: bytes, cfg: DecisionConfig) -> str:
     return signal if isinstance(signal, str) and signal and signal.isprintable() else "N/A"
 
 
-def _parse_any(data: bytes, cfg: DecisionConfig) -> object:
+def parse_any(data: bytes, cfg: DecisionConfig) -> object:
+    """Strict JSON within the command limits (raises `WireError`)."""
     return parse_json_strict(
         data, max_bytes=cfg.max_payload_bytes, max_depth=cfg.max_depth, max_values=cfg.max_values
     )
@@ -238,7 +239,7 @@ def _decide_place(
         return _refuse(cmd, now, invalid_subject(cmd))
     try:
         route = cfg.subjects.parse_place(cmd.subject)
-        env = _parse(cmd, cfg)
+        env = parse_signed(cmd, cfg)
     except WireError as err:
         if err.code == "signature":
             return _refuse(cmd, now, Refusal("hmac_signature_mismatch", err.message))
