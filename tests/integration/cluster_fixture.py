@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from titan_exec.adapters.nats.cluster import LocalCluster
+from titan_exec_lab.harness.cluster import LocalCluster
 
 CLUSTER_SIZE = 3
 

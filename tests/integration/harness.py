@@ -17,9 +17,9 @@ from nats.js import api
 from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec.config import Config, load
 from titan_exec.runtime.app import RunningInstance
-from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.service import Service
-from titan_exec.sim.server import VenueSim
+from titan_exec_lab.harness.feeds import Brain, TickerFeed
+from titan_exec_lab.sim.server import VenueSim
 
 SECRET = "test-secret-123"
 API_KEY = "test-api-key"

@@ -1,5 +1,5 @@
 """The pair's invariants for the chaos tests (ha-protocol.md §10), on top of
-`titan_exec.runtime.streamcheck` (which reads the raw streams and the simulator's record,
+`titan_exec_lab.demo.streamcheck` (which reads the raw streams and the simulator's record,
 never an instance's view of itself, and imports no service code):
 
 1. every command reaches exactly one decision (here: every command the test sent);
@@ -19,8 +19,8 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from titan_exec.runtime import streamcheck as sc
-from titan_exec.runtime.streamcheck import read_stream
+from titan_exec_lab.demo import streamcheck as sc
+from titan_exec_lab.demo.streamcheck import read_stream
 
 __all__ = ["Findings", "check_pair", "check_streams", "read_stream"]
 

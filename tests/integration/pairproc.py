@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.procs import free_port, get_json, poll, stop
-from titan_exec.runtime.feeds import Brain
-from titan_exec.runtime.simproc import SimProcess
-from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET
+from titan_exec_lab.harness.feeds import Brain
+from titan_exec_lab.harness.simproc import SimProcess
+from titan_exec_lab.sim.server import DEV_API_KEY, DEV_API_SECRET
 
 SECRET = "pair-secret"
 API_KEY = "pair-api-key"

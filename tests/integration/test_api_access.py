@@ -19,7 +19,7 @@ import pytest
 from tests.integration.harness import API_KEY, World, wait_for, world
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.views import utc_date
-from titan_exec.verify.read import CannotRead, read_statuses
+from titan_exec_lab.verify.read import CannotRead, read_statuses
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import pytest
 from nats.aio.client import Client
 
 from titan_exec.adapters.nats.embedded import EmbeddedNats
-from titan_exec.chaos.poison import (
+from titan_exec_lab.chaos.poison import (
     KINDS,
     RawPublishError,
     RawRecord,
@@ -33,11 +33,11 @@ from titan_exec.chaos.poison import (
     max_size_burst,
     raw_publish,
 )
-from titan_exec.chaos.report import render_table
-from titan_exec.chaos.runner import ChaosSettings, run_matrix
-from titan_exec.chaos.scenarios import MAX_SIZE_BURST, SCENARIOS
-from titan_exec.verify.invariants import check
-from titan_exec.verify.read import read_stream, read_streams_at
+from titan_exec_lab.chaos.report import render_table
+from titan_exec_lab.chaos.runner import ChaosSettings, run_matrix
+from titan_exec_lab.chaos.scenarios import MAX_SIZE_BURST, SCENARIOS
+from titan_exec_lab.verify.invariants import check
+from titan_exec_lab.verify.read import read_stream, read_streams_at
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,6 @@ from nats.js.errors import APIError
 
 from tests.builders import accepted, genesis
 from tests.integration import cluster_fixture
-from titan_exec.adapters.nats.cluster import CLUSTER_MAX_PAYLOAD, LocalCluster
 from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec.adapters.nats.eventlog import IN_FLIGHT_ERR_CODE, EventLog
 from titan_exec.adapters.nats.fence import (
@@ -37,8 +36,9 @@ from titan_exec.adapters.nats.streams import TITAN_STREAMS, ensure_streams
 from titan_exec.core.leadership import LeaseTiming
 from titan_exec.core.state import State
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD
-from titan_exec.runtime.streamcheck import read_stream
 from titan_exec.wire.contract import event_id
+from titan_exec_lab.demo.streamcheck import read_stream
+from titan_exec_lab.harness.cluster import CLUSTER_MAX_PAYLOAD, LocalCluster
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ from titan_exec.adapters.nats.fence import (
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.core.state import State
 from titan_exec.runtime.app import RunningInstance
-from titan_exec.runtime.streamcheck import read_stream
 from titan_exec.wire.contract import event_id
+from titan_exec_lab.demo.streamcheck import read_stream
 
 pytestmark = pytest.mark.integration
 

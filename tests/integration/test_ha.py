@@ -19,7 +19,7 @@ from tests.integration.harness import API_KEY, SECRET, OffsetClock, make_config,
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
-from titan_exec.runtime.feeds import Brain
+from titan_exec_lab.harness.feeds import Brain
 
 pytestmark = pytest.mark.integration
 

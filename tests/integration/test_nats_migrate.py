@@ -26,7 +26,7 @@ from titan_exec.adapters.nats.streams import (
     _differences,
     ensure_streams,
 )
-from titan_exec.runtime.feeds import Brain
+from titan_exec_lab.harness.feeds import Brain
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
-from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.service import Service
+from titan_exec_lab.harness.feeds import Brain, TickerFeed
 
 pytestmark = pytest.mark.integration
 

@@ -46,10 +46,10 @@ from tests.integration import cluster_fixture
 from tests.integration.invariants import check_pair, check_streams
 from tests.integration.pairproc import SECRET, Load, Pair, PairOptions, pair, role_is, status_of
 from tests.integration.procs import poll
-from titan_exec.adapters.nats.cluster import LocalCluster
 from titan_exec.adapters.nats.connect import NatsSettings, connect
-from titan_exec.runtime import streamcheck as sc
-from titan_exec.runtime.feeds import Brain
+from titan_exec_lab.demo import streamcheck as sc
+from titan_exec_lab.harness.cluster import LocalCluster
+from titan_exec_lab.harness.feeds import Brain
 
 pytestmark = pytest.mark.integration
 

@@ -39,7 +39,7 @@ from tests.integration.pairproc import (
 )
 from tests.integration.procs import poll
 from titan_exec.adapters.nats.lease import STREAM as LEASE_STREAM
-from titan_exec.runtime.feeds import Brain
+from titan_exec_lab.harness.feeds import Brain
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 
 from tests.integration.harness import API_KEY, SECRET, wait_for, world
 from tests.integration.test_service_e2e import http_get
-from titan_exec.chaos.poison import build_corpus, max_size_burst, raw_publish
 from titan_exec.core.model import OrderStatus
+from titan_exec_lab.chaos.poison import build_corpus, max_size_burst, raw_publish
 
 pytestmark = pytest.mark.integration
 

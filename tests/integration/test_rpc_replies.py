@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.harness import SECRET, wait_for, world
 from tests.upstream_readers import BRAIN_HASH, equity, handshake, reconcile, truth_snapshot
-from titan_exec.runtime.feeds import Brain
+from titan_exec_lab.harness.feeds import Brain
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 import pytest
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
-from titan_exec.sim.ccxt_client import ccxt_config, sim_urls
 from titan_exec.sim.engine import EngineConfig
-from titan_exec.sim.server import SimSettings, VenueSim
+from titan_exec_lab.sim.ccxt_client import ccxt_config, sim_urls
+from titan_exec_lab.sim.server import SimSettings, VenueSim
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from titan_exec.adapters.venue.quotes import rebase_urls
 from titan_exec.sim.engine import EngineConfig
-from titan_exec.sim.server import SimSettings, VenueSim
+from titan_exec_lab.sim.server import SimSettings, VenueSim
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from titan_exec.runtime.startbench import HistorySpec, bench_size, parse_sizes
+from titan_exec_lab.bench.startup import HistorySpec, bench_size, parse_sizes
 
 pytestmark = pytest.mark.integration
 

@@ -25,10 +25,10 @@ from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.adapters.venue.quotes import CcxtQuoteFeed, QuoteFeedSettings
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
-from titan_exec.runtime.feeds import Brain
 from titan_exec.runtime.service import Service
 from titan_exec.sim.engine import EngineConfig
-from titan_exec.sim.server import SimSettings, VenueSim
+from titan_exec_lab.harness.feeds import Brain
+from titan_exec_lab.sim.server import SimSettings, VenueSim
 
 pytestmark = pytest.mark.integration
 

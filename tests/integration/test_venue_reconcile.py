@@ -23,10 +23,10 @@ import pytest
 
 from tests.integration.harness import World, wait_for, world
 from titan_exec.core.model import ClientOrderId, OrderStatus
-from titan_exec.sim.ccxt_client import ccxt_config
-from titan_exec.sim.server import VenueSim
-from titan_exec.verify.facts import stream_net_positions
-from titan_exec.verify.read import RawMsg
+from titan_exec_lab.sim.ccxt_client import ccxt_config
+from titan_exec_lab.sim.server import VenueSim
+from titan_exec_lab.verify.facts import stream_net_positions
+from titan_exec_lab.verify.read import RawMsg
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.harness import API_KEY, wait_for, world
 from titan_exec.core.model import OrderStatus
-from titan_exec.verify.read import read_stream
+from titan_exec_lab.verify.read import read_stream
 
 pytestmark = pytest.mark.integration
 

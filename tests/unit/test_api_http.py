@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from titan_exec.api.http import build_app
 from titan_exec.api.metrics import Metrics
-from titan_exec.cli.status import Reading, read_status, verdicts
 from titan_exec.runtime.views import utc_date
+from titan_exec_lab.cli.status import Reading, read_status, verdicts
 
 KEY = "unit-api-key"
 PUBLIC = {"instance_id": "primary", "role": "active", "lease_role": None, "epoch": 3}

@@ -9,8 +9,10 @@ from typing import Any, cast
 
 import pytest
 
-from titan_exec.chaos.model import RoleSample, RunRecord
-from titan_exec.chaos.poison import (
+from titan_exec.wire.envelope import DEFAULT_MAX_BYTES
+from titan_exec.wire.signing import sign
+from titan_exec_lab.chaos.model import RoleSample, RunRecord
+from titan_exec_lab.chaos.poison import (
     CESU_LONE,
     KINDS,
     MAX_SIZE_KINDS,
@@ -18,11 +20,9 @@ from titan_exec.chaos.poison import (
     build_corpus,
     max_size_burst,
 )
-from titan_exec.chaos.runner import _injected_outcomes, _quiet_violations, printable
-from titan_exec.chaos.topology import Topology
-from titan_exec.chaos.watch import RoleWatch, Transition
-from titan_exec.wire.envelope import DEFAULT_MAX_BYTES
-from titan_exec.wire.signing import sign
+from titan_exec_lab.chaos.runner import _injected_outcomes, _quiet_violations, printable
+from titan_exec_lab.chaos.topology import Topology
+from titan_exec_lab.chaos.watch import RoleWatch, Transition
 
 SECRET = b"chaos-secret"
 NOW = 1_700_000_000_000

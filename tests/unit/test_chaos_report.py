@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from titan_exec.chaos.model import RoleSample, RunRecord, ScenarioRow, Spread, percentile
-from titan_exec.chaos.report import (
+from titan_exec_lab.chaos.model import RoleSample, RunRecord, ScenarioRow, Spread, percentile
+from titan_exec_lab.chaos.report import (
     markdown_table,
     plot_file_name,
     plot_timeline,
@@ -324,14 +324,14 @@ def test_plot_file_name() -> None:
 
 def test_service_does_not_import_matplotlib() -> None:
     source = (
-        Path(__file__).resolve().parents[2] / "src" / "titan_exec" / "chaos" / "report.py"
+        Path(__file__).resolve().parents[2] / "src" / "titan_exec_lab" / "chaos" / "report.py"
     ).read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert not [line for line in top_level if "matplotlib" in line]
 
 
 def test_compact_roles_keeps_first_changes_and_last() -> None:
-    from titan_exec.chaos.model import compact_roles
+    from titan_exec_lab.chaos.model import compact_roles
 
     samples = [
         RoleSample(0.0, "a", "active"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from titan_exec.adapters.nats.cluster import LocalCluster
+from titan_exec_lab.harness.cluster import LocalCluster
 
 
 def node_config(tmp_path: Path, **kw: bool) -> str:

@@ -13,7 +13,7 @@ from tests.unit.test_purity import impurities
 from titan_exec.sim.engine import Engine, EngineConfig, OrderRequest, SimError
 
 T0 = 1_700_000_000_000
-SIM_SRC = Path(__file__).resolve().parents[2] / "src" / "titan_exec" / "sim"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def make(**config: object) -> Engine:
@@ -373,6 +373,14 @@ def test_position_and_wallet_are_the_sum_of_the_trades(
     assert set(codes) <= {-2019, -4164}
 
 
-@pytest.mark.parametrize("name", ["market.py", "engine.py", "records.py", "render.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "titan_exec/sim/market.py",
+        "titan_exec/sim/engine.py",
+        "titan_exec/sim/records.py",
+        "titan_exec_lab/sim/render.py",
+    ],
+)
 def test_the_simulator_core_is_pure(name: str) -> None:
-    assert impurities((SIM_SRC / name).read_text()) == []
+    assert impurities((SRC / name).read_text()) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from titan_exec.cli.status import Reading, is_healthy, render, verdicts
+from titan_exec_lab.cli.status import Reading, is_healthy, render, verdicts
 
 
 def doc(name: str, role: str, seq: int = 10, state_hash: str = "h" * 64, **kw: Any) -> Any:

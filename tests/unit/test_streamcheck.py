@@ -1,5 +1,5 @@
-"""The demo's final checks (`runtime/streamcheck.py`) over hand-made stream contents: a
-clean run passes every check, and each broken invariant fails its own check with a
+"""The demo's final checks (`titan_exec_lab/demo/streamcheck.py`) over hand-made stream
+contents: a clean run passes every check, and each broken invariant fails its own check with a
 sentence naming what was found."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from titan_exec.runtime.streamcheck import (
+from titan_exec_lab.demo.streamcheck import (
     EXPECTED_SEQ,
     EXPECTED_SUBJECT,
     Check,

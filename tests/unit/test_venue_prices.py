@@ -16,7 +16,7 @@ from titan_exec.config import ConfigError, load
 from titan_exec.core.positions import Position
 from titan_exec.core.state import State
 from titan_exec.runtime.quotes import quote_feed_for, symbols_to_price
-from titan_exec.sim.ccxt_client import sim_urls
+from titan_exec_lab.sim.ccxt_client import sim_urls
 
 
 def cfg(**overrides: Any) -> Any:

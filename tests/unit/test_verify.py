@@ -1,4 +1,4 @@
-"""`titan-exec verify`'s checker (`titan_exec.verify`) over hand-made raw data: a clean
+"""`titan-exec verify`'s checker (`titan_exec_lab.verify`) over hand-made raw data: a clean
 failover run has no violation, and each broken invariant is reported as its own violation
 naming the ids involved."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from titan_exec.verify.facts import (
+from titan_exec_lab.verify.facts import (
     EXPECTED_SEQ,
     EXPECTED_SUBJECT,
     WRITER_EPOCH,
@@ -21,7 +21,7 @@ from titan_exec.verify.facts import (
     stream_net_positions,
     stream_orders,
 )
-from titan_exec.verify.invariants import (
+from titan_exec_lab.verify.invariants import (
     Problem,
     Report,
     check,
@@ -29,7 +29,7 @@ from titan_exec.verify.invariants import (
     decision_counts,
     decisions_per_command,
 )
-from titan_exec.verify.read import RawMsg
+from titan_exec_lab.verify.read import RawMsg
 
 EPOCH = "titan.evt.exec.epoch.v1.main"
 BTC = "sim.main.BTC_USDT"
@@ -427,7 +427,7 @@ def test_without_venue_or_instances_only_the_streams_are_checked() -> None:
 
 # --- independence ------------------------------------------------------------------------------
 
-VERIFY = Path(__file__).resolve().parents[2] / "src" / "titan_exec" / "verify"
+VERIFY = Path(__file__).resolve().parents[2] / "src" / "titan_exec_lab" / "verify"
 
 
 def imports(path: Path) -> set[str]:
@@ -446,7 +446,7 @@ def test_the_checker_imports_no_service_code(path: Path) -> None:
     foreign = {
         m
         for m in imports(path)
-        if not m.startswith("titan_exec.verify") and m.split(".")[0] not in allowed_roots
+        if not m.startswith("titan_exec_lab.verify") and m.split(".")[0] not in allowed_roots
     }
     assert not foreign, f"{path.name} imports {foreign}"
     if path.name != "read.py" and path.name != "__init__.py":  # the checks themselves: pure
@@ -495,7 +495,7 @@ def test_an_unfenced_position_correction_is_a_violation() -> None:
 
 
 def test_verify_never_prints_a_nats_password_or_token() -> None:
-    from titan_exec.verify.read import _redacted
+    from titan_exec_lab.verify.read import _redacted
 
     shown = _redacted("nats://user:PASS@h:4222,nats://s3cr3t@h2:1,nats://h3:2")
     assert "PASS" not in shown and "s3cr3t" not in shown
@@ -503,8 +503,8 @@ def test_verify_never_prints_a_nats_password_or_token() -> None:
 
 
 def test_every_risk_state_message_after_the_first_decided_has_one_decision() -> None:
-    from titan_exec.verify.invariants import decision_violations
-    from titan_exec.verify.read import RawMsg
+    from titan_exec_lab.verify.invariants import decision_violations
+    from titan_exec_lab.verify.read import RawMsg
 
     def risk(seq: int) -> RawMsg:
         return RawMsg(seq, "titan.evt.risk.state.v1", {}, b'"Defensive"')
@@ -524,8 +524,8 @@ def test_every_risk_state_message_after_the_first_decided_has_one_decision() -> 
 
 
 def test_instances_at_one_position_must_agree_on_halt_risk_state_and_control_outcomes() -> None:
-    from titan_exec.verify.invariants import instance_violations
-    from titan_exec.verify.report import Problem
+    from titan_exec_lab.verify.invariants import instance_violations
+    from titan_exec_lab.verify.report import Problem
 
     def status(risk: str, counts: dict[str, int]) -> dict[str, object]:
         return {

@@ -4,9 +4,16 @@ titan-exec run              one instance (embedded NATS unless --nats-url / NATS
 titan-exec nats             the embedded nats-server on its own
 titan-exec nats migrate     rebuild the old WorkQueue TITAN_CMD, keeping its commands
 titan-exec send ...         sign and publish an intent or a control command
-titan-exec feed             a stand-in brain heartbeat and book tickers (to try it by hand)
 titan-exec envelope verify  verify a signed envelope read on stdin (HMAC_SECRET)
-titan-exec status           a running instance's /status
+titan-exec switchover       planned hand-over of the active to the standby
+titan-exec promote          manual failover: make the standby campaign now
+
+and the laboratory's commands, found through the `titan_exec.commands` entry points
+(declared in pyproject.toml; this package never imports the laboratory):
+
+titan-exec feed             a stand-in brain heartbeat and book tickers (to try it by hand)
+titan-exec venue-sim        the Binance USD-M venue simulator
+titan-exec status           a running instance's /status, or the pair side by side
 titan-exec verify           check a run's invariants from the raw streams and the venue
 titan-exec chaos            the chaos matrix: faults into the pair under load (make chaos)
 titan-exec demo             the scripted end-to-end demo (make demo)
@@ -17,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import logging
@@ -28,15 +34,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from titan_exec.adapters.nats.connect import NatsConfigError, NatsConnectError, NatsSettings
+from titan_exec.adapters.nats.connect import NatsConfigError, NatsConnectError
+from titan_exec.cli.args import EXIT_CONFIG, EXIT_UNAVAILABLE, cli_nats_settings, positive_seconds
 from titan_exec.config import Config, ConfigError, load
-
-EXIT_CONFIG = 78  # EX_CONFIG
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: a port in use, NATS unreachable at start-up
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
@@ -194,32 +200,6 @@ def _positive_number(text: str) -> float:
     return value
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
-    return value
-
-
-def _send_settings(args: argparse.Namespace) -> NatsSettings:
-    """The CLI's connection: bounded by `--timeout` (nats-py alone retries an unreachable
-    server for minutes, printing a traceback every 2 s)."""
-    urls = tuple(
-        u if "://" in u else f"nats://{u}"
-        for u in (part.strip() for part in args.nats_url.split(","))
-        if u
-    )
-    return NatsSettings(
-        urls=urls,
-        name="titan-exec-cli",
-        connect_timeout_s=min(2.0, args.timeout),
-        first_connect_timeout_s=args.timeout,
-    )
-
-
 async def _send(args: argparse.Namespace) -> int:
     from nats.js import errors as js_errors
 
@@ -271,7 +251,7 @@ async def _send(args: argparse.Namespace) -> int:
         correlation_id=msg_id,
         idempotency_key=msg_id,
     )
-    settings = _send_settings(args)
+    settings = cli_nats_settings(args.nats_url, args.timeout)
     try:
         nc = await connect(settings)
     except NatsConnectError as err:
@@ -311,64 +291,6 @@ async def _send(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     _read_inputs(args)
     return asyncio.run(_send(args))
-
-
-# --- feed ----------------------------------------------------------------------------------
-
-FEED_PRICES = ("BTC/USDT=50000", "ETH/USDT=3000", "SOL/USDT=150")
-
-
-def _symbol_price(text: str) -> tuple[str, Decimal]:
-    symbol, sep, price = text.partition("=")
-    try:
-        mid = Decimal(price)
-    except InvalidOperation:
-        mid = Decimal(0)
-    if not sep or not symbol or not mid.is_finite() or mid <= 0:
-        raise argparse.ArgumentTypeError(f"expected SYMBOL=PRICE (BTC/USDT=50000), got {text!r}")
-    return symbol, mid
-
-
-async def _feed(args: argparse.Namespace) -> int:
-    """What the service needs before it opens a position and nobody else provides when it
-    is tried by hand: a brain heartbeat (`titan.sys.heartbeat.v1.<source>`, fresh within
-    `risk.heartbeat_stale_ms`) and a book ticker per symbol (the reference price, fresh
-    within the policy's `maxStalenessMs`), like the demo's stand-in brain and feed."""
-    from titan_exec.adapters.nats.connect import connect
-    from titan_exec.runtime.feeds import TickerFeed
-
-    prices = dict(args.price or [_symbol_price(p) for p in FEED_PRICES])
-    try:
-        nc = await connect(_send_settings(args))
-    except NatsConnectError as err:
-        print(f"titan-exec feed: {err}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    tickers = TickerFeed(nc, prices, venue=args.venue)
-    heartbeat = f"titan.sys.heartbeat.v1.{args.source}"
-    quotes = ", ".join(f"{s} {p}" for s, p in prices.items())
-    print(
-        f"every {args.interval} s: a heartbeat on {heartbeat} and book tickers on venue "
-        f"{args.venue} ({quotes}); Ctrl-C stops",
-        flush=True,
-    )
-    try:
-        while not stop.is_set():
-            body = {"ts": time.time_ns() // 1_000_000, "status": "ok"}
-            await nc.publish(heartbeat, json.dumps(body).encode())
-            await tickers.publish_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.interval)
-    finally:
-        await nc.close()
-    return 0
-
-
-def cmd_feed(args: argparse.Namespace) -> int:
-    return asyncio.run(_feed(args))
 
 
 # --- envelope verify -------------------------------------------------------------------------
@@ -415,56 +337,6 @@ def cmd_envelope_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- status ----------------------------------------------------------------------------------
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from titan_exec.cli.status import is_healthy, read_status, render
-
-    urls = args.url or [f"http://127.0.0.1:{os.environ.get('PORT', '3002')}"]
-    if len(urls) > 1:  # the pair (or more): one view, and what needs acting on
-        readings = [read_status(u) for u in urls]
-        if args.json:
-            print(json.dumps([r.doc or {"url": r.url, "error": r.error} for r in readings]))
-        else:
-            print(render(readings))
-        return 0 if is_healthy(readings) else 1
-    reading = read_status(urls[0])
-    if reading.doc is None:
-        print(reading.error, file=sys.stderr)
-        return 1
-    doc = reading.doc
-    if args.json:
-        print(json.dumps(doc, indent=2))
-        return 0
-    keys = [
-        "instance_id",
-        "role",
-        "lease_role",
-        "epoch",
-        "lease_age_ms",
-        "standby_lag",
-        "ready",
-        "venue",
-        "is_armed",
-        "is_halted",
-        "policy_hash",
-        "state_hash",
-        "event_seq",
-        "event_count",
-        "last_cmd_seq",
-        "decided_commands",
-        "open_orders",
-        "trades",
-        "brain_heartbeat_age_ms",
-        "uptime_ms",
-    ]
-    width = max(len(k) for k in keys)
-    for k in keys:
-        print(f"{k:<{width}}  {doc.get(k)}")
-    return 0
-
-
 def cmd_switchover(args: argparse.Namespace) -> int:
     return _admin_post(args, "switchover")
 
@@ -489,60 +361,9 @@ def _admin_post(args: argparse.Namespace, what: str) -> int:
         return 1
 
 
-# --- demo / bench ----------------------------------------------------------------------------
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from titan_exec.runtime.demo import run_demo
-
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the children like Ctrl-C
-    try:
-        return asyncio.run(
-            run_demo(keep_state=args.keep_state, venue=args.venue, single=args.single)
-        )
-    except KeyboardInterrupt:
-        print("\ndemo interrupted: its child processes were stopped", file=sys.stderr)
-        return 130
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from titan_exec.runtime.bench import run_bench
-
-    if args.poison:
-        from titan_exec.runtime.poisonbench import run_poisonbench
-
-        topologies = ["embedded", "cluster"] if args.topology == "both" else [args.topology]
-        return asyncio.run(
-            run_poisonbench(
-                rounds=args.rounds,
-                count=args.count,
-                topologies=topologies,
-                lease_ms=args.lease_ms,
-                kinds=tuple(args.kinds.split(",")),
-            )
-        )
-    if args.startup:
-        from titan_exec.runtime.startbench import SIZES, parse_sizes, run_startbench
-
-        try:
-            sizes = parse_sizes(args.sizes) if args.sizes else SIZES
-        except ValueError as err:
-            print(f"titan-exec bench --sizes: {err}", file=sys.stderr)
-            return 2
-        return asyncio.run(run_startbench(sizes=sizes, rounds=args.rounds, json_path=args.json))
-    return asyncio.run(
-        run_bench(
-            intents=args.intents,
-            paced=args.paced,
-            pace_per_s=args.pace,
-            rounds=args.rounds,
-            venue=args.venue,
-            ha=args.ha,
-        )
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[EntryPoint] | None = None) -> argparse.ArgumentParser:
+    """The service's commands, then those of the `COMMAND_GROUP` entry points (`commands`:
+    these instead of the installed ones)."""
     parser = argparse.ArgumentParser(prog="titan-exec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -565,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=os.environ.get("TITAN_NAMESPACE", "exec"))
     p.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=5.0,
         help="seconds to connect to NATS, and again for the publish's acknowledgement",
     )
@@ -597,54 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--policy-file", default=None)
     p.set_defaults(fn=cmd_send)
 
-    p = sub.add_parser(
-        "feed",
-        help="publish a stand-in brain heartbeat and book tickers until stopped: what a first "
-        "intent needs when no brain and no market-data feed run (trying it by hand)",
-    )
-    p.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
-    p.add_argument("--timeout", type=_positive_seconds, default=5.0, help="connect timeout (s)")
-    p.add_argument("--venue", default="sim", help="the <venue> token of the ticker subjects")
-    p.add_argument(
-        "--price",
-        type=_symbol_price,
-        action="append",
-        metavar="SYMBOL=PRICE",
-        help=f"mid price of a symbol (repeatable; default: {' '.join(FEED_PRICES)})",
-    )
-    p.add_argument("--source", default="manual", help="heartbeat subject's last token")
-    p.add_argument("--interval", type=_positive_seconds, default=1.0, help="seconds")
-    p.add_argument("--log-level", default="WARNING")
-    p.set_defaults(fn=cmd_feed)
-
     p = sub.add_parser("envelope", help="envelope tools")
     env_sub = p.add_subparsers(dest="envelope_command", required=True)
     v = env_sub.add_parser("verify", help="verify a signed envelope read on stdin")
     v.add_argument("--ignore-time", action="store_true", help="check the signature only")
     v.add_argument("--log-level", default="WARNING")
     v.set_defaults(fn=cmd_envelope_verify)
-
-    from titan_exec.sim.cli import add_parser as add_venue_sim
-
-    add_venue_sim(sub)
-
-    from titan_exec.cli.verify import add_parser as add_verify
-
-    add_verify(sub)
-
-    from titan_exec.cli.chaos import add_parser as add_chaos
-
-    add_chaos(sub)
-
-    p = sub.add_parser(
-        "status",
-        help="show a running instance's status; give --url for each instance of the pair "
-        "to see them side by side (exit 1 unless exactly one is active and all answer)",
-    )
-    p.add_argument("--url", action="append", help="admin API URL (repeatable)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--log-level", default="WARNING")
-    p.set_defaults(fn=cmd_status)
 
     for name, fn, summary, target in (
         ("switchover", cmd_switchover, "planned hand-over of the active to the standby", "active"),
@@ -665,73 +444,51 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-level", default="WARNING")
         p.set_defaults(fn=fn)
 
-    demo_help = (
-        "scripted end-to-end demo: the hot-standby pair (two titan-exec run processes, lease "
-        "1000 ms) and the venue simulator on an embedded NATS, kill -9 of the active mid-flow, "
-        "restart as standby, final invariant checks (exit 1 if one fails)"
-    )
-    p = sub.add_parser("demo", help=demo_help, description=demo_help)
-    p.add_argument("--keep-state", action="store_true", help="keep the state and logs directory")
-    p.add_argument(
-        "--venue",
-        choices=["sim", "paper"],
-        default="sim",
-        help="sim: the venue simulator as a child process, reached through ccxt (default; the "
-        "pair needs it); paper: the in-process paper venue, one instance only (its state lives "
-        "in its process, so a pair cannot share it; implies --single)",
-    )
-    p.add_argument(
-        "--single",
-        action="store_true",
-        help="one in-process instance instead of the pair (no failover)",
-    )
-    p.add_argument("--log-level", default="WARNING")
-    p.set_defaults(fn=cmd_demo)
-
-    p = sub.add_parser("bench", help="service throughput and latency vs raw JetStream")
-    p.add_argument("--intents", type=int, default=2000)
-    p.add_argument(
-        "--venue",
-        choices=["paper", "sim"],
-        default="paper",
-        help="paper: in-process; sim: the simulator process through the ccxt venue",
-    )
-    p.add_argument("--paced", type=int, default=600, help="intents in the paced latency run")
-    p.add_argument("--pace", type=float, default=200.0, help="intents per second when paced")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument(
-        "--ha",
-        action="store_true",
-        help="each round also measures the instance with lease election and the epoch fence",
-    )
-    p.add_argument(
-        "--startup",
-        action="store_true",
-        help="instead: start-up time (newest snapshot + tail) against the length of history",
-    )
-    p.add_argument(
-        "--poison",
-        action="store_true",
-        help="instead: bursts of hostile messages against the active (loop stall, fencing)",
-    )
-    p.add_argument("--count", type=int, default=100, help="with --poison: messages a burst")
-    p.add_argument("--lease-ms", type=int, default=5000, help="with --poison: the lease")
-    p.add_argument(
-        "--kinds",
-        default="small,max-size,value-bound",
-        help="with --poison: burst kinds, comma-separated",
-    )
-    p.add_argument(
-        "--topology",
-        choices=["embedded", "cluster", "both"],
-        default="both",
-        help="with --poison: the embedded server, three clustered nodes (R3), or both",
-    )
-    p.add_argument("--sizes", default=None, help="with --startup: events, e.g. 1e4,1e5,1e6")
-    p.add_argument("--json", default=None, metavar="FILE", help="with --startup: results file")
-    p.add_argument("--log-level", default="WARNING")
-    p.set_defaults(fn=cmd_bench)
+    _add_commands(sub, command_entry_points() if commands is None else commands)
     return parser
+
+
+# --- commands from other packages ----------------------------------------------------------
+
+COMMAND_GROUP = "titan_exec.commands"
+"""The entry-point group of the commands this package does not hold (the laboratory's:
+demo, bench, feed, venue-sim, verify, chaos, status). Each entry point names a function
+``add_parser(subparsers)`` that registers the command of the entry point's name."""
+
+
+def command_entry_points() -> list[EntryPoint]:
+    return list(entry_points(group=COMMAND_GROUP))
+
+
+def _add_commands(sub: Any, commands: Iterable[EntryPoint]) -> None:
+    """Register each entry point's command. One that cannot be loaded stays listed, and
+    running it says why in one line (exit 69), so a broken or missing installation never
+    takes the service's own commands down with it. A name the service uses is not replaced."""
+    for ep in commands:
+        if ep.name in sub.choices:
+            continue
+        try:
+            ep.load()(sub)
+        except Exception as err:  # whatever the plugin raised: the command is unavailable
+            _unavailable(sub, ep, f"{type(err).__name__}: {err}")
+            continue
+        if ep.name not in sub.choices:
+            _unavailable(sub, ep, f"{ep.value} did not register a command {ep.name!r}")
+
+
+def _unavailable(sub: Any, ep: EntryPoint, why: str) -> None:
+    reason = f"cannot load it ({ep.value}, entry point group {COMMAND_GROUP}): {why}"
+
+    def fail(args: argparse.Namespace) -> int:
+        print(f"titan-exec {ep.name}: {reason}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+    if ep.name in sub.choices:  # registered halfway before it failed: replace it
+        del sub.choices[ep.name]
+    # no option prefix: whatever follows the command's name is taken, and `fail` says why
+    p = sub.add_parser(ep.name, help=f"(unavailable: {why})", add_help=False, prefix_chars="\0")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=fail, log_level="WARNING")
 
 
 def main(argv: list[str] | None = None) -> None:

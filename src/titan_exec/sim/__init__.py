@@ -1,21 +1,10 @@
-"""The venue simulator: a Binance USDⓈ-M futures look-alike that real clients talk to.
-
-`titan-exec venue-sim` serves the subset of the `/fapi` REST API that ccxt's `binanceusdm`
-client uses, so the service's ccxt venue runs unchanged against it (only the base URLs
-differ). Modules:
+"""The exchange model: a Binance USDⓈ-M futures look-alike's core, pure and in memory.
 
 - `market`: symbol specifications and the seeded, deterministic price path (pure).
 - `engine`: the exchange core: orders, fills, fees, positions, wallet, dead-man switch,
   inspection and state export (pure: time is an argument, no I/O, Decimal money);
   `records`: its data types and their JSON-able forms (pure).
-- `render`: the engine's objects as Binance JSON documents (pure).
-- `endpoints`: what each `/fapi` endpoint does with its parameters.
-- `faults`: the fault-injection knobs.
-- `stream`: the websocket book-ticker stream (what ccxt.pro's `watch_bids_asks` reads).
-- `server`: the aiohttp app (authentication, errors, faults, `/sim/*`) and `VenueSim`, the
-  runner with its tick loop, NATS book tickers and state file.
-- `ccxt_client`: `sim_urls` / `ccxt_config`, pointing ccxt's `binanceusdm` at it.
-- `cli`: the `venue-sim` subcommand.
 
-Nothing is imported here, so the pure modules can be used without aiohttp or ccxt.
+The simulator that serves it over HTTP to real clients (`titan-exec venue-sim`) is the
+laboratory's: `titan_exec_lab.sim`.
 """

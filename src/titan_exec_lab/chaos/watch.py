@@ -1,0 +1,128 @@
+"""What the harness sees of the pair during a run, from the outside: each instance's role
+from its `/status` (polled every 50 ms; "down" when it does not answer) and the role
+transitions the instances publish on `titan.sys.<ns>.role.v1.<id>` (precise to the
+millisecond, but silent while an instance is cut off from NATS). Times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from titan_exec_lab.chaos.model import RoleSample, compact_roles
+from titan_exec_lab.chaos.topology import NAMES, Topology
+
+POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    at: float
+    instance: str
+    before: str
+    after: str
+    reason: str
+
+
+@dataclass
+class RoleWatch:
+    topo: Topology
+    ns: str = "exec"
+    polled: list[tuple[float, str, str]] = field(default_factory=list)
+    """(Unix time, instance, role) each poll."""
+    lease_roles: list[tuple[float, str, str]] = field(default_factory=list)
+    """(Unix time, instance, role in the lease election: `lease_role`) each poll."""
+    transitions: list[Transition] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _sub: Any = None
+
+    async def start(self) -> None:
+        assert self.topo.nc is not None
+        self._sub = await self.topo.nc.subscribe(
+            f"titan.sys.{self.ns}.role.v1.*", cb=self._on_transition
+        )
+        self._tasks = [asyncio.create_task(self._poll(), name="chaos-role-poll")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_transition(self, msg: Msg) -> None:
+        at = time.time()
+        try:
+            doc = json.loads(msg.data)
+            self.transitions.append(
+                Transition(
+                    at, str(doc["instance_id"]), str(doc["from"]), str(doc["to"]),
+                    str(doc.get("reason", "")),
+                )
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            return  # telemetry only: a malformed one is not ours to judge here
+
+    async def _poll(self) -> None:
+        while True:
+            at = time.time()
+            docs = await asyncio.gather(*(self.topo.status(n) for n in NAMES))
+            for name, doc in zip(NAMES, docs, strict=True):
+                self.polled.append((at, name, str((doc or {}).get("role") or "down")))
+                self.lease_roles.append((at, name, str((doc or {}).get("lease_role") or "down")))
+            await asyncio.sleep(POLL_S)
+
+    # ---------------------------------------------------------------- reading
+    def samples(self, since: float) -> list[RoleSample]:
+        """The polled roles as samples on the run's axis (seconds since `since`), plus a
+        sample at each published transition (sharper edges)."""
+        out = [RoleSample(round(t - since, 3), n, r) for t, n, r in self.polled]
+        out += [
+            RoleSample(round(tr.at - since, 3), tr.instance, tr.after) for tr in self.transitions
+        ]
+        return compact_roles(sorted(out, key=lambda s: (s.t, s.instance)))
+
+    def first_active_after(self, t: float, *, other_than: str | None = None) -> float | None:
+        """The first moment after `t` an instance (not `other_than`) became active: its
+        published transition, else the first poll that saw it active after not being so."""
+        seen = [
+            tr.at
+            for tr in self.transitions
+            if tr.at >= t and tr.after == "active" and tr.instance != other_than
+        ]
+        last: dict[str, str] = {}
+        for at, name, role in self.polled:
+            if at >= t and role == "active" and last.get(name) != "active" and name != other_than:
+                seen.append(at)
+            last[name] = role
+        return min(seen) if seen else None
+
+    def fencings(self, since: float) -> int:
+        """Changes into `fenced` after `since`, per instance: the lease role each poll saw
+        (an instance cut off from NATS cannot publish its transition) and the published
+        transitions (a fencing shorter than a poll)."""
+        count = 0
+        for name in NAMES:
+            seen = sorted(
+                [(at, r) for at, n, r in self.lease_roles if n == name and at >= since]
+                + [
+                    (t.at, t.after)
+                    for t in self.transitions
+                    if t.instance == name and t.at >= since
+                ]
+            )
+            previous = ""
+            for _, role in seen:
+                if role == "fenced" and previous != "fenced":
+                    count += 1
+                previous = role
+        return count

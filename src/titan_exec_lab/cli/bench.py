@@ -1,0 +1,93 @@
+"""`titan-exec bench`: throughput and latency (`titan_exec_lab.bench.throughput`), start-up
+time against the length of history (`--startup`) and hostile bursts (`--poison`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from titan_exec_lab.bench.throughput import run_bench
+
+    if args.poison:
+        from titan_exec_lab.bench.poison import run_poisonbench
+
+        topologies = ["embedded", "cluster"] if args.topology == "both" else [args.topology]
+        return asyncio.run(
+            run_poisonbench(
+                rounds=args.rounds,
+                count=args.count,
+                topologies=topologies,
+                lease_ms=args.lease_ms,
+                kinds=tuple(args.kinds.split(",")),
+            )
+        )
+    if args.startup:
+        from titan_exec_lab.bench.startup import SIZES, parse_sizes, run_startbench
+
+        try:
+            sizes = parse_sizes(args.sizes) if args.sizes else SIZES
+        except ValueError as err:
+            print(f"titan-exec bench --sizes: {err}", file=sys.stderr)
+            return 2
+        return asyncio.run(run_startbench(sizes=sizes, rounds=args.rounds, json_path=args.json))
+    return asyncio.run(
+        run_bench(
+            intents=args.intents,
+            paced=args.paced,
+            pace_per_s=args.pace,
+            rounds=args.rounds,
+            venue=args.venue,
+            ha=args.ha,
+        )
+    )
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``bench`` on ``titan-exec``'s subparsers (a `titan_exec.commands` entry point)."""
+    p = sub.add_parser("bench", help="service throughput and latency vs raw JetStream")
+    p.add_argument("--intents", type=int, default=2000)
+    p.add_argument(
+        "--venue",
+        choices=["paper", "sim"],
+        default="paper",
+        help="paper: in-process; sim: the simulator process through the ccxt venue",
+    )
+    p.add_argument("--paced", type=int, default=600, help="intents in the paced latency run")
+    p.add_argument("--pace", type=float, default=200.0, help="intents per second when paced")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--ha",
+        action="store_true",
+        help="each round also measures the instance with lease election and the epoch fence",
+    )
+    p.add_argument(
+        "--startup",
+        action="store_true",
+        help="instead: start-up time (newest snapshot + tail) against the length of history",
+    )
+    p.add_argument(
+        "--poison",
+        action="store_true",
+        help="instead: bursts of hostile messages against the active (loop stall, fencing)",
+    )
+    p.add_argument("--count", type=int, default=100, help="with --poison: messages a burst")
+    p.add_argument("--lease-ms", type=int, default=5000, help="with --poison: the lease")
+    p.add_argument(
+        "--kinds",
+        default="small,max-size,value-bound",
+        help="with --poison: burst kinds, comma-separated",
+    )
+    p.add_argument(
+        "--topology",
+        choices=["embedded", "cluster", "both"],
+        default="both",
+        help="with --poison: the embedded server, three clustered nodes (R3), or both",
+    )
+    p.add_argument("--sizes", default=None, help="with --startup: events, e.g. 1e4,1e5,1e6")
+    p.add_argument("--json", default=None, metavar="FILE", help="with --startup: results file")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(fn=cmd_bench)

@@ -1,0 +1,18 @@
+"""The venue simulator: a Binance USDⓈ-M futures look-alike that real clients talk to.
+
+`titan-exec venue-sim` serves the subset of the `/fapi` REST API that ccxt's `binanceusdm`
+client uses, so the service's ccxt venue runs unchanged against it (only the base URLs
+differ). It serves the exchange core of `titan_exec.sim` (`market`, `engine`,
+`records`: pure, in the service package). Modules:
+
+- `render`: the engine's objects as Binance JSON documents (pure).
+- `endpoints`: what each `/fapi` endpoint does with its parameters.
+- `faults`: the fault-injection knobs.
+- `stream`: the websocket book-ticker stream (what ccxt.pro's `watch_bids_asks` reads).
+- `server`: the aiohttp app (authentication, errors, faults, `/sim/*`) and `VenueSim`, the
+  runner with its tick loop, NATS book tickers and state file.
+- `ccxt_client`: `sim_urls` / `ccxt_config`, pointing ccxt's `binanceusdm` at it.
+
+Nothing is imported here, so `render` can be used without aiohttp or ccxt. The
+`venue-sim` subcommand is `titan_exec_lab.cli.venue_sim`.
+"""
