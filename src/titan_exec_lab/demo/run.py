@@ -37,7 +37,7 @@ from nats.aio.client import Client as NatsClient
 from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.config import load
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
-from titan_exec.runtime.service import load_policy
+from titan_exec.runtime.leader import load_policy
 from titan_exec_lab.cli.status import read_status, render
 from titan_exec_lab.demo.flow import (
     START_PRICES,
