@@ -1,28 +1,31 @@
-"""The pair's invariants for the chaos tests (ha-protocol.md §10), on top of
-`titan_exec_lab.demo.streamcheck` (which reads the raw streams and the simulator's record,
+"""The pair's invariants for the chaos tests (ha-protocol.md §10), judged by the one
+checker, `titan_exec_lab.verify` (which reads the raw streams and the simulator's record,
 never an instance's view of itself, and imports no service code):
 
-1. every command reaches exactly one decision (here: every command the test sent);
+1. every command reaches exactly one decision (and every command the test sent is in
+   `TITAN_CMD`);
 2. every client order id exists at most once at the venue;
 3. no event of a deposed epoch is in the stream, and every state event is fenced;
 4. the instances agree: the same stream position and state hash, and the venue's net
-   positions, once open orders have settled (polled until then, bounded).
+   positions, once open orders have settled (polled until then, bounded); the stream
+   agrees with the venue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.js import JetStreamContext
 
-from titan_exec_lab.demo import streamcheck as sc
-from titan_exec_lab.demo.streamcheck import read_stream
+from titan_exec_lab.verify import Problem, RawMsg, Report, check, read_stream
+from titan_exec_lab.verify.invariants import instance_violations
+from titan_exec_lab.verify.read import read_streams
 
-__all__ = ["Findings", "check_pair", "check_streams", "read_stream"]
+__all__ = ["Findings", "check_pair", "check_streams", "read_stream", "settled"]
 
 
 @dataclass
@@ -33,39 +36,40 @@ class Findings:
     venue_orders: int = 0
     problems: list[str] = field(default_factory=list)
 
-    def check(self, ok: bool, problem: str) -> None:
-        if not ok:
-            self.problems.append(problem)
-
     def assert_ok(self) -> None:
         assert not self.problems, "invariants broken:\n- " + "\n- ".join(self.problems)
+
+
+def findings(report: Report, commands: Sequence[RawMsg], sent: list[int] | None) -> Findings:
+    c = report.counts
+    f = Findings(c.commands, c.decisions, list(c.epoch_markers), c.venue_orders or 0)
+    f.problems = [f"{v.invariant}: {v.text}" for v in report.violations]
+    lost = sorted(set(sent or ()) - {m.seq for m in commands})
+    if lost:
+        f.problems.append(f"commands sent but not in TITAN_CMD: {lost[:20]}")
+    return f
+
+
+def _undecided(report: Report) -> bool:
+    return any(v.problem is Problem.UNDECIDED for v in report.violations)
 
 
 async def check_streams(
     js: JetStreamContext, *, ns: str = "exec", shard: str = "main", sent: list[int] | None = None
 ) -> Findings:
-    """Invariants 1 and 3 from the streams. `sent`: command sequences that must be decided
-    (default: every command in `TITAN_CMD`)."""
-    commands = await read_stream(js, "TITAN_CMD")
-    events = await read_stream(js, "TITAN_EVT", f"titan.evt.{ns}.>")
-    decided = sc.decisions_per_command(events, ns)
-    f = Findings(len(commands), sum(decided.values()), sc.epoch_markers(events, ns, shard))
-    twice = sorted(s for s, n in decided.items() if n > 1)
-    f.check(not twice, f"commands decided more than once: {twice[:20]}")
-    expected = {m.seq for m in commands} if sent is None else set(sent)
-    missing = sorted(expected - set(decided))
-    f.check(not missing, f"commands without a decision: {missing[:20]}")
-    for problem in sc.fencing_problems(events, ns, shard)[:20]:
-        f.check(False, problem)
-    return f
+    """Invariants 1 and 3 from the streams. `sent`: command sequences the test sent (each
+    must be in `TITAN_CMD`; every command there must be decided)."""
+    commands, events = await read_streams(js, ns)
+    return findings(check(commands, events, ns=ns, shard=shard), commands, sent)
 
 
-def _settled(docs: list[Any], venue: dict[str, Any]) -> bool:
-    venue_net = sc.venue_net_positions(venue)
+def settled(docs: list[Any], venue: dict[str, Any]) -> bool:
+    """The instances agree with each other and the venue (`instances`, at one stream
+    position) and no order is open."""
+    named = {str((d or {}).get("instance_id", i)): d for i, d in enumerate(docs)}
     return (
         bool(docs)
-        and sc.instances_agree(dict(enumerate(docs)))
-        and all(sc.instance_net_positions(d) == venue_net for d in docs)
+        and not instance_violations(named, venue, same_position=True)
         and all(d.get("open_orders", 0) == 0 for d in docs)
     )
 
@@ -85,25 +89,20 @@ async def check_pair(
     while True:
         docs = await asyncio.to_thread(statuses)
         venue = await asyncio.to_thread(inspect)
-        if _settled(docs, venue) or time.monotonic() > deadline:
+        if settled(docs, venue) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.25)
-    f = await check_streams(js, sent=sent)
-    while any(p.startswith("commands without a decision") for p in f.problems):
+    while True:
+        commands, events = await read_streams(js)
+        named = {str((d or {}).get("instance_id", i)): d for i, d in enumerate(docs)}
+        report = check(commands, events, venue, named, same_position=True)
         # a delivery lost with a fetch is redelivered after the consumer's ack wait
-        if time.monotonic() > deadline:
+        if not _undecided(report) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.25)
-        f = await check_streams(js, sent=sent)
+        docs = await asyncio.to_thread(statuses)
+        venue = await asyncio.to_thread(inspect)
     waited = time.monotonic() - started
     if waited > 3:
         print(f"invariants: settled after {waited:.1f} s")
-    f.venue_orders = len(sc.venue_client_order_ids(venue))
-    named = {str((d or {}).get("instance_id", i)): d for i, d in enumerate(docs)}
-    for check in (
-        sc.check_venue_orders(venue),
-        sc.check_instances_agree(named),
-        sc.check_positions(named, venue),
-    ):
-        f.check(check.ok, f"{check.name}: {check.detail}")
-    return f
+    return findings(report, commands, sent)

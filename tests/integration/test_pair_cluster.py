@@ -43,13 +43,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from tests.integration import cluster_fixture
-from tests.integration.invariants import check_pair, check_streams
+from tests.integration.invariants import check_pair, check_streams, settled
 from tests.integration.pairproc import SECRET, Load, Pair, PairOptions, pair, role_is, status_of
 from tests.integration.procs import poll
 from titan_exec.adapters.nats.connect import NatsSettings, connect
-from titan_exec_lab.demo import streamcheck as sc
 from titan_exec_lab.harness.cluster import LocalCluster
 from titan_exec_lab.harness.feeds import Brain
+from titan_exec_lab.verify.facts import instance_net_positions, venue_net_positions
 
 pytestmark = pytest.mark.integration
 
@@ -182,18 +182,16 @@ async def settle(
     deadline = time.monotonic() + timeout_s
     while True:
         docs = await asyncio.to_thread(statuses)
-        venue_net = sc.venue_net_positions(await asyncio.to_thread(inspect))
-        if sc.instances_agree(dict(enumerate(docs))) and all(
-            sc.instance_net_positions(d) == venue_net and d.get("open_orders", 0) == 0 for d in docs
-        ):
+        venue = await asyncio.to_thread(inspect)
+        if settled(docs, venue):
             return ""
         if time.monotonic() > deadline:
             seen = [
                 {k: (d or {}).get(k) for k in ("instance_id", "role", "event_seq", "open_orders")}
-                | {"positions": sc.instance_net_positions(d or {})}
+                | {"positions": instance_net_positions(d or {})}
                 for d in docs
             ]
-            return f"not settled after {timeout_s}s: {seen}, venue {venue_net}"
+            return f"not settled after {timeout_s}s: {seen}, venue {venue_net_positions(venue)}"
         await asyncio.sleep(0.2)
 
 

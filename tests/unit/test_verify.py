@@ -546,3 +546,61 @@ def test_instances_at_one_position_must_agree_on_halt_risk_state_and_control_out
     (v,) = instance_violations(differ, None)
     assert v.problem is Problem.CONTROL_MISMATCH
     assert "risk_state" in v.text and "control_outcomes" in v.text
+
+
+# --- what the demo, the tests and `titan-exec status` ask for beyond `check` ------------------
+
+
+def _doc(name: str, role: str = "standby", seq: int = 9, **kw: object) -> dict[str, object]:
+    return {"instance_id": name, "role": role, "lease_role": role, "event_seq": seq, **kw}
+
+
+def test_a_settled_run_has_its_instances_at_one_position_with_nothing_in_flight() -> None:
+    from titan_exec_lab.verify.invariants import instance_violations
+
+    apart = {"a": _doc("a", "active", 10, state_hash="h"), "b": _doc("b", seq=9, state_hash="h")}
+    assert instance_violations(apart, None) == []  # a standby behind is no fault in itself
+    (v,) = instance_violations(apart, None, same_position=True)
+    assert (v.problem, v.ids) == (Problem.APART, ("instance:a", "instance:b"))
+    assert v.may_settle and "a at event_seq 10, b at event_seq 9" in v.text
+    deciding = {"a": _doc("a", "active", 9, events_unacked=1), "b": _doc("b", seq=9)}
+    (v,) = instance_violations(deciding, None, same_position=True)
+    assert "a at event_seq 9 (1 events in flight)" in v.text
+    run = failover_run()
+    statuses = {"primary": _doc("primary", "active", 10), "backup": _doc("backup", seq=9)}
+    report = check(run.commands, run.events, None, statuses, same_position=True)
+    assert [v.problem for v in report.violations] == [Problem.APART]
+
+
+def test_roles_one_active_and_every_standby_able_to_take_over() -> None:
+    from titan_exec_lab.verify.invariants import role_violations
+
+    assert role_violations({"a": _doc("a", "active"), "b": _doc("b")}) == []
+    (v,) = role_violations({"a": _doc("a"), "b": _doc("b", "fenced"), "c": None})
+    assert (v.invariant, v.problem, v.text) == (
+        "roles",
+        Problem.NO_ACTIVE,
+        "no active instance: trading is stopped",
+    )
+    (v,) = role_violations({"a": _doc("a", "active"), "b": _doc("b", "active")})
+    assert v.problem is Problem.TWO_ACTIVES and v.ids == ("instance:a", "instance:b")
+    (v,) = role_violations({"a": _doc("a", "active"), "b": _doc("b", lease_role=None)})
+    assert v.problem is Problem.STANDBY_WITHOUT_ELECTION and "never take over" in v.text
+
+
+def test_status_violations_compare_full_documents_and_leave_drift_history_out() -> None:
+    from titan_exec_lab.verify import status_violations
+
+    public = {"view": "public"}
+    assert status_violations({"a": _doc("a", "active", **public), "b": _doc("b", **public)}) == []
+    full = {"a": _doc("a", "active", state_hash="x"), "b": _doc("b", state_hash="y")}
+    assert [v.problem for v in status_violations(full)] == [Problem.HASH_MISMATCH]
+    drifted = {"mismatched": 1, "last": {"watermark_seq": 5}}
+    cured = {
+        "a": _doc("a", "active", state_hash="x"),
+        "b": _doc("b", state_hash="x", drift=drifted),
+    }
+    assert status_violations(cured) == []
+    assert [v.problem for v in status_violations({"a": _doc("a", "active"), "b": None})] == [
+        Problem.SILENT_INSTANCE
+    ]

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from titan_exec_lab.verify import Problem, Violation, status_violations
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -102,29 +104,20 @@ def _row(doc: dict[str, Any], now_ms: int) -> dict[str, str]:
 
 
 def verdicts(readings: list[Reading]) -> list[tuple[bool, str]]:
-    """(is_ok, sentence) for each check across the instances."""
-    out: list[tuple[bool, str]] = []
-    docs = [r.doc for r in readings if r.doc is not None]
-    for r in readings:
-        if r.doc is None:
-            out.append((False, r.error or f"{r.url}: no answer"))
-    for d in docs:
-        if d.get("role") == "standby" and d.get("lease_role") is None:
-            out.append(
-                (
-                    False,
-                    f"{d.get('instance_id')} is a standby without lease election: "
-                    "it will never take over ([ha] enabled = true)",
-                )
-            )
-    active = [str(d.get("instance_id")) for d in docs if d.get("role") == "active"]
-    if len(active) == 1:
-        out.append((True, f"one active: {active[0]}"))
-    elif not active:
-        out.append((False, "no active instance: trading is stopped"))
-    else:
-        out.append((False, f"more than one instance says it is active: {', '.join(active)}"))
-    public = [str(d.get("instance_id")) for d in docs if is_public(d)]
+    """(is_ok, sentence) for each check across the instances. What fails is what the
+    checker says (`titan_exec_lab.verify.status_violations`: roles, and hashes compared at
+    the same stream position); the sentences here say it for an operator."""
+    out: list[tuple[bool, str]] = [
+        (False, r.error or f"{r.url}: no answer") for r in readings if r.doc is None
+    ]
+    docs = {str(r.doc.get("instance_id", r.url)): r.doc for r in readings if r.doc is not None}
+    violations = status_violations(docs)
+    found = {v.problem: v for v in violations}
+    out += [(False, v.text) for v in violations if v.problem is Problem.STANDBY_WITHOUT_ELECTION]
+    roles = found.get(Problem.NO_ACTIVE) or found.get(Problem.TWO_ACTIVES)
+    active = [n for n, d in docs.items() if d.get("role") == "active"]
+    out.append((False, roles.text) if roles else (True, f"one active: {active[0]}"))
+    public = [n for n, d in docs.items() if is_public(d)]
     if public:
         out.append(
             (
@@ -133,24 +126,30 @@ def verdicts(readings: list[Reading]) -> list[tuple[bool, str]]:
                 f"{API_KEY_ENV}): state hashes not compared",
             )
         )
-        docs = [d for d in docs if not is_public(d)]
-    by_seq: dict[int, set[str]] = {}
-    unsettled = [str(d.get("instance_id")) for d in docs if d.get("events_unacked")]
-    for d in docs:
-        if not d.get("events_unacked"):
-            by_seq.setdefault(int(d.get("event_seq") or 0), set()).add(str(d.get("state_hash")))
-    if unsettled and len(docs) >= 2:
-        out.append((True, f"{', '.join(unsettled)} deciding (events in flight): not compared"))
-    elif len(docs) >= 2:
-        if len(by_seq) == 1:
-            ((seq, hashes),) = by_seq.items()
-            if len(hashes) == 1:
-                out.append((True, f"state hashes agree at stream position {seq}"))
-            else:
-                out.append((False, f"state hashes DIFFER at stream position {seq}: drift"))
-        else:
-            seqs = ", ".join(str(s) for s in sorted(by_seq))
-            out.append((True, f"at different stream positions ({seqs}): hashes not comparable"))
+    out += _hash_verdicts({n: d for n, d in docs.items() if not is_public(d)}, found)
+    return out
+
+
+def _hash_verdicts(
+    docs: dict[str, dict[str, Any]], found: dict[Problem | None, Violation]
+) -> list[tuple[bool, str]]:
+    """Where the hashes were compared, in words (the verdict is the checker's)."""
+    if len(docs) < 2:
+        return []
+    deciding = [n for n, d in docs.items() if d.get("events_unacked")]
+    if deciding:
+        return [(True, f"{', '.join(deciding)} deciding (events in flight): not compared")]
+    seqs = sorted({int(d.get("event_seq") or 0) for d in docs.values()})
+    out: list[tuple[bool, str]] = []
+    if Problem.HASH_MISMATCH in found:
+        out.append((False, f"state hashes DIFFER at stream position {seqs[0]}: drift"))
+    elif len(seqs) == 1:
+        out.append((True, f"state hashes agree at stream position {seqs[0]}"))
+    else:
+        listed = ", ".join(map(str, seqs))
+        out.append((True, f"at different stream positions ({listed}): hashes not comparable"))
+    if Problem.CONTROL_MISMATCH in found:
+        out.append((False, found[Problem.CONTROL_MISMATCH].text))
     return out
 
 

@@ -49,22 +49,13 @@ from titan_exec_lab.demo.flow import (
     wait_for,
 )
 from titan_exec_lab.demo.report import print_activity, print_checks, print_pair
-from titan_exec_lab.demo.streamcheck import (
-    Check,
-    check_decisions,
-    check_positions,
-    check_venue_orders,
-    instance_net_positions,
-    instances_agree,
-    read_pair_checks,
-    read_stream,
-    venue_net_positions,
-)
+from titan_exec_lab.demo.streamcheck import Check, read_pair_checks, read_streams, single_checks
 from titan_exec_lab.demo.upstream_brain import UpstreamBrain
 from titan_exec_lab.harness.feeds import Brain, TickerFeed
 from titan_exec_lab.harness.instproc import InstanceProcess, InstanceSettings, free_port, get_json
 from titan_exec_lab.harness.simproc import SimProcess
 from titan_exec_lab.sim.server import DEV_API_KEY, DEV_API_SECRET
+from titan_exec_lab.verify.invariants import instance_violations
 
 SECRET = "demo-secret-change-me"
 API_KEY = "demo-api-key"
@@ -268,7 +259,7 @@ async def _restart_as_standby(
 
     async def caught_up() -> bool:
         docs = {p.name: await p.status(http) for p in (killed, active)}
-        return instances_agree(docs)
+        return not instance_violations(docs, None, same_position=True)
 
     await wait_for(caught_up, f"{killed.name} to catch up with {active.name}", 20)
     doc = await killed.status(http) or {}
@@ -289,12 +280,9 @@ async def _settled(
     while True:
         statuses = {name: await p.status(http) for name, p in pair.items()}
         inspect = await _venue_inspect(http, sim)
-        venue = venue_net_positions(inspect)
+        agree = not instance_violations(statuses, inspect, same_position=True)
         docs = [d for d in statuses.values() if d is not None]
-        if (
-            instances_agree(statuses)
-            and all(d["open_orders"] == 0 and instance_net_positions(d) == venue for d in docs)
-        ) or time.monotonic() > deadline:
+        if (agree and all(d["open_orders"] == 0 for d in docs)) or time.monotonic() > deadline:
             return statuses, inspect
         await asyncio.sleep(0.25)
 
@@ -348,12 +336,11 @@ async def _run_single(work: Path, nats_url: str, sim: SimProcess | None) -> list
         say("collecting the results")
         js = nc.jetstream()
         await print_activity(flow, js)
-        commands = await read_stream(js, "TITAN_CMD")
-        events = await read_stream(js, "TITAN_EVT", "titan.evt.exec.>")
-        checks = [check_decisions(commands, events)]
-        if sim is not None:
+        commands, events = await read_streams(js)
+        if sim is None:
+            checks = single_checks(commands, events)
+        else:
             inspect = await _venue_inspect(http, sim)
-            status = await flow.status()
-            checks += [check_positions({"primary": status}, inspect), check_venue_orders(inspect)]
+            checks = single_checks(commands, events, inspect, await flow.status())
     print_checks(checks)
     return checks

@@ -1,78 +1,59 @@
-"""The pair's invariants (design/ha-protocol.md §10) read from the outside: the raw
-JetStream streams and the venue simulator's own record (`GET /sim/inspect`), never an
-instance's view of itself.
+"""The demo's PASS/FAIL view of the checker in `titan_exec_lab.verify`: nothing is checked
+here. `check` reads the raw JetStream streams and the venue simulator's own record (`GET
+/sim/inspect`), never an instance's view of itself, and names every violation with its ids;
+each violation of its `Report` lands on one of these lines:
 
-1. every command in `TITAN_CMD` has exactly one decision in `TITAN_EVT` (the `cmdSeq` of
-   the decision and control events);
-2. no client order id was placed twice at the venue;
-3. every state event is fenced, by the epoch whose marker was the newest when it landed
-   (no event of a deposed active is in the stream);
-4. the instances agree: the same stream position and state hash, and net positions equal
-   to the venue's (summed from the simulator's own trades).
+1. the instances agree (`instances`: answered, at one stream position, same state hash
+   and control state);
+2. net positions and open orders of every instance and of the stream equal the venue's
+   (`venue`, and the `instances` problems against the venue);
+3. no client order id twice at the venue (`coids`);
+4. every command decided exactly once (`decisions`);
+5. every state event fenced by the epoch current when it landed (`epochs`).
 
-The demo's pass/fail view of the checker in `titan_exec_lab.verify` (which reads the raw
-messages, folds them and names every violation with its ids; `titan-exec verify`): the
-reading (`read_stream`) and the folds come from there. `pair_checks` is a pure function of
-what was read, so that each failure can be shown by a test. Plain JSON, no service code: an
-independent reading of what happened. `titan-exec demo` ends with these checks.
+A line also fails when there was nothing to judge (no command, no epoch marker, no
+instance answered): a demo that did nothing passes nothing. `titan-exec demo` ends with
+these lines.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nats.js import JetStreamContext
 
-from titan_exec_lab.verify.facts import (
-    DECISION_KINDS,
-    EXPECTED_SEQ,
-    EXPECTED_SUBJECT,
-    STATE_KINDS,
-    epoch_markers,
-    instance_net_positions,
-    positions_text,
-    venue_net_positions,
-)
-from titan_exec_lab.verify.facts import decision_counts as decisions_per_command
-from titan_exec_lab.verify.invariants import epoch_violations
-from titan_exec_lab.verify.read import RawMsg, read_stream
+from titan_exec_lab.verify import Problem, Report, Violation, check
+from titan_exec_lab.verify.facts import instance_net_positions, positions_text, venue_net_positions
+from titan_exec_lab.verify.read import RawMsg, read_stream, read_streams
+from titan_exec_lab.verify.report import COIDS, DECISIONS, EPOCHS, INSTANCES, VENUE
 
 __all__ = [  # the names the demo and the tests import, some of them from titan_exec_lab.verify
-    "DECISION_KINDS",
-    "EXPECTED_SEQ",
-    "EXPECTED_SUBJECT",
     "SAME",
-    "STATE_KINDS",
     "Check",
     "RawMsg",
-    "check_decisions",
-    "check_fencing",
-    "check_instances_agree",
-    "check_positions",
-    "check_venue_orders",
-    "decisions_per_command",
-    "epoch_markers",
-    "fencing_problems",
     "instance_net_positions",
-    "instances_agree",
     "pair_checks",
     "positions_text",
     "read_pair_checks",
     "read_stream",
+    "read_streams",
+    "report_checks",
+    "single_checks",
     "venue_client_order_ids",
     "venue_net_positions",
 ]
 
-
 SAME = ("EQUAL", "DIFFERENT")
+AGAINST_THE_VENUE = frozenset({Problem.INSTANCE_POSITION, Problem.INSTANCE_OPEN_ORDERS})
+SHOWN = 3
+"""Violations quoted on a line (the rest are counted)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One invariant: `ok`, and a sentence saying what was found."""
+    """One line: `ok`, and a sentence saying what was found."""
 
     name: str
     ok: bool
@@ -85,110 +66,89 @@ class Check:
         return self.verdicts[0] if self.ok else self.verdicts[1]
 
 
-def fencing_problems(events: Sequence[RawMsg], ns: str = "exec", shard: str = "main") -> list[str]:
-    """State events that are not fenced, or fenced by an epoch other than the newest marker
-    at the time they landed (`titan_exec_lab.verify`'s invariant `epochs`)."""
-    return [v.text for v in epoch_violations(events, ns, shard)]
-
-
 def venue_client_order_ids(inspect: Mapping[str, Any]) -> list[str]:
     return [str(o.get("clientOrderId")) for o in inspect.get("orders", [])]
 
 
-def instances_agree(statuses: Mapping[str, Mapping[str, Any] | None]) -> bool:
-    docs = list(statuses.values())
-    return (
-        bool(docs)
-        and all(d is not None for d in docs)
-        and not any((d or {}).get("events_unacked") for d in docs)
-        and len({(d or {}).get("event_seq") for d in docs}) == 1
-        and len({(d or {}).get("state_hash") for d in docs}) == 1
+def _line(v: Violation) -> int:
+    """Which of the five lines a violation fails."""
+    if v.invariant == INSTANCES:
+        return 1 if v.problem in AGAINST_THE_VENUE else 0
+    return {VENUE: 1, COIDS: 2, DECISIONS: 3, EPOCHS: 4}.get(v.invariant, 0)
+
+
+def _found(violations: Sequence[Violation]) -> str:
+    more = len(violations) - SHOWN
+    return "".join(f"; {v.text}" for v in violations[:SHOWN]) + (
+        f"; and {more} more" if more > 0 else ""
     )
 
 
-def check_instances_agree(statuses: Mapping[str, Mapping[str, Any] | None]) -> Check:
-    name = "state hashes of the instances at the same stream position"
-    silent = sorted(n for n, d in statuses.items() if d is None)
-    if silent or not statuses:
-        return Check(name, False, f"no /status from {silent or 'any instance'}", SAME)
-    docs = {n: d for n, d in statuses.items() if d is not None}
-    if instances_agree(statuses):
-        first = next(iter(docs.values()))
-        return Check(
-            name,
-            True,
-            f"{len(docs)} instances at event_seq {first.get('event_seq')}: "
-            f"{first.get('state_hash')}",
-            SAME,
+def report_checks(
+    report: Report,
+    statuses: Mapping[str, Mapping[str, Any] | None] | None,
+    inspect: Mapping[str, Any] | None,
+) -> list[Check]:
+    """The lines of what was read: the instances' two with `statuses`, the venue's with
+    `inspect`, the streams' two always (in the order of the module docstring)."""
+    by_line: list[list[Violation]] = [[] for _ in range(5)]
+    for v in report.violations:
+        by_line[_line(v)].append(v)
+    c = report.counts
+    checks: list[Check] = []
+    if statuses is not None:
+        docs = [d for d in statuses.values() if d is not None]
+        agree = (
+            f"{len(docs)} instances at event_seq {docs[0].get('event_seq')}: "
+            f"{docs[0].get('state_hash')}"
+            if docs
+            else "no /status from any instance"
         )
-    return Check(
-        name,
-        False,
-        "; ".join(
-            f"{n} at event_seq {d.get('event_seq')}: {str(d.get('state_hash'))[:16]}…"
-            for n, d in sorted(docs.items())
-        ),
-        SAME,
+        checks.append(
+            Check(
+                "state hashes of the instances at the same stream position",
+                bool(docs) and not by_line[0],
+                _found(by_line[0]).removeprefix("; ") if by_line[0] else agree,
+                SAME,
+            )
+        )
+    if inspect is not None:
+        if statuses is not None:
+            checks.append(
+                Check(
+                    "net positions of every instance vs the venue's trades",
+                    bool(statuses) and not by_line[1],
+                    f"venue: {positions_text(venue_net_positions(inspect))}" + _found(by_line[1]),
+                    SAME,
+                )
+            )
+        twice = sorted(coid for coid, n in report.coid_counts.items() if n > 1)
+        checks.append(
+            Check(
+                "no client order id twice at the venue",
+                not by_line[2],
+                f"{c.venue_orders} orders, {len(report.coid_counts)} distinct client order ids"
+                + (f"; more than once: {twice[:10]}" if twice else ""),
+            )
+        )
+    checks.append(
+        Check(
+            "every command decided exactly once",
+            c.commands > 0 and not by_line[3],
+            f"{c.commands} commands in TITAN_CMD, {c.decisions} decisions" + _found(by_line[3]),
+        )
     )
-
-
-def check_positions(
-    statuses: Mapping[str, Mapping[str, Any] | None], inspect: Mapping[str, Any]
-) -> Check:
-    venue_net = venue_net_positions(inspect)
-    differing = {
-        n: instance_net_positions(d or {})
-        for n, d in sorted(statuses.items())
-        if d is None or instance_net_positions(d) != venue_net
-    }
-    return Check(
-        "net positions of every instance vs the venue's trades",
-        bool(statuses) and not differing,
-        f"venue: {positions_text(venue_net)}"
-        + "".join(f"; {n}: {positions_text(p)}" for n, p in differing.items()),
-        SAME,
+    markers = ", ".join(map(str, c.epoch_markers)) or "-"
+    checks.append(
+        Check(
+            "every state event fenced by the epoch current when it landed",
+            bool(c.epoch_markers) and not by_line[4],
+            f"{len(c.epoch_markers)} epoch markers (stream seq {markers})"
+            + (f"; {len(by_line[4])} problems" if by_line[4] else "")
+            + _found(by_line[4]),
+        )
     )
-
-
-def check_venue_orders(inspect: Mapping[str, Any]) -> Check:
-    coids = venue_client_order_ids(inspect)
-    twice = sorted(c for c, n in Counter(coids).items() if n > 1)
-    return Check(
-        "no client order id twice at the venue",
-        not twice,
-        f"{len(coids)} orders, {len(set(coids))} distinct client order ids"
-        + (f"; more than once: {twice[:10]}" if twice else ""),
-    )
-
-
-def check_decisions(
-    commands: Sequence[RawMsg], events: Sequence[RawMsg], ns: str = "exec"
-) -> Check:
-    decided = decisions_per_command(events, ns)
-    cmd_seqs = {m.seq for m in commands}
-    twice = sorted(s for s, n in decided.items() if n > 1)
-    missing = sorted(cmd_seqs - set(decided))
-    stray = sorted(set(decided) - cmd_seqs)
-    detail = f"{len(cmd_seqs)} commands in TITAN_CMD, {sum(decided.values())} decisions"
-    for what, seqs in (("more than once", twice), ("undecided", missing), ("unknown", stray)):
-        if seqs:
-            detail += f"; {what}: {seqs[:10]}"
-    return Check(
-        "every command decided exactly once",
-        bool(cmd_seqs) and not (twice or missing or stray),
-        detail,
-    )
-
-
-def check_fencing(events: Sequence[RawMsg], ns: str = "exec", shard: str = "main") -> Check:
-    problems = fencing_problems(events, ns, shard)
-    markers = epoch_markers(events, ns, shard)
-    return Check(
-        "every state event fenced by the epoch current when it landed",
-        bool(markers) and not problems,
-        f"{len(markers)} epoch markers (stream seq {', '.join(map(str, markers)) or '-'})"
-        + (f"; {len(problems)} problems, first: {problems[0]}" if problems else ""),
-    )
+    return checks
 
 
 def pair_checks(
@@ -200,15 +160,26 @@ def pair_checks(
     ns: str = "exec",
     shard: str = "main",
 ) -> list[Check]:
-    """The four invariants over what was read: each instance's `/status` (None: it did not
-    answer), the simulator's `/sim/inspect`, and the raw `TITAN_CMD` and `TITAN_EVT`."""
-    return [
-        check_instances_agree(statuses),
-        check_positions(statuses, inspect),
-        check_venue_orders(inspect),
-        check_decisions(commands, events, ns),
-        check_fencing(events, ns, shard),
-    ]
+    """The five lines over what was read once the run settled: each instance's `/status`
+    (None: it did not answer), the simulator's `/sim/inspect`, the raw `TITAN_CMD` and
+    `TITAN_EVT`."""
+    report = check(commands, events, inspect, statuses, ns=ns, shard=shard, same_position=True)
+    return report_checks(report, statuses, inspect)
+
+
+def single_checks(
+    commands: Sequence[RawMsg],
+    events: Sequence[RawMsg],
+    inspect: Mapping[str, Any] | None = None,
+    status: Mapping[str, Any] | None = None,
+    *,
+    ns: str = "exec",
+) -> list[Check]:
+    """One instance: the streams' lines, and with the venue read (`inspect`, and the
+    instance's `status`: None, it did not answer) the instance's and the venue's."""
+    statuses = None if inspect is None else {"primary": status}
+    report = check(commands, events, inspect, statuses, ns=ns)
+    return report_checks(report, statuses, inspect)
 
 
 async def read_pair_checks(
@@ -219,7 +190,7 @@ async def read_pair_checks(
     ns: str = "exec",
     shard: str = "main",
 ) -> list[Check]:
-    """Read `TITAN_CMD` and `TITAN_EVT` raw and check the invariants (`pair_checks`)."""
-    commands = await read_stream(js, "TITAN_CMD")
-    events = await read_stream(js, "TITAN_EVT", f"titan.evt.{ns}.>")
+    """Read `TITAN_CMD` and `TITAN_EVT` raw (`read_streams`: the namespace's events and
+    RiskGuardian's messages) and check the invariants (`pair_checks`)."""
+    commands, events = await read_streams(js, ns)
     return pair_checks(statuses, inspect, commands, events, ns=ns, shard=shard)

@@ -27,7 +27,12 @@ The invariants, each a name used in `Violation.invariant`:
   the orders open at the venue.
 - `instances`: instances at the same stream position (`event_seq`) have the same state
   hash; each instance's net positions and open order count equal the venue's; an instance
-  that does not answer is a violation too.
+  that does not answer is a violation too. Asked for (`same_position`: a run that has
+  settled, as the demo's and the tests' end), the instances are at one stream position
+  with no event in flight.
+- `roles` (`role_violations`, from the `/status` documents alone, what `titan-exec status`
+  judges; not part of `check`): exactly one instance says it is active, and every standby
+  has lease election (one without would never take over).
 
 Symbols are compared in the venue's spelling: `sim:BTC/USDT` and `BTC/USDT` → `BTCUSDT`.
 """
@@ -70,6 +75,7 @@ from titan_exec_lab.verify.report import (
     EPOCHS,
     INSTANCES,
     INVARIANTS,
+    ROLES,
     VENUE,
     Counts,
     Problem,
@@ -78,6 +84,7 @@ from titan_exec_lab.verify.report import (
 )
 
 __all__ = [
+    "STATUS_PROBLEMS",
     "Counts",
     "Problem",
     "Report",
@@ -90,6 +97,8 @@ __all__ = [
     "decisions_per_command",
     "epoch_violations",
     "instance_violations",
+    "role_violations",
+    "status_violations",
     "venue_violations",
 ]
 
@@ -398,12 +407,16 @@ def _drift_violations(docs: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
 
 
 def instance_violations(
-    statuses: Mapping[str, Mapping[str, Any] | None], inspect: Mapping[str, Any] | None
+    statuses: Mapping[str, Mapping[str, Any] | None],
+    inspect: Mapping[str, Any] | None,
+    *,
+    same_position: bool = False,
 ) -> list[Violation]:
     """Invariant `instances`: the same state hash at the same stream position, and (with
     the venue read) the venue's net positions and number of open orders. An instance with
     events applied but not yet acknowledged (`events_unacked`) is ahead of its own
-    `event_seq` and is not compared by hash."""
+    `event_seq` and is not compared by hash. `same_position`: the run has settled, so the
+    instances must also be at one stream position with nothing in flight."""
     out = [
         Violation(
             INSTANCES,
@@ -431,6 +444,7 @@ def instance_violations(
         for seq, hashes in sorted(at_seq.items())
         if len(set(hashes.values())) > 1
     ]
+    out += _apart_violations(docs) if same_position else []
     out += _control_violations(docs)
     out += _drift_violations(docs)
     if inspect is None:
@@ -460,6 +474,78 @@ def instance_violations(
                 )
             )
     return out
+
+
+def _apart_violations(docs: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
+    """Part of `instances` when the run has settled: one stream position, none in flight."""
+    seqs = {str(doc.get("event_seq")) for doc in docs.values()}
+    unacked = {n: d.get("events_unacked") for n, d in docs.items() if d.get("events_unacked")}
+    if len(seqs) <= 1 and not unacked:
+        return []
+    where = ", ".join(
+        f"{n} at event_seq {d.get('event_seq')}"
+        + (f" ({unacked[n]} events in flight)" if n in unacked else "")
+        for n, d in docs.items()
+    )
+    return [
+        Violation(
+            INSTANCES,
+            tuple(f"instance:{n}" for n in docs),
+            f"instances not at one stream position: {where}",
+            Problem.APART,
+        )
+    ]
+
+
+def role_violations(statuses: Mapping[str, Mapping[str, Any] | None]) -> list[Violation]:
+    """Invariant `roles` over the instances that answered: exactly one says it is active,
+    and no standby is without lease election (`lease_role` None: it would never take over)."""
+    docs = {name: doc for name, doc in statuses.items() if doc is not None}
+    out = [
+        Violation(
+            ROLES,
+            (f"instance:{doc.get('instance_id', name)}",),
+            f"{doc.get('instance_id', name)} is a standby without lease election: "
+            "it will never take over ([ha] enabled = true)",
+            Problem.STANDBY_WITHOUT_ELECTION,
+        )
+        for name, doc in docs.items()
+        if doc.get("role") == "standby" and doc.get("lease_role") is None
+    ]
+    active = [
+        str(doc.get("instance_id", n)) for n, doc in docs.items() if doc.get("role") == "active"
+    ]
+    if not active:
+        ids = tuple(f"instance:{doc.get('instance_id', n)}" for n, doc in docs.items())
+        out.append(
+            Violation(ROLES, ids, "no active instance: trading is stopped", Problem.NO_ACTIVE)
+        )
+    elif len(active) > 1:
+        out.append(
+            Violation(
+                ROLES,
+                tuple(f"instance:{a}" for a in active),
+                f"more than one instance says it is active: {', '.join(active)}",
+                Problem.TWO_ACTIVES,
+            )
+        )
+    return out
+
+
+STATUS_PROBLEMS = frozenset(
+    {Problem.SILENT_INSTANCE, Problem.HASH_MISMATCH, Problem.CONTROL_MISMATCH}
+)
+"""The part of `instances` that the `/status` documents alone judge now; a drift alarm is
+history (counted since the standby started) and is the run checks' to judge."""
+
+
+def status_violations(statuses: Mapping[str, Mapping[str, Any] | None]) -> list[Violation]:
+    """What the instances' `/status` documents alone show (`titan-exec status`): `roles`
+    over every answer, and `instances` (`STATUS_PROBLEMS`, without the venue) over the full
+    documents (a public `/status`, read without the API key, has no state hash)."""
+    full = {n: d for n, d in statuses.items() if d is None or d.get("view") != "public"}
+    same = [v for v in instance_violations(full, None) if v.problem in STATUS_PROBLEMS]
+    return role_violations(statuses) + same
 
 
 _CONTROL_FIELDS = ("is_halted", "is_armed", "risk_state", "control_outcomes")
@@ -504,17 +590,19 @@ def check(
     *,
     ns: str = "exec",
     shard: str = "main",
+    same_position: bool = False,
 ) -> Report:
     """Every invariant over what was read: the raw `TITAN_CMD` and `TITAN_EVT` (events of
     namespace `ns`), the simulator's `/sim/inspect` (None: not read, so `coids` and `venue`
     are not checked) and each instance's `/status` (None for one that did not answer; an
-    empty or absent mapping: `instances` is not checked)."""
+    empty or absent mapping: `instances` is not checked). `same_position`: the run has
+    settled (`instance_violations`)."""
     statuses = statuses or {}
     violations = decision_violations(commands, events, ns) + epoch_violations(events, ns, shard)
     if inspect is not None:
         violations += coid_violations(inspect) + venue_violations(events, inspect, ns)
     if statuses:
-        violations += instance_violations(statuses, inspect)
+        violations += instance_violations(statuses, inspect, same_position=same_position)
     order = list(INVARIANTS)
     violations.sort(key=lambda v: order.index(v.invariant))
     counts = Counts(

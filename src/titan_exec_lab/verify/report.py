@@ -14,12 +14,14 @@ COIDS = "coids"
 EPOCHS = "epochs"
 VENUE = "venue"
 INSTANCES = "instances"
+ROLES = "roles"
 INVARIANTS: dict[str, str] = {
     DECISIONS: "every command decided exactly once",
     COIDS: "every client order id at most once at the venue",
     EPOCHS: "no event from a deposed epoch; every state event fenced",
     VENUE: "the stream's positions and open orders equal the venue's",
     INSTANCES: "the instances agree with each other and with the venue",
+    ROLES: "exactly one active, and every standby able to take over",
 }
 
 
@@ -42,6 +44,10 @@ class Problem(StrEnum):
     INSTANCE_POSITION = "instance_position"
     INSTANCE_OPEN_ORDERS = "instance_open_orders"
     DRIFT_ALARM = "drift_alarm"
+    APART = "apart"
+    NO_ACTIVE = "no_active"
+    TWO_ACTIVES = "two_actives"
+    STANDBY_WITHOUT_ELECTION = "standby_without_election"
 
 
 MAY_SETTLE = frozenset(
@@ -53,6 +59,8 @@ MAY_SETTLE = frozenset(
         Problem.SILENT_INSTANCE,
         Problem.INSTANCE_POSITION,
         Problem.INSTANCE_OPEN_ORDERS,
+        Problem.APART,
+        Problem.NO_ACTIVE,
     }
 )
 """Problems that a run still settling shows too (an order in flight, a standby behind or
