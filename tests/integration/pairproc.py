@@ -1,17 +1,16 @@
 """The pair as real processes, for the chaos tests: two `titan-exec run` instances with
 lease election, the venue simulator as a third process, and helpers to read them.
 
-`start_instance` writes the instance's TOML and starts `python -m titan_exec run`;
-`pair()` starts the simulator, `primary` (active) and `backup` (standby) and stops all of
-them on exit, failures included. Each instance logs to `<tmp>/<name>.log`.
+The instances are the lab's (`titan_exec_lab.harness.procs`: its configuration, started
+as a `subprocess.Popen`); `pair()` starts the simulator, `primary` (active) and `backup`
+(standby) and stops all of them on exit, failures included. Each instance logs to
+`<tmp>/<name>.log`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,14 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.procs import free_port, get_json, poll, stop
 from titan_exec_lab.harness.feeds import Brain
+from titan_exec_lab.harness.procs import (
+    InstanceSettings,
+    free_port,
+    poll,
+    read_json,
+    start_instance,
+    stop,
+)
 from titan_exec_lab.harness.simproc import SimProcess
 from titan_exec_lab.sim.server import DEV_API_KEY, DEV_API_SECRET
 
 SECRET = "pair-secret"
 API_KEY = "pair-api-key"
 LEASE_MS = 1000
+SECRETS = {
+    "HMAC_SECRET": SECRET,
+    "TITAN_EXECUTION_API_KEY": API_KEY,
+    "TITAN_VENUE_API_KEY": DEV_API_KEY,
+    "TITAN_VENUE_API_SECRET": DEV_API_SECRET,
+}
 
 
 @dataclass(frozen=True)
@@ -39,72 +51,26 @@ class PairOptions:
     nats_url_for: Callable[[str], str] | None = None
     """The NATS URL(s) an instance connects to, by name (a proxy in between, a cluster)."""
 
-
-def instance_config(
-    tmp: Path, name: str, mode: str, sim_url: str, opts: PairOptions = PairOptions()
-) -> Path:
-    cfg = tmp / f"{name}.toml"
-    cfg.write_text(
-        f"""
-[service]
-instance_id = "{name}"
-mode = "{mode}"
-state_dir = "{tmp / name}"
-[nats]
-replicas = {opts.replicas}
-[ha]
-enabled = true
-lease_ms = {opts.lease_ms}
-manual_failover = {str(opts.manual_failover).lower()}
-[risk]
-arm_on_genesis = true
-[orders]
-in_doubt_query_after_ms = 200
-[venue]
-kind = "ccxt"
-name = "sim"
-exchange_id = "binanceusdm"
-base_url = "{sim_url}"
-api_key = "{DEV_API_KEY}"
-api_secret = "{DEV_API_SECRET}"
-poll_interval_ms = 100
-rate_limit_ms = 10
-{opts.extra_toml}
-"""
-    )
-    return cfg
-
-
-def start_instance(
-    tmp: Path,
-    name: str,
-    mode: str,
-    nats_url: str,
-    sim_url: str,
-    port: int,
-    opts: PairOptions = PairOptions(),
-) -> subprocess.Popen[bytes]:
-    cfg = instance_config(tmp, name, mode, sim_url, opts)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HMAC", "NATS", "TITAN"))}
-    env.update(
-        {
-            "HMAC_SECRET": SECRET,
-            "NATS_URL": nats_url,
-            "PORT": str(port),
-            "TITAN_EXECUTION_API_KEY": API_KEY,
-        }
-    )
-    log = (tmp / f"{name}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "titan_exec", "run", "--config", str(cfg)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    def settings(self, name: str, nats_url: str, sim_url: str, port: int) -> InstanceSettings:
+        """The lab's pair configuration with this test's options (armed at genesis, the
+        service's order TTL, ccxt paced at 10 ms against the local simulator)."""
+        return InstanceSettings(
+            name=name,
+            nats_url=nats_url,
+            sim_url=sim_url,
+            http_port=port,
+            lease_ms=self.lease_ms,
+            orders_ttl_ms=None,
+            replicas=self.replicas,
+            is_armed_on_genesis=True,
+            rate_limit_ms=10,
+            is_manual_failover=self.manual_failover,
+            extra_toml=self.extra_toml,
+        )
 
 
 def status_of(port: int) -> Any:
-    return get_json(f"http://127.0.0.1:{port}/status", headers={"X-API-Key": API_KEY})
+    return read_json(f"http://127.0.0.1:{port}/status", headers={"X-API-Key": API_KEY})
 
 
 def role_is(port: int, role: str) -> Callable[[], bool]:
@@ -137,14 +103,13 @@ class Pair:
     def start(self, name: str, mode: str) -> subprocess.Popen[bytes]:
         """(Re)start an instance; its port stays the same across restarts."""
         port = self.ports.setdefault(name, free_port())
-        proc = start_instance(
-            self.tmp, name, mode, self.url_for(name), self.sim_url, port, self.opts
-        )
+        settings = self.opts.settings(name, self.url_for(name), self.sim_url, port)
+        proc = start_instance(settings, mode, self.tmp, SECRETS)
         self.procs[name] = proc
         return proc
 
     def venue_inspect(self) -> Any:
-        return get_json(f"{self.sim_url}/sim/inspect") or {}
+        return read_json(f"{self.sim_url}/sim/inspect") or {}
 
     def venue_client_order_ids(self) -> list[str]:
         return [o.get("clientOrderId") for o in self.venue_inspect().get("orders", [])]

@@ -15,7 +15,7 @@ from typing import Any
 import nats
 import pytest
 
-from tests.integration.procs import free_port, get_json, poll
+from titan_exec_lab.harness.procs import free_port, poll, read_json
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ async def test_run_send_status_and_sigterm(service_nats: Any, tmp_path: Path) ->
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        await poll(lambda: (get_json(f"{base}/ready") or {}).get("ready"), "ready")
+        await poll(lambda: (read_json(f"{base}/ready") or {}).get("ready"), "ready")
         code, out, err = await cli("send", "control", "arm", env=env)
         assert code == 0, err
         nc = await nats.connect(service_nats.url)
@@ -78,7 +78,7 @@ async def test_run_send_status_and_sigterm(service_nats: Any, tmp_path: Path) ->
             await nc.flush()
             key = {"X-API-Key": "k"}  # the full /status needs the API key
             await poll(
-                lambda: (get_json(f"{base}/status", headers=key) or {}).get("is_armed"), "armed"
+                lambda: (read_json(f"{base}/status", headers=key) or {}).get("is_armed"), "armed"
             )
             code, out, err = await cli(
                 "send",
@@ -95,7 +95,7 @@ async def test_run_send_status_and_sigterm(service_nats: Any, tmp_path: Path) ->
             assert json.loads(out)["stream"] == "TITAN_CMD"
 
             def filled() -> bool:
-                doc = get_json(f"{base}/status", headers=key) or {}
+                doc = read_json(f"{base}/status", headers=key) or {}
                 return any(
                     o["signal_id"] == "cli-1" and o["status"] == "FILLED"
                     for o in doc.get("orders", [])

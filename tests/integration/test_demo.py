@@ -116,4 +116,4 @@ async def test_the_single_instance_paper_demo_still_runs() -> None:
     out = out_b.decode()
     assert proc.returncode == 0, out[-4000:]
     assert "one in-process instance, venue: paper" in out
-    assert "1 of 1 checks passed" in out
+    assert "2 of 2 checks passed" in out  # the decisions and the fencing, from verify

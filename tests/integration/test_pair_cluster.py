@@ -45,10 +45,10 @@ from nats.js.errors import NotFoundError
 from tests.integration import cluster_fixture
 from tests.integration.invariants import check_pair, check_streams, settled
 from tests.integration.pairproc import SECRET, Load, Pair, PairOptions, pair, role_is, status_of
-from tests.integration.procs import poll
 from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec_lab.harness.cluster import LocalCluster
 from titan_exec_lab.harness.feeds import Brain
+from titan_exec_lab.harness.procs import poll
 from titan_exec_lab.verify.facts import instance_net_positions, venue_net_positions
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.integration.pairproc import LEASE_MS, Load, pair
-from tests.integration.procs import poll
 from tests.integration.test_pair_processes import assert_invariants, brain_on
+from titan_exec_lab.harness.procs import poll
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ import pytest
 
 from tests.integration.invariants import read_stream
 from tests.integration.pairproc import LEASE_MS, Load, PairOptions, pair, role_is
-from tests.integration.procs import poll
 from tests.integration.test_pair_processes import assert_invariants, brain_on
 from titan_exec_lab.chaos.netproxy import PartitionProxy
+from titan_exec_lab.harness.procs import poll
 
 pytestmark = pytest.mark.integration
 

@@ -37,9 +37,9 @@ from tests.integration.pairproc import (
     pair,
     role_is,
 )
-from tests.integration.procs import poll
 from titan_exec.adapters.nats.lease import STREAM as LEASE_STREAM
 from titan_exec_lab.harness.feeds import Brain
+from titan_exec_lab.harness.procs import poll
 
 pytestmark = pytest.mark.integration
 

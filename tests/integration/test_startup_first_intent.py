@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.procs import free_port, get_json, poll, stop
 from tests.integration.test_cli_process import cli
+from titan_exec_lab.harness.procs import free_port, poll, read_json, stop
 
 pytestmark = pytest.mark.integration
 
@@ -52,17 +52,19 @@ async def test_the_readme_first_intent_needs_a_ticker_and_a_heartbeat(tmp_path: 
                 stderr=subprocess.STDOUT,
             )
         )
-        await poll(lambda: (get_json(f"{base}/ready") or {}).get("ready"), "ready", 30)
+        await poll(lambda: (read_json(f"{base}/ready") or {}).get("ready"), "ready", 30)
         code, _, err = await cli("send", "control", "arm", env=env)
         assert code == 0, err
-        await poll(lambda: (get_json(f"{base}/status", headers=key) or {}).get("is_armed"), "armed")
+        await poll(
+            lambda: (read_json(f"{base}/status", headers=key) or {}).get("is_armed"), "armed"
+        )
 
         intent = ["send", "intent", "--symbol", "BTC/USDT", "--type", "BUY_SETUP", "--size", "0.01"]
         code, out, err = await cli(*intent, env=env)
         assert code == 0, err
 
         def rejects() -> list[Any]:
-            return list((get_json(f"{base}/status", headers=key) or {}).get("recent_rejects", []))
+            return list((read_json(f"{base}/status", headers=key) or {}).get("recent_rejects", []))
 
         await poll(rejects, "the first intent's refusal")
         assert "no reference price" in json.dumps(rejects())
@@ -84,7 +86,7 @@ async def test_the_readme_first_intent_needs_a_ticker_and_a_heartbeat(tmp_path: 
         signal_id = json.loads(out)["msg_id"]
 
         def filled() -> bool:
-            doc = get_json(f"{base}/status", headers=key) or {}
+            doc = read_json(f"{base}/status", headers=key) or {}
             return any(
                 o["signal_id"] == signal_id and o["status"] == "FILLED"
                 for o in doc.get("orders", [])

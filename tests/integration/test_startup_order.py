@@ -20,7 +20,7 @@ from typing import Any
 import nats
 import pytest
 
-from tests.integration.procs import free_port, get_json, poll
+from titan_exec_lab.harness.procs import free_port, poll, read_json
 
 pytestmark = pytest.mark.integration
 
@@ -220,7 +220,7 @@ async def test_a_password_in_the_nats_url_shows_nowhere(
         base = f"http://127.0.0.1:{port}"
         key = {"X-API-Key": "startup-api-key"}
         try:
-            await poll(lambda: (get_json(f"{base}/ready") or {}).get("ready"), "ready", 30)
+            await poll(lambda: (read_json(f"{base}/ready") or {}).get("ready"), "ready", 30)
             shown = [
                 await asyncio.to_thread(_read, f"{base}/status", key),
                 await asyncio.to_thread(_read, f"{base}/status", {}),

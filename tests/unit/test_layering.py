@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from titan_exec.cli.main import COMMAND_GROUP, build_parser, command_entry_points, main
+from titan_exec.cli.commands import COMMAND_GROUP, command_entry_points
+from titan_exec.cli.main import build_parser, main
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SERVICE = SRC / "titan_exec"

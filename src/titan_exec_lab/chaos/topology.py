@@ -29,7 +29,7 @@ from nats.aio.client import Client as NatsClient
 from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec_lab.chaos.netproxy import ThreadedProxy
 from titan_exec_lab.harness.cluster import LocalCluster
-from titan_exec_lab.harness.instproc import InstanceProcess, InstanceSettings, free_port, get_json
+from titan_exec_lab.harness.procs import InstanceProcess, InstanceSettings, free_port, get_json
 from titan_exec_lab.harness.simproc import SimProcess
 from titan_exec_lab.sim.server import DEV_API_KEY, DEV_API_SECRET
 

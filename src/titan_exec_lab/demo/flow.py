@@ -23,7 +23,7 @@ from titan_exec.core.model import OrderStatus
 from titan_exec.wire.contract import decode_event
 from titan_exec_lab.demo.upstream_brain import UpstreamBrain
 from titan_exec_lab.harness.feeds import Brain, TickerFeed
-from titan_exec_lab.harness.instproc import get_json
+from titan_exec_lab.harness.procs import get_json
 
 Decision = IntentDecided | ControlDecided
 

@@ -52,7 +52,7 @@ from titan_exec_lab.demo.report import print_activity, print_checks, print_pair
 from titan_exec_lab.demo.streamcheck import Check, read_pair_checks, read_streams, single_checks
 from titan_exec_lab.demo.upstream_brain import UpstreamBrain
 from titan_exec_lab.harness.feeds import Brain, TickerFeed
-from titan_exec_lab.harness.instproc import InstanceProcess, InstanceSettings, free_port, get_json
+from titan_exec_lab.harness.procs import InstanceProcess, InstanceSettings, free_port, get_json
 from titan_exec_lab.harness.simproc import SimProcess
 from titan_exec_lab.sim.server import DEV_API_KEY, DEV_API_SECRET
 from titan_exec_lab.verify.invariants import instance_violations

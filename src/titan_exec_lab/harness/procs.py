@@ -1,21 +1,32 @@
-"""One `titan-exec run` instance as a real child process, for the demo's pair.
+"""`titan-exec run` instances as real child processes: the one process harness of the
+demo, the chaos matrix and the integration tests.
 
-`InstanceProcess` writes the instance's TOML (lease election on, the ccxt venue pointing at
-the venue simulator), starts `python -m titan_exec run --config <toml>` with the secrets in
-its environment (never in the file), logs to `<dir>/<name>.log`, and can be killed
-(SIGKILL), restarted on the same port and state directory, and stopped (SIGTERM, then
-SIGKILL). It is read over HTTP only (`/status`, `/positions`), like any deployment.
+`InstanceSettings.toml` is the pair's configuration (lease election on, the ccxt venue
+pointing at the venue simulator); `write_config` writes it, and an instance starts as
+`python -m titan_exec run --config <toml>` with the secrets in its environment (never in
+the file), logging to `<dir>/<name>.log`. Two ways to run it:
+
+- `InstanceProcess` (asyncio: the demo, the chaos matrix): started, killed (SIGKILL),
+  restarted on the same port and state directory, stopped (SIGTERM, then SIGKILL);
+- `start_instance` (a `subprocess.Popen`: the tests, which pause and signal it) and `stop`.
+
+Either is read over HTTP only (`/status`, `/positions`), like any deployment: `get_json`
+(aiohttp) or `read_json` (blocking, for a thread), `poll` until something holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +49,8 @@ class InstanceSettings:
     sim_url: str
     http_port: int
     lease_ms: int = 1000
-    orders_ttl_ms: int = 3000
+    orders_ttl_ms: int | None = 3000
+    """None: the service default."""
     poll_interval_ms: int = 100
     replicas: int = 1
     """Stream replicas (3 on a three-node cluster)."""
@@ -51,6 +63,10 @@ class InstanceSettings:
     """The ccxt client's pause between venue calls (None: ccxt's own for the exchange)."""
     snapshot_every_ms: int | None = None
     """Checkpoints (snapshot + the standby's drift comparison) this often (None: default)."""
+    is_manual_failover: bool = False
+    """`[ha] manual_failover`: the standby campaigns only when promoted."""
+    extra_toml: str = ""
+    """Appended to the configuration (more sections)."""
 
     def toml(self, mode: str, state_dir: Path) -> str:
         consumer = (
@@ -63,6 +79,8 @@ class InstanceSettings:
             else f"in_doubt_absent_after_ms = {self.in_doubt_absent_after_ms}\n"
         )
         pace = "" if self.rate_limit_ms is None else f"rate_limit_ms = {self.rate_limit_ms}\n"
+        ttl = "" if self.orders_ttl_ms is None else f"ttl_ms = {self.orders_ttl_ms}\n"
+        manual = "manual_failover = true\n" if self.is_manual_failover else ""
         snapshots = (
             ""
             if self.snapshot_every_ms is None
@@ -82,16 +100,58 @@ port = {self.http_port}
 [ha]
 enabled = true
 lease_ms = {self.lease_ms}
-[orders]
-ttl_ms = {self.orders_ttl_ms}
-in_doubt_query_after_ms = 200
+{manual}[orders]
+{ttl}in_doubt_query_after_ms = 200
 {absent}[venue]
 kind = "ccxt"
 name = "sim"
 exchange_id = "binanceusdm"
 base_url = "{self.sim_url}"
 poll_interval_ms = {self.poll_interval_ms}
-{pace}{consumer}{risk}{snapshots}"""
+{pace}{consumer}{risk}{snapshots}{self.extra_toml}"""
+
+
+def write_config(settings: InstanceSettings, mode: str, work_dir: Path) -> Path:
+    """`<work_dir>/<name>.toml`, its state in `<work_dir>/<name>`."""
+    cfg = work_dir / f"{settings.name}.toml"
+    cfg.write_text(settings.toml(mode, work_dir / settings.name))
+    return cfg
+
+
+def instance_argv(cfg: Path) -> list[str]:
+    return [sys.executable, "-m", "titan_exec", "run", "--config", str(cfg)]
+
+
+def instance_env(secrets: dict[str, str]) -> dict[str, str]:
+    """This environment without its HMAC / NATS / TITAN settings, plus `secrets`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HMAC", "NATS", "TITAN"))}
+    env.update(secrets)
+    return env
+
+
+def start_instance(
+    settings: InstanceSettings, mode: str, work_dir: Path, secrets: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """The instance as a `subprocess.Popen` (for tests that pause and signal it; `stop`
+    ends it), logging to `<work_dir>/<name>.log`."""
+    cfg = write_config(settings, mode, work_dir)
+    with (work_dir / f"{settings.name}.log").open("ab") as log:
+        return subprocess.Popen(
+            instance_argv(cfg), env=instance_env(secrets), stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    """SIGCONT (in case it is paused), SIGTERM, then SIGKILL after the timeout."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class InstanceProcess:
@@ -122,14 +182,11 @@ class InstanceProcess:
         """Start (or restart) the instance in `mode` (`active` | `standby`)."""
         if self.is_running:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
-        cfg = self.work_dir / f"{self.name}.toml"
-        cfg.write_text(self.settings.toml(mode, self.work_dir / self.name))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HMAC", "NATS", "TITAN"))}
-        env.update(self.secrets)
+        cfg = write_config(self.settings, mode, self.work_dir)
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "titan_exec", "run", "--config", str(cfg),
-                env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                *instance_argv(cfg),
+                env=instance_env(self.secrets), stdout=log, stderr=asyncio.subprocess.STDOUT,
                 preexec_fn=die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches the demo, which stops us in order
             )  # fmt: skip
@@ -196,3 +253,25 @@ async def get_json(
             return doc
     except (aiohttp.ClientConnectionError, TimeoutError):
         return None
+
+
+def read_json(url: str, timeout_s: float = 2, headers: dict[str, str] | None = None) -> Any:
+    """The JSON at `url`, or None when it cannot be read (not up yet, gone); blocking (call
+    it in a thread, as `poll` does)."""
+    try:
+        req = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+    except OSError:
+        return None
+
+
+async def poll(fn: Callable[[], Any], what: str, timeout_s: float = 20) -> Any:
+    """Call `fn` in a thread until it returns something true (the event loop stays free)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = await asyncio.to_thread(fn)
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
