@@ -21,13 +21,13 @@ from prometheus_client import generate_latest
 
 from tests.integration.harness import SECRET, make_config, sim_overrides, wait_for
 from titan_exec.adapters.nats.connect import NatsSettings, connect
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.adapters.venue.quotes import CcxtQuoteFeed, QuoteFeedSettings
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
 from titan_exec.runtime.feeds import Brain
 from titan_exec.runtime.service import Service
-from titan_exec.sim.engine import EngineConfig
 from titan_exec.sim.server import SimSettings, VenueSim
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
-from titan_exec.sim.market import DEFAULT_SYMBOLS, ZERO, SymbolSpec
+from titan_exec.adapters.venue.exchange.market import DEFAULT_SYMBOLS, ZERO, SymbolSpec
 
 
 class SimError(Exception):
