@@ -114,11 +114,32 @@ class Engine:
         return spec
 
     def book(self, symbol: str, t_ms: int) -> Book:
+        book = self.quote(symbol, t_ms)
+        if book is None:
+            raise SimError(-2010, f"no market price for {symbol}")
+        return book
+
+    def quote(self, symbol: str, t_ms: int) -> Book | None:
+        """The book, or None for a `quoted` engine without a quote for ``symbol`` yet."""
         return self.prices.book(self.spec(symbol), t_ms)
+
+    def set_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
+        """The book of ``symbol`` from now on (a `quoted` engine); `tick` fills on it."""
+        self.prices.set_quote(symbol, bid, ask)
+
+    def list_symbol(self, spec: SymbolSpec) -> None:
+        """Trade ``spec`` from now on (a symbol already listed keeps its spec)."""
+        if spec.symbol not in self.specs:
+            self.specs[spec.symbol] = spec
+            self.positions[spec.symbol] = SimPosition(spec.symbol)
 
     def pin_mid(self, symbol: str, mid: Decimal | None) -> None:
         """Hold a symbol's mid at ``mid`` (on the tick grid) instead of the path; None: release."""
         self.prices.pin_mid(self.spec(symbol), mid)
+
+    def _mid(self, symbol: str, t_ms: int) -> Decimal:
+        book = self.quote(symbol, t_ms)
+        return book.mid if book is not None else ZERO
 
     # --- time ---------------------------------------------------------------------------
 
@@ -150,8 +171,12 @@ class Engine:
 
     def _slice(self, order: SimOrder, ts: int) -> None:
         """Fill one slice of ``order`` at ``ts`` if the book allows it."""
-        book = self.book(order.symbol, ts)
+        book = self.quote(order.symbol, ts)
         buy = order.side == "BUY"
+        if book is None:  # no price yet (a quoted engine): wait for one
+            order.next_slice_ms = None
+            order.resting = True
+            return
         if order.type == "MARKET":
             price, maker = (book.ask if buy else book.bid), False
         else:
@@ -242,8 +267,8 @@ class Engine:
             checked,
             spec,
             self.positions[spec.symbol].amount,
-            self.book(spec.symbol, now),
-            lambda: self.account(now).available_balance,
+            self.quote(spec.symbol, now),
+            (lambda: self.account(now).available_balance) if self.config.check_margin else None,
         )
         order_id = self.next_order_id
         self.next_order_id += 1
@@ -324,17 +349,19 @@ class Engine:
     # --- account ------------------------------------------------------------------------
 
     def position_views(self, now_ms: int) -> list[PositionView]:
+        """Every listed symbol's position, marked at the mid (at its entry without a book)."""
+        views = []
         with localcontext(DECIMAL_CONTEXT):
-            return [
-                position_view(spec, self.positions[symbol], self.book(symbol, now_ms).mid)
-                for symbol, spec in self.specs.items()
-            ]
+            for symbol, spec in self.specs.items():
+                pos, book = self.positions[symbol], self.quote(symbol, now_ms)
+                views.append(position_view(spec, pos, book.mid if book else pos.entry_price))
+        return views
 
     def account(self, now_ms: int) -> AccountView:
         views = self.position_views(now_ms)
         with localcontext(DECIMAL_CONTEXT):
             order_im = orders_margin(
-                self.open.values(), self.specs, lambda symbol: self.book(symbol, now_ms).mid
+                self.open.values(), self.specs, lambda symbol: self._mid(symbol, now_ms)
             )
             return account_view(self.wallet, self.wallet_update_ms, views, order_im)
 

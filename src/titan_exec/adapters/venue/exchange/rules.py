@@ -58,17 +58,24 @@ def check_request(req: OrderRequest, spec: SymbolSpec) -> Checked:
 
 
 def check_position(
-    c: Checked, spec: SymbolSpec, amount: Decimal, book: Book, available: Callable[[], Decimal]
+    c: Checked,
+    spec: SymbolSpec,
+    amount: Decimal,
+    book: Book | None,
+    available: Callable[[], Decimal] | None,
 ) -> None:
-    """Reduce-only against the position (``amount``, signed); minimum notional and
-    margin (against the ``available`` balance) otherwise."""
+    """A price for a MARKET order (``book``: None when there is none yet); reduce-only
+    against the position (``amount``, signed); minimum notional and margin (against the
+    ``available`` balance; None: no margin check) otherwise."""
     buy = c.side == "BUY"
+    limit = c.type == "LIMIT"
+    if book is None and not limit:
+        raise SimError(-2010, f"no market price for {spec.symbol}")
     if c.reduce_only:
         if amount == ZERO or (amount > ZERO) == buy:
             raise SimError(-2022, "ReduceOnly Order is rejected.")
         return
-    limit = c.type == "LIMIT"
-    ref = c.price if limit else book.mid
+    ref = c.price if limit or book is None else book.mid
     if c.qty * ref < spec.min_notional:
         raise SimError(
             -4164,
@@ -77,7 +84,9 @@ def check_position(
         )
     reducing = amount != ZERO and (amount > ZERO) != buy
     opening = max(ZERO, c.qty - abs(amount)) if reducing else c.qty
-    book_ref = book.ask if buy else book.bid
+    if available is None:
+        return
+    book_ref = c.price if book is None else book.ask if buy else book.bid
     # a BUY limit fills at its price or below; a SELL limit at its price or above
     # (at the bid when marketable): priced at max(limit, bid), as Binance prices
     # a short's cost at the largest of its price, the mark and the last price
