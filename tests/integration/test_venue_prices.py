@@ -124,7 +124,7 @@ async def test_the_paper_venue_fills_against_the_prices_the_guard_used(
         assert isinstance(svc.venue, PaperVenue)
         await wait_for(lambda: BTC in svc.market.tickers, "the price source's BTC price")
         order = await buy_filled(svc, brain, "sig-paper-venue-price")
-        fills = svc.venue.all_fills()
+        fills, _ = await svc.venue.fills_since(None)
         assert [f.price for f in fills] == [Decimal("60003.0")] == [order.avg_fill_price]
         assert svc.market.tickers[BTC].ask == Decimal("60003.0")
         assert svc.market.sources[BTC] in ("ws", "rest")
