@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
-from titan_exec.adapters.venue.exchange.market import ZERO, SymbolSpec
+from titan_exec.adapters.venue.exchange.market import ZERO, Book, SymbolSpec
 from titan_exec.adapters.venue.exchange.records import (
     AccountView,
     PositionView,
@@ -85,14 +85,30 @@ def account_view(
     )
 
 
+def position_views(
+    specs: Mapping[str, SymbolSpec],
+    positions: Mapping[str, SimPosition],
+    book: Callable[[str], Book | None],
+) -> list[PositionView]:
+    """Every listed symbol's position, marked at the mid (at its entry without a book)."""
+    views = []
+    for symbol, spec in specs.items():
+        pos, top = positions[symbol], book(symbol)
+        views.append(position_view(spec, pos, top.mid if top else pos.entry_price))
+    return views
+
+
 def orders_margin(
-    orders: Iterable[SimOrder], specs: Mapping[str, SymbolSpec], mid: Callable[[str], Decimal]
+    orders: Iterable[SimOrder],
+    specs: Mapping[str, SymbolSpec],
+    book: Callable[[str], Book | None],
 ) -> Decimal:
     """The initial margin of open orders (reduce-only ones need none): what is left of
     each at its limit, or at the mid for a MARKET order, over the symbol's leverage."""
     total = ZERO
     for o in orders:
         if not o.reduce_only:
-            ref = o.price if o.type == "LIMIT" else mid(o.symbol)
+            top = book(o.symbol)
+            ref = o.price if o.type == "LIMIT" else top.mid if top else ZERO
             total += (o.orig_qty - o.executed_qty) * ref / specs[o.symbol].leverage
     return total

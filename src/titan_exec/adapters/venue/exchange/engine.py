@@ -42,7 +42,7 @@ from titan_exec.adapters.venue.exchange.account import (
     fee,
     net_trade,
     orders_margin,
-    position_view,
+    position_views,
 )
 from titan_exec.adapters.venue.exchange.market import (
     ZERO,
@@ -136,10 +136,6 @@ class Engine:
     def pin_mid(self, symbol: str, mid: Decimal | None) -> None:
         """Hold a symbol's mid at ``mid`` (on the tick grid) instead of the path; None: release."""
         self.prices.pin_mid(self.spec(symbol), mid)
-
-    def _mid(self, symbol: str, t_ms: int) -> Decimal:
-        book = self.quote(symbol, t_ms)
-        return book.mid if book is not None else ZERO
 
     # --- time ---------------------------------------------------------------------------
 
@@ -350,18 +346,14 @@ class Engine:
 
     def position_views(self, now_ms: int) -> list[PositionView]:
         """Every listed symbol's position, marked at the mid (at its entry without a book)."""
-        views = []
         with localcontext(DECIMAL_CONTEXT):
-            for symbol, spec in self.specs.items():
-                pos, book = self.positions[symbol], self.quote(symbol, now_ms)
-                views.append(position_view(spec, pos, book.mid if book else pos.entry_price))
-        return views
+            return position_views(self.specs, self.positions, lambda s: self.quote(s, now_ms))
 
     def account(self, now_ms: int) -> AccountView:
         views = self.position_views(now_ms)
         with localcontext(DECIMAL_CONTEXT):
             order_im = orders_margin(
-                self.open.values(), self.specs, lambda symbol: self._mid(symbol, now_ms)
+                self.open.values(), self.specs, lambda s: self.quote(s, now_ms)
             )
             return account_view(self.wallet, self.wallet_update_ms, views, order_im)
 
