@@ -75,6 +75,14 @@ def test_is_a_venue() -> None:
     assert v.name == "sim"
 
 
+@pytest.mark.parametrize(
+    "knob", ["place_count", "all_orders", "all_fills", "book_external_trade", "faults"]
+)
+def test_the_test_knobs_are_not_on_the_production_adapter(knob: str) -> None:
+    assert not hasattr(PaperVenue(), knob)
+    assert hasattr(InstrumentedPaper(), knob)
+
+
 async def test_slices_are_equal_on_a_1e8_step_the_last_takes_the_remainder() -> None:
     v = venue(fill_slices=3)
     await v.place(req("c1", Side.BUY, "1"))
