@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from titan_exec.wire.errors import WireError
 
-__all__ = ["PlaceRoute", "Subjects", "TickerRoute", "symbol_from_token", "symbol_token"]
+__all__ = [
+    "CommandSubject",
+    "PlaceRoute",
+    "Subjects",
+    "TickerRoute",
+    "symbol_from_token",
+    "symbol_token",
+]
 
 _NS_RE: Final = re.compile(r"[A-Za-z0-9_-]+\Z")
 _BAD_TOKEN_RE: Final = re.compile(r"[.*>\s]")
@@ -47,6 +54,16 @@ UPSTREAM_POLICY: Final = "titan.cmd.risk.policy.v1"
 UPSTREAM_RISK_CONTROL: Final = "titan.cmd.risk.control.v1"
 UPSTREAM_ARM: Final = "titan.cmd.operator.arm.v1"
 UPSTREAM_DISARM: Final = "titan.cmd.operator.disarm.v1"
+UPSTREAM_CONTROLS: Final = frozenset(
+    {
+        UPSTREAM_HALT,
+        *UPSTREAM_FLATTEN,
+        UPSTREAM_POLICY,
+        UPSTREAM_RISK_CONTROL,
+        UPSTREAM_ARM,
+        UPSTREAM_DISARM,
+    }
+)
 OPERATOR_WILDCARD: Final = "titan.cmd.operator.>"
 RISK_STATE: Final = "titan.evt.risk.state.v1"
 """RiskGuardian's posture: a bare JSON string (`"Defensive"`), in `TITAN_EVT`."""
@@ -82,6 +99,21 @@ class PlaceRoute:
 class TickerRoute:
     venue: str
     symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSubject:
+    """A `TITAN_CMD` subject read once: which kind of command, which intake worker decides
+    it, and the data its tokens carry."""
+
+    kind: Literal["place", "control", "other"]
+    key: str
+    """The intake worker: `place.<venue>.<symbol>` (the raw tokens), `control` or `other`."""
+    place: PlaceRoute | None = None
+    """A place subject's route; None when it does not parse (`error` says why)."""
+    error: str = ""
+    action: str | None = None
+    """What follows `titan.cmd.<ns>.control.v1.` (None: not our control subject)."""
 
 
 def _tokens_or_error(subject: str, expected: str, count: int) -> list[str]:
@@ -142,6 +174,25 @@ class Subjects:
         if tokens[:5] != ["titan", "cmd", self.ns, "control", "v1"]:
             raise WireError("subject", f"{subject[:200]!r} does not match {expected}")
         return tokens[5]
+
+    def command(self, subject: str) -> CommandSubject:
+        """What a `TITAN_CMD` subject is: a place command (any subject with the place
+        prefix and at least eight tokens, parsed or not), a control (ours or an upstream
+        form) or something else."""
+        parts = subject.split(".")
+        if len(parts) >= 8 and parts[2] == self.ns and parts[3] == "place":
+            key = f"place.{parts[5]}.{parts[7]}"
+            try:
+                return CommandSubject("place", key, place=self.parse_place(subject))
+            except WireError as err:
+                return CommandSubject("place", key, error=err.message)
+        if subject in UPSTREAM_CONTROLS or (
+            len(parts) >= 4 and parts[2] == self.ns and parts[3] == "control"
+        ):
+            prefix = f"titan.cmd.{self.ns}.control.v1."
+            action = subject[len(prefix) :] if subject.startswith(prefix) else None
+            return CommandSubject("control", "control", action=action)
+        return CommandSubject("other", "other")
 
     @property
     def risk_command_wildcard(self) -> str:
