@@ -97,4 +97,7 @@ def test_control_action_is_parsed() -> None:
 )
 def test_building_refuses_tokens_that_would_change_the_subject(venue: str, symbol: str) -> None:
     with pytest.raises(ValueError, match="NATS subject token"):
-        Subjects().fill(venue, "main", symbol)
+        Subjects().place(venue, "main", symbol)
+    # an event subject never refuses (every event must be publishable): its route tokens
+    # are sanitised (`token`), one token each
+    assert len(Subjects().fill(venue, "main", symbol).split(".")) == 8

@@ -25,16 +25,19 @@ from typing import Final, Literal
 from titan_exec.wire.errors import WireError
 
 __all__ = [
+    "STATE_KINDS",
     "CommandSubject",
     "PlaceRoute",
     "Subjects",
     "TickerRoute",
     "symbol_from_token",
     "symbol_token",
+    "token",
 ]
 
 _NS_RE: Final = re.compile(r"[A-Za-z0-9_-]+\Z")
 _BAD_TOKEN_RE: Final = re.compile(r"[.*>\s]")
+_NOT_TOKEN_RE: Final = re.compile(r"[^A-Za-z0-9_\-]")
 
 HEARTBEAT_WILDCARD: Final = "titan.sys.heartbeat.v1.>"
 TICKER_WILDCARD: Final = "titan.data.market.ticker.v1.>"
@@ -67,6 +70,10 @@ UPSTREAM_CONTROLS: Final = frozenset(
 OPERATOR_WILDCARD: Final = "titan.cmd.operator.>"
 RISK_STATE: Final = "titan.evt.risk.state.v1"
 """RiskGuardian's posture: a bare JSON string (`"Defensive"`), in `TITAN_EVT`."""
+STATE_KINDS: Final = frozenset(
+    {"fill", "order", "decision", "control", "genesis", "compaction", "position"}
+)
+"""Subject kinds (token 3 of ``titan.evt.<ns>.<kind>...``) that the state fold reads."""
 _TICKER_PREFIX: Final = ("titan", "data", "market", "ticker", "v1")
 
 
@@ -84,6 +91,13 @@ def symbol_token(symbol: str) -> str:
 def symbol_from_token(token: str) -> str:
     """`BTC_USDT` -> `BTC/USDT`."""
     return token.replace("_", "/")
+
+
+def token(value: str) -> str:
+    """A value as one NATS subject token, never refused (``BTC/USDT`` → ``BTC_USDT``, any
+    other character outside [A-Za-z0-9_-] → ``-``, empty → ``_``): the route of an event
+    subject, so that every event can be published."""
+    return _NOT_TOKEN_RE.sub("-", value.replace("/", "_")) or "_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +249,28 @@ class Subjects:
 
     # -- outbound events -----------------------------------------------------------------
 
-    def _evt(self, kind: str, venue: str, account: str, symbol: str) -> str:
+    @property
+    def events(self) -> str:
+        """Every event of the namespace (`titan.evt.<ns>.>`): what a fold reads."""
+        return f"titan.evt.{self.ns}.>"
+
+    def is_state_event(self, subject: str) -> bool:
+        """Whether a `TITAN_EVT` subject carries one of the namespace's state events."""
+        parts = subject.split(".")
         return (
-            f"titan.evt.{self.ns}.{kind}.v1.{_check_token('venue', venue)}"
-            f".{_check_token('account', account)}.{symbol_token(symbol)}"
+            len(parts) >= 4
+            and parts[1] == "evt"
+            and parts[2] == self.ns
+            and parts[3] in STATE_KINDS
         )
+
+    def event_kind(self, kind: str) -> str:
+        """Every event of one kind (`titan.evt.<ns>.<kind>.>`): a purge's filter."""
+        return f"titan.evt.{self.ns}.{_check_token('kind', kind)}.>"
+
+    def _evt(self, kind: str, venue: str, account: str, symbol: str) -> str:
+        """`titan.evt.<ns>.<kind>.v1.<venue>.<account>.<symbol>`, each value as `token`."""
+        return f"titan.evt.{self.ns}.{kind}.v1.{token(venue)}.{token(account)}.{token(symbol)}"
 
     def fill(self, venue: str, account: str, symbol: str) -> str:
         """One FillReport per fill."""
@@ -259,8 +290,18 @@ class Subjects:
 
     @property
     def control_event(self) -> str:
-        """Control state changes (halt/arm/policy), ours."""
+        """Control state changes (halt/arm/policy, the risk state), ours."""
         return f"titan.evt.{self.ns}.control.v1"
+
+    @property
+    def genesis(self) -> str:
+        """The first event of a namespace (its policy and flags)."""
+        return f"titan.evt.{self.ns}.genesis.v1"
+
+    @property
+    def compaction(self) -> str:
+        """`StateCompacted`: the bounds below which the fold forgets."""
+        return f"titan.evt.{self.ns}.compaction.v1"
 
     @property
     def reject(self) -> str:
@@ -281,7 +322,12 @@ class Subjects:
 
     def epoch(self, shard: str) -> str:
         """Leadership epoch markers (design/ha-protocol.md)."""
-        return f"titan.evt.{self.ns}.epoch.v1.{_check_token('shard', shard)}"
+        return f"{self.epoch_prefix}{_check_token('shard', shard)}"
+
+    @property
+    def epoch_prefix(self) -> str:
+        """What every epoch marker's subject starts with (`titan.evt.<ns>.epoch.v1.`)."""
+        return f"titan.evt.{self.ns}.epoch.v1."
 
     def checkpoint(self, shard: str) -> str:
         """Checkpoint markers: the state of a snapshot is the fold of every event of the
