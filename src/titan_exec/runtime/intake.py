@@ -68,6 +68,29 @@ async def _redeliver_later(msg: Msg) -> None:
         log.debug("nak failed for %s", printable_subject(msg.subject), exc_info=True)
 
 
+def _ingress_of(dcfg: DecisionConfig, subjects: Subjects) -> IngressConfig:
+    """Transitional: the ingress settings an old-style `DecisionConfig` carries (until the
+    composition root passes `ingress=`)."""
+    return IngressConfig(
+        subjects=subjects,
+        keyring=dcfg.keyring,
+        tolerance_ms=dcfg.tolerance_ms,
+        max_payload_bytes=dcfg.max_payload_bytes,
+        max_depth=dcfg.max_depth,
+        max_values=dcfg.max_values,
+    )
+
+
+def _remember_nonce(nonces: NonceCache | None, decision: Decision) -> None:
+    """Transitional: keeps the shell's replay cache, which `checkpoint.py` still writes into
+    snapshots, whole from the decisions; goes when it writes `state.nonces.entries(...)`."""
+    first = decision.events[0] if decision.events else None
+    if nonces is None or not isinstance(first, IntentDecided | ControlDecided):
+        return
+    if (n := first.nonce) is not None:
+        nonces.check_and_remember(n.key_id, n.nonce, n.ts_ms, first.ts_ms)
+
+
 @dataclass(slots=True)
 class _Pending:
     msg: Msg
@@ -101,18 +124,9 @@ class CommandIntake:
         self.market = market
         self.metrics = metrics
         self.dcfg = dcfg
-        self.ingress = ingress or IngressConfig(
-            subjects=subjects,
-            keyring=dcfg.keyring,
-            tolerance_ms=dcfg.tolerance_ms,
-            max_payload_bytes=dcfg.max_payload_bytes,
-            max_depth=dcfg.max_depth,
-            max_values=dcfg.max_values,
-        )
+        self.ingress = ingress or _ingress_of(dcfg, subjects)
         self.nonces = nonces
-        """Transitional: the shell's replay cache that `checkpoint.py` still writes into
-        snapshots, kept whole from the decisions until it writes `state.nonces` instead.
-        The decisions read the folded window (`State.nonces`), never this."""
+        """Transitional (`_remember_nonce`): the decisions read `State.nonces`, never this."""
         self.subjects = subjects
         self.clock = clock
         self.on_fatal = on_fatal
@@ -246,16 +260,8 @@ class CommandIntake:
             decision = _refused_instead(cmd, kind, decision, "internal_error", str(err))
             durable = [self.log.append(decision.events)]
         log.info("%s", decision.summary)
-        self._remember_nonce(decision)
+        _remember_nonce(self.nonces, decision)
         return self._pending(msg, cmd, kind, decision, durable, perf0)
-
-    def _remember_nonce(self, decision: Decision) -> None:
-        """Transitional (see `nonces`): delete with the shell's replay cache."""
-        first = decision.events[0] if decision.events else None
-        if not isinstance(first, IntentDecided | ControlDecided) or self.nonces is None:
-            return
-        if (n := first.nonce) is not None:
-            self.nonces.check_and_remember(n.key_id, n.nonce, n.ts_ms, first.ts_ms)
 
     async def _undecidable(self, msg: Msg, kind: str, err: Exception) -> _Pending | None:
         """A command whose decision raised: delivered again (a second later) until it has

@@ -157,10 +157,6 @@ class Subjects:
         )
 
     @property
-    def place_wildcard(self) -> str:
-        return f"titan.cmd.{self.ns}.place.v1.>"
-
-    @property
     def place_type(self) -> str:
         """The envelope `type` producers put on place intents."""
         return f"titan.cmd.{self.ns}.place.v1"
@@ -178,16 +174,13 @@ class Subjects:
         return f"titan.cmd.{self.ns}.control.v1.{_check_token('action', action)}"
 
     @property
-    def control_wildcard(self) -> str:
-        return f"titan.cmd.{self.ns}.control.v1.*"
+    def control_type(self) -> str:
+        """The envelope `type` producers put on control commands."""
+        return f"titan.cmd.{self.ns}.control.v1"
 
-    def parse_control(self, subject: str) -> str:
-        """The action token of a control subject, or WireError."""
-        expected = f"titan.cmd.{self.ns}.control.v1.<action>"
-        tokens = _tokens_or_error(subject, expected, 6)
-        if tokens[:5] != ["titan", "cmd", self.ns, "control", "v1"]:
-            raise WireError("subject", f"{subject[:200]!r} does not match {expected}")
-        return tokens[5]
+    def command_type(self, kind: str) -> str:
+        """The envelope `type` of a `place` or `control` command."""
+        return self.place_type if kind == "place" else self.control_type
 
     def command(self, subject: str) -> CommandSubject:
         """What a `TITAN_CMD` subject is: a place command (any subject with the place
@@ -209,11 +202,6 @@ class Subjects:
         return CommandSubject("other", "other")
 
     @property
-    def risk_command_wildcard(self) -> str:
-        """Risk commands from the brain (`titan.cmd.risk.>`)."""
-        return RISK_COMMAND_WILDCARD
-
-    @property
     def command_filters(self) -> tuple[str, ...]:
         """What this instance's durable consumer on `TITAN_CMD` reads: our namespace and
         the upstream control subjects (halt, risk, operator), none covering another."""
@@ -231,6 +219,11 @@ class Subjects:
     def heartbeat_wildcard(self) -> str:
         """Brain liveness; a wildcard, since the brain publishes `...v1.<instance>`."""
         return HEARTBEAT_WILDCARD
+
+    def heartbeat(self, source: str) -> str:
+        """`titan.sys.heartbeat.v1.<source>`: one producer's liveness (`source` may be
+        several tokens: the wildcard is `>`)."""
+        return f"titan.sys.heartbeat.v1.{source}"
 
     def ticker(self, venue: str, symbol: str) -> str:
         return f"titan.data.market.ticker.v1.{_check_token('venue', venue)}.{symbol_token(symbol)}"
