@@ -51,8 +51,7 @@ from titan_exec.core.snapshot import (
     snapshot_bytes,
 )
 from titan_exec.core.state import compaction
-from titan_exec.wire.contract import STATE_KINDS
-from titan_exec.wire.subjects import Subjects
+from titan_exec.wire.subjects import STATE_KINDS, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -291,9 +290,10 @@ class CheckpointWriter:
     async def _purge(self, below: int) -> None:
         """Trim our own subjects of the event stream below a sequence that the oldest kept
         snapshot covers (`retention.purge`)."""
-        ns = self.settings.ns
+        subjects = Subjects(self.settings.ns)
         for kind in PURGED_KINDS:
-            await self._js.purge_stream("TITAN_EVT", seq=below, subject=f"titan.evt.{ns}.{kind}.>")
+            subject = subjects.event_kind(kind)
+            await self._js.purge_stream("TITAN_EVT", seq=below, subject=subject)
         log.info("event stream purged below seq %d (%s)", below, ", ".join(PURGED_KINDS))
 
 
