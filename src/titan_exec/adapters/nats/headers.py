@@ -20,8 +20,11 @@ KV_OPERATION = "KV-Operation"
 """On a client-written KV marker: ``DEL`` or ``PURGE``."""
 STATUS = "Status"
 """A reply's status code (no responders: `errors.NO_RESPONDERS`)."""
+DESCRIPTION = "Description"
+"""A reply's status text, with `STATUS`."""
 
 __all__: list[str] = [
+    "DESCRIPTION",
     "EXPECTED_LAST_SUBJECT_SEQ",
     "EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
     "KV_OPERATION",
