@@ -17,8 +17,9 @@ from nats.js import api
 from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec.config import Config, load
 from titan_exec.runtime.app import RunningInstance
+from titan_exec.runtime.checkpoint import CheckpointWriter
 from titan_exec.runtime.feeds import Brain, TickerFeed
-from titan_exec.runtime.service import Service
+from titan_exec.runtime.node import Node
 from titan_exec.sim.server import VenueSim
 
 SECRET = "test-secret-123"
@@ -78,9 +79,15 @@ class World:
         self.feed = feed
 
     @property
-    def svc(self) -> Service:
+    def svc(self) -> Node:
         assert self.inst.service is not None
         return self.inst.service
+
+    @property
+    def checkpoints(self) -> CheckpointWriter | None:
+        """The active's checkpoint writer (None while it does not lead)."""
+        leader = self.svc.leader
+        return leader.checkpoints if leader is not None else None
 
     @property
     def http_url(self) -> str:

@@ -102,8 +102,8 @@ async def test_closed_venue_writes_send_nothing(service_nats: Any, tmp_path: Pat
     """A fenced instance (its lease deadline passed) records the write-ahead but never
     reaches the venue; the order stays in doubt for whoever holds the epoch next."""
     async with world(service_nats.url, tmp_path) as w:
-        assert w.svc.runner is not None
-        w.svc.runner.may_write_venue = lambda: False
+        assert w.svc.leader is not None and w.svc.leader.runner is not None
+        w.svc.leader.runner.may_write_venue = lambda: False
         ack = await w.brain.place(w.brain.intent("gated", "BTC/USDT", "BUY_SETUP", "0.01"))
         await w.decided(ack.seq)
         coid = w.svc.state.accepted_signals["gated"][0]

@@ -37,7 +37,7 @@ async def test_standby_shadows_the_active_then_takes_over(
         async with RunningInstance(standby_cfg, venue=venue) as b:
             assert b.service is not None
             standby = b.service
-            assert standby.role == "standby" and standby.runner is None
+            assert standby.role == "standby" and standby.leader is None
             for i, (symbol, size) in enumerate([("BTC/USDT", "0.1"), ("ETH/USDT", "1")]):
                 ack = await w.brain.place(w.brain.intent(f"p{i}", symbol, "BUY_SETUP", size))
                 await w.decided(ack.seq)
@@ -48,8 +48,8 @@ async def test_standby_shadows_the_active_then_takes_over(
             await w.svc.events.drain()  # type: ignore[union-attr]
             await wait_for(
                 lambda: (
-                    standby.follower is not None
-                    and standby.follower.last_seq >= w.svc.events.last_seq
+                    standby.standby is not None
+                    and standby.standby.last_seq >= w.svc.events.last_seq
                 ),  # type: ignore[union-attr]
                 "standby caught up",
             )

@@ -26,7 +26,7 @@ from titan_exec.adapters.venue.quotes import CcxtQuoteFeed, QuoteFeedSettings
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
 from titan_exec.runtime.feeds import Brain
-from titan_exec.runtime.service import Service
+from titan_exec.runtime.node import Node
 from titan_exec.sim.engine import EngineConfig
 from titan_exec.sim.server import SimSettings, VenueSim
 
@@ -55,7 +55,7 @@ async def quiet_sim() -> AsyncIterator[VenueSim]:
 @asynccontextmanager
 async def instance(
     url: str, state_dir: Path, **overrides: Any
-) -> AsyncIterator[tuple[Service, Brain]]:
+) -> AsyncIterator[tuple[Node, Brain]]:
     """One instance and a stand-in brain that beats, and no ticker feed of any kind."""
     cfg = make_config(url, state_dir, **{"market.poll_interval_ms": 200, **overrides})
     async with RunningInstance(cfg) as inst:
@@ -73,7 +73,7 @@ async def instance(
             await nc.close()
 
 
-async def buy_filled(svc: Service, brain: Brain, signal: str) -> Any:
+async def buy_filled(svc: Node, brain: Brain, signal: str) -> Any:
     await brain.place(brain.intent(signal, "BTC/USDT", "BUY_SETUP", "0.01"))
 
     def order() -> Any:
@@ -83,7 +83,7 @@ async def buy_filled(svc: Service, brain: Brain, signal: str) -> Any:
     return order()
 
 
-def metric(svc: Service, name: str, **labels: str) -> float:
+def metric(svc: Node, name: str, **labels: str) -> float:
     value = svc.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else float(value)
 
@@ -137,8 +137,8 @@ async def test_with_no_price_at_all_the_refusal_says_so(
     async with instance(service_nats.url, tmp_path, **overrides) as (svc, brain):
         assert svc.prices.feed is None
         await brain.place(brain.intent("sig-no-price", "BTC/USDT", "BUY_SETUP", "0.01"))
-        assert svc.intake is not None
-        intake = svc.intake
+        assert svc.leader is not None and svc.leader.intake is not None
+        intake = svc.leader.intake
         await wait_for(lambda: bool(intake.recent_rejects), "the refusal")
         assert "no reference price for BTC/USDT on sim" in json.dumps(intake.recent_rejects)
         assert quiet_sim.engine.orders == {}
