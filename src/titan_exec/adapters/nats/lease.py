@@ -416,6 +416,5 @@ __all__: list[str] = [
     "acquire_outcome",
     "ensure_bucket",
     "lease_key",
-    "monotonic_ms",  # re-exported for the runtime's imports; the clock is `titan_exec.clock`
     "renew_outcome",
 ]
