@@ -37,6 +37,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from titan_exec.adapters.nats.eventlog import EventLog
+from titan_exec.adapters.nats.headers import MSG_ID
 from titan_exec.adapters.nats.snapshots import SnapshotStore, StoredSnapshot
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
@@ -193,7 +194,7 @@ class CheckpointWriter:
         nonces = self._nonces()
         self._n += 1
         acked = events.publish_acked(
-            st.marker_subject, self._marker(view.event_count), {"Nats-Msg-Id": self._msg_id()}
+            st.marker_subject, self._marker(view.event_count), {MSG_ID: self._msg_id()}
         )
         metrics.snapshot_seconds.labels("capture").observe(time.perf_counter() - began)
         watermark = (await acked)[0]
