@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from titan_exec.core.commands import ControlCommand, InvalidInput, PlaceOrder
+from titan_exec.core.controls import decide_control
+from titan_exec.core.decide import Decision, DecisionConfig, decide_place, decide_unknown
 from titan_exec.core.events import (
     Genesis,
     OrderAccepted,
@@ -15,6 +19,11 @@ from titan_exec.core.events import (
     OrderSubmitted,
 )
 from titan_exec.core.model import ClientOrderId, IntentType, OrderType, Side, VenueOrderId
+from titan_exec.core.risk import MarketView
+from titan_exec.core.state import State
+from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_command
+from titan_exec.wire.signing import Keyring
+from titan_exec.wire.subjects import Subjects
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The wire contract's files, copied into the repository (tests/fixtures/contract/README.md).
@@ -24,6 +33,38 @@ SHARED = FIXTURES
 POLICY_PATH = (
     Path(__file__).resolve().parents[1] / "src" / "titan_exec" / "data" / "risk_policy.json"
 )
+
+
+def decide_received(
+    state: State,
+    cmd: ReceivedCommand,
+    cfg: DecisionConfig,
+    market: MarketView,
+    ingress: IngressConfig | None = None,
+) -> Decision:
+    """Read and decide one command as `CommandIntake` does (ingress, then the core); the
+    ingress reads namespace `exec` with key `default` = `SECRET` unless told otherwise."""
+    ingress = ingress or replace(INGRESS, tolerance_ms=cfg.tolerance_ms)
+    command = read_command(cmd, ingress, market.now_ms)
+    if isinstance(command, ControlCommand) or (
+        isinstance(command, InvalidInput) and command.kind == "control"
+    ):
+        return decide_control(state, command, cfg, market.now_ms)
+    if isinstance(command, InvalidInput) and command.kind == "other":
+        return decide_unknown(state, command, market.now_ms)
+    assert isinstance(command, PlaceOrder | InvalidInput)
+    return decide_place(state, command, cfg, market)
+
+
+def control_decision(
+    state: State,
+    cmd: ReceivedCommand,
+    cfg: DecisionConfig,
+    now_ms: int,
+    ingress: IngressConfig | None = None,
+) -> Decision:
+    view = MarketView(now_ms=now_ms, last_heartbeat_ms=None, tickers={}, equity={})
+    return decide_received(state, cmd, cfg, view, ingress)
 
 
 def default_policy() -> dict[str, Any]:
@@ -128,6 +169,8 @@ def filled(
 # --- signed commands -----------------------------------------------------------------------
 
 SECRET = b"test-secret-123"
+INGRESS = IngressConfig(subjects=Subjects(), keyring=Keyring({"default": SECRET}))
+"""What the ingress of namespace `exec` with one key, `default`, reads."""
 NOW = 1_700_000_000_000
 
 

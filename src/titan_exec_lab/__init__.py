@@ -4,7 +4,7 @@ unit test walks its imports); the `titan-exec` command finds the commands below 
 `titan_exec.commands` entry points.
 
 - `sim`: the venue simulator served over HTTP and websocket (`titan-exec venue-sim`), over
-  the exchange core of `titan_exec.sim`;
+  the service's exchange model (`titan_exec.adapters.venue.exchange`);
 - `verify`: the one invariant checker over the raw streams and the venue (`titan-exec
   verify`, the demo, the chaos runner, the integration tests, `titan-exec status`);
 - `chaos`: the chaos matrix (`titan-exec chaos`);

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import make_config, wait_for, world
-from titan_exec.adapters.venue.paper import PaperVenue
+from tests.paper import InstrumentedPaper
 from titan_exec.core.model import OrderStatus
 from titan_exec.core.state import state_hash
 from titan_exec.runtime.app import RunningInstance
@@ -28,7 +28,7 @@ async def test_standby_shadows_the_active_then_takes_over(
 ) -> None:
     async with world(service_nats.url, tmp_path / "a", **{"service.instance_id": "primary"}) as w:
         venue = w.inst.venue
-        assert isinstance(venue, PaperVenue)
+        assert isinstance(venue, InstrumentedPaper)
         standby_cfg = make_config(
             service_nats.url,
             tmp_path / "b",

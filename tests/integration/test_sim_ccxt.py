@@ -19,7 +19,7 @@ import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 import pytest
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
-from titan_exec.sim.engine import EngineConfig
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec_lab.sim.ccxt_client import ccxt_config, sim_urls
 from titan_exec_lab.sim.server import SimSettings, VenueSim
 

@@ -21,12 +21,12 @@ from prometheus_client import generate_latest
 
 from tests.integration.harness import SECRET, make_config, sim_overrides, wait_for
 from titan_exec.adapters.nats.connect import NatsSettings, connect
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.adapters.venue.quotes import CcxtQuoteFeed, QuoteFeedSettings
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
 from titan_exec.runtime.node import Node
-from titan_exec.sim.engine import EngineConfig
 from titan_exec_lab.harness.feeds import Brain
 from titan_exec_lab.sim.server import SimSettings, VenueSim
 
@@ -124,7 +124,7 @@ async def test_the_paper_venue_fills_against_the_prices_the_guard_used(
         assert isinstance(svc.venue, PaperVenue)
         await wait_for(lambda: BTC in svc.market.tickers, "the price source's BTC price")
         order = await buy_filled(svc, brain, "sig-paper-venue-price")
-        fills = svc.venue.all_fills()
+        fills, _ = await svc.venue.fills_since(None)
         assert [f.price for f in fills] == [Decimal("60003.0")] == [order.avg_fill_price]
         assert svc.market.tickers[BTC].ask == Decimal("60003.0")
         assert svc.market.sources[BTC] in ("ws", "rest")

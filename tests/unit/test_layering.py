@@ -87,7 +87,7 @@ def test_the_check_catches_every_way_of_importing_the_lab(source: str) -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "import titan_exec.sim.engine\n",
+        "import titan_exec.adapters.venue.exchange.engine\n",
         "from titan_exec.cli.args import EXIT_CONFIG\n",
         "import titan_exec_labs\n",  # another name that starts alike
         "from . import titan_exec_lab\n",  # relative: inside the service package itself

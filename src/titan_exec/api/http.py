@@ -35,10 +35,12 @@ from titan_exec.core.leadership_io import Role, role_name
 
 class ServiceView(Protocol):
     metrics: Metrics
-    epoch: int
 
     @property
     def role(self) -> Role | None: ...
+
+    @property
+    def epoch(self) -> int: ...
 
     def status_doc(self) -> dict[str, Any]: ...
 

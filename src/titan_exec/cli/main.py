@@ -201,6 +201,26 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _intent(args: argparse.Namespace, nonce: str, now_ms: int) -> dict[str, Any]:
+    """The place intent of `send intent`'s options (without `--payload-file`)."""
+    payload: dict[str, Any] = {
+        "schema_version": "1.0.0",
+        "signal_id": args.signal_id or f"cli-{nonce[:12]}",
+        "source": "manual",
+        "symbol": args.symbol,
+        "direction": {"BUY_SETUP": 1, "SELL_SETUP": -1}.get(args.type, 0),
+        "type": args.type,
+        "size": args.size,
+        "status": "VALIDATED",
+        "t_signal": now_ms,
+    }
+    if args.entry is not None:
+        payload["entry_zone"] = [args.entry]
+    if args.exchange:
+        payload["exchange"] = args.exchange
+    return payload
+
+
 async def _send(args: argparse.Namespace) -> int:
     from nats.js import errors as js_errors
 
@@ -216,29 +236,12 @@ async def _send(args: argparse.Namespace) -> int:
         if args.policy_doc is not None:
             payload["policy"] = args.policy_doc
         subject = subjects.control(args.action)
-        type_ = f"titan.cmd.{args.namespace}.control.v1"
+        type_ = subjects.control_type
         msg_id = f"control-{args.action}-{nonce}"
     else:
-        if args.payload_doc is not None:
-            payload = args.payload_doc
-        else:
-            payload = {
-                "schema_version": "1.0.0",
-                "signal_id": args.signal_id or f"cli-{nonce[:12]}",
-                "source": "manual",
-                "symbol": args.symbol,
-                "direction": {"BUY_SETUP": 1, "SELL_SETUP": -1}.get(args.type, 0),
-                "type": args.type,
-                "size": args.size,
-                "status": "VALIDATED",
-                "t_signal": now,
-            }
-            if args.entry is not None:
-                payload["entry_zone"] = [args.entry]
-            if args.exchange:
-                payload["exchange"] = args.exchange
+        payload = args.payload_doc if args.payload_doc is not None else _intent(args, nonce, now)
         subject = subjects.place(args.venue, args.account, str(payload.get("symbol", "")))
-        type_ = f"titan.cmd.{args.namespace}.place.v1"
+        type_ = subjects.place_type
         msg_id = str(payload.get("signal_id", nonce))
     data = sign_envelope(
         payload,

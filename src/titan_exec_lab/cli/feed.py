@@ -16,6 +16,7 @@ from typing import Any
 
 from titan_exec.adapters.nats.connect import NatsConnectError
 from titan_exec.cli.args import EXIT_UNAVAILABLE, cli_nats_settings, positive_seconds
+from titan_exec.wire.subjects import Subjects
 
 FEED_PRICES = ("BTC/USDT=50000", "ETH/USDT=3000", "SOL/USDT=150")
 
@@ -50,7 +51,7 @@ async def _feed(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tickers = TickerFeed(nc, prices, venue=args.venue)
-    heartbeat = f"titan.sys.heartbeat.v1.{args.source}"
+    heartbeat = Subjects().heartbeat(args.source)
     quotes = ", ".join(f"{s} {p}" for s, p in prices.items())
     print(
         f"every {args.interval} s: a heartbeat on {heartbeat} and book tickers on venue "

@@ -2,9 +2,10 @@
 
 `titan-exec venue-sim` serves the subset of the `/fapi` REST API that ccxt's `binanceusdm`
 client uses, so the service's ccxt venue runs unchanged against it (only the base URLs
-differ). It serves the exchange core of `titan_exec.sim` (`market`, `engine`,
-`records`: pure, in the service package). Modules:
+differ). Modules:
 
+- the exchange core it serves (orders, fills, fees, positions, wallet, dead-man switch,
+  state export) is the service's exchange model, `titan_exec.adapters.venue.exchange`.
 - `render`: the engine's objects as Binance JSON documents (pure).
 - `endpoints`: what each `/fapi` endpoint does with its parameters.
 - `faults`: the fault-injection knobs.

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from titan_exec.sim.engine import Engine, OrderRequest, SimError
-from titan_exec.sim.market import fixed
+from titan_exec.adapters.venue.exchange.engine import Engine, OrderRequest, SimError
+from titan_exec.adapters.venue.exchange.market import fixed
 from titan_exec_lab.sim import render
 from titan_exec_lab.sim.faults import Faults
 

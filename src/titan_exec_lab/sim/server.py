@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from titan_exec.sim.engine import Engine, EngineConfig, SimError
+from titan_exec.adapters.venue.exchange.engine import Engine, EngineConfig, SimError
 from titan_exec_lab.sim import render
 from titan_exec_lab.sim.endpoints import Fapi, Handler, Params, int_param
 from titan_exec_lab.sim.faults import Faults, request_tags
