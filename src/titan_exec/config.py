@@ -141,6 +141,9 @@ class OrdersConfig:
     reconcile_interval_ms: int = 0
     """Alias of `reconcile.open_orders_interval_ms` (its old name); 0: not set."""
     venue_timeout_ms: int = 5_000
+    recovery_send_within_ms: int = 5_000
+    """After a restart or takeover, an order recorded but never sent is sent if it was
+    decided this recently (and is not past its time-to-live), else canceled."""
 
 
 @dataclass(frozen=True)
@@ -686,6 +689,7 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
         "poll_interval_ms",
         "in_doubt_query_after_ms",
         "venue_timeout_ms",
+        "recovery_send_within_ms",
     ):
         if getattr(o, key) <= 0:
             raise ConfigError(f"orders.{key}: must be > 0")
