@@ -8,8 +8,14 @@ partial fills, failing calls and cancels, checking the invariants after every ru
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -18,6 +24,7 @@ from tests.builders import accepted, acknowledged, filled, genesis, submitted
 from titan_exec.core import execution as ex
 from titan_exec.core.events import (
     Event,
+    OrderAccepted,
     OrderCanceled,
     OrderCancelRequested,
     OrderExpired,
@@ -27,6 +34,7 @@ from titan_exec.core.events import (
 from titan_exec.core.execution_io import (
     CancelAnswered,
     CancelFailed,
+    CancelOrder,
     CancelWanted,
     Driver,
     Durable,
@@ -35,20 +43,33 @@ from titan_exec.core.execution_io import (
     Input,
     OrderQueried,
     PlaceAcked,
+    PlaceOrder,
     PlaceRejected,
     PlaceUnknown,
     PollFailed,
+    PollFills,
     QueryFailed,
     QueryOrder,
     Recover,
+    Request,
     Tick,
     UnexpectedResult,
     WatchSymbol,
     WriteAhead,
 )
-from titan_exec.core.model import ClientOrderId, OrderStatus, Side, VenueOrderId
-from titan_exec.core.reports import FillReport, OrderReport
+from titan_exec.core.model import (
+    ClientOrderId,
+    IntentType,
+    OrderStatus,
+    OrderType,
+    Side,
+    VenueOrderId,
+)
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
 from titan_exec.core.state import State, apply
+from titan_exec.sim.engine import Engine, EngineConfig, OrderRequest, SimError
+from titan_exec.sim.market import Book
+from titan_exec.sim.records import SimOrder
 
 CFG = ExecConfig(venue="sim", account="main")
 C = ClientOrderId("c1")
@@ -601,3 +622,283 @@ def test_an_unknown_command_is_refused_once() -> None:
     ev = ex.refuse_unknown(state, 7, "titan.cmd.x", 99)
     assert ev is not None and ev.reason == "unknown_command: no handler for subject titan.cmd.x"
     assert ex.refuse_unknown(apply(state, ev), 7, "titan.cmd.x", 100) is None
+
+
+# --- a seeded fake-clock simulation against the exchange engine -----------------------------
+
+T0 = 1_700_000_000_000
+SIM_CFG = ExecConfig(
+    venue="sim", account="main", in_doubt_absent_after_ms=5_000, late_fill_window_ms=2_000
+)
+SIM_SYMBOL = "BTCUSDT"
+STEP_MS = 10
+POLL_MS = 50
+
+
+def _accepted(coid: str, now: int, rng: random.Random, book: Book) -> OrderAccepted:
+    side = rng.choice([Side.BUY, Side.SELL])
+    qty = Decimal(rng.randint(2, 8)) / 1000
+    limit: Decimal | None = None
+    if rng.random() < 0.5:  # a limit order: marketable, at the touch or resting below it
+        away = Decimal(rng.choice([-3, 0, 2, 6])) / 10_000
+        ref = book.ask if side is Side.BUY else book.bid
+        raw = ref * (1 + away if side is Side.BUY else 1 - away)
+        limit = raw.quantize(Decimal("0.1"))
+    return OrderAccepted(
+        ts_ms=now,
+        client_order_id=ClientOrderId(coid),
+        venue="sim",
+        account="main",
+        symbol=SIM_SYMBOL,
+        signal_id=f"sig-{coid}",
+        cmd_seq=int(coid.removeprefix("o")),
+        side=side,
+        order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+        qty=qty,
+        limit_price=limit,
+        is_reduce_only=False,
+        intent_type=IntentType.BUY_SETUP if side is Side.BUY else IntentType.SELL_SETUP,
+        expires_at_ms=now + rng.randint(500, 8_000),
+        t_signal=now,
+        t_ingress=now,
+    )
+
+
+class Sim:
+    """The driver's core, the folded state and the engine on one fake clock. Every request
+    is answered after a random latency; with `fault` > 0 some answers are lost (the call took
+    effect or not), some calls fail, some places reach the venue late, some polls repeat
+    trades already reported."""
+
+    def __init__(self, seed: int, fault: float) -> None:
+        self.rng = random.Random(seed)
+        self.fault = fault
+        self.engine = Engine(
+            EngineConfig(seed=seed, origin_ms=T0, fill_slices=3, slice_interval_ms=200)
+        )
+        self.state = apply(State(), genesis(ts=T0))
+        self.driver = Driver()
+        self.now = T0
+        self.queue: list[tuple[int, int, Callable[[], Input | None]]] = []
+        self.n = 0
+        self.placed: Counter[str] = Counter()
+        self.seen: Counter[str] = Counter()
+        self.next_tick = T0
+
+    # the shell's part: step, fold the events, run the requests
+    def feed(self, inp: Input) -> None:
+        self.seen[type(inp).__name__] += 1
+        step = ex.step(self.state, self.driver, inp, SIM_CFG)
+        self.driver = step.driver
+        for ev in step.decision.events:
+            self.state = apply(self.state, ev)  # an illegal lifecycle event raises here
+        if isinstance(inp, WriteAhead) and step.driver.written:
+            self.later(self.rng.randint(1, 20), partial(Durable, self.now, inp.coids))
+        for req in step.decision.requests:
+            self.run(req)
+        if isinstance(inp, Tick):
+            nxt = step.decision.next_timer_ms
+            self.next_tick = self.now + POLL_MS if nxt is None else min(nxt, self.now + POLL_MS)
+
+    def later(self, delay: int, answer: Callable[[], Input | None]) -> None:
+        heapq.heappush(self.queue, (self.now + delay, self.n, answer))
+        self.n += 1
+
+    def lost(self) -> bool:
+        return self.rng.random() < self.fault
+
+    def run(self, req: Request) -> None:
+        slow = self.rng.random() < 0.1  # a slow answer: past the in-doubt query delay
+        delay = self.rng.randint(300, 1_500) if slow else self.rng.randint(1, 150)
+        match req:
+            case PlaceOrder(request=r):
+                self.placed[r.client_order_id] += 1
+                # the venue takes it halfway; the answer arrives at the end
+                self.later(delay // 2, partial(self.answer_later, delay - delay // 2, r))
+            case QueryOrder(coid=coid):
+                self.later(delay, partial(self.query, coid))
+            case CancelOrder(coid=coid):
+                self.later(delay, partial(self.cancel, coid))
+            case PollFills(cursor=cursor):
+                self.later(delay, partial(self.poll, cursor))
+
+    # the venue's part
+    def engine_place(self, r: PlaceRequest) -> SimOrder:
+        is_limit = r.limit_price is not None
+        return self.engine.place_order(
+            OrderRequest(
+                SIM_SYMBOL,
+                r.side.value,
+                r.order_type.value,
+                str(r.qty),
+                str(r.limit_price) if is_limit else None,
+                client_order_id=r.client_order_id,
+                time_in_force="GTC" if is_limit else None,
+            ),
+            self.now,
+        )
+
+    def answer_later(self, delay: int, r: PlaceRequest) -> None:
+        answer = self.place(r)
+        self.later(delay, lambda: answer)
+
+    def place(self, r: PlaceRequest) -> Input:
+        coid = r.client_order_id
+        if self.lost():  # timed out before it was sent, or the answer was lost
+            if self.rng.random() < 0.5:
+                with contextlib.suppress(SimError):
+                    self.engine_place(r)
+            return PlaceUnknown(self.now, coid, "outcome unknown (timeout)")
+        if self.lost():  # still on its way when we gave up: it reaches the venue later
+            self.later(self.rng.randint(1, 2_000), partial(self.arrives_late, r))
+            return PlaceUnknown(self.now, coid, "outcome unknown (timeout)")
+        if self.lost():
+            return PlaceRejected(self.now, coid, "connection refused", is_unavailable=True)
+        try:
+            order = self.engine_place(r)
+        except SimError as err:
+            return PlaceRejected(self.now, coid, err.msg, is_duplicate=err.code == -4116)
+        return PlaceAcked(self.now, coid, VenueOrderId(str(order.order_id)))
+
+    def arrives_late(self, r: PlaceRequest) -> None:
+        with contextlib.suppress(SimError):
+            self.engine_place(r)
+
+    def venue_order(self, coid: str) -> SimOrder | None:
+        oid = self.engine.by_client_id.get(coid)
+        return None if oid is None else self.engine.orders[oid]
+
+    def query(self, coid: ClientOrderId) -> Input:
+        if self.lost():
+            return QueryFailed(self.now, coid, "timeout")
+        o = self.venue_order(coid)
+        if o is None:
+            return OrderQueried(self.now, coid, None)
+        rep = OrderReport(
+            venue="sim",
+            symbol=SIM_SYMBOL,
+            client_order_id=coid,
+            venue_order_id=VenueOrderId(str(o.order_id)),
+            status=o.status,
+            qty=o.orig_qty,
+            filled_qty=o.executed_qty,
+            ts_ms=o.update_time_ms,
+        )
+        return OrderQueried(self.now, coid, rep)
+
+    def cancel(self, coid: ClientOrderId) -> Input:
+        if self.lost():
+            return CancelFailed(self.now, coid, "timeout")
+        try:
+            self.engine.cancel_order(SIM_SYMBOL, None, coid, self.now)
+            status = "CANCELED"
+        except SimError:
+            o = self.venue_order(coid)
+            status = "NOT_FOUND" if o is None else o.status
+        if self.lost():
+            return CancelFailed(self.now, coid, "answer lost")
+        return CancelAnswered(self.now, coid, status)
+
+    def poll(self, cursor: str | None) -> Input:
+        if self.lost():
+            return PollFailed(self.now, "timeout")
+        start = int(cursor or 0)
+        if self.lost():
+            start = max(0, start - 3)  # trades reported again
+        trades = self.engine.trades[start:]
+        fills = tuple(
+            FillReport(
+                venue="sim",
+                symbol=SIM_SYMBOL,
+                client_order_id=ClientOrderId(self.engine.orders[t.order_id].client_order_id),
+                venue_order_id=VenueOrderId(str(t.order_id)),
+                trade_id=str(t.trade_id),
+                side=Side(t.side),
+                price=t.price,
+                qty=t.qty,
+                fee=t.commission,
+                fee_currency=t.commission_asset,
+                ts_ms=t.time_ms,
+            )
+            for t in trades
+        )
+        return FillsReported(self.now, fills, str(len(self.engine.trades)))
+
+    # the clock
+    def advance(self, until: int, *, orders_per_s: float, cancels_per_s: float) -> None:
+        while self.now < until:
+            self.now += STEP_MS
+            self.engine.tick(self.now)
+            while self.queue and self.queue[0][0] <= self.now:
+                _, _, answer = heapq.heappop(self.queue)
+                inp = answer()
+                if inp is not None:
+                    self.feed(inp)
+            if self.rng.random() < orders_per_s * STEP_MS / 1000:
+                coid = f"o{self.n}"
+                book = self.engine.book(SIM_SYMBOL, self.now)
+                self.state = apply(self.state, _accepted(coid, self.now, self.rng, book))
+                self.feed(WriteAhead(self.now, (ClientOrderId(coid),)))
+            open_now = [o.client_order_id for o in self.state.iter_open_orders()]
+            if open_now and self.rng.random() < cancels_per_s * STEP_MS / 1000:
+                self.feed(CancelWanted(self.now, self.rng.choice(open_now), "flatten"))
+            if self.now >= self.next_tick:
+                self.feed(Tick(self.now))
+
+
+def check_invariants(sim: Sim) -> None:
+    state, engine, d = sim.state, sim.engine, sim.driver
+    assert max(sim.placed.values()) == 1, "an order was sent twice"
+    assert not [r for r in engine.rejections if r.code == -4116], "a client id reached twice"
+    assert not d.written and not d.placing and not d.querying and not d.cancelling
+    assert not d.closing and not d.closing_after_poll
+    assert not engine.open, "an order of ours is still open at the venue past its TTL"
+    for coid, order in state.orders.items():
+        assert order.status not in (S.ACCEPTED, S.SUBMITTED), f"{coid} never resolved"
+        venue = sim.venue_order(coid)
+        if venue is None:
+            assert order.status in (S.REJECTED, S.CANCELED) and order.filled_qty == 0, coid
+            continue
+        assert order.filled_qty == venue.executed_qty, coid
+        expected = {"FILLED": {S.FILLED}, "CANCELED": {S.CANCELED, S.EXPIRED}}
+        assert order.status in expected[venue.status], (coid, order.status, venue.status)
+    assert len(state.seen_fills) == len(engine.trades), "a trade missed or applied twice"
+    assert state.anomalies == 0, "a fill came after its order was closed here"
+    ours = state.position("sim", SIM_SYMBOL).qty
+    assert ours == engine.positions[SIM_SYMBOL].amount, "positions differ from the fills"
+
+
+def simulate(seed: int, fault: float) -> Sim:
+    sim = Sim(seed, fault)
+    sim.advance(T0 + 30_000, orders_per_s=3, cancels_per_s=0.5)
+    sim.fault = 0.0  # calls succeed from now on: everything in doubt must resolve
+    sim.advance(T0 + 50_000, orders_per_s=0, cancels_per_s=0)
+    return sim
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_simulated_orders_without_faults_match_the_venue(seed: int) -> None:
+    sim = simulate(seed, fault=0.0)
+    check_invariants(sim)
+    assert sim.seen["PlaceUnknown"] == 0 and len(sim.state.orders) > 50
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_simulated_orders_with_lost_answers_and_failures_match_the_venue(seed: int) -> None:
+    sim = simulate(seed, fault=0.08)
+    check_invariants(sim)
+    assert sim.seen["PlaceUnknown"] > 0 and sim.seen["QueryFailed"] + sim.seen["PollFailed"] > 0
+
+
+def test_the_simulation_reaches_every_outcome() -> None:
+    """Across seeds: partial fills, TTL expiries, cancels, in-doubt found and absent orders."""
+    statuses: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for seed in range(6):
+        sim = simulate(seed, fault=0.08)
+        for o in sim.state.orders.values():
+            statuses[o.status.name + ("_partly" if 0 < o.filled_qty < o.qty else "")] += 1
+            reasons[o.last_reason.split(" ")[0]] += 1
+    assert {"FILLED", "EXPIRED", "CANCELED", "REJECTED"} <= set(statuses)
+    assert statuses["CANCELED_partly"] + statuses["EXPIRED_partly"] > 0
+    assert reasons["absent"] > 0 and reasons["venue"] + reasons["venue:"] > 0

@@ -23,7 +23,9 @@ Rules:
   (once) and a cancel call; a failed call is retried after ``cancel_retry_ms``. A cancel the
   venue confirms closes the order only after a fill poll issued after the answer (fills that
   happened before the cancel come first): `OrderExpired` for a time-to-live cancel, else
-  `OrderCanceled`.
+  `OrderCanceled`. An order past its time-to-live whose cancel was requested but is not on
+  its way (a restart, an answer that did not close it) is tried again, no sooner than
+  ``cancel_retry_ms`` after the last answer or failure.
 - **Fills** are deduplicated by venue trade id against the state and within one report;
   each sees the quantities of the fills before it. Trades are polled for the symbols with an
   open order, and those whose last order closed (or that were watched) within
@@ -305,7 +307,7 @@ def _is_query_due(order: Order, d: Driver, cfg: ExecConfig, now: int) -> bool:
 def _start_cancel(state: State, out: _Out, order: Order, reason: str, now: int) -> None:
     coid = order.client_order_id
     d = out.driver
-    if coid in d.cancelling or coid in d.closing or coid in d.closing_after_poll:
+    if _is_cancel_on_its_way(d, coid):
         out.note("debug", f"cancel of {coid}: already on its way")
         return
     if not order.is_open:
@@ -321,6 +323,10 @@ def _start_cancel(state: State, out: _Out, order: Order, reason: str, now: int) 
         cancelling=_with(d.cancelling, coid, reason),
         cancel_failed_at=_without(d.cancel_failed_at, coid),
     )
+
+
+def _is_cancel_on_its_way(d: Driver, coid: ClientOrderId) -> bool:
+    return coid in d.cancelling or coid in d.closing or coid in d.closing_after_poll
 
 
 def _cancel_answered(
@@ -339,8 +345,10 @@ def _cancel_answered(
         out.driver = replace(d, cancel_failed_at=_with(d.cancel_failed_at, coid, inp.now_ms))
         return
     if inp.status != "CANCELED":
+        # FILLED: its fills close it; NOT_FOUND: in doubt, or not there yet. Past its TTL
+        # the cancel is tried again (not sooner than the retry delay)
         out.note("info", f"cancel of {coid}: venue says {inp.status}")
-        out.driver = d
+        out.driver = replace(d, cancel_failed_at=_with(d.cancel_failed_at, coid, inp.now_ms))
         return
     if d.is_polling:  # that poll may have been answered before the cancel: one more
         out.driver = replace(d, closing_after_poll=_with(d.closing_after_poll, coid, reason))
@@ -441,15 +449,14 @@ def _tick(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
     out.driver = replace(d, querying=frozenset(querying))
     for order in tracking.due_for_expiry(state, now, retry_after_ms=cfg.cancel_retry_ms):
         coid = order.client_order_id
-        if order.venue != cfg.venue or order.is_in_doubt or coid in out.driver.cancelling:
+        d = out.driver
+        if order.venue != cfg.venue or order.is_in_doubt or _is_cancel_on_its_way(d, coid):
             continue
-        if order.is_cancel_requested:
-            failed_at = out.driver.cancel_failed_at.get(coid)
-            if failed_at is None:
-                continue  # its cancel is on its way (or answered: fills will close it)
-            if now - failed_at < cfg.cancel_retry_ms:
-                wake.append(failed_at + cfg.cancel_retry_ms)
-                continue
+        failed_at = d.cancel_failed_at.get(coid)
+        if failed_at is not None and now - failed_at < cfg.cancel_retry_ms:
+            wake.append(failed_at + cfg.cancel_retry_ms)
+            continue
+        # past its TTL, or requested before (a restart, an answer that did not close it)
         _start_cancel(state, out, order, order.last_reason or "ttl", now)
     for order in state.iter_open_orders():
         if order.venue == cfg.venue and not order.is_cancel_requested:
