@@ -24,6 +24,7 @@ from tests.builders import accepted, acknowledged, filled, genesis, submitted
 from titan_exec.core import execution as ex
 from titan_exec.core.events import (
     Event,
+    IntentDecided,
     OrderAccepted,
     OrderCanceled,
     OrderCancelRequested,
@@ -619,9 +620,18 @@ def test_late_fill_window_and_watched_symbols_decide_what_is_polled() -> None:
 
 def test_an_unknown_command_is_refused_once() -> None:
     state = state_with(None)
-    ev = ex.refuse_unknown(state, 7, "titan.cmd.x", 99)
-    assert ev is not None and ev.reason == "unknown_command: no handler for subject titan.cmd.x"
-    assert ex.refuse_unknown(apply(state, ev), 7, "titan.cmd.x", 100) is None
+    d = ex.refuse_unknown(state, 7, "titan.cmd.x", 99)
+    assert d.refusal is not None and d.refusal.code == "unknown_command"
+    assert d.events == (
+        IntentDecided(
+            ts_ms=99,
+            cmd_seq=7,
+            outcome="rejected",
+            reason="unknown_command: no handler for subject titan.cmd.x",
+        ),
+    )
+    assert d.summary == "cmd 7: no handler for subject titan.cmd.x"
+    assert ex.refuse_unknown(apply(state, d.events[0]), 7, "titan.cmd.x", 100).is_duplicate
 
 
 # --- a seeded fake-clock simulation against the exchange engine -----------------------------

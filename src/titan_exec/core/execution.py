@@ -45,6 +45,8 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar, assert_never
 
 from titan_exec.core import tracking
+from titan_exec.core.decide import Decision as Decided
+from titan_exec.core.decide import Refusal
 from titan_exec.core.events import (
     Event,
     IntentDecided,
@@ -341,7 +343,8 @@ def _cancel_answered(
         raise UnexpectedResult(f"order {coid}: a cancel result, but it was never sent")
     d = replace(d, cancelling=_without(d.cancelling, coid))
     if isinstance(inp, CancelFailed):
-        out.note("warning", f"cancel of {coid} failed ({inp.detail}): retrying in a while")
+        wait = cfg.cancel_retry_ms
+        out.note("warning", f"cancel of {coid} failed ({inp.detail}): retrying in {wait} ms")
         out.driver = replace(d, cancel_failed_at=_with(d.cancel_failed_at, coid, inp.now_ms))
         return
     if inp.status != "CANCELED":
@@ -403,7 +406,7 @@ def _poll_failed(out: _Out, inp: PollFailed) -> None:
     d = out.driver
     if not d.is_polling:
         raise UnexpectedResult("poll failed, but no poll in flight")
-    out.note("warning", f"order tracking: fill poll failed ({inp.detail}); retrying")
+    out.note("warning", f"order tracking: venue error {inp.detail}; retrying")
     out.driver = replace(
         d,
         is_polling=False,
@@ -468,15 +471,15 @@ def _tick(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
 # --- commands no handler takes -------------------------------------------------------------
 
 
-def refuse_unknown(
-    state: State, cmd_seq: int, shown_subject: str, now_ms: int
-) -> IntentDecided | None:
-    """The refusal of a command on a subject no handler takes (None: decided before)."""
+def refuse_unknown(state: State, cmd_seq: int, shown_subject: str, now_ms: int) -> Decided:
+    """The refusal of a command on a subject no handler takes (a duplicate when decided)."""
     if state.is_decided(cmd_seq):
-        return None
-    return IntentDecided(
+        return Decided(is_duplicate=True)
+    refusal = Refusal("unknown_command", f"no handler for subject {shown_subject[:300]}")
+    ev = IntentDecided(
         ts_ms=now_ms,
         cmd_seq=cmd_seq,
         outcome="rejected",
-        reason=f"unknown_command: no handler for subject {shown_subject[:300]}",
+        reason=f"{refusal.code}: {refusal.message}",
     )
+    return Decided(events=(ev,), refusal=refusal, summary=f"cmd {cmd_seq}: {refusal.message}")

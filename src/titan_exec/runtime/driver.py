@@ -96,7 +96,8 @@ class ExecutionDriver:
         local deadline closes it the moment leadership can no longer be proven."""
         self.ingress_perf: dict[ClientOrderId, float] = {}
         """perf_counter at command ingress, for intent→ack / intent→fill latency."""
-        self._inputs: asyncio.Queue[io.Input] = asyncio.Queue(maxsize=INPUT_QUEUE)
+        self._inputs: asyncio.Queue[io.Input | Exception] = asyncio.Queue(maxsize=INPUT_QUEUE)
+        """Answers and ticks; an exception (not a venue failure) from a lane ends the loop."""
         self._wake_at: int | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._lanes: dict[str, asyncio.Queue[io.Request]] = {}
@@ -187,7 +188,9 @@ class ExecutionDriver:
         loop = self._ensure_loop()
         ticker = asyncio.create_task(self._ticker(), name="order-ticker")
         try:
-            await loop
+            done, _ = await asyncio.wait((loop, ticker), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
@@ -212,7 +215,7 @@ class ExecutionDriver:
         while True:
             try:
                 await self.venue.wait_activity(poll_s)
-            except Exception as err:
+            except VenueError as err:
                 log.warning("order tracking: venue error %r; retrying", err)
                 await asyncio.sleep(poll_s)
             await self._inputs.put(io.Tick(self.clock()))
@@ -227,6 +230,8 @@ class ExecutionDriver:
                         inp = await self._inputs.get()
                 except TimeoutError:
                     inp = io.Tick(self.clock())
+                if isinstance(inp, Exception):
+                    raise inp
                 self._step(inp)
         except BaseException as err:
             for fut in (*self._placed.values(), *self._poll_waiting, *self._poll_inflight):
@@ -348,7 +353,11 @@ class ExecutionDriver:
     async def _lane(self, lane: asyncio.Queue[io.Request]) -> None:
         while True:
             req = await lane.get()
-            await self._inputs.put(await self._run(req))
+            try:
+                answer: io.Input | Exception = await self._run(req)
+            except Exception as err:  # not a venue failure: a bug, or a broken event log
+                answer = err
+            await self._inputs.put(answer)
 
     async def _run(self, req: io.Request) -> io.Input:
         match req:
@@ -359,7 +368,7 @@ class ExecutionDriver:
             case io.QueryOrder(coid=coid, symbol=symbol):
                 try:
                     report = await self.venue_call("query", self.venue.query_order(symbol, coid))
-                except Exception as err:
+                except (VenueError, TimeoutError) as err:
                     return io.QueryFailed(self.clock(), coid, repr(err))
                 return io.OrderQueried(self.clock(), coid, report)
             case io.PollFills(cursor=cursor, symbols=symbols):
@@ -367,7 +376,7 @@ class ExecutionDriver:
                     fills, new = await self.venue_call(
                         "fills", self.venue.fills_since(cursor, symbols)
                     )
-                except Exception as err:
+                except (VenueError, TimeoutError) as err:
                     return io.PollFailed(self.clock(), repr(err))
                 return io.FillsReported(self.clock(), tuple(fills), new)
 
@@ -394,6 +403,9 @@ class ExecutionDriver:
             return io.CancelFailed(self.clock(), req.coid, "venue writes are closed")
         try:
             result = await self.venue_call("cancel", self.venue.cancel(req.symbol, req.coid))
-        except Exception as err:
+        except (VenueError, TimeoutError) as err:
+            return io.CancelFailed(self.clock(), req.coid, repr(err))
+        except Exception as err:  # unexpected: logged with its trace, retried like a failure
+            log.exception("cancel of %s failed unexpectedly", req.coid)
             return io.CancelFailed(self.clock(), req.coid, repr(err))
         return io.CancelAnswered(self.clock(), req.coid, result.status)

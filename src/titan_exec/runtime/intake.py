@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from titan_exec.adapters.nats.eventlog import EventLog, EventLogBroken, EventNotEncodable
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
-from titan_exec.core import controls
+from titan_exec.core import controls, execution
 from titan_exec.core import decide as decide_mod
 from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
 from titan_exec.core.events import ControlDecided, IntentDecided
@@ -330,18 +330,8 @@ class CommandIntake:
                 await _redeliver_later(p.msg)
 
     def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
-        if self.log.state.is_decided(cmd.seq):
-            return Decision(is_duplicate=True)
-        refusal = decide_mod.Refusal(
-            "unknown_command", f"no handler for subject {printable_subject(cmd.subject)[:300]}"
-        )
-        ev = IntentDecided(
-            ts_ms=self.clock(),
-            cmd_seq=cmd.seq,
-            outcome="rejected",
-            reason=f"{refusal.code}: {refusal.message}",
-        )
-        return Decision(events=(ev,), refusal=refusal, summary=f"cmd {cmd.seq}: {refusal.message}")
+        shown = printable_subject(cmd.subject)
+        return execution.refuse_unknown(self.log.state, cmd.seq, shown, self.clock())
 
     def _publish_refusal(self, cmd: ReceivedCommand, decision: Decision) -> None:
         assert decision.refusal is not None
