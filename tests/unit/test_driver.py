@@ -101,7 +101,7 @@ def fill(qty: str) -> FillReport:
     )  # fmt: skip
 
 
-async def until(cond: Any, timeout_s: float = 2.0) -> None:
+async def until(cond: Any, timeout_s: float = 10.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not cond():
             await asyncio.sleep(0.005)

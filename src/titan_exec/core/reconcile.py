@@ -176,6 +176,21 @@ def compare_positions(
     )
 
 
+def differing_symbols(first: PositionPass) -> frozenset[str]:
+    """The symbols the venue reports differently from us: their trades are polled before the
+    pass is decided again (ours in flight, or someone else's)."""
+    return frozenset(f.symbol for f in first.findings if f.venue_qty is not None)
+
+
+def explained_by_fills(
+    first: PositionPass, again: PositionPass, polled: frozenset[str]
+) -> tuple[str, ...]:
+    """Differences a forced fill poll closed on symbols whose trades we were not polling:
+    trades behind our back (now recorded as fills). On a polled symbol it was ours in
+    flight, and nothing to report."""
+    return tuple(sorted((differing_symbols(first) - polled) & set(again.matched)))
+
+
 def _net_reports(venue: str, reports: Sequence[PositionReport]) -> dict[str, PositionReport]:
     """The venue's report per symbol; several of one symbol (hedge-mode legs) are netted,
     keeping the entry price of the largest leg."""

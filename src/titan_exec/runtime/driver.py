@@ -28,9 +28,6 @@ from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.venue.base import (
     Venue,
     VenueError,
-    VenueRejected,
-    VenueUnavailable,
-    VenueUnknownOutcome,
 )
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import OrdersConfig
@@ -41,6 +38,7 @@ from titan_exec.core.model import ClientOrderId
 from titan_exec.core.orders import can_apply
 from titan_exec.core.state import State
 from titan_exec.runtime.market import MarketData
+from titan_exec.runtime.venuecalls import VenueRequests
 
 log = logging.getLogger("titan_exec.runtime.orders")
 T = TypeVar("T")
@@ -94,6 +92,9 @@ class ExecutionDriver:
         self.may_write_venue: Callable[[], bool] = may_write_venue or (lambda: True)
         """Checked right before every venue write (place, cancel): the hot-standby lease's
         local deadline closes it the moment leadership can no longer be proven."""
+        self.calls = VenueRequests(
+            venue=venue, metrics=metrics, cfg=cfg, clock=clock, gate=lambda: self.may_write_venue()
+        )
         self.ingress_perf: dict[ClientOrderId, float] = {}
         """perf_counter at command ingress, for intent→ack / intent→fill latency."""
         self._inputs: asyncio.Queue[io.Input | Exception] = asyncio.Queue(maxsize=INPUT_QUEUE)
@@ -162,25 +163,7 @@ class ExecutionDriver:
 
     async def venue_call(self, op: str, call: Awaitable[T]) -> T:
         """A venue call, timed out after `venue_timeout_ms`, counted and timed by outcome."""
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
-            async with asyncio.timeout(self.cfg.venue_timeout_ms / 1000):
-                return await call
-        except VenueRejected:
-            outcome = "rejected"
-            raise
-        except (VenueUnknownOutcome, TimeoutError):
-            outcome = "unknown"
-            raise
-        except BaseException:
-            outcome = "error"
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.venue_calls.labels(op, outcome).inc()
-            self.metrics.venue_latency.labels(op, outcome).observe(elapsed)
+        return await self.calls.call(op, call)
 
     async def track(self) -> None:
         """The loop and its ticker (venue activity or the poll interval); ends with a bug or
@@ -354,58 +337,7 @@ class ExecutionDriver:
         while True:
             req = await lane.get()
             try:
-                answer: io.Input | Exception = await self._run(req)
+                answer: io.Input | Exception = await self.calls.run(req)
             except Exception as err:  # not a venue failure: a bug, or a broken event log
                 answer = err
             await self._inputs.put(answer)
-
-    async def _run(self, req: io.Request) -> io.Input:
-        match req:
-            case io.PlaceOrder():
-                return await self._place(req)
-            case io.CancelOrder():
-                return await self._cancel(req)
-            case io.QueryOrder(coid=coid, symbol=symbol):
-                try:
-                    report = await self.venue_call("query", self.venue.query_order(symbol, coid))
-                except (VenueError, TimeoutError) as err:
-                    return io.QueryFailed(self.clock(), coid, repr(err))
-                return io.OrderQueried(self.clock(), coid, report)
-            case io.PollFills(cursor=cursor, symbols=symbols):
-                try:
-                    fills, new = await self.venue_call(
-                        "fills", self.venue.fills_since(cursor, symbols)
-                    )
-                except (VenueError, TimeoutError) as err:
-                    return io.PollFailed(self.clock(), repr(err))
-                return io.FillsReported(self.clock(), tuple(fills), new)
-
-    async def _place(self, req: io.PlaceOrder) -> io.Input:
-        coid = req.request.client_order_id
-        if not self.may_write_venue():
-            log.warning("order %s not sent: venue writes are closed (fenced)", coid)
-            return io.PlaceUnknown(self.clock(), coid, "not sent (venue writes closed)")
-        try:
-            placed = await self.venue_call("place", self.venue.place(req.request))
-        except VenueRejected as rej:
-            return io.PlaceRejected(self.clock(), coid, rej.reason, is_duplicate=rej.is_duplicate)
-        except VenueUnavailable as err:
-            return io.PlaceRejected(self.clock(), coid, str(err), is_unavailable=True)
-        except Exception as err:
-            # VenueUnknownOutcome, a timeout, or anything unexpected: the request may have
-            # reached the venue, so the order is in doubt and is resolved by query, never resent
-            return io.PlaceUnknown(self.clock(), coid, f"outcome unknown ({err!r})")
-        return io.PlaceAcked(self.clock(), coid, placed.venue_order_id)
-
-    async def _cancel(self, req: io.CancelOrder) -> io.Input:
-        if not self.may_write_venue():
-            log.warning("cancel of %s not sent: venue writes are closed (fenced)", req.coid)
-            return io.CancelFailed(self.clock(), req.coid, "venue writes are closed")
-        try:
-            result = await self.venue_call("cancel", self.venue.cancel(req.symbol, req.coid))
-        except (VenueError, TimeoutError) as err:
-            return io.CancelFailed(self.clock(), req.coid, repr(err))
-        except Exception as err:  # unexpected: logged with its trace, retried like a failure
-            log.exception("cancel of %s failed unexpectedly", req.coid)
-            return io.CancelFailed(self.clock(), req.coid, repr(err))
-        return io.CancelAnswered(self.clock(), req.coid, result.status)
