@@ -3,8 +3,9 @@
 Inputs (venue answers, ticks) come through one bounded queue; each is stepped, its events
 are appended to the event log at once (applied synchronously, so the next step sees them),
 and its requests run once those events are durable, as tasks on lanes: one per (kind,
-symbol) — writes (place, cancel) of one symbol in order, its queries beside them, fill polls
-on their own — so one slow symbol never holds another. Each answer comes back as an input.
+symbol) — the places of one symbol in order, its queries beside them, fill polls on their
+own, each cancel on its own — so one slow symbol never holds another. Each answer comes
+back as an input.
 Inputs from callers in the same event loop (a decision's write-ahead, a cancel, a watched
 symbol) are stepped directly: a step has no await, so the write-ahead of a decision lands in
 the same writer batch as the decision.
@@ -321,11 +322,16 @@ class ExecutionDriver:
     # --- the requests ---------------------------------------------------------------------
 
     def _dispatch(self, requests: Sequence[io.Request]) -> None:
+        """Places of one symbol in order on its lane, its queries on another, fill polls on
+        their own; each cancel at once on its own (a slow cancel holds nothing back)."""
         for req in requests:
+            if isinstance(req, io.CancelOrder):
+                self._spawn(self._answer(req), f"cancel-{req.coid}")
+                continue
             if isinstance(req, io.PollFills):
                 self._poll_inflight += self._poll_waiting
                 self._poll_waiting = []
-            kind = "read" if isinstance(req, io.QueryOrder) else "write"
+            kind = "query" if isinstance(req, io.QueryOrder) else "place"
             key = "fills" if isinstance(req, io.PollFills) else f"{kind}:{req.lane}"
             lane = self._lanes.get(key)
             if lane is None:
@@ -335,9 +341,11 @@ class ExecutionDriver:
 
     async def _lane(self, lane: asyncio.Queue[io.Request]) -> None:
         while True:
-            req = await lane.get()
-            try:
-                answer: io.Input | Exception = await self.calls.run(req)
-            except Exception as err:  # not a venue failure: a bug, or a broken event log
-                answer = err
-            await self._inputs.put(answer)
+            await self._answer(await lane.get())
+
+    async def _answer(self, req: io.Request) -> None:
+        try:
+            answer: io.Input | Exception = await self.calls.run(req)
+        except Exception as err:  # not a venue failure: a bug, or a broken event log
+            answer = err
+        await self._inputs.put(answer)
