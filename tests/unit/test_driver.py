@@ -18,7 +18,7 @@ from titan_exec.core.events import Event
 from titan_exec.core.model import ClientOrderId, OrderStatus, Side, VenueOrderId
 from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
 from titan_exec.core.state import State, apply
-from titan_exec.runtime.driver import ExecutionDriver
+from titan_exec.runtime.driver import ExecutionDriver, exec_config
 from titan_exec.runtime.market import MarketData
 
 C = ClientOrderId("c1")
@@ -165,3 +165,12 @@ async def test_an_unknown_outcome_is_queried_and_a_cancel_closes_after_the_fills
     await d.poll_fills()  # a forced poll returns once recorded
     tracker.cancel()
     await d.stop()
+
+
+def test_the_core_takes_its_timings_from_the_orders_settings() -> None:
+    cfg = OrdersConfig(
+        in_doubt_query_after_ms=7, in_doubt_absent_after_ms=70, recovery_send_within_ms=700
+    )
+    x = exec_config(cfg, venue="sim", account="main")
+    assert (x.in_doubt_query_after_ms, x.in_doubt_absent_after_ms) == (7, 70)
+    assert x.recovery_send_within_ms == 700 and (x.venue, x.account) == ("sim", "main")
