@@ -7,6 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from titan_exec.core.commands import ControlCommand, InvalidInput, PlaceOrder
+from titan_exec.core.controls import decide_control
+from titan_exec.core.decide import Decision, DecisionConfig, decide_place, decide_unknown
 from titan_exec.core.events import (
     Genesis,
     OrderAccepted,
@@ -15,6 +18,10 @@ from titan_exec.core.events import (
     OrderSubmitted,
 )
 from titan_exec.core.model import ClientOrderId, IntentType, OrderType, Side, VenueOrderId
+from titan_exec.core.risk import MarketView
+from titan_exec.core.state import State
+from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_command
+from titan_exec.wire.subjects import Subjects
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The wire contract's files, copied into the repository (tests/fixtures/contract/README.md).
@@ -24,6 +31,40 @@ SHARED = FIXTURES
 POLICY_PATH = (
     Path(__file__).resolve().parents[1] / "src" / "titan_exec" / "data" / "risk_policy.json"
 )
+
+
+def ingress_config(cfg: DecisionConfig) -> IngressConfig:
+    """The ingress settings a test's `DecisionConfig` names (its transitional fields)."""
+    return IngressConfig(
+        subjects=cfg.subjects or Subjects(),
+        keyring=cfg.keyring,
+        tolerance_ms=cfg.tolerance_ms,
+        max_payload_bytes=cfg.max_payload_bytes,
+        max_depth=cfg.max_depth,
+        max_values=cfg.max_values,
+    )
+
+
+def decide_received(
+    state: State, cmd: ReceivedCommand, cfg: DecisionConfig, market: MarketView
+) -> Decision:
+    """Read and decide one command as `CommandIntake` does (ingress, then the core)."""
+    command = read_command(cmd, ingress_config(cfg), market.now_ms)
+    if isinstance(command, ControlCommand) or (
+        isinstance(command, InvalidInput) and command.kind == "control"
+    ):
+        return decide_control(state, command, cfg, market.now_ms)
+    if isinstance(command, InvalidInput) and command.kind == "other":
+        return decide_unknown(state, command, market.now_ms)
+    assert isinstance(command, PlaceOrder | InvalidInput)
+    return decide_place(state, command, cfg, market)
+
+
+def control_decision(
+    state: State, cmd: ReceivedCommand, cfg: DecisionConfig, now_ms: int
+) -> Decision:
+    view = MarketView(now_ms=now_ms, last_heartbeat_ms=None, tickers={}, equity={})
+    return decide_received(state, cmd, cfg, view)
 
 
 def default_policy() -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from titan_exec.adapters.nats.embedded import EmbeddedNats
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD
-from titan_exec.sim.engine import EngineConfig
 from titan_exec.sim.server import SimSettings, VenueSim
 
 

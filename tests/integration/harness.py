@@ -14,11 +14,13 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.js import api
 
+from tests.paper import InstrumentedPaper
 from titan_exec.adapters.nats.connect import NatsSettings, connect
 from titan_exec.config import Config, load
 from titan_exec.runtime.app import RunningInstance
+from titan_exec.runtime.checkpoint import CheckpointWriter
 from titan_exec.runtime.feeds import Brain, TickerFeed
-from titan_exec.runtime.service import Service
+from titan_exec.runtime.node import Node
 from titan_exec.sim.server import VenueSim
 
 SECRET = "test-secret-123"
@@ -78,9 +80,15 @@ class World:
         self.feed = feed
 
     @property
-    def svc(self) -> Service:
+    def svc(self) -> Node:
         assert self.inst.service is not None
         return self.inst.service
+
+    @property
+    def checkpoints(self) -> CheckpointWriter | None:
+        """The active's checkpoint writer (None while it does not lead)."""
+        leader = self.svc.leader
+        return leader.checkpoints if leader is not None else None
 
     @property
     def http_url(self) -> str:
@@ -159,12 +167,14 @@ async def world(
     **overrides: Any,
 ) -> AsyncIterator[World]:
     """The service on `url`; with `sim`, through the ccxt venue against the simulator
-    (which publishes the tickers itself), else on the paper venue with a ticker feed."""
+    (which publishes the tickers itself), else on the paper venue with a ticker feed (the
+    instrumented one: `w.inst.venue` has the test knobs of `tests.paper`)."""
     clk = clock or OffsetClock()
     if sim is not None:
         overrides = {**sim_overrides(sim), **overrides}
     cfg = make_config(url, state_dir, **overrides)
-    async with RunningInstance(cfg, clock=clk) as inst:
+    venue = InstrumentedPaper.from_config(cfg, clk) if cfg.venue.kind == "paper" else None
+    async with RunningInstance(cfg, clock=clk, venue=venue) as inst:
         nc = await connect(NatsSettings(urls=(url,), name="pytest-world"))
         brain = Brain(nc, secret=SECRET.encode(), clock=clk)
         feed = TickerFeed(nc, PRICES, clock=clk)

@@ -40,14 +40,14 @@ async def test_every_snapshot_is_the_fold_of_the_stream_below_its_watermark(
                     await w.decided(ack.seq)
 
         loading = asyncio.create_task(load())
-        assert w.svc.checkpoints is not None
+        assert w.checkpoints is not None
         written = 0
         in_flight: list[int] = []
         while not loading.done():
             in_flight.append(
                 w.svc.events.unacked
             )  # checkpoints taken while decisions and fills land
-            await w.svc.checkpoints.write()
+            await w.checkpoints.write()
             written += 1
             await asyncio.sleep(0.01)
         await loading

@@ -18,7 +18,7 @@ from tests.integration.harness import make_config, wait_for, world
 from titan_exec.core.model import OrderStatus
 from titan_exec.core.state import state_hash
 from titan_exec.runtime.app import RunningInstance
-from titan_exec.runtime.service import Service
+from titan_exec.runtime.node import Node
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ HA = {"ha.enabled": True, "ha.lease_ms": 1000, "truth.interval_ms": 300}
 KEY = ("sim", "BTC/USDT")
 
 
-def corrupt_position(svc: Service, key: tuple[str, str], dqty: Decimal) -> None:
+def corrupt_position(svc: Node, key: tuple[str, str], dqty: Decimal) -> None:
     """The test-only hook: change a standby's position in place, as a bug in its fold or
     a flipped bit would, without any event."""
     pos = svc.state.positions[key]
@@ -139,11 +139,11 @@ async def test_a_drifted_standby_is_refused_automatic_promotion(
             assert b.service is not None
             backup = b.service
             await trade(w, 1)
-            assert w.svc.checkpoints is not None
-            await w.svc.checkpoints.write()
+            assert w.checkpoints is not None
+            await w.checkpoints.write()
             await wait_for(lambda: backup.drift.matched == 1, "matched checkpoint")
             corrupt_position(backup, KEY, Decimal("-0.1"))
-            await w.svc.checkpoints.write()
+            await w.checkpoints.write()
             await wait_for(lambda: backup.drift.has_alarm, "drift alarm")
             # the active goes away (a planned stop releases the lease): no checkpoint can
             # clear the alarm, so the standby must not take the free lease by itself
@@ -170,16 +170,16 @@ async def test_when_the_active_drifted_the_standby_says_so_and_does_not_rebuild_
         await wait_for(lambda: w.svc.role == "active", "primary elected", 10)
         cfg_b = backup_config(service_nats.url, tmp_path, manual)
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
-            assert b.service is not None and w.svc.checkpoints is not None
+            assert b.service is not None and w.checkpoints is not None
             backup = b.service
             await trade(w, 1)
-            await w.svc.checkpoints.write()
+            await w.checkpoints.write()
             await wait_for(lambda: backup.drift.matched == 1, "matched checkpoint")
             corrupt_position(w.svc, KEY, Decimal("1"))  # the active's fold is wrong now
             with caplog.at_level(logging.ERROR, logger="titan_exec"):
-                await w.svc.checkpoints.write()
+                await w.checkpoints.write()
                 await wait_for(lambda: backup.drift.rebuilds == 1, "first alarm and rebuild")
-                await w.svc.checkpoints.write()
+                await w.checkpoints.write()
                 await wait_for(lambda: backup.drift.is_persistent, "persistent drift")
             assert backup.drift.has_alarm and backup.drift.rebuilds == 1
             assert backup.drift.last_alarm is not None

@@ -124,7 +124,8 @@ async def test_the_unsafe_service_says_so_at_start_and_in_its_status(
             assert svc.status_doc()["unsafe"] == ["fencing disabled"]
             assert svc.events is not None
             await svc.events.drain()
-            stored = await _events(svc.js)
+            assert svc.nc is not None
+            stored = await _events(svc.nc.jetstream())
     assert any(
         r.levelno == logging.ERROR and "UNSAFE TEST BUILD: epoch fencing disabled" in r.message
         for r in caplog.records

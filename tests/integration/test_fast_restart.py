@@ -35,9 +35,9 @@ async def trade(w: Any, n: int, tag: str) -> None:
 async def snapshots_written(w: Any, n: int) -> None:
     await wait_for(
         lambda: (
-            w.svc.checkpoints is not None
-            and w.svc.checkpoints.last is not None
-            and w.svc.checkpoints.last.snapshot is not None
+            w.checkpoints is not None
+            and w.checkpoints.last is not None
+            and w.checkpoints.last.snapshot is not None
             and w.svc.metrics.checkpoints.labels("written")._value.get() >= n
         ),
         f"{n} snapshots",

@@ -164,7 +164,7 @@ async def test_operator_switchover_through_the_admin_api(service_nats: Any, tmp_
             assert gap_ms < 250
             await wait_for(lambda: w.svc.role == "standby", "old active rejoined as standby", 10)
             assert w.svc.health.fatal is None and not w.svc.health.is_stopping
-            assert w.svc.epoch == 0 and w.svc.follower is not None  # following, not writing
+            assert w.svc.epoch == 0 and w.svc.standby is not None  # following, not writing
             assert (
                 await asyncio.to_thread(
                     _post,
@@ -205,8 +205,8 @@ async def test_the_standby_tracks_the_commands_so_takeover_reads_no_history(
             **{"service.instance_id": "backup", "service.mode": "standby"},
         )
         async with RunningInstance(cfg_b, venue=w.inst.venue) as b:
-            assert b.service is not None and b.service.shadow is not None
-            backup, shadow = b.service, b.service.shadow
+            assert b.service is not None and b.service.standby is not None
+            backup, shadow = b.service, b.service.standby.shadow
             seqs = []
             for i in range(12):
                 ack = await w.brain.place(w.brain.intent(f"s{i}", "BTC/USDT", "BUY_SETUP", "0.01"))

@@ -25,7 +25,7 @@ from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
 from titan_exec.runtime.feeds import Brain, TickerFeed
-from titan_exec.runtime.service import Service
+from titan_exec.runtime.node import Node
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def violations(server: EmbeddedNats) -> list[str]:
     return [line for line in server.log_tail(1_000_000).splitlines() if VIOLATION in line]
 
 
-def counted(svc: Service, result: str) -> float:
+def counted(svc: Node, result: str) -> float:
     value = svc.metrics.registry.get_sample_value(
         "titan_exec_checkpoints_total", {"result": result}
     )

@@ -21,7 +21,7 @@ async def test_lost_place_response_is_resolved_by_query_and_never_resent(
 ) -> None:
     async with world(service_nats.url, tmp_path, **FAST) as w:
         venue = w.inst.venue
-        venue.lose_next_response = True
+        venue.faults.lose_next = 1
         ack = await w.brain.place(w.brain.intent("lost", "BTC/USDT", "BUY_SETUP", "0.01"))
         await w.decided(ack.seq)
         coid = w.svc.state.accepted_signals["lost"][0]
@@ -29,7 +29,7 @@ async def test_lost_place_response_is_resolved_by_query_and_never_resent(
         assert venue.place_count == 1
         assert len([o for o in venue.all_orders() if o.client_order_id == coid]) == 1
         # a resting order with a lost response is acknowledged through the query
-        venue.lose_next_response = True
+        venue.faults.lose_next = 1
         ack = await w.brain.place(
             w.brain.intent("rest", "ETH/USDT", "BUY_SETUP", "1", entry="2000")
         )
@@ -45,8 +45,8 @@ async def test_order_invisible_for_a_while_is_unknown_not_absent(
 ) -> None:
     async with world(service_nats.url, tmp_path, **FAST) as w:
         venue = w.inst.venue
-        venue.hidden_for_ms = 1500
-        venue.lose_next_response = True
+        venue.faults.invisible_ms = 1500
+        venue.faults.lose_next = 1
         ack = await w.brain.place(
             w.brain.intent("hidden", "ETH/USDT", "BUY_SETUP", "0.1", entry="2000")
         )
@@ -102,8 +102,8 @@ async def test_closed_venue_writes_send_nothing(service_nats: Any, tmp_path: Pat
     """A fenced instance (its lease deadline passed) records the write-ahead but never
     reaches the venue; the order stays in doubt for whoever holds the epoch next."""
     async with world(service_nats.url, tmp_path) as w:
-        assert w.svc.runner is not None
-        w.svc.runner.may_write_venue = lambda: False
+        assert w.svc.leader is not None and w.svc.leader.runner is not None
+        w.svc.leader.runner.may_write_venue = lambda: False
         ack = await w.brain.place(w.brain.intent("gated", "BTC/USDT", "BUY_SETUP", "0.01"))
         await w.decided(ack.seq)
         coid = w.svc.state.accepted_signals["gated"][0]

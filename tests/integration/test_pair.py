@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import make_config, wait_for, world
-from titan_exec.adapters.venue.paper import PaperVenue
+from tests.paper import InstrumentedPaper
 from titan_exec.core.model import OrderStatus
 from titan_exec.core.state import state_hash
 from titan_exec.runtime.app import RunningInstance
@@ -28,7 +28,7 @@ async def test_standby_shadows_the_active_then_takes_over(
 ) -> None:
     async with world(service_nats.url, tmp_path / "a", **{"service.instance_id": "primary"}) as w:
         venue = w.inst.venue
-        assert isinstance(venue, PaperVenue)
+        assert isinstance(venue, InstrumentedPaper)
         standby_cfg = make_config(
             service_nats.url,
             tmp_path / "b",
@@ -37,7 +37,7 @@ async def test_standby_shadows_the_active_then_takes_over(
         async with RunningInstance(standby_cfg, venue=venue) as b:
             assert b.service is not None
             standby = b.service
-            assert standby.role == "standby" and standby.runner is None
+            assert standby.role == "standby" and standby.leader is None
             for i, (symbol, size) in enumerate([("BTC/USDT", "0.1"), ("ETH/USDT", "1")]):
                 ack = await w.brain.place(w.brain.intent(f"p{i}", symbol, "BUY_SETUP", size))
                 await w.decided(ack.seq)
@@ -48,8 +48,8 @@ async def test_standby_shadows_the_active_then_takes_over(
             await w.svc.events.drain()  # type: ignore[union-attr]
             await wait_for(
                 lambda: (
-                    standby.follower is not None
-                    and standby.follower.last_seq >= w.svc.events.last_seq
+                    standby.standby is not None
+                    and standby.standby.last_seq >= w.svc.events.last_seq
                 ),  # type: ignore[union-attr]
                 "standby caught up",
             )

@@ -73,16 +73,16 @@ async def test_every_poison_message_gets_one_outcome_and_the_instance_keeps_deci
 async def test_a_command_whose_decision_raises_is_refused_after_max_deliveries(
     service_nats: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from titan_exec.core import decide as decide_mod
+    from titan_exec.runtime import intake as intake_mod
 
-    real = decide_mod.decide_place
+    real = intake_mod.read_command
 
-    def explode(state: Any, cmd: Any, *args: Any) -> Any:
+    def explode(cmd: Any, *args: Any) -> Any:
         if cmd.data == b'{"boom": 1}':
             raise RuntimeError("a bug in the decision")
-        return real(state, cmd, *args)
+        return real(cmd, *args)
 
-    monkeypatch.setattr(decide_mod, "decide_place", explode)
+    monkeypatch.setattr(intake_mod, "read_command", explode)
     async with world(service_nats.url, tmp_path, **{"consumer.max_deliveries": 3}) as w:
         seq = await w.publish_raw(b'{"boom": 1}', msg_id="boom")
         await w.decided(seq, 20)

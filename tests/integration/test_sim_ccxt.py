@@ -19,8 +19,8 @@ import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 import pytest
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec.sim.ccxt_client import ccxt_config, sim_urls
-from titan_exec.sim.engine import EngineConfig
 from titan_exec.sim.server import SimSettings, VenueSim
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
 import pytest
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec.adapters.venue.quotes import rebase_urls
-from titan_exec.sim.engine import EngineConfig
 from titan_exec.sim.server import SimSettings, VenueSim
 
 pytestmark = pytest.mark.integration

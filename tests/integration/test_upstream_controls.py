@@ -40,7 +40,7 @@ async def test_brain_signals_the_kill_switches_and_the_risk_states(
         # SignalProcessor: timestamp (publish time) differs from t_signal; market order
         seq = await _send(w, "producer_intent_signalprocessor", signal="s1", t_signal_ago_ms=800)
         await w.decided(seq)
-        assert "s1" in svc.state.accepted_signals, w.inst.service.intake.recent_rejects
+        assert "s1" in svc.state.accepted_signals, w.svc.status_doc()["recent_rejects"]
         await _filled(w, "s1")
         # TitanBrain.processSignal then forwards the same signal with the same Nats-Msg-Id:
         # JetStream drops it; with another id, it is refused as a duplicate signal

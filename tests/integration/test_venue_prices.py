@@ -21,13 +21,13 @@ from prometheus_client import generate_latest
 
 from tests.integration.harness import SECRET, make_config, sim_overrides, wait_for
 from titan_exec.adapters.nats.connect import NatsSettings, connect
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.adapters.venue.quotes import CcxtQuoteFeed, QuoteFeedSettings
 from titan_exec.core.model import OrderStatus
 from titan_exec.runtime.app import RunningInstance
 from titan_exec.runtime.feeds import Brain
-from titan_exec.runtime.service import Service
-from titan_exec.sim.engine import EngineConfig
+from titan_exec.runtime.node import Node
 from titan_exec.sim.server import SimSettings, VenueSim
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ async def quiet_sim() -> AsyncIterator[VenueSim]:
 @asynccontextmanager
 async def instance(
     url: str, state_dir: Path, **overrides: Any
-) -> AsyncIterator[tuple[Service, Brain]]:
+) -> AsyncIterator[tuple[Node, Brain]]:
     """One instance and a stand-in brain that beats, and no ticker feed of any kind."""
     cfg = make_config(url, state_dir, **{"market.poll_interval_ms": 200, **overrides})
     async with RunningInstance(cfg) as inst:
@@ -73,7 +73,7 @@ async def instance(
             await nc.close()
 
 
-async def buy_filled(svc: Service, brain: Brain, signal: str) -> Any:
+async def buy_filled(svc: Node, brain: Brain, signal: str) -> Any:
     await brain.place(brain.intent(signal, "BTC/USDT", "BUY_SETUP", "0.01"))
 
     def order() -> Any:
@@ -83,7 +83,7 @@ async def buy_filled(svc: Service, brain: Brain, signal: str) -> Any:
     return order()
 
 
-def metric(svc: Service, name: str, **labels: str) -> float:
+def metric(svc: Node, name: str, **labels: str) -> float:
     value = svc.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else float(value)
 
@@ -124,7 +124,7 @@ async def test_the_paper_venue_fills_against_the_prices_the_guard_used(
         assert isinstance(svc.venue, PaperVenue)
         await wait_for(lambda: BTC in svc.market.tickers, "the price source's BTC price")
         order = await buy_filled(svc, brain, "sig-paper-venue-price")
-        fills = svc.venue.all_fills()
+        fills, _ = await svc.venue.fills_since(None)
         assert [f.price for f in fills] == [Decimal("60003.0")] == [order.avg_fill_price]
         assert svc.market.tickers[BTC].ask == Decimal("60003.0")
         assert svc.market.sources[BTC] in ("ws", "rest")
@@ -137,8 +137,8 @@ async def test_with_no_price_at_all_the_refusal_says_so(
     async with instance(service_nats.url, tmp_path, **overrides) as (svc, brain):
         assert svc.prices.feed is None
         await brain.place(brain.intent("sig-no-price", "BTC/USDT", "BUY_SETUP", "0.01"))
-        assert svc.intake is not None
-        intake = svc.intake
+        assert svc.leader is not None and svc.leader.intake is not None
+        intake = svc.leader.intake
         await wait_for(lambda: bool(intake.recent_rejects), "the refusal")
         assert "no reference price for BTC/USDT on sim" in json.dumps(intake.recent_rejects)
         assert quiet_sim.engine.orders == {}

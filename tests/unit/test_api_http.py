@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from titan_exec.api.http import build_app
 from titan_exec.api.metrics import Metrics
 from titan_exec.cli.status import Reading, read_status, verdicts
+from titan_exec.core.leadership_io import Role
 from titan_exec.runtime.views import utc_date
 
 KEY = "unit-api-key"
@@ -27,7 +28,7 @@ FULL = {**PUBLIC, "view": "full", "state_hash": "h" * 64, "event_seq": 9, "order
 class FakeService:
     def __init__(self) -> None:
         self.metrics = Metrics()
-        self.role = "active"
+        self.role: Role | None = Role.ACTIVE
         self.epoch = 3
 
     def status_doc(self) -> dict[str, Any]:

@@ -63,12 +63,33 @@ def test_a_heartbeat_subject_is_kept_printable() -> None:
     ],
 )
 def test_a_truth_message_no_active_wrote_is_ignored(data: bytes) -> None:
+    from titan_exec.api.metrics import Metrics
+    from titan_exec.core.snapshot import capture
+    from titan_exec.core.state import State
     from titan_exec.runtime.drift import DriftMonitor
 
-    monitor = DriftMonitor(svc=None)  # type: ignore[arg-type]  # never reached
-    monitor.pending[5] = object()  # type: ignore[assignment]
+    heard: list[object] = []
+
+    async def publish(doc: dict[str, object]) -> None:
+        heard.append(doc)
+
+    async def rebuild(reason: str, snapshot: str | None) -> None:
+        heard.append(reason)
+
+    monitor = DriftMonitor(
+        State,
+        lambda: None,
+        publish=publish,
+        report=heard.append,
+        rebuild=rebuild,
+        metrics=Metrics(),
+        instance_id="standby",
+        clock=lambda: 0,
+    )
+    monitor.pending[5] = capture(State())
     monitor.on_truth(data)
     assert monitor.matched == monitor.mismatched == 0
+    assert 5 in monitor.pending and heard == []  # nothing compared, nothing reported
 
 
 @pytest.mark.parametrize(
@@ -76,6 +97,6 @@ def test_a_truth_message_no_active_wrote_is_ignored(data: bytes) -> None:
     [(b"[" * 100_000, None), (b'{"token": 5}', None), (b'{"token": "t"}', "t"), (b"\xff", None)],
 )
 def test_an_epoch_marker_token_is_read_safely(data: bytes, token: str | None) -> None:
-    from titan_exec.runtime.service import _marker_token
+    from titan_exec.runtime.epoch import marker_token
 
-    assert _marker_token(data) == token
+    assert marker_token(data) == token

@@ -27,6 +27,7 @@ from titan_exec.core.events import (
 from titan_exec.core.model import ClientOrderId, Side
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.wire import contract
+from titan_exec.wire.subjects import Subjects, token
 
 REF = {
     "ts_ms": 9,
@@ -156,9 +157,13 @@ def test_non_state_subjects_are_not_folded() -> None:
 
 
 def test_subject_tokens_are_sanitised() -> None:
-    assert contract.token("BTC/USDT") == "BTC_USDT"
-    assert contract.token("a.b*>c d") == "a-b--c-d"
-    assert contract.token("") == "_"
+    assert token("BTC/USDT") == "BTC_USDT"
+    assert token("a.b*>c d") == "a-b--c-d"
+    assert token("") == "_"
+    # an event with an odd route is still publishable
+    assert Subjects("exec").fill("bin.ance", "", "BTC USDT") == (
+        "titan.evt.exec.fill.v1.bin-ance._.BTC-USDT"
+    )
 
 
 def test_reject_telemetry_has_the_contract_fields() -> None:

@@ -10,14 +10,23 @@ from typing import Any
 
 import pytest
 
-from tests.builders import NOW, SECRET, accepted, default_policy, filled, genesis, submitted
+from tests.builders import (
+    NOW,
+    SECRET,
+    accepted,
+    control_decision,
+    default_policy,
+    filled,
+    genesis,
+    submitted,
+)
 from tests.upstream import message
-from titan_exec.core.controls import decide_control, decide_risk_state
-from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
+from titan_exec.core.controls import decide_risk_state
+from titan_exec.core.decide import Decision, DecisionConfig
 from titan_exec.core.events import ControlDecided, OrderAccepted, RiskStateDecided
 from titan_exec.core.model import Side
 from titan_exec.core.state import State, apply, replay
-from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.ingress import ReceivedCommand, read_risk_state
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
 
@@ -35,14 +44,13 @@ class Pair:
     def __init__(self, state: State | None = None, cfg: DecisionConfig = CFG) -> None:
         self.state = state or replay([genesis(armed=True)])
         self.cfg = cfg
-        self.nonces = NonceCache(window_ms=300_000)
         self.seq = 100
         self.evt_seq = 0
 
     def send(self, subject: str, data: bytes) -> Decision:
         self.seq += 1
         cmd = ReceivedCommand(seq=self.seq, subject=subject, data=data, t_ingress_ms=NOW)
-        d = decide_control(self.state, cmd, self.cfg, NOW, self.nonces)
+        d = control_decision(self.state, cmd, self.cfg, NOW)
         (decided, *_) = d.events
         assert isinstance(decided, ControlDecided) and decided.cmd_seq == self.seq
         for ev in d.events:
@@ -55,7 +63,7 @@ class Pair:
 
     def risk_state(self, body: bytes) -> Decision:
         self.evt_seq += 1
-        d = decide_risk_state(self.state, self.evt_seq, body, NOW)
+        d = decide_risk_state(self.state, self.evt_seq, read_risk_state(body), NOW)
         for ev in d.events:
             apply(self.state, ev)
         return d
@@ -259,7 +267,7 @@ def test_riskguardians_states_in_both_directions_and_an_unknown_one_refused() ->
         (ev,) = d.events
         assert isinstance(ev, RiskStateDecided) and ev.outcome == "rejected"
     assert p.risk_state(b'"Normal"').refusal is None and p.state.risk_state == "Normal"
-    again = decide_risk_state(p.state, p.evt_seq, b'"Emergency"', NOW)
+    again = decide_risk_state(p.state, p.evt_seq, "Emergency", NOW)
     assert again.is_duplicate and p.state.risk_state == "Normal"
 
 
@@ -290,6 +298,6 @@ def test_emergency_cancels_the_open_orders_that_could_add_to_a_position() -> Non
             submitted("close-1"),
         ]
     )
-    d = decide_risk_state(s, 1, b'"Emergency"', NOW)
+    d = decide_risk_state(s, 1, "Emergency", NOW)
     assert [str(c) for c in d.cancel] == ["open-1"]
-    assert decide_risk_state(s, 1, b'"Defensive"', NOW).cancel == ()
+    assert decide_risk_state(s, 1, "Defensive", NOW).cancel == ()

@@ -14,24 +14,23 @@ from tests.builders import (
     NOW,
     SECRET,
     accepted,
+    control_decision,
+    decide_received,
     filled,
     genesis,
     intent_payload,
     signed,
     submitted,
 )
-from titan_exec.core.controls import decide_control
 from titan_exec.core.decide import (
     DecisionConfig,
-    ReceivedCommand,
-    decide_place,
 )
 from titan_exec.core.events import ControlDecided, IntentDecided, OrderAccepted
 from titan_exec.core.model import ControlAction, OrderType, Side, client_order_id
 from titan_exec.core.risk import MarketView, Ticker
 from titan_exec.core.state import State, apply, replay
 from titan_exec.wire.envelope import parse_envelope
-from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.ingress import ReceivedCommand
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
 
@@ -57,13 +56,12 @@ def market(now: int = NOW, heartbeat: int | None = NOW, equity: str = "100000") 
 class Harness:
     def __init__(self, state: State | None = None) -> None:
         self.state = state or replay([genesis(armed=True)])
-        self.nonces = NonceCache(window_ms=300_000)
         self.seq = 0
 
     def place(self, data: bytes, *, subject: str = SUBJECT, view: MarketView | None = None):  # type: ignore[no-untyped-def]
         self.seq += 1
         cmd = ReceivedCommand(seq=self.seq, subject=subject, data=data, t_ingress_ms=NOW)
-        decision = decide_place(self.state, cmd, CFG, view or market(), self.nonces)
+        decision = decide_received(self.state, cmd, CFG, view or market())
         for ev in decision.events:
             apply(self.state, ev)
         return decision
@@ -75,7 +73,7 @@ class Harness:
         cmd = ReceivedCommand(
             seq=self.seq, subject=f"titan.cmd.exec.control.v1.{action}", data=data, t_ingress_ms=NOW
         )
-        decision = decide_control(self.state, cmd, CFG, NOW, self.nonces)
+        decision = control_decision(self.state, cmd, CFG, NOW)
         for ev in decision.events:
             apply(self.state, ev)
         return decision
@@ -109,7 +107,7 @@ def test_a_redelivered_command_is_a_duplicate() -> None:
     data = signed(intent_payload("sig-1"))
     h.place(data)
     cmd = ReceivedCommand(seq=1, subject=SUBJECT, data=data, t_ingress_ms=NOW)
-    again = decide_place(h.state, cmd, CFG, market(), h.nonces)
+    again = decide_received(h.state, cmd, CFG, market())
     assert again.is_duplicate
     assert again.events == ()
 
@@ -324,7 +322,7 @@ def test_an_unsigned_control_may_only_reduce_risk() -> None:
     arm = ReceivedCommand(
         seq=98, subject="titan.cmd.exec.control.v1.arm", data=b'{"action":"arm"}', t_ingress_ms=NOW
     )
-    d = decide_control(h.state, arm, CFG, NOW, h.nonces)
+    d = control_decision(h.state, arm, CFG, NOW)
     assert d.refusal is not None and d.refusal.code == "unsigned_control"
     assert "titan-exec send control arm" in d.refusal.message
     for ev in d.events:
@@ -336,7 +334,7 @@ def test_an_unsigned_control_may_only_reduce_risk() -> None:
         data=b'{"action":"halt"}',
         t_ingress_ms=NOW,
     )
-    d = decide_control(h.state, cmd, CFG, NOW, h.nonces)
+    d = control_decision(h.state, cmd, CFG, NOW)
     assert d.refusal is None
     (ev,) = d.events
     assert isinstance(ev, ControlDecided) and ev.authentication == "unsigned"

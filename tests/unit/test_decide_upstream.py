@@ -7,20 +7,29 @@ from decimal import Decimal
 
 import pytest
 
-from tests.builders import NOW, accepted, filled, genesis, intent_payload, signed, submitted
+from tests.builders import (
+    NOW,
+    accepted,
+    decide_received,
+    filled,
+    genesis,
+    intent_payload,
+    signed,
+    submitted,
+)
 from tests.unit.test_controls import Pair
 from tests.unit.test_decide import CFG, market
 from tests.upstream import message
-from titan_exec.core.decide import Decision, ReceivedCommand, decide_place
+from titan_exec.core.decide import Decision
 from titan_exec.core.events import OrderAccepted
 from titan_exec.core.model import OrderType, Side
 from titan_exec.core.state import State, apply, replay
-from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.ingress import ReceivedCommand
 
 
 def place(state: State, subject: str, data: bytes, seq: int = 1) -> Decision:
     cmd = ReceivedCommand(seq=seq, subject=subject, data=data, t_ingress_ms=NOW)
-    d = decide_place(state, cmd, CFG, market(), NonceCache(300_000))
+    d = decide_received(state, cmd, CFG, market())
     for ev in d.events:
         apply(state, ev)
     return d

@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 
 from tests.builders import accepted, acknowledged, filled, genesis, submitted
+from titan_exec.adapters.venue.exchange.engine import Engine, EngineConfig, OrderRequest, SimError
+from titan_exec.adapters.venue.exchange.market import Book
+from titan_exec.adapters.venue.exchange.records import SimOrder
 from titan_exec.core import execution as ex
 from titan_exec.core.events import (
     Event,
-    IntentDecided,
     OrderAccepted,
     OrderCanceled,
     OrderCancelRequested,
@@ -68,9 +70,6 @@ from titan_exec.core.model import (
 )
 from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
 from titan_exec.core.state import State, apply
-from titan_exec.sim.engine import Engine, EngineConfig, OrderRequest, SimError
-from titan_exec.sim.market import Book
-from titan_exec.sim.records import SimOrder
 
 CFG = ExecConfig(venue="sim", account="main")
 C = ClientOrderId("c1")
@@ -616,22 +615,6 @@ def test_late_fill_window_and_watched_symbols_decide_what_is_polled() -> None:
     assert ex.polled_symbols(closed, watched, CFG, 5_000) == {"ETH/USDT"}
     assert ex.polled_symbols(closed, watched, CFG, 11_001) == frozenset()
     assert ex.polled_symbols(state_with(S.ACKNOWLEDGED), Driver(), CFG, 0) == {SYM}
-
-
-def test_an_unknown_command_is_refused_once() -> None:
-    state = state_with(None)
-    d = ex.refuse_unknown(state, 7, "titan.cmd.x", 99)
-    assert d.refusal is not None and d.refusal.code == "unknown_command"
-    assert d.events == (
-        IntentDecided(
-            ts_ms=99,
-            cmd_seq=7,
-            outcome="rejected",
-            reason="unknown_command: no handler for subject titan.cmd.x",
-        ),
-    )
-    assert d.summary == "cmd 7: no handler for subject titan.cmd.x"
-    assert ex.refuse_unknown(apply(state, d.events[0]), 7, "titan.cmd.x", 100).is_duplicate
 
 
 # --- a seeded fake-clock simulation against the exchange engine -----------------------------

@@ -15,16 +15,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.builders import NOW, genesis, intent_payload, signed
+from tests.builders import NOW, control_decision, decide_received, genesis, intent_payload, signed
 from tests.unit.test_decide import CFG, market
-from titan_exec.core.controls import decide_control
-from titan_exec.core.decide import ReceivedCommand, decide_place
 from titan_exec.core.events import ControlDecided, IntentDecided
 from titan_exec.core.snapshot import capture, iter_hashed_lines
 from titan_exec.core.state import apply, replay, state_hash
 from titan_exec.wire import contract
 from titan_exec.wire.envelope import DEFAULT_MAX_BYTES
-from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.ingress import ReceivedCommand
 
 PLACE = "titan.cmd.exec.place.v1.sim.main.BTC_USDT"
 CONTROL = "titan.cmd.exec.control.v1.halt"
@@ -157,12 +155,12 @@ commands = st.tuples(
 )
 
 
-def _check_one(subject: str, data: bytes, seq: int, state: Any, nonces: NonceCache) -> None:
+def _check_one(subject: str, data: bytes, seq: int, state: Any) -> None:
     cmd = ReceivedCommand(seq=seq, subject=subject, data=data, t_ingress_ms=NOW)
     if ".control." in subject:
-        decision = decide_control(state, cmd, CFG, NOW, nonces)
+        decision = control_decision(state, cmd, CFG, NOW)
     else:
-        decision = decide_place(state, cmd, CFG, market(), nonces)
+        decision = decide_received(state, cmd, CFG, market())
     decided = [e for e in decision.events if isinstance(e, IntentDecided | ControlDecided)]
     assert len(decided) == 1 and decided[0].cmd_seq == seq
     for ev in decision.events:
@@ -204,9 +202,8 @@ def test_fuzzed_commands_each_get_one_decision_that_encodes(
     batch: list[tuple[str, bytes]],
 ) -> None:
     state = replay([genesis(armed=True)])
-    nonces = NonceCache(window_ms=300_000)
     for seq, (subject, data) in enumerate(batch, start=1):
-        _check_one(subject, data, seq, state, nonces)
+        _check_one(subject, data, seq, state)
     state_hash(state)
     for line in iter_hashed_lines(capture(state)):
         json.loads(line)  # the snapshot's lines are JSON that encodes

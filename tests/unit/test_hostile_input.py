@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from tests.builders import NOW, intent_payload, signed
+from tests.builders import NOW, decide_received, intent_payload, signed
 from tests.unit.test_decide import CFG, Harness, market
-from titan_exec.core.decide import ReceivedCommand, decide_place
 from titan_exec.core.events import IntentDecided
 from titan_exec.wire import contract
+from titan_exec.wire.ingress import ReceivedCommand
 from titan_exec.wire.text import js_view, printable_subject
 
 SUBJECT = "titan.cmd.exec.place.v1.sim.main.BTC_USDT"
@@ -142,7 +142,7 @@ def test_a_maximum_size_garbage_intent_is_refused_cheaply() -> None:
     h = Harness()
     data = b"[" + b"1," * (128 * 1024 - 2) + b"1]"
     cmd = ReceivedCommand(seq=99, subject=SUBJECT, data=data, t_ingress_ms=NOW)
-    d = decide_place(h.state, cmd, CFG, market(), h.nonces)
+    d = decide_received(h.state, cmd, CFG, market())
     assert d.refusal is not None and d.refusal.code == "invalid_envelope"
     assert "the limit is 512" in d.refusal.message
     assert Decimal(len(data)) <= CFG.max_payload_bytes

@@ -1,4 +1,7 @@
-"""The paper venue behaves like a futures venue in miniature, with exact numbers."""
+"""The paper venue behaves like a futures venue in miniature, with exact numbers.
+
+It is the exchange model (`adapters/venue/exchange`) behind the `Venue` port; the knobs
+(faults, inspection, external trades) are the test-side `InstrumentedPaper`'s."""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ from decimal import Decimal
 
 import pytest
 
+from tests.paper import InstrumentedPaper
 from titan_exec.adapters.venue.base import (
     Venue,
     VenueRejected,
     VenueUnavailable,
     VenueUnknownOutcome,
 )
-from titan_exec.adapters.venue.paper import PaperVenue, split
+from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.core.model import ClientOrderId, OrderType, Side
 from titan_exec.core.reports import BalanceReport, PlaceRequest
 
@@ -53,15 +57,13 @@ def venue(
     *,
     fill_slices: int = 1,
     slice_interval_ms: int = 0,
-    latency_ms: int = 0,
     taker_fee_bps: str = "4",
-) -> PaperVenue:
+) -> InstrumentedPaper:
     """A venue with BTC/USDT quoted 50000 / 50010."""
-    v = PaperVenue(
+    v = InstrumentedPaper(
         clock=Clock(),
         fill_slices=fill_slices,
         slice_interval_ms=slice_interval_ms,
-        latency_ms=latency_ms,
         taker_fee_bps=D(taker_fee_bps),
     )
     v.on_ticker(SYM, D("50000"), D("50010"), 1_000)
@@ -73,11 +75,26 @@ def test_is_a_venue() -> None:
     assert v.name == "sim"
 
 
-def test_split_into_equal_slices_the_last_takes_the_remainder() -> None:
-    assert split(D("0.3"), 3) == [D("0.1"), D("0.1"), D("0.1")]
-    assert split(D("1"), 3) == [D("0.33333333"), D("0.33333333"), D("0.33333334")]
-    assert split(D("1E-9"), 3) == [D("1E-9")]
-    assert split(D("5"), 1) == [D("5")]
+@pytest.mark.parametrize(
+    "knob", ["place_count", "all_orders", "all_fills", "book_external_trade", "faults"]
+)
+def test_the_test_knobs_are_not_on_the_production_adapter(knob: str) -> None:
+    assert not hasattr(PaperVenue(), knob)
+    assert hasattr(InstrumentedPaper(), knob)
+
+
+async def test_slices_are_equal_on_a_1e8_step_the_last_takes_the_remainder() -> None:
+    v = venue(fill_slices=3)
+    await v.place(req("c1", Side.BUY, "1"))
+    assert [f.qty for f in v.all_fills()] == [D("0.33333333"), D("0.33333333"), D("0.33333334")]
+    await v.place(req("c2", Side.BUY, "0.00000002"))  # less than a step per slice
+    assert [f.qty for f in v.all_fills()[3:]] == [D("0.00000001"), D("0.00000001")]
+
+
+async def test_a_quantity_finer_than_1e8_is_refused() -> None:
+    v = venue()
+    with pytest.raises(VenueRejected, match="Precision is over the maximum"):
+        await v.place(req("c1", qty="0.000000001"))
 
 
 async def test_market_buy_fills_at_ask_with_taker_fee() -> None:
@@ -107,7 +124,7 @@ async def test_market_sell_fills_at_bid_with_taker_fee() -> None:
 
 
 async def test_market_order_without_a_price_is_rejected() -> None:
-    v = PaperVenue()
+    v = InstrumentedPaper()
     with pytest.raises(VenueRejected, match="no market price for ETH/USDT") as err:
         await v.place(req("c1", symbol="ETH/USDT"))
     assert not err.value.is_duplicate
@@ -119,7 +136,7 @@ async def test_market_order_without_a_price_is_rejected() -> None:
 @pytest.mark.parametrize("qty", ["0", "-1"])
 async def test_non_positive_quantity_is_rejected(qty: str) -> None:
     v = venue()
-    with pytest.raises(VenueRejected, match="invalid quantity"):
+    with pytest.raises(VenueRejected, match=r"less than or equal to zero|Illegal characters"):
         await v.place(req("c1", qty=qty))
     assert v.all_fills() == []
 
@@ -202,7 +219,8 @@ async def test_partial_fills_arrive_in_slices_over_time() -> None:
         got += more
     assert [f.qty for f in got] == [D("0.33333333"), D("0.33333333"), D("0.33333334")]
     assert [f.trade_id for f in got] == ["sim-T1", "sim-T2", "sim-T3"]
-    assert sum(f.fee for f in got) == D("20.004")  # 50010 * 1 * 4 / 10000
+    # 50010 * qty * 4 / 10000 per trade, each rounded half-up to 1e-8 (20.004 unrounded)
+    assert [f.fee for f in got] == [D("6.66799993"), D("6.66799993"), D("6.66800013")]
     assert cursor == "3"
     report = await v.query_order(SYM, ClientOrderId("c1"))
     assert report is not None
@@ -216,16 +234,15 @@ async def test_slices_without_interval_arrive_at_once() -> None:
     assert [f.qty for f in v.all_fills()] == [D("0.1"), D("0.1"), D("0.1")]
 
 
-async def test_undelivered_slices_of_a_matched_order_are_not_cancelable() -> None:
+async def test_cancel_between_slices_cancels_the_rest() -> None:
     v = venue(fill_slices=2, slice_interval_ms=10)
     await v.place(req("c1", Side.BUY, "0.2"))
-    assert (await v.cancel(SYM, ClientOrderId("c1"))).status == "FILLED"
-    await asyncio.wait_for(v.wait_activity(5.0), 1.0)  # the first slice set the event
-    while len(v.all_fills()) < 2:
-        await asyncio.wait_for(v.wait_activity(5.0), 1.0)
+    assert (await v.cancel(SYM, ClientOrderId("c1"))).status == "CANCELED"
+    await asyncio.sleep(0.05)
     report = await v.query_order(SYM, ClientOrderId("c1"))
     assert report is not None
-    assert report.status == "FILLED"
+    assert (report.status, report.qty, report.filled_qty) == ("CANCELED", D("0.2"), D("0.1"))
+    assert [f.qty for f in v.all_fills()] == [D("0.1")]
 
 
 async def test_wait_activity_returns_after_the_timeout_without_fills() -> None:
@@ -264,14 +281,14 @@ async def test_the_id_of_a_rejected_order_is_used_up() -> None:
     assert err.value.is_duplicate
 
 
-async def test_reduce_only_is_clamped_to_the_opposite_position() -> None:
+async def test_reduce_only_fills_at_most_the_opposite_position_then_expires() -> None:
     v = venue()
     await v.place(req("open", Side.BUY, "0.01"))
     placed = await v.place(req("close", Side.SELL, "0.05", reduce_only=True))
-    assert placed.status == "FILLED"
+    assert placed.status == "EXPIRED"
     report = await v.query_order(SYM, ClientOrderId("close"))
     assert report is not None
-    assert (report.qty, report.filled_qty) == (D("0.01"), D("0.01"))
+    assert (report.status, report.qty, report.filled_qty) == ("EXPIRED", D("0.05"), D("0.01"))
     [flat] = await v.positions()  # flat is reported as 0, never left out
     assert (flat.symbol, flat.qty) == (SYM, 0)
 
@@ -327,7 +344,7 @@ async def test_cancel_and_query_of_unknown_orders() -> None:
 
 async def test_lost_response_the_order_exists_at_the_venue() -> None:
     v = venue()
-    v.lose_next_response = True
+    v.faults.lose_next = 1
     with pytest.raises(VenueUnknownOutcome):
         await v.place(req("c1"))
     report = await v.query_order(SYM, ClientOrderId("c1"))
@@ -336,7 +353,7 @@ async def test_lost_response_the_order_exists_at_the_venue() -> None:
     assert v.place_count == 1
     assert len(v.all_orders()) == 1
     assert len(v.all_fills()) == 1
-    assert not v.lose_next_response
+    assert v.faults.lose_next == 0
     assert (await v.place(req("c2"))).status == "FILLED"
 
 
@@ -353,8 +370,8 @@ async def test_fail_next_place_raises_once_without_placing() -> None:
 
 async def test_hidden_order_is_invisible_until_the_time_passes() -> None:
     clock = Clock(10_000)
-    v = PaperVenue(clock=clock)
-    v.hidden_for_ms = 500
+    v = InstrumentedPaper(clock=clock)
+    v.faults.invisible_ms = 500
     await v.place(req("c1", limit="49000"))
     assert await v.query_order(SYM, ClientOrderId("c1")) is None
     assert await v.open_orders() == []
@@ -367,11 +384,12 @@ async def test_hidden_order_is_invisible_until_the_time_passes() -> None:
     assert len(await v.open_orders(SYM)) == 1
 
 
-async def test_latency_delays_each_answer() -> None:
-    v = venue(latency_ms=20)
+async def test_latency_delays_each_order_request() -> None:
+    v = venue()
+    v.faults.latency_ms = 20
     loop = asyncio.get_running_loop()
     start = loop.time()
-    await v.balances()
+    await v.open_orders()
     assert loop.time() - start >= 0.015
 
 

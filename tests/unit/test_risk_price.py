@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.builders import NOW, SECRET, genesis, intent_payload, signed
-from titan_exec.core.decide import DecisionConfig, ReceivedCommand, decide_place
+from tests.builders import NOW, SECRET, decide_received, genesis, intent_payload, signed
+from titan_exec.core.decide import DecisionConfig
 from titan_exec.core.model import Side
 from titan_exec.core.policy import RiskPolicy
 from titan_exec.core.positions import Position
@@ -27,7 +27,7 @@ from titan_exec.core.risk import (
     reference_price,
 )
 from titan_exec.core.state import State, replay
-from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.ingress import ReceivedCommand
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
 
@@ -217,7 +217,7 @@ def test_the_issues_intent_is_refused_by_the_decision() -> None:
     for seq, entry in enumerate(entries, start=1):
         data = signed(intent_payload(f"short-{seq}", type_="SELL_SETUP", size=100, entry=entry))
         cmd = ReceivedCommand(seq=seq, subject=subject, data=data, t_ingress_ms=NOW)
-        decision = decide_place(state(), cmd, cfg, view(), NonceCache(window_ms=300_000))
+        decision = decide_received(state(), cmd, cfg, view())
         assert decision.refusal is not None
         assert decision.refusal.code == "risk_rejection"
         assert "position notional 5000000" in decision.refusal.message

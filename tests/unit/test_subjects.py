@@ -15,11 +15,11 @@ def test_every_contract_subject(ns: str) -> None:
     assert (
         s.place("binance", "main", "BTC/USDT") == f"titan.cmd.{ns}.place.v1.binance.main.BTC_USDT"
     )
-    assert s.place_wildcard == f"titan.cmd.{ns}.place.v1.>"
     assert s.place_type == f"titan.cmd.{ns}.place.v1"
     assert s.control("halt") == f"titan.cmd.{ns}.control.v1.halt"
-    assert s.control_wildcard == f"titan.cmd.{ns}.control.v1.*"
-    assert s.risk_command_wildcard == "titan.cmd.risk.>"
+    assert s.control_type == f"titan.cmd.{ns}.control.v1"
+    assert s.command_type("place") == s.place_type
+    assert s.heartbeat("risk-guardian") == "titan.sys.heartbeat.v1.risk-guardian"
     assert s.heartbeat_wildcard == "titan.sys.heartbeat.v1.>"
     assert s.ticker("bybit", "ETH/USDT") == "titan.data.market.ticker.v1.bybit.ETH_USDT"
     assert s.ticker_wildcard == "titan.data.market.ticker.v1.>"
@@ -85,11 +85,10 @@ def test_ticker_is_parsed_at_tokens_five_and_six() -> None:
         s.parse_ticker("titan.data.market.trade.v1.binance.BTC_USDT")
 
 
-def test_control_action_is_parsed() -> None:
+def test_control_action_is_read_from_the_command_subject() -> None:
     s = Subjects()
-    assert s.parse_control("titan.cmd.exec.control.v1.disarm") == "disarm"
-    with pytest.raises(WireError):
-        s.parse_control("titan.cmd.exec.control.v1")
+    assert s.command("titan.cmd.exec.control.v1.disarm").action == "disarm"
+    assert s.command("titan.cmd.exec.control.v1").action is None
 
 
 @pytest.mark.parametrize(
@@ -97,4 +96,7 @@ def test_control_action_is_parsed() -> None:
 )
 def test_building_refuses_tokens_that_would_change_the_subject(venue: str, symbol: str) -> None:
     with pytest.raises(ValueError, match="NATS subject token"):
-        Subjects().fill(venue, "main", symbol)
+        Subjects().place(venue, "main", symbol)
+    # an event subject never refuses (every event must be publishable): its route tokens
+    # are sanitised (`token`), one token each
+    assert len(Subjects().fill(venue, "main", symbol).split(".")) == 8

@@ -30,12 +30,17 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from titan_exec.api.metrics import Metrics
+from titan_exec.core.leadership_io import Role, role_name
 
 
 class ServiceView(Protocol):
     metrics: Metrics
-    role: str
-    epoch: int
+
+    @property
+    def role(self) -> Role | None: ...
+
+    @property
+    def epoch(self) -> int: ...
 
     def status_doc(self) -> dict[str, Any]: ...
 
@@ -106,7 +111,7 @@ def build_app(
     async def ready(_: web.Request) -> web.Response:
         # ready = healthy in its role: a caught-up standby is ready too (role tells which)
         ok, why = service.is_ready()
-        doc = {"ready": ok, "reason": why, "role": service.role, "epoch": service.epoch}
+        doc = {"ready": ok, "reason": why, "role": role_name(service.role), "epoch": service.epoch}
         return _json(doc, 200 if ok else 503)
 
     async def metrics(request: web.Request) -> web.Response:

@@ -235,7 +235,7 @@ async def _send(args: argparse.Namespace) -> int:
         if args.policy_doc is not None:
             payload["policy"] = args.policy_doc
         subject = subjects.control(args.action)
-        type_ = f"titan.cmd.{args.namespace}.control.v1"
+        type_ = subjects.control_type
         msg_id = f"control-{args.action}-{nonce}"
     else:
         if args.payload_doc is not None:
@@ -257,7 +257,7 @@ async def _send(args: argparse.Namespace) -> int:
             if args.exchange:
                 payload["exchange"] = args.exchange
         subject = subjects.place(args.venue, args.account, str(payload.get("symbol", "")))
-        type_ = f"titan.cmd.{args.namespace}.place.v1"
+        type_ = subjects.place_type
         msg_id = str(payload.get("signal_id", nonce))
     data = sign_envelope(
         payload,
@@ -348,7 +348,9 @@ async def _feed(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tickers = TickerFeed(nc, prices, venue=args.venue)
-    heartbeat = f"titan.sys.heartbeat.v1.{args.source}"
+    from titan_exec.wire.subjects import Subjects
+
+    heartbeat = Subjects().heartbeat(args.source)
     quotes = ", ".join(f"{s} {p}" for s, p in prices.items())
     print(
         f"every {args.interval} s: a heartbeat on {heartbeat} and book tickers on venue "

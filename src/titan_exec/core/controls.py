@@ -38,21 +38,23 @@ Every command ends in exactly one `ControlDecided`: accepted, rejected or ignore
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from decimal import localcontext
 from typing import Any
 
+from titan_exec.core.commands import (
+    ControlBody,
+    ControlCommand,
+    ControlRequest,
+    Failure,
+    InvalidInput,
+)
 from titan_exec.core.decide import (
     Decision,
     DecisionConfig,
-    ReceivedCommand,
     Refusal,
-    invalid_subject,
-    parse_any,
-    parse_signed,
-    verify_signed,
+    is_replayed,
+    replayed,
     with_nonce,
 )
 from titan_exec.core.events import (
@@ -73,87 +75,17 @@ from titan_exec.core.model import (
 from titan_exec.core.overlay import loosened, read_limits
 from titan_exec.core.policy import PolicyError, parse_policy
 from titan_exec.core.state import State
-from titan_exec.wire.canonical import js_number_to_string, parse_json_strict
-from titan_exec.wire.envelope import kept_view
-from titan_exec.wire.errors import WireError
-from titan_exec.wire.replay import NonceCache
-from titan_exec.wire.subjects import (
-    UPSTREAM_ARM,
-    UPSTREAM_DISARM,
-    UPSTREAM_FLATTEN,
-    UPSTREAM_HALT,
-    UPSTREAM_POLICY,
-    UPSTREAM_RISK_CONTROL,
-)
-from titan_exec.wire.text import has_raw_bytes, has_surrogates
 
 __all__ = [
     "RISK_REDUCING",
     "decide_control",
     "decide_risk_state",
-    "is_control_subject",
-    "read_risk_state",
 ]
 
 RISK_REDUCING = frozenset({ControlAction.HALT, ControlAction.DISARM, ControlAction.FLATTEN})
 RISK_INCREASING = frozenset({ControlAction.OPEN, ControlAction.ARM})
 SIGNED = frozenset({"signed", "inner_signed"})
-INNER_KEY_ID = "riskmanager"
-"""Replay-cache scope of RiskManager's inner signatures (their command id is the nonce)."""
-_HALT_STATES = {"HARD_HALT": ControlAction.HALT, "SOFT_HALT": ControlAction.HALT}
-_RESUME_STATES = {"OPEN": ControlAction.OPEN}
-_NAMED_ACTIONS = {
-    "HALT": ControlAction.HALT,
-    "FLATTEN": ControlAction.FLATTEN,
-    "FLATTEN_ALL": ControlAction.FLATTEN,
-    "DISARM": ControlAction.DISARM,
-    "ARM": ControlAction.ARM,
-    "OPEN": ControlAction.OPEN,
-    "RESUME": ControlAction.OPEN,
-}
-_NOT_FOR_US = frozenset({"OVERRIDE_ALLOCATION"})
 _TEXT_LIMIT = 200
-
-
-def _ours(subject: str, ns: str) -> str | None:
-    prefix = f"titan.cmd.{ns}.control.v1."
-    return subject[len(prefix) :] if subject.startswith(prefix) else None
-
-
-def is_control_subject(subject: str, ns: str) -> bool:
-    """Whether a `TITAN_CMD` subject is a control command (ours or an upstream form)."""
-    if subject in (
-        UPSTREAM_HALT,
-        *UPSTREAM_FLATTEN,
-        UPSTREAM_ARM,
-        UPSTREAM_DISARM,
-        UPSTREAM_POLICY,
-        UPSTREAM_RISK_CONTROL,
-    ):
-        return True
-    parts = subject.split(".")
-    return len(parts) >= 4 and parts[2] == ns and parts[3] == "control"
-
-
-@dataclass(frozen=True, slots=True)
-class _Body:
-    fields: dict[str, Any] | None
-    """The command object as the signer's JavaScript sees it (`kept_view`); None: not one."""
-    raw: dict[str, Any] | None
-    """The command object as parsed (numbers as the signer hashed them: policies)."""
-    text: str
-    """A printable form of a body that is not an object (a runbook's `nats pub` text)."""
-    authentication: str
-    why: str = ""
-    """Why a signature did not verify (`bad_signature`)."""
-    envelope_id: str = "N/A"
-    why_code: str = "hmac_signature_mismatch"
-    """The refusal code of that (`nonce_replayed`, `stale_timestamp`, ...)."""
-
-
-def _printable(data: bytes) -> str:
-    text = data[:_TEXT_LIMIT].decode("utf-8", "replace")
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _string(fields: dict[str, Any] | None, key: str) -> str | None:
@@ -161,171 +93,43 @@ def _string(fields: dict[str, Any] | None, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _raw_text(value: object) -> str | None:
-    """A value as JavaScript's template literal writes it (`${value}`)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return js_number_to_string(value)
-    if isinstance(value, str):
-        return value
-    return None
-
-
-def _inner_signed(
-    raw: dict[str, Any], cfg: DecisionConfig, nonces: NonceCache, now_ms: int, seen: list[SeenNonce]
-) -> str | None:
-    """'inner_signed', 'bad_signature' or None (no inner signature) for a RiskManager body."""
-    signature = raw.get("signature")
-    if not isinstance(signature, str):
-        return None
-    parts = [_raw_text(raw.get(k)) for k in ("timestamp", "action", "actor_id", "command_id")]
-    ts = raw.get("timestamp")
-    if any(p is None for p in parts) or isinstance(ts, bool) or not isinstance(ts, int):
-        return "bad_signature"
-    message = ":".join(p for p in parts if p is not None).encode()
-    matched = False
-    for key_id in sorted(cfg.keyring.key_ids):
-        secret = cfg.keyring.secret_for(key_id)
-        if secret is None:
-            continue
-        expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
-        matched |= hmac.compare_digest(expected, signature.lower())
-    if not matched or abs(now_ms - ts) > cfg.tolerance_ms:
-        return "bad_signature"
-    command_id = str(parts[3])[:128]
-    if not nonces.check_and_remember(INNER_KEY_ID, command_id, ts, now_ms):
-        return "bad_signature"
-    seen.append(SeenNonce(key_id=INNER_KEY_ID, nonce=command_id, ts_ms=ts))
-    return "inner_signed"
-
-
-def _read(
-    cmd: ReceivedCommand,
-    cfg: DecisionConfig,
-    nonces: NonceCache,
-    now_ms: int,
-    seen: list[SeenNonce],
-) -> _Body | Refusal:
-    try:
-        parsed = parse_any(cmd.data, cfg)
-    except WireError as err:
-        if err.code in ("too_large", "too_deep"):
-            return Refusal("invalid_envelope", f"invalid control: {err.message}")
-        return _Body(None, None, _printable(cmd.data), "unsigned")
-    if not isinstance(parsed, dict):
-        return _Body(None, None, _printable(cmd.data), "unsigned")
-    payload = parsed.get("payload")
-    if isinstance(payload, dict) and ("sig" in parsed or "nonce" in parsed or "type" in parsed):
-        env_id = parsed.get("id")
-        envelope_id = env_id if isinstance(env_id, str) and env_id else "N/A"
-        fields = kept_view(payload)
-        if parsed.get("sig") is None:
-            auth = _inner_signed(payload, cfg, nonces, now_ms, seen) or "unsigned"
-            return _Body(fields, payload, "", auth, envelope_id=envelope_id)
-        try:
-            env = parse_signed(cmd, cfg)
-        except WireError as err:
-            auth = _inner_signed(payload, cfg, nonces, now_ms, seen) or "bad_signature"
-            return _Body(fields, payload, "", auth, err.message, envelope_id)
-        refusal = verify_signed(env, cfg, nonces, now_ms, seen)
-        if refusal is None:
-            return _Body(fields, payload, "", "signed", envelope_id=envelope_id)
-        auth = _inner_signed(payload, cfg, nonces, now_ms, seen) or "bad_signature"
-        return _Body(fields, payload, "", auth, refusal.message, envelope_id, refusal.code)
-    auth = _inner_signed(parsed, cfg, nonces, now_ms, seen) or "unsigned"
-    return _Body(kept_view(parsed), parsed, "", auth)
-
-
 @dataclass(frozen=True, slots=True)
-class _Wanted:
-    """What a command asks for, before it is authorised."""
-
-    action: ControlAction | None
-    form: str
-    not_for_us: str = ""
-    """Set: a well-formed command that is not this service's business (recorded, ignored)."""
-
-
-def _upper(fields: dict[str, Any] | None, key: str) -> str | None:
-    value = _string(fields, key)
-    return value.strip().upper() if value is not None else None
+class _Auth:
+    authentication: str
+    """`signed`, `inner_signed`, `bad_signature` or `unsigned`."""
+    nonce: SeenNonce | None
+    """The nonce the decision records (the signature that counted)."""
+    why: Failure | None
+    """Why the envelope's signature did not count (a bad signature's refusal)."""
 
 
-def _wanted(cmd: ReceivedCommand, body: _Body, ns: str) -> _Wanted | Refusal:
-    subject, fields = cmd.subject, body.fields
-    ours = _ours(subject, ns)
-    if ours is not None:
-        try:
-            action = ControlAction(ours)
-        except ValueError:
-            return Refusal("unknown_action", f"unknown control action {ours[:60]!r}")
-        named = fields.get("action") if fields is not None else None
-        if named is not None and named != ours:
-            return Refusal(
-                "schema_invalid",
-                f"payload action {named!r} does not match subject action {ours!r}",
-            )
-        return _Wanted(action, f"control.v1.{ours}")
-    if subject == UPSTREAM_HALT:
-        state, named = _upper(fields, "state"), _upper(fields, "action")
-        if state is not None:
-            by_state = _HALT_STATES.get(state) or _RESUME_STATES.get(state)
-            if by_state is None:
-                return Refusal("unknown_action", f"unknown system state {state[:60]!r}")
-            return _Wanted(by_state, "sys.halt")
-        if named is not None and named != "HALT":
-            return Refusal("unknown_action", f"action {named[:60]!r} on the halt subject")
-        return _Wanted(ControlAction.HALT, "sys.halt")
-    if subject in UPSTREAM_FLATTEN:
-        command = _upper(fields, "command") or _upper(fields, "action")
-        if command is not None and command not in ("FLATTEN_ALL", "FLATTEN"):
-            return Refusal("unknown_action", f"command {command[:60]!r} on the flatten subject")
-        return _Wanted(ControlAction.FLATTEN, "risk.flatten")
-    if subject in (UPSTREAM_ARM, UPSTREAM_DISARM):
-        action = ControlAction.ARM if subject == UPSTREAM_ARM else ControlAction.DISARM
-        expected = "ARM_SYSTEM" if action is ControlAction.ARM else "DISARM_SYSTEM"
-        kind, named = _upper(fields, "type"), _upper(fields, "action")
-        if (kind is not None and kind != expected) or (
-            named is not None and _NAMED_ACTIONS.get(named) is not action
-        ):
-            return Refusal(
-                "schema_invalid",
-                f"body ({kind or named}) contradicts the {action.value} subject",
-            )
-        return _Wanted(action, f"operator.{action.value}")
-    if subject == UPSTREAM_POLICY:
-        return _Wanted(ControlAction.POLICY, "risk.policy")
-    if subject == UPSTREAM_RISK_CONTROL:
-        named = _upper(fields, "action")
-        if named is None:
-            return Refusal("schema_invalid", "risk control without an action")
-        if named in _NOT_FOR_US:
-            return _Wanted(None, "risk.control", not_for_us=named)
-        by_name = _NAMED_ACTIONS.get(named)
-        if by_name is None:
-            return Refusal("unknown_action", f"unknown risk control action {named[:60]!r}")
-        return _Wanted(by_name, "risk.control")
-    return Refusal("unknown_command", f"no control handler for subject {subject[:200]}")
+def _authenticate(state: State, body: ControlBody, cfg: DecisionConfig, now_ms: int) -> _Auth:
+    """The envelope's signature if it verified and its nonce is fresh, else RiskManager's
+    inner one (same rule, its command id the nonce); a bad signature counts as none."""
+    envelope = body.envelope
+    if isinstance(envelope, SeenNonce):
+        if not is_replayed(state, envelope, cfg, now_ms):
+            return _Auth("signed", envelope, None)
+        envelope = Failure(*replayed(envelope))
+    inner = body.inner
+    if isinstance(inner, SeenNonce) and not is_replayed(state, inner, cfg, now_ms):
+        return _Auth("inner_signed", inner, envelope)
+    if inner is not None or envelope is not None:
+        return _Auth("bad_signature", None, envelope)
+    return _Auth("unsigned", None, None)
 
 
 def decide_control(
-    state: State,
-    cmd: ReceivedCommand,
-    cfg: DecisionConfig,
-    now_ms: int,
-    nonces: NonceCache,
+    state: State, cmd: ControlCommand | InvalidInput, cfg: DecisionConfig, now_ms: int
 ) -> Decision:
     """One control command, in any of the forms above, to exactly one `ControlDecided`."""
-    seen: list[SeenNonce] = []
     with localcontext(DECIMAL_CONTEXT):
-        return with_nonce(_decide(state, cmd, cfg, now_ms, nonces, seen), seen)
+        decision, nonce = _decide(state, cmd, cfg, now_ms)
+        return with_nonce(decision, nonce)
 
 
 def _refused(
-    cmd: ReceivedCommand,
+    seq: int,
     now_ms: int,
     refusal: Refusal,
     *,
@@ -335,7 +139,7 @@ def _refused(
 ) -> Decision:
     ev = ControlDecided(
         ts_ms=now_ms,
-        cmd_seq=cmd.seq,
+        cmd_seq=seq,
         action=action,
         outcome="rejected",
         reason=f"{refusal.code}: {refusal.message}",
@@ -345,145 +149,176 @@ def _refused(
     return Decision(
         events=(ev,),
         refusal=refusal,
-        summary=f"control cmd {cmd.seq} ({form or 'unknown form'}, {authentication}) "
+        summary=f"control cmd {seq} ({form or 'unknown form'}, {authentication}) "
         f"rejected: {refusal.message}",
     )
 
 
 def _decide(
-    state: State,
-    cmd: ReceivedCommand,
-    cfg: DecisionConfig,
-    now_ms: int,
-    nonces: NonceCache,
-    seen: list[SeenNonce],
-) -> Decision:
+    state: State, cmd: ControlCommand | InvalidInput, cfg: DecisionConfig, now_ms: int
+) -> tuple[Decision, SeenNonce | None]:
+    """The decision and the nonce it records."""
     if state.is_decided(cmd.seq):
-        return Decision(is_duplicate=True, summary=f"cmd {cmd.seq} already decided")
-    if has_raw_bytes(cmd.subject):
-        return _refused(cmd, now_ms, invalid_subject(cmd))
-    body = _read(cmd, cfg, nonces, now_ms, seen)
-    if isinstance(body, Refusal):
-        return _refused(cmd, now_ms, body)
-    auth = body.authentication
-    wanted = _wanted(cmd, body, cfg.subjects.ns)
-    if isinstance(wanted, Refusal):
+        return Decision(is_duplicate=True, summary=f"cmd {cmd.seq} already decided"), None
+    if isinstance(cmd, InvalidInput):
+        return _refused(cmd.seq, now_ms, Refusal(cmd.code, cmd.message)), None
+    auth = _authenticate(state, cmd.body, cfg, now_ms)
+    request = cmd.request
+    if isinstance(request, Failure):
+        refusal = Refusal(request.code, request.message, intent_id=cmd.body.envelope_id)
+        return _refused(cmd.seq, now_ms, refusal, authentication=auth.authentication), auth.nonce
+    return _Deciding(state, cmd, request, auth, cfg, now_ms).decide(), auth.nonce
+
+
+@dataclass(frozen=True, slots=True)
+class _Deciding:
+    """One authenticated control command being decided."""
+
+    state: State
+    cmd: ControlCommand
+    request: ControlRequest
+    auth: _Auth
+    cfg: DecisionConfig
+    now_ms: int
+
+    @property
+    def is_signed(self) -> bool:
+        return self.auth.authentication in SIGNED
+
+    def refuse(self, code: str, message: str, action: str) -> Decision:
+        refusal = Refusal(code, message, intent_id=self.cmd.body.envelope_id)
         return _refused(
-            cmd,
-            now_ms,
-            Refusal(wanted.code, wanted.message, intent_id=body.envelope_id),
-            authentication=auth,
+            self.cmd.seq,
+            self.now_ms,
+            refusal,
+            action=action,
+            authentication=self.auth.authentication,
+            form=self.request.form,
         )
 
-    def refuse(code: str, message: str, action: str) -> Decision:
-        refusal = Refusal(code, message, intent_id=body.envelope_id)
-        return _refused(cmd, now_ms, refusal, action=action, authentication=auth, form=wanted.form)
-
-    def needs_signature(action: str, what: str) -> Decision:
-        if auth == "bad_signature":
-            return refuse(
-                body.why_code,
-                f"{what} needs a valid signature ({body.why or 'it did not verify'}); "
+    def needs_signature(self, action: str, what: str) -> Decision:
+        why = self.auth.why
+        if self.auth.authentication == "bad_signature":
+            return self.refuse(
+                why.code if why is not None else "hmac_signature_mismatch",
+                f"{what} needs a valid signature "
+                f"({(why.message if why is not None else '') or 'it did not verify'}); "
                 f"send it signed: titan-exec send control {action}",
                 action,
             )
-        return refuse(
+        return self.refuse(
             "unsigned_control",
             f"{what} increases risk and needs a signed command: titan-exec send control {action}",
             action,
         )
 
-    if wanted.not_for_us:
-        if auth not in SIGNED:
+    def decide(self) -> Decision:
+        if self.request.not_for_us:
+            return self.not_for_us(self.request.not_for_us)
+        action = self.request.action
+        assert action is not None
+        if action in RISK_INCREASING and not self.is_signed:
+            return self.needs_signature(action.value, action.value)
+        change: tuple[dict[str, Any] | None, dict[str, Any] | None, str | None] = (
+            None,
+            None,
+            None,
+        )
+        if action is ControlAction.POLICY:
+            read = _policy_change(self.state, self.cmd.body, self.is_signed)
+            if isinstance(read, Refusal):
+                if read.code == "unsigned_control":
+                    return self.needs_signature("policy", read.message)
+                return self.refuse(read.code, read.message, action.value)
+            change = read
+            is_reducing = change[0] is None
+        else:
+            is_reducing = action in RISK_REDUCING
+        if is_reducing and not self.is_signed and not self.cfg.accept_unsigned_risk_reducing:
+            return self.refuse(
+                "unsigned_control",
+                f"unsigned {action.value} refused (security.unsigned_risk_reducing = refuse): "
+                f"send it signed: titan-exec send control {action.value}",
+                action.value,
+            )
+        return self.accept(action, *change)
+
+    def not_for_us(self, name: str) -> Decision:
+        auth = self.auth.authentication
+        if not self.is_signed:
             code = "hmac_signature_mismatch" if auth == "bad_signature" else "unsigned_control"
-            return refuse(
+            return self.refuse(
                 code,
-                f"{wanted.not_for_us} is accepted only signed (RiskManager's envelope); "
-                f"this one is {auth}",
-                wanted.not_for_us.lower(),
+                f"{name} is accepted only signed (RiskManager's envelope); this one is {auth}",
+                name.lower(),
             )
         ev = ControlDecided(
-            ts_ms=now_ms,
-            cmd_seq=cmd.seq,
-            action=wanted.not_for_us.lower(),
+            ts_ms=self.now_ms,
+            cmd_seq=self.cmd.seq,
+            action=name.lower(),
             outcome="ignored",
-            reason=f"{wanted.not_for_us} is the brain's allocation: nothing to execute",
+            reason=f"{name} is the brain's allocation: nothing to execute",
             authentication=auth,
-            form=wanted.form,
+            form=self.request.form,
         )
         return Decision(
             events=(ev,),
-            summary=f"control cmd {cmd.seq} ({wanted.form}, {auth}) ignored: "
-            f"{wanted.not_for_us} is not for the execution service",
+            summary=f"control cmd {self.cmd.seq} ({self.request.form}, {auth}) ignored: "
+            f"{name} is not for the execution service",
         )
-    action = wanted.action
-    assert action is not None
-    reason = (_string(body.fields, "reason") or body.text or "")[:_TEXT_LIMIT]
-    policy_doc: dict[str, Any] | None = None
-    overlay_doc: dict[str, Any] | None = None
-    risk_state: str | None = None
-    if action in RISK_INCREASING and auth not in SIGNED:
-        return needs_signature(action.value, action.value)
-    if action is ControlAction.POLICY:
-        change = _policy_change(state, body, auth in SIGNED)
-        if isinstance(change, Refusal):
-            if change.code == "unsigned_control":
-                return needs_signature("policy", change.message)
-            return refuse(change.code, change.message, action.value)
-        policy_doc, overlay_doc, risk_state = change
-        is_reducing = policy_doc is None
-    else:
-        is_reducing = action in RISK_REDUCING
-    if is_reducing and auth not in SIGNED and not cfg.accept_unsigned_risk_reducing:
-        return refuse(
-            "unsigned_control",
-            f"unsigned {action.value} refused (security.unsigned_risk_reducing = refuse): "
-            f"send it signed: titan-exec send control {action.value}",
-            action.value,
+
+    def accept(
+        self,
+        action: ControlAction,
+        policy_doc: dict[str, Any] | None,
+        overlay_doc: dict[str, Any] | None,
+        risk_state: str | None,
+    ) -> Decision:
+        state, cmd, body, auth = self.state, self.cmd, self.cmd.body, self.auth.authentication
+        orders: list[OrderAccepted] = []
+        cancels: tuple[ClientOrderId, ...] = ()
+        if action is ControlAction.FLATTEN:
+            # a runbook's `{"symbol": "ALL"}` (or none) is every position; a symbol, that one
+            only = _string(body.fields, "symbol")
+            only = None if only is None or only.strip().upper() == "ALL" else only
+            orders = _flatten_orders(state, cmd, self.cfg, self.now_ms, only)
+            cancels = tuple(
+                o.client_order_id
+                for o in state.iter_open_orders()
+                if not o.is_cancel_requested and (only is None or o.symbol == only)
+            )
+        decided = ControlDecided(
+            ts_ms=self.now_ms,
+            cmd_seq=cmd.seq,
+            action=action.value,
+            outcome="accepted",
+            reason=(_string(body.fields, "reason") or body.text or "")[:_TEXT_LIMIT],
+            policy=policy_doc,
+            client_order_ids=tuple(o.client_order_id for o in orders),
+            authentication=auth,
+            form=self.request.form,
+            overlay=overlay_doc,
+            risk_state=risk_state,
         )
-    orders: list[OrderAccepted] = []
-    cancels: tuple[ClientOrderId, ...] = ()
-    if action is ControlAction.FLATTEN:
-        # a runbook's `{"symbol": "ALL"}` (or none) is every position; a symbol, that one
-        only = _string(body.fields, "symbol")
-        only = None if only is None or only.strip().upper() == "ALL" else only
-        orders = _flatten_orders(state, cmd, cfg, now_ms, only)
-        cancels = tuple(
-            o.client_order_id
-            for o in state.iter_open_orders()
-            if not o.is_cancel_requested and (only is None or o.symbol == only)
+        detail = ""
+        if orders or cancels:
+            detail = f" ({len(orders)} reduce-only orders, {len(cancels)} cancels)"
+        if overlay_doc is not None or risk_state is not None:
+            detail += f" (overlay {overlay_doc}, risk state {risk_state})"
+        return Decision(
+            events=(decided, *orders),
+            submit=tuple(o.client_order_id for o in orders),
+            cancel=cancels,
+            summary=f"control cmd {cmd.seq} ({self.request.form}, {auth}) accepted: "
+            f"{action.value}{detail}",
         )
-    decided = ControlDecided(
-        ts_ms=now_ms,
-        cmd_seq=cmd.seq,
-        action=action.value,
-        outcome="accepted",
-        reason=reason,
-        policy=policy_doc,
-        client_order_ids=tuple(o.client_order_id for o in orders),
-        authentication=auth,
-        form=wanted.form,
-        overlay=overlay_doc,
-        risk_state=risk_state,
-    )
-    detail = ""
-    if orders or cancels:
-        detail = f" ({len(orders)} reduce-only orders, {len(cancels)} cancels)"
-    if overlay_doc is not None or risk_state is not None:
-        detail += f" (overlay {overlay_doc}, risk state {risk_state})"
-    return Decision(
-        events=(decided, *orders),
-        submit=tuple(o.client_order_id for o in orders),
-        cancel=cancels,
-        summary=f"control cmd {cmd.seq} ({wanted.form}, {auth}) accepted: {action.value}{detail}",
-    )
 
 
 _POLICY_KEYS = ("maxAccountLeverage", "maxPositionNotional", "maxDailyLoss")
 
 
 def _policy_change(
-    state: State, body: _Body, is_signed: bool
+    state: State, body: ControlBody, is_signed: bool
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None] | Refusal:
     """(policy to make active, overlay, risk state) of a policy command, or a refusal.
 
@@ -505,7 +340,7 @@ def _policy_change(
         )
     risk_state = state_name if isinstance(state_name, str) else None
     if is_signed and all(k in doc for k in _POLICY_KEYS):
-        if _has_surrogate_text(doc_raw):
+        if body.policy_has_surrogates:
             return Refusal("schema_invalid", "policy holds text that is not well-formed Unicode")
         try:
             parse_policy(doc_raw)
@@ -528,18 +363,8 @@ def _policy_change(
     return None, (overlay_doc or None), risk_state
 
 
-def _has_surrogate_text(value: object) -> bool:
-    if isinstance(value, str):
-        return has_surrogates(value)
-    if isinstance(value, dict):
-        return any(has_surrogates(k) or _has_surrogate_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogate_text(v) for v in value)
-    return False
-
-
 def _flatten_orders(
-    state: State, cmd: ReceivedCommand, cfg: DecisionConfig, now_ms: int, only: str | None
+    state: State, cmd: ControlCommand, cfg: DecisionConfig, now_ms: int, only: str | None
 ) -> list[OrderAccepted]:
     signal = f"flatten-{cmd.seq}"
     out: list[OrderAccepted] = []
@@ -583,36 +408,17 @@ def _account_of(state: State, venue: str, symbol: str) -> str:
 # --- the brain's risk posture (RiskGuardian, `titan.evt.risk.state.v1`) ---------------------
 
 
-def read_risk_state(data: bytes, max_bytes: int = 4096) -> str | Refusal:
-    """The risk state a RiskGuardian message names (a bare JSON string, `"Defensive"`; an
-    object with `state` is read too), matched without regard to case, or a refusal."""
-    try:
-        parsed = parse_json_strict(data, max_bytes=max_bytes, max_depth=4, max_values=64)
-    except WireError as err:
-        return Refusal("unknown_risk_state", f"risk state message unreadable: {err.message}")
-    if isinstance(parsed, dict):
-        parsed = parsed.get("state", parsed.get("risk_state"))
-    if not isinstance(parsed, str):
-        return Refusal("unknown_risk_state", "a risk state must be a JSON string")
-    by_name = {s.lower(): s for s in RISK_STATES}
-    name = by_name.get(parsed.strip().lower())
-    if name is None:
-        shown = "".join(c if c.isprintable() else "?" for c in parsed[:40])
-        return Refusal(
-            "unknown_risk_state",
-            f"risk state {shown!r} is not one of {', '.join(RISK_STATES)}",
-        )
-    return name
-
-
-def decide_risk_state(state: State, src_seq: int, data: bytes, now_ms: int) -> Decision:
-    """One RiskGuardian message (at `src_seq` in `TITAN_EVT`) to one `RiskStateDecided`.
+def decide_risk_state(
+    state: State, src_seq: int, risk_state: str | Failure, now_ms: int
+) -> Decision:
+    """One RiskGuardian message (at `src_seq` in `TITAN_EVT`), as the ingress read it
+    (`wire.ingress.read_risk_state`), to one `RiskStateDecided`.
     Accepted in both directions without a signature (RiskGuardian sends them unsigned on one
     channel; only signed intents can trade, and a halt is lifted only by a signed command)."""
     if src_seq <= state.risk_state_seq:
         return Decision(is_duplicate=True, summary=f"risk state {src_seq} already decided")
-    name = read_risk_state(data)
-    if isinstance(name, Refusal):
+    name = risk_state
+    if isinstance(name, Failure):
         ev = RiskStateDecided(
             ts_ms=now_ms,
             src_seq=src_seq,
@@ -620,8 +426,9 @@ def decide_risk_state(state: State, src_seq: int, data: bytes, now_ms: int) -> D
             outcome="rejected",
             reason=f"{name.code}: {name.message}",
         )
+        refusal = Refusal(name.code, name.message)
         return Decision(
-            events=(ev,), refusal=name, summary=f"risk state {src_seq} rejected: {name.message}"
+            events=(ev,), refusal=refusal, summary=f"risk state {src_seq} rejected: {name.message}"
         )
     ev = RiskStateDecided(
         ts_ms=now_ms, src_seq=src_seq, risk_state=name, outcome="accepted", reason="risk_guardian"

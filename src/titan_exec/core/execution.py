@@ -45,11 +45,8 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar, assert_never
 
 from titan_exec.core import tracking
-from titan_exec.core.decide import Decision as Decided
-from titan_exec.core.decide import Refusal
 from titan_exec.core.events import (
     Event,
-    IntentDecided,
     OrderAcknowledged,
     OrderCanceled,
     OrderCancelRequested,
@@ -466,20 +463,3 @@ def _tick(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
             wake.append(order.expires_at_ms)
     future = [t for t in wake if t > now]
     out.next_timer_ms = min(future) if future else None
-
-
-# --- commands no handler takes -------------------------------------------------------------
-
-
-def refuse_unknown(state: State, cmd_seq: int, shown_subject: str, now_ms: int) -> Decided:
-    """The refusal of a command on a subject no handler takes (a duplicate when decided)."""
-    if state.is_decided(cmd_seq):
-        return Decided(is_duplicate=True)
-    refusal = Refusal("unknown_command", f"no handler for subject {shown_subject[:300]}")
-    ev = IntentDecided(
-        ts_ms=now_ms,
-        cmd_seq=cmd_seq,
-        outcome="rejected",
-        reason=f"{refusal.code}: {refusal.message}",
-    )
-    return Decided(events=(ev,), refusal=refusal, summary=f"cmd {cmd_seq}: {refusal.message}")

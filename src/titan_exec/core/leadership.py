@@ -608,7 +608,6 @@ def _on_leading(state: Leadership, inp: Input) -> _Out:
     """PROMOTING, ACTIVE and DRAINING share the lease handling; the role adds its steps."""
     now = inp.now_ms
     timing = state.config.timing
-    role = state.role
     ours = state.revision or 0
     match inp:
         case Tick():
@@ -657,6 +656,38 @@ def _on_leading(state: Leadership, inp: Input) -> _Out:
         case ShadowReported(is_caught_up=caught_up, has_drift_alarm=drift):
             new = replace(state, is_caught_up=caught_up, has_drift_alarm=drift)
             return new, "shadow state noted", ()
+        case (
+            EpochMarkerWritten()
+            | EpochMarkerFailed()
+            | CaughtUp()
+            | DrainDone()
+            | Switchover()
+            | Promote()
+            | AcquireSucceeded()
+            | AcquireFailed()
+        ):
+            return _on_leading_step(state, inp)
+        case _ as unreachable:
+            assert_never(unreachable)
+
+
+_LeadingStep = (
+    EpochMarkerWritten
+    | EpochMarkerFailed
+    | CaughtUp
+    | DrainDone
+    | Switchover
+    | Promote
+    | AcquireSucceeded
+    | AcquireFailed
+)
+
+
+def _on_leading_step(state: Leadership, inp: _LeadingStep) -> _Out:
+    """The takeover's and the switchover's steps, by the leading role they apply in."""
+    now = inp.now_ms
+    role = state.role
+    match inp:
         case EpochMarkerWritten(epoch=epoch) if role is R.PROMOTING and state.epoch is None:
             new = replace(state, epoch=epoch)
             return new, f"epoch {epoch} written: draining to the head", (DrainToHead(epoch),)

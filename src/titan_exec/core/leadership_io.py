@@ -18,6 +18,11 @@ class Role(StrEnum):
     FENCED = "fenced"
 
 
+def role_name(role: Role | None) -> str:
+    """A role as `/status`, `/ready` and the tools read it; ``starting`` before there is one."""
+    return "starting" if role is None else role.value
+
+
 class Mode(StrEnum):
     ACTIVE = "active"
     STANDBY = "standby"

@@ -17,9 +17,10 @@ The hashed lines hold everything the fold decides, in a canonical order (positio
 `state_hash` is the SHA-256 over them (hash version 2): hashing and encoding a snapshot are
 one pass, the shell can feed the lines to the hash one at a time and give the event loop a
 turn between them, and a snapshot is checked on load against its own recorded hash without
-being encoded again. The recent closed trades (a display buffer), the replay cache's
-nonces (shell state) and the count of events folded (in the header; compared on its own)
-travel in the snapshot but are not hashed, as before.
+being encoded again. The recent closed trades (a display buffer), the nonce window
+(`State.nonces`, written as `(key id, nonce, expiry)` by `state.nonces.entries(tolerance)`;
+read back into the restored state) and the count of events folded (in the header; compared
+on its own) travel in the snapshot but are not hashed, as before.
 
 Decimals are written in their string form, which keeps the exponent (``1.0`` is not ``1``)
 and the sign of zero, and read back exactly into typed fields.
@@ -402,6 +403,7 @@ def restore(data: bytes) -> Restored:
             _restore_line(state, nonces, _line_decoder.decode(raw))
     except msgspec.MsgspecError as err:
         raise SnapshotError(f"snapshot line unreadable: {err}") from err
+    state.nonces.restore(nonces)
     for order in state.orders.values():
         if not order.status.is_terminal:
             key = (order.venue, order.symbol)

@@ -32,6 +32,7 @@ from titan_exec.core.events import (
     StateCompacted,
 )
 from titan_exec.core.model import DECIMAL_CONTEXT, ZERO, ClientOrderId, ControlAction, Side, day_of
+from titan_exec.core.nonces import NonceWindow
 from titan_exec.core.orders import Order
 from titan_exec.core.overlay import LimitsOverlay, effective, overlay_from_doc
 from titan_exec.core.policy import RiskPolicy, parse_policy
@@ -85,6 +86,8 @@ class State:
     slippage_breaches: int = 0
     control_counts: dict[str, int] = field(default_factory=dict)
     """`<action>:<outcome>:<authentication>` -> how many (a display; not hashed)."""
+    nonces: NonceWindow = field(default_factory=NonceWindow)
+    """The verified nonces of the commands decided (`core/nonces.py`; not hashed)."""
 
     @property
     def is_initialized(self) -> bool:
@@ -137,10 +140,14 @@ def _step(state: State, event: Event) -> tuple[State, ClosedTrade | None]:
             state.is_halted = event.is_halted
         case IntentDecided():
             state.decided_cmds.add(event.cmd_seq)
+            if event.nonce is not None:
+                state.nonces.remember(event.nonce, event.ts_ms)
             if event.outcome == "accepted" and event.signal_id is not None:
                 state.accepted_signals[event.signal_id] = event.client_order_ids
         case ControlDecided():
             state.decided_cmds.add(event.cmd_seq)
+            if event.nonce is not None:
+                state.nonces.remember(event.nonce, event.ts_ms)
             _count(state, event.action or "unknown", event.outcome, event.authentication)
             if event.outcome == "accepted":
                 _apply_control(state, event)
@@ -292,6 +299,7 @@ def _compact(state: State, ev: StateCompacted) -> None:
         state.cmd_floor = ev.cmd_floor
         state.decided_cmds = {s for s in state.decided_cmds if s >= ev.cmd_floor}
     state.orders_floor_ms = max(state.orders_floor_ms, ev.orders_before_ms)
+    state.nonces.prune(ev.orders_before_ms)  # the horizon is at least twice the tolerance
     dropped = [
         coid
         for coid, order in state.orders.items()

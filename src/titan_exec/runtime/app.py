@@ -29,8 +29,9 @@ from titan_exec.adapters.venue.base import Venue
 from titan_exec.adapters.venue.ccxt_venue import CcxtVenue, VenueConfigError, settings_from_env
 from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.api.http import HttpServer
+from titan_exec.clock import wall_clock_ms
 from titan_exec.config import Config, ConfigError
-from titan_exec.runtime.service import Service, wall_clock_ms
+from titan_exec.runtime.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class RunningInstance:
         self.venue = venue or make_venue(cfg, clock)
         self._stack = AsyncExitStack()
         self.embedded: EmbeddedNats | None = None
-        self.service: Service | None = None
+        self.service: Node | None = None
         self.http: HttpServer | None = None
         self.nats_url = cfg.nats.url
 
@@ -168,7 +169,7 @@ class RunningInstance:
             settings = nats_settings(self.cfg, urls)
         except NatsConfigError as err:
             raise ConfigError(f"nats: {err}") from None
-        self.service = Service(self.cfg, venue=self.venue, nats=settings, clock=self.clock)
+        self.service = Node(self.cfg, venue=self.venue, nats=settings, clock=self.clock)
         # registered before it starts: a start that fails half-way closes what it opened
         self._stack.push_async_callback(self.service.stop)
         self.http = HttpServer(

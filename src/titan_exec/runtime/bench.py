@@ -33,7 +33,7 @@ from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.config import load
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
 from titan_exec.runtime.feeds import Brain, TickerFeed
-from titan_exec.runtime.service import DEFAULT_POLICY
+from titan_exec.runtime.leader import DEFAULT_POLICY
 from titan_exec.runtime.simproc import SimProcess
 from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET
 

@@ -30,10 +30,16 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from nats.js import JetStreamContext
+
+from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.nats.snapshots import SnapshotStore, StoredSnapshot
+from titan_exec.api.metrics import Metrics
+from titan_exec.config import Config
 from titan_exec.core.events import StateCompacted
 from titan_exec.core.snapshot import (
     HASH_VERSION,
@@ -46,9 +52,7 @@ from titan_exec.core.snapshot import (
 )
 from titan_exec.core.state import compaction
 from titan_exec.wire.contract import STATE_KINDS
-
-if TYPE_CHECKING:
-    from titan_exec.runtime.service import Service
+from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +97,81 @@ class Checkpoint:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointSettings:
+    """What one leader session's writer needs to know, read from the config once."""
+
+    instance_id: str
+    ns: str
+    shard: str
+    epoch: int
+    marker_subject: str
+    every_events: int
+    every_ms: int
+    keep: int
+    is_compacting: bool
+    is_purging: bool
+    horizon_ms: int
+
+    @classmethod
+    def of(cls, cfg: Config, epoch: int) -> CheckpointSettings:
+        svc = cfg.service
+        return cls(
+            instance_id=svc.instance_id,
+            ns=svc.namespace,
+            shard=svc.shard,
+            epoch=epoch,
+            marker_subject=Subjects(svc.namespace).checkpoint(svc.shard),
+            every_events=cfg.snapshots.every_events,
+            every_ms=cfg.snapshots.every_ms,
+            keep=cfg.snapshots.keep,
+            is_compacting=cfg.retention.compact,
+            is_purging=cfg.retention.purge,
+            horizon_ms=cfg.retention.horizon_ms,
+        )
+
+
+async def no_ack_floor() -> int:
+    return 0
+
+
 class CheckpointWriter:
-    def __init__(self, svc: Service, store: SnapshotStore | None) -> None:
-        self.svc = svc
+    """The active's checkpoints over its event writer `events`, into `store` (None: markers
+    and truth only). `ack_floor()` is the command consumer's acknowledged floor (the
+    compaction's command bound); `nonces()` the replay window written into a snapshot;
+    `on_written()` runs after each checkpoint (the truth event)."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        store: SnapshotStore | None,
+        settings: CheckpointSettings,
+        *,
+        js: JetStreamContext,
+        metrics: Metrics,
+        clock: Callable[[], int],
+        nonces: Callable[[], list[tuple[str, str, int]]] = list,
+        ack_floor: Callable[[], Awaitable[int]] = no_ack_floor,
+        on_written: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.events = events
         self.store = store
+        self.settings = settings
+        self._js = js
+        self._metrics = metrics
+        self._clock = clock
+        self._nonces = nonces
+        self._ack_floor = ack_floor
+        self._on_written = on_written
         self.last: Checkpoint | None = None
-        self._count_at_last = svc.state.event_count
+        self._count_at_last = events.state.event_count
         self._at_last = time.monotonic()
         self._n = 0
 
     def is_due(self) -> bool:
-        cfg = self.svc.cfg.snapshots
-        events_since = self.svc.state.event_count - self._count_at_last
+        events_since = self.events.state.event_count - self._count_at_last
         elapsed_ms = (time.monotonic() - self._at_last) * 1000
-        return events_since >= cfg.every_events or elapsed_ms >= cfg.every_ms
+        return events_since >= self.settings.every_events or elapsed_ms >= self.settings.every_ms
 
     async def run(self) -> None:
         """The active's loop (a leader task): a failed write of the marker is a broken
@@ -118,69 +183,67 @@ class CheckpointWriter:
                 await self.write()
 
     async def write(self) -> Checkpoint:
-        svc = self.svc
-        events = svc.events
-        assert events is not None
-        self._count_at_last = svc.state.event_count
+        events, st, metrics = self.events, self.settings, self._metrics
+        self._count_at_last = events.state.event_count
         self._at_last = time.monotonic()
         compaction = await self._compaction()
         began = time.perf_counter()
         if compaction is not None:
             events.append([compaction])  # applied now; durable below the marker
         view = capture(events.state)
-        nonces = svc.nonces.entries()
+        nonces = self._nonces()
         self._n += 1
-        marker = json.dumps(
-            {
-                "instance_id": svc.cfg.service.instance_id,
-                "epoch": svc.epoch,
-                "event_count": view.event_count,
-                "n": self._n,
-                "ts": svc.clock(),
-            }
-        ).encode()
-        msg_id = f"checkpoint:{svc.epoch}:{svc.cfg.service.instance_id}:{self._n}"
         acked = events.publish_acked(
-            svc.subjects.checkpoint(svc.cfg.service.shard), marker, {"Nats-Msg-Id": msg_id}
+            st.marker_subject, self._marker(view.event_count), {"Nats-Msg-Id": self._msg_id()}
         )
-        svc.metrics.snapshot_seconds.labels("capture").observe(time.perf_counter() - began)
+        metrics.snapshot_seconds.labels("capture").observe(time.perf_counter() - began)
         watermark = (await acked)[0]
         began = time.perf_counter()
         state_hash, hashed = await hash_in_slices(view)
-        svc.metrics.snapshot_seconds.labels("hash").observe(time.perf_counter() - began)
+        metrics.snapshot_seconds.labels("hash").observe(time.perf_counter() - began)
         name = await self._store(view, nonces, watermark, state_hash, hashed)
         cp = Checkpoint(
             watermark_seq=watermark,
             state_hash=state_hash,
             event_count=view.event_count,
-            created_ms=svc.clock(),
-            epoch=svc.epoch,
+            created_ms=self._clock(),
+            epoch=st.epoch,
             snapshot=name,
         )
         self.last = cp
-        svc.metrics.checkpoints.labels("written").inc()
-        svc.publish_truth()
+        metrics.checkpoints.labels("written").inc()
+        self._on_written()
         return cp
+
+    def _marker(self, event_count: int) -> bytes:
+        st = self.settings
+        doc = {
+            "instance_id": st.instance_id,
+            "epoch": st.epoch,
+            "event_count": event_count,
+            "n": self._n,
+            "ts": self._clock(),
+        }
+        return json.dumps(doc).encode()
+
+    def _msg_id(self) -> str:
+        return f"checkpoint:{self.settings.epoch}:{self.settings.instance_id}:{self._n}"
 
     async def _compaction(self) -> StateCompacted | None:
         """The bounds to compact below, when one of them moved (a repeated event would be
         a duplicate message id, dropped by the stream but applied here)."""
-        svc = self.svc
-        if not svc.cfg.retention.compact:
+        if not self.settings.is_compacting:
             return None
-        acked = 0
-        psub = svc.intake.psub if svc.intake is not None else None
-        if psub is not None:
-            try:
-                info = await psub.consumer_info()
-                acked = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-            except Exception as err:  # the floor waits for the next checkpoint
-                log.info("command ack floor unavailable (%r): command floor unchanged", err)
+        try:
+            acked = await self._ack_floor()
+        except Exception as err:  # the floor waits for the next checkpoint
+            log.info("command ack floor unavailable (%r): command floor unchanged", err)
+            acked = 0
         return compaction(
-            svc.state,
+            self.events.state,
             acked_cmd_seq=acked,
-            now_ms=svc.clock(),
-            horizon_ms=svc.cfg.retention.horizon_ms,
+            now_ms=self._clock(),
+            horizon_ms=self.settings.horizon_ms,
         )
 
     async def _store(
@@ -191,56 +254,54 @@ class CheckpointWriter:
         state_hash: str,
         hashed: list[bytes],
     ) -> str | None:
-        svc, store = self.svc, self.store
+        store, st = self.store, self.settings
         if store is None:
             return None
         began = time.perf_counter()
-        keep = svc.cfg.snapshots.keep
         try:
             existing = await store.newest_first()
-            kept = [watermark, *(s.watermark_seq for s in existing[: keep - 1])]
-            purge_below = min(kept) if svc.cfg.retention.purge and len(kept) >= 2 else 0
+            kept = [watermark, *(s.watermark_seq for s in existing[: st.keep - 1])]
+            purge_below = min(kept) if st.is_purging and len(kept) >= 2 else 0
             header = SnapshotHeader(
-                ns=svc.cfg.service.namespace,
-                shard=svc.cfg.service.shard,
+                ns=st.ns,
+                shard=st.shard,
                 watermark_seq=watermark,
                 event_count=view.event_count,
-                epoch=svc.epoch,
-                instance_id=svc.cfg.service.instance_id,
-                created_ms=svc.clock(),
+                epoch=st.epoch,
+                instance_id=st.instance_id,
+                created_ms=self._clock(),
                 state_hash=state_hash,
                 hashed_lines=len(hashed),
                 purged_below=purge_below,
             )
             data = snapshot_bytes(header, hashed, iter_extra_lines(view, nonces))
-            name = await store.put(
-                watermark,
-                data,
-                {
-                    "Titan-Watermark-Seq": str(watermark),
-                    "Titan-State-Hash": state_hash,
-                    "Titan-Epoch": str(svc.epoch),
-                    "Titan-Event-Count": str(view.event_count),
-                },
-            )
-            svc.metrics.snapshot_bytes.set(len(data))
+            name = await store.put(watermark, data, snapshot_headers(header))
+            self._metrics.snapshot_bytes.set(len(data))
             written = StoredSnapshot(name, watermark)
-            await store.prune(keep, [written, *existing])  # listed above: not again
+            await store.prune(st.keep, [written, *existing])  # listed above: not again
             if purge_below:
                 await self._purge(purge_below)
         except Exception as err:
             log.warning("snapshot at seq %d not written (%r); the stream keeps all", watermark, err)
             return None
         finally:
-            svc.metrics.snapshot_seconds.labels("write").observe(time.perf_counter() - began)
+            self._metrics.snapshot_seconds.labels("write").observe(time.perf_counter() - began)
         return name
 
     async def _purge(self, below: int) -> None:
         """Trim our own subjects of the event stream below a sequence that the oldest kept
         snapshot covers (`retention.purge`)."""
-        js = self.svc.js
-        assert js is not None
-        ns = self.svc.cfg.service.namespace
+        ns = self.settings.ns
         for kind in PURGED_KINDS:
-            await js.purge_stream("TITAN_EVT", seq=below, subject=f"titan.evt.{ns}.{kind}.>")
+            await self._js.purge_stream("TITAN_EVT", seq=below, subject=f"titan.evt.{ns}.{kind}.>")
         log.info("event stream purged below seq %d (%s)", below, ", ".join(PURGED_KINDS))
+
+
+def snapshot_headers(header: SnapshotHeader) -> dict[str, str]:
+    """The object-store headers of a snapshot: what a reader sees without fetching it."""
+    return {
+        "Titan-Watermark-Seq": str(header.watermark_seq),
+        "Titan-State-Hash": header.state_hash,
+        "Titan-Epoch": str(header.epoch),
+        "Titan-Event-Count": str(header.event_count),
+    }

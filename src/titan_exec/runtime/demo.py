@@ -50,7 +50,7 @@ from titan_exec.runtime.demoflow import (
 from titan_exec.runtime.demoreport import print_activity, print_checks, print_pair
 from titan_exec.runtime.feeds import Brain, TickerFeed
 from titan_exec.runtime.instproc import InstanceProcess, InstanceSettings, free_port, get_json
-from titan_exec.runtime.service import load_policy
+from titan_exec.runtime.leader import load_policy
 from titan_exec.runtime.simproc import SimProcess
 from titan_exec.runtime.streamcheck import (
     Check,

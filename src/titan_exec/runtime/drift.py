@@ -25,16 +25,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from titan_exec.adapters.nats.lease import monotonic_ms
-from titan_exec.core import leadership as ld
+from titan_exec.adapters.nats.snapshots import SnapshotStore
+from titan_exec.api.metrics import Metrics
 from titan_exec.core.snapshot import HASH_VERSION, Difference, StateView, capture, diff, restore
+from titan_exec.core.state import State
 from titan_exec.runtime.checkpoint import hash_in_slices
-
-if TYPE_CHECKING:
-    from titan_exec.runtime.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,29 @@ class Confirmed:
 
 
 class DriftMonitor:
-    def __init__(self, svc: Service) -> None:
-        self.svc = svc
+    """`state` is the standby's folded state; `publish` sends a drift event; `report` tells
+    the election whether the alarm is up; `rebuild(reason, snapshot)` rebuilds the standby."""
+
+    def __init__(
+        self,
+        state: Callable[[], State],
+        store: Callable[[], SnapshotStore | None],
+        *,
+        publish: Callable[[dict[str, Any]], Awaitable[None]],
+        report: Callable[[bool], None],
+        rebuild: Callable[[str, str | None], Awaitable[None]],
+        metrics: Metrics,
+        instance_id: str,
+        clock: Callable[[], int],
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._publish = publish
+        self._report = report
+        self._rebuild = rebuild
+        self._metrics = metrics
+        self._instance_id = instance_id
+        self._clock = clock
         self.pending: dict[int, StateView] = {}
         self.has_alarm = False
         self.is_persistent = False
@@ -71,7 +91,7 @@ class DriftMonitor:
     # --- called by the follower, in stream order ---------------------------------------
 
     def on_checkpoint(self, seq: int) -> None:
-        self.pending[seq] = capture(self.svc.state)
+        self.pending[seq] = capture(self._state())
         while len(self.pending) > PENDING_MAX:
             del self.pending[min(self.pending)]
 
@@ -98,28 +118,27 @@ class DriftMonitor:
         snapshot = meta.get("snapshot")
         if mine == expected and view.event_count == count:
             self.matched += 1
-            self.svc.metrics.checkpoints.labels("matched").inc()
+            self._metrics.checkpoints.labels("matched").inc()
             self.confirmed = Confirmed(seq, snapshot if isinstance(snapshot, str) else None, mine)
             if self.has_alarm and self._rebuilt_since_alarm:
                 log.warning("drift alarm cleared: checkpoint seq %d matches after the rebuild", seq)
                 self.has_alarm = False
                 self._rebuilt_since_alarm = False
-                self.svc.metrics.drift_alarm.set(0)
-                self._tell_election()
+                self._metrics.drift_alarm.set(0)
+                self._report(self.has_alarm)
             return
         self.mismatched += 1
-        self.svc.metrics.checkpoints.labels("drifted").inc()
+        self._metrics.checkpoints.labels("drifted").inc()
         await self._alarm(seq, view, mine, expected, count, snapshot)
 
     async def _alarm(
         self, seq: int, view: StateView, mine: str, expected: str, count: int, snapshot: Any
     ) -> None:
-        svc = self.svc
         is_persistent = self.has_alarm and self._rebuilt_since_alarm
         self.has_alarm = True
-        svc.metrics.drift_alarm.set(1)
-        svc.metrics.drift_detected.inc()
-        self._tell_election()  # first: no promotion from here on
+        self._metrics.drift_alarm.set(1)
+        self._metrics.drift_detected.inc()
+        self._report(self.has_alarm)  # first: no promotion from here on
         differences = await self._differences(view, snapshot)
         if view.event_count != count:
             differences.append(
@@ -139,7 +158,7 @@ class DriftMonitor:
         else:
             log.error("%s", line)
         self.last_alarm = {
-            "instance_id": svc.cfg.service.instance_id,
+            "instance_id": self._instance_id,
             "watermark_seq": seq,
             "event_count": view.event_count,
             "expected_hash": expected,
@@ -157,21 +176,20 @@ class DriftMonitor:
             ],
             "action": "none" if is_persistent else "rebuild",
             "suspect": "active" if is_persistent else "standby",
-            "ts": svc.clock(),
+            "ts": self._clock(),
         }
-        await svc.publish_drift(self.last_alarm)
+        await self._publish(self.last_alarm)
         if is_persistent:
             return
         base = self.confirmed
-        await svc.rebuild_standby(
-            f"drift at checkpoint seq {seq}",
-            snapshot=base.snapshot if base is not None else None,
+        await self._rebuild(
+            f"drift at checkpoint seq {seq}", base.snapshot if base is not None else None
         )
         self.rebuilds += 1
         self._rebuilt_since_alarm = True
 
     async def _differences(self, view: StateView, snapshot: Any) -> list[Difference]:
-        store = self.svc.snapshot_store
+        store = self._store()
         if not isinstance(snapshot, str) or store is None:
             return []
         try:
@@ -180,13 +198,6 @@ class DriftMonitor:
             log.warning("active's snapshot %s unreadable (%r): differences unknown", snapshot, err)
             return []
         return diff(view, capture(theirs))
-
-    def _tell_election(self) -> None:
-        ha = self.svc.ha
-        if ha is not None:
-            follower = self.svc.follower
-            is_caught_up = follower is not None and follower.caught_up.is_set()
-            ha.put(ld.ShadowReported(is_caught_up, self.has_alarm, monotonic_ms()))
 
     async def stop(self) -> None:
         tasks, self._tasks = set(self._tasks), set()

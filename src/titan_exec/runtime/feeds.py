@@ -17,6 +17,9 @@ from nats.js import api
 from titan_exec.wire.envelope import sign_envelope
 from titan_exec.wire.subjects import Subjects
 
+_SUBJECTS = Subjects()
+"""Ticker and heartbeat subjects are the same in every namespace."""
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -60,7 +63,7 @@ class Brain:
             secret=secret or self.secret,
             ts_ms=ts_ms if ts_ms is not None else self.clock(),
             nonce=nonce or os.urandom(16).hex(),
-            type_=f"titan.cmd.{self.ns}.{kind}.v1",
+            type_=self.subjects.command_type(kind),
             producer="titan-brain",
             key_id="default",
             id=f"env-{sid}-{os.urandom(4).hex()}",
@@ -117,7 +120,7 @@ class Brain:
 
     async def heartbeat(self) -> None:
         await self.nc.publish(
-            "titan.sys.heartbeat.v1.risk-guardian",
+            self.subjects.heartbeat("risk-guardian"),
             json.dumps({"ts": self.clock(), "status": "ok"}).encode(),
         )
 
@@ -165,7 +168,7 @@ class TickerFeed:
             bid, ask = self.quote(symbol)
             doc = {"bid": str(bid), "ask": str(ask), "ts": self.clock()}
             await self.nc.publish(
-                f"titan.data.market.ticker.v1.{self.venue}.{symbol.replace('/', '_')}",
+                _SUBJECTS.ticker(self.venue, symbol),
                 json.dumps(doc).encode(),
             )
         await self.nc.flush()

@@ -6,10 +6,14 @@ catch-up reports) go through one queue; each is stepped through `leadership.step
 decision's sentence is logged, and its actions are carried out here:
 
     ReadLease / Acquire / Renew / Release  →  `adapters/nats/lease.NatsLease`
-    WriteEpochMarker / DrainToHead / OpenIntake  →  the service's takeover steps
-    StopVenueWrites  →  `Service.stand_down`: leader tasks end, the state is rebuilt from
+    WriteEpochMarker / DrainToHead / OpenIntake / CloseIntake  →  the `Takeover` steps
+    StopVenueWrites  →  `Takeover.stand_down`: leader tasks end, the state is rebuilt from
                         the stream and the instance follows as a hot standby (a planned
                         stop of the process, SIGTERM, just ends instead)
+
+The driver knows the rest of the instance only through two narrow protocols: `Takeover`
+(the steps it asks for) and `Observed` (what it watches: the standby's catch-up, the drift
+alarm, a broken event writer). The composition root (`runtime/node.py`) provides both.
 
 `can_write_venue` (the lease's local monotonic deadline) is what the order runner checks
 right before every venue write. A loop-lag watchdog steps `LoopStalled` when the event
@@ -23,39 +27,83 @@ import contextlib
 import json
 import logging
 import secrets
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
+
+from nats.aio.client import Client as NatsClient
 
 from titan_exec.adapters.nats.fence import is_fence_rejection
-from titan_exec.adapters.nats.lease import (
-    NatsLease,
-    acquire_outcome,
-    monotonic_ms,
-    renew_outcome,
-)
+from titan_exec.adapters.nats.lease import NatsLease, acquire_outcome, renew_outcome
+from titan_exec.api.metrics import Metrics
+from titan_exec.clock import monotonic_ms
+from titan_exec.config import Config
 from titan_exec.core import leadership as ld
-
-if TYPE_CHECKING:
-    from titan_exec.runtime.service import Service
+from titan_exec.runtime.ha_watch import LeaseAge, Watchers
+from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
-WATCHDOG_PERIOD_MS = 50
 MARKER_RETRY_S = 0.05
-LEADING_NAMES = frozenset(role.value for role in ld.LEADING)
+
+
+class Takeover(Protocol):
+    """The steps of a takeover and of a stand-down, carried out for the driver."""
+
+    async def write_epoch_marker(self, *, token: str, timeout_s: float) -> int: ...
+
+    async def drain_to_head(self) -> None: ...
+
+    async def open_intake(self, epoch: int) -> None: ...
+
+    async def close_intake(self) -> None: ...
+
+    async def stand_down(self, reason: str) -> None: ...
+
+    def finish(self, reason: str) -> None: ...
+
+
+class Observed(Protocol):
+    """What the driver watches besides the lease."""
+
+    async def is_caught_up(self) -> bool: ...
+
+    def drift_alarm(self) -> dict[str, Any] | None:
+        """The last drift alarm while it is up; None when there is none."""
+
+    def writer_broken(self) -> bool | None:
+        """None: the event writer works; else whether it was deposed (refused by the fence)."""
+
+
+def lease_timing(cfg: Config) -> ld.LeaseTiming:
+    ha = cfg.ha
+    return ld.LeaseTiming(
+        lease_ms=ha.lease_ms,
+        renew_interval_ms=ha.renew_interval_ms,
+        safety_margin_ms=ha.safety_margin_ms,
+    )
 
 
 class HaDriver:
-    def __init__(self, service: Service, *, say: Callable[[str], None]) -> None:
-        self.service = service
+    def __init__(
+        self,
+        takeover: Takeover,
+        observed: Observed,
+        *,
+        nc: NatsClient,
+        cfg: Config,
+        metrics: Metrics,
+        clock: Callable[[], int],
+        say: Callable[[str], None],
+    ) -> None:
+        self.takeover = takeover
+        self.observed = observed
+        self._nc = nc
+        self._cfg = cfg
+        self._metrics = metrics
+        self._clock = clock
+        self._role_subject = Subjects(cfg.service.namespace).role(cfg.service.instance_id)
         self.say = say
-        ha = service.cfg.ha
-        self.timing = ld.LeaseTiming(
-            lease_ms=ha.lease_ms,
-            renew_interval_ms=ha.renew_interval_ms,
-            safety_margin_ms=ha.safety_margin_ms,
-        )
+        self.timing = lease_timing(cfg)
         self.lease: NatsLease | None = None
         self.state: ld.Leadership | None = None
         self._inputs: asyncio.Queue[ld.Input] = asyncio.Queue()
@@ -64,16 +112,13 @@ class HaDriver:
         self._actions: set[asyncio.Task[None]] = set()
         self.transitions: list[tuple[int, str, str]] = []
         """(monotonic ms, role, decision sentence): what `status` and tests read."""
-        self.lease_written_at_ms: int | None = None
-        """Monotonic time the lease was last seen written (acquired or renewed)."""
-        self._lease_revision = 0
+        self.lease_age = LeaseAge()
         self.last_takeover: dict[str, object] | None = None
         self.last_fencing: dict[str, object] | None = None
-        self.largest_stall_ms = 0
-        """The longest event-loop stall the watchdog measured since the start."""
+        self.watchers: Watchers | None = None
         self.is_stopping_for_good = False
-        self._marker_token: str | None = None
         """SIGTERM / shutdown: a fence then ends the process instead of rejoining."""
+        self._marker_token: str | None = None
 
     # --- the check before every venue write ------------------------------------------------
 
@@ -84,32 +129,42 @@ class HaDriver:
     def role(self) -> str:
         return self.state.role.value if self.state is not None else "starting"
 
+    @property
+    def leadership_role(self) -> ld.Role | None:
+        """The leadership core's role (None before the start): the instance's role."""
+        return self.state.role if self.state is not None else None
+
+    @property
+    def largest_stall_ms(self) -> int:
+        """The longest event-loop stall the watchdog measured since the start."""
+        return self.watchers.largest_stall_ms if self.watchers is not None else 0
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        svc = self.service
-        assert svc.nc is not None
+        cfg = self._cfg
         self.lease = await NatsLease.open(
-            svc.nc,
-            instance_id=svc.cfg.service.instance_id,
+            self._nc,
+            instance_id=cfg.service.instance_id,
             timing=self.timing,
-            shard=None if svc.cfg.service.shard == "main" else svc.cfg.service.shard,
-            replicas=svc.cfg.nats.replicas,
+            shard=None if cfg.service.shard == "main" else cfg.service.shard,
+            replicas=cfg.nats.replicas,
         )
-        mode = ld.Mode.STANDBY if svc.cfg.is_standby else ld.Mode.ACTIVE
+        mode = ld.Mode.STANDBY if cfg.is_standby else ld.Mode.ACTIVE
         config = ld.LeaderConfig(
             holder=self.lease.holder,
             timing=self.timing,
             mode=mode,
-            is_manual_failover=svc.cfg.ha.manual_failover,
-            is_unsafe_fencing_disabled=svc.cfg.is_unsafe_fencing_disabled,
+            is_manual_failover=cfg.ha.manual_failover,
+            is_unsafe_fencing_disabled=cfg.is_unsafe_fencing_disabled,
         )
         self.state = ld.initial(config, monotonic_ms())
+        self.watchers = w = Watchers(self, self.lease, self.observed, metrics=self._metrics)
         self._tasks = [
             asyncio.create_task(self._loop(), name="ha-loop"),
-            asyncio.create_task(self._watch(), name="ha-watch"),
-            asyncio.create_task(self._watchdog(), name="ha-watchdog"),
-            asyncio.create_task(self._report_shadow(), name="ha-shadow"),
+            asyncio.create_task(w.watch_lease(), name="ha-watch"),
+            asyncio.create_task(w.watchdog(), name="ha-watchdog"),
+            asyncio.create_task(w.report_shadow(), name="ha-shadow"),
         ]
         self.put(ld.Tick(monotonic_ms()))
 
@@ -154,9 +209,9 @@ class HaDriver:
             holder = state.view.holder or "another instance"
             return False, f"the lease is held by {holder}: use switchover on the active"
         self.put(ld.Promote(monotonic_ms()))
-        drift = self.service.drift
-        if drift.has_alarm:
-            seq = (drift.last_alarm or {}).get("watermark_seq")
+        alarm = self.observed.drift_alarm()
+        if alarm is not None:
+            seq = alarm.get("watermark_seq")
             return True, (
                 "promote requested despite the drift alarm (this standby's state differed "
                 f"from the active's at checkpoint seq {seq}): campaigning for the lease"
@@ -182,11 +237,11 @@ class HaDriver:
                 inp = ld.Tick(monotonic_ms())
             before = self.state.role
             self.state, decision = ld.step(self.state, inp)
-            self._note(inp)
+            self.lease_age.note(inp)
             if self.state.role is not before:
                 role = self.state.role.value
-                self.service.metrics.role_changes.labels(role).inc()
-                self.service.metrics.set_role(role)
+                self._metrics.role_changes.labels(role).inc()
+                self._metrics.set_role(role)
                 level = logging.WARNING if self.state.role is ld.Role.FENCED else logging.INFO
                 log.log(level, "ha: %s → %s: %s", before.value, role, decision.summary)
                 self._publish_transition(before.value, role, decision.summary)
@@ -205,36 +260,20 @@ class HaDriver:
                 task.add_done_callback(self._actions.discard)
 
     def _publish_transition(self, before: str, after: str, summary: str) -> None:
-        svc = self.service
-        if svc.nc is None or not svc.nc.is_connected:
+        if not self._nc.is_connected:
             return  # telemetry only: the log and the metrics have it
         doc = {
-            "instance_id": svc.cfg.service.instance_id,
+            "instance_id": self._cfg.service.instance_id,
             "from": before,
             "to": after,
             "reason": summary,
             "epoch": self.state.epoch if self.state is not None else None,
-            "ts": svc.clock(),
+            "ts": self._clock(),
         }
-        subject = svc.subjects.role(svc.cfg.service.instance_id)
-        task = asyncio.create_task(svc.nc.publish(subject, json.dumps(doc).encode()))
+        body = json.dumps(doc).encode()
+        task = asyncio.create_task(self._nc.publish(self._role_subject, body))
         self._actions.add(task)
         task.add_done_callback(self._actions.discard)
-
-    def _note(self, inp: ld.Input) -> None:
-        """Lease age for the operator view: when the lease was last seen written."""
-        match inp:
-            case ld.LeaseSeen(revision=rev, now_ms=now) if rev > self._lease_revision:
-                self._lease_revision, self.lease_written_at_ms = rev, now
-            case ld.LeaseEmpty(revision=rev) if rev > self._lease_revision:
-                self._lease_revision, self.lease_written_at_ms = rev, None
-            case (
-                ld.AcquireSucceeded(revision=rev, sent_at_ms=sent)
-                | ld.RenewSucceeded(revision=rev, sent_at_ms=sent)
-            ) if rev >= self._lease_revision:
-                self._lease_revision, self.lease_written_at_ms = rev, sent
-            case _:
-                pass
 
     def lease_holder(self) -> str | None:
         """Who holds the lease as this instance last saw it (None: free or unknown)."""
@@ -245,11 +284,10 @@ class HaDriver:
         return self.state.view.holder
 
     def lease_age_ms(self) -> int | None:
-        at = self.lease_written_at_ms
-        return None if at is None else monotonic_ms() - at
+        return self.lease_age.age_ms(monotonic_ms())
 
     async def _act(self, action: ld.Action) -> None:
-        lease, svc = self.lease, self.service
+        lease = self.lease
         assert lease is not None
         match action:
             case ld.ReadLease():
@@ -266,66 +304,72 @@ class HaDriver:
             case ld.Release(revision=revision):
                 await lease.release(revision)
             case ld.WriteEpochMarker():
-                # one token per takeover: a retry adopts a marker whose answer was lost
-                self._marker_token = self._marker_token or secrets.token_hex(8)
-                try:
-                    epoch = await svc._write_epoch_marker(
-                        token=self._marker_token,
-                        timeout_s=self.timing.renew_interval_ms / 1000,
-                    )
-                except Exception as err:
-                    # only a refused compare-and-set means a newer epoch exists; a timeout,
-                    # no responders or a leader election is retried (the deadline bounds it)
-                    lost = is_fence_rejection(err)
-                    log.warning(
-                        "epoch marker not written (%r): %s", err, "lost" if lost else "retry"
-                    )
-                    if not lost:
-                        await asyncio.sleep(MARKER_RETRY_S)
-                    failure = ld.Failure.LOST if lost else ld.Failure.UNAVAILABLE
-                    self.put(ld.EpochMarkerFailed(failure, monotonic_ms()))
-                else:
-                    self.put(ld.EpochMarkerWritten(epoch, monotonic_ms()))
+                await self._write_marker()
             case ld.DrainToHead():
                 try:
-                    await svc.drain_to_head()
+                    await self.takeover.drain_to_head()
                 except Exception as err:  # e.g. no JetStream meta leader after a node loss
                     log.warning("draining to the head failed: %r", err)
                     self.put(ld.TakeoverFailed(f"drain: {err!r}", monotonic_ms()))
                 else:
                     self.put(ld.CaughtUp(monotonic_ms()))
             case ld.OpenIntake(epoch=epoch):
-                won = self.transitions_since(ld.Role.PROMOTING)
-                self._marker_token = None
-                try:
-                    await svc.open_intake(epoch)
-                except Exception as err:
-                    log.warning("opening intake failed: %r", err)
-                    self.put(ld.TakeoverFailed(f"open intake: {err!r}", monotonic_ms()))
-                    return
-                svc.metrics.takeovers.inc()
-                self.last_takeover = {
-                    "epoch": epoch,
-                    "at_ms": svc.clock(),
-                    "lease_won_to_intake_ms": None if won is None else monotonic_ms() - won,
-                }
-                self.say(f"leadership: active with epoch {epoch}")
+                await self._open_intake(epoch)
             case ld.CloseIntake():
-                await svc.close_intake()
+                await self.takeover.close_intake()
                 self.put(ld.DrainDone(monotonic_ms()))
             case ld.StopVenueWrites(reason=reason):
-                self._marker_token = None
-                self.last_fencing = {"reason": reason, "at_ms": svc.clock()}
-                if self.is_stopping_for_good:
-                    svc.finish(f"stopping: {reason}")
-                    return
-                # the takeover steps still running (drain, recovery) end here
-                me = asyncio.current_task()
-                others = [t for t in self._actions if t is not me]
-                for task in others:
-                    task.cancel()
-                await asyncio.gather(*others, return_exceptions=True)
-                await svc.stand_down(reason)
+                await self._stop_venue_writes(reason)
+
+    async def _write_marker(self) -> None:
+        # one token per takeover: a retry adopts a marker whose answer was lost
+        self._marker_token = self._marker_token or secrets.token_hex(8)
+        try:
+            epoch = await self.takeover.write_epoch_marker(
+                token=self._marker_token, timeout_s=self.timing.renew_interval_ms / 1000
+            )
+        except Exception as err:
+            # only a refused compare-and-set means a newer epoch exists; a timeout, no
+            # responders or a leader election is retried (the deadline bounds it)
+            lost = is_fence_rejection(err)
+            log.warning("epoch marker not written (%r): %s", err, "lost" if lost else "retry")
+            if not lost:
+                await asyncio.sleep(MARKER_RETRY_S)
+            failure = ld.Failure.LOST if lost else ld.Failure.UNAVAILABLE
+            self.put(ld.EpochMarkerFailed(failure, monotonic_ms()))
+        else:
+            self.put(ld.EpochMarkerWritten(epoch, monotonic_ms()))
+
+    async def _open_intake(self, epoch: int) -> None:
+        won = self.transitions_since(ld.Role.PROMOTING)
+        self._marker_token = None
+        try:
+            await self.takeover.open_intake(epoch)
+        except Exception as err:
+            log.warning("opening intake failed: %r", err)
+            self.put(ld.TakeoverFailed(f"open intake: {err!r}", monotonic_ms()))
+            return
+        self._metrics.takeovers.inc()
+        self.last_takeover = {
+            "epoch": epoch,
+            "at_ms": self._clock(),
+            "lease_won_to_intake_ms": None if won is None else monotonic_ms() - won,
+        }
+        self.say(f"leadership: active with epoch {epoch}")
+
+    async def _stop_venue_writes(self, reason: str) -> None:
+        self._marker_token = None
+        self.last_fencing = {"reason": reason, "at_ms": self._clock()}
+        if self.is_stopping_for_good:
+            self.takeover.finish(f"stopping: {reason}")
+            return
+        # the takeover steps still running (drain, recovery) end here
+        me = asyncio.current_task()
+        others = [t for t in self._actions if t is not me]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await self.takeover.stand_down(reason)
 
     async def _renew(self, revision: int, epoch: int | None, timeout_ms: int) -> None:
         assert self.lease is not None
@@ -334,40 +378,5 @@ class HaDriver:
         outcome = renew_outcome(result, sent, monotonic_ms())
         elapsed = (monotonic_ms() - sent) / 1000
         ok = isinstance(outcome, ld.RenewSucceeded)
-        self.service.metrics.lease_renew.labels("ok" if ok else "failed").observe(elapsed)
+        self._metrics.lease_renew.labels("ok" if ok else "failed").observe(elapsed)
         self.put(outcome)
-
-    async def _watch(self) -> None:
-        assert self.lease is not None
-        while True:
-            try:
-                async for observation in self.lease.watch():
-                    self.put(observation)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                log.warning("lease watch failed (%r); the poll covers it", err)
-                await asyncio.sleep(self.timing.renew_interval_ms / 1000)
-
-    async def _watchdog(self) -> None:
-        """The event loop measures its own stalls (GC, SIGSTOP, an overloaded machine)."""
-        period = WATCHDOG_PERIOD_MS / 1000
-        while True:
-            before = time.monotonic()
-            await asyncio.sleep(period)
-            stall_ms = int((time.monotonic() - before - period) * 1000)
-            if stall_ms > self.largest_stall_ms:
-                self.largest_stall_ms = stall_ms
-                self.service.metrics.loop_stall_max.set(stall_ms / 1000)
-            if stall_ms > self.timing.max_loop_stall_ms:
-                self.put(ld.LoopStalled(stall_ms, monotonic_ms()))
-            events = self.service.events
-            if events is not None and events.is_broken and self.role in LEADING_NAMES:
-                self.put(ld.WriteRejected(monotonic_ms(), is_deposed=events.is_deposed))
-
-    async def _report_shadow(self) -> None:
-        while True:
-            follower = self.service.follower
-            is_caught_up = follower is not None and await follower.is_at_head()
-            self.put(ld.ShadowReported(is_caught_up, self.service.drift.has_alarm, monotonic_ms()))
-            await asyncio.sleep(self.timing.renew_interval_ms / 1000)

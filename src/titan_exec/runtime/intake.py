@@ -23,16 +23,18 @@ from nats.js import JetStreamContext
 from titan_exec.adapters.nats.eventlog import EventLog, EventLogBroken, EventNotEncodable
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
-from titan_exec.core import controls, execution
+from titan_exec.core import controls
 from titan_exec.core import decide as decide_mod
-from titan_exec.core.decide import Decision, DecisionConfig, ReceivedCommand
+from titan_exec.core.commands import ControlCommand, InvalidInput, PlaceOrder
+from titan_exec.core.decide import Decision, DecisionConfig
 from titan_exec.core.events import ControlDecided, IntentDecided
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.shadow import bind_command_consumer
 from titan_exec.wire import contract
+from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_command
 from titan_exec.wire.replay import NonceCache
-from titan_exec.wire.subjects import Subjects
+from titan_exec.wire.subjects import CommandSubject, Subjects
 from titan_exec.wire.text import printable_subject
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,29 @@ async def _redeliver_later(msg: Msg) -> None:
         log.debug("nak failed for %s", printable_subject(msg.subject), exc_info=True)
 
 
+def _ingress_of(dcfg: DecisionConfig, subjects: Subjects) -> IngressConfig:
+    """Transitional: the ingress settings an old-style `DecisionConfig` carries (until the
+    composition root passes `ingress=`)."""
+    return IngressConfig(
+        subjects=subjects,
+        keyring=dcfg.keyring,
+        tolerance_ms=dcfg.tolerance_ms,
+        max_payload_bytes=dcfg.max_payload_bytes,
+        max_depth=dcfg.max_depth,
+        max_values=dcfg.max_values,
+    )
+
+
+def _remember_nonce(nonces: NonceCache | None, decision: Decision) -> None:
+    """Transitional: keeps the shell's replay cache, which `checkpoint.py` still writes into
+    snapshots, whole from the decisions; goes when it writes `state.nonces.entries(...)`."""
+    first = decision.events[0] if decision.events else None
+    if nonces is None or not isinstance(first, IntentDecided | ControlDecided):
+        return
+    if (n := first.nonce) is not None:
+        nonces.check_and_remember(n.key_id, n.nonce, n.ts_ms, first.ts_ms)
+
+
 @dataclass(slots=True)
 class _Pending:
     msg: Msg
@@ -86,10 +111,11 @@ class CommandIntake:
         market: MarketData,
         metrics: Metrics,
         dcfg: DecisionConfig,
-        nonces: NonceCache,
         subjects: Subjects,
         clock: Callable[[], int],
         on_fatal: Callable[[str], None],
+        ingress: IngressConfig | None = None,
+        nonces: NonceCache | None = None,
     ) -> None:
         self.cfg = cfg
         self.js = js
@@ -98,11 +124,13 @@ class CommandIntake:
         self.market = market
         self.metrics = metrics
         self.dcfg = dcfg
+        self.ingress = ingress or _ingress_of(dcfg, subjects)
         self.nonces = nonces
+        """Transitional (`_remember_nonce`): the decisions read `State.nonces`, never this."""
         self.subjects = subjects
         self.clock = clock
         self.on_fatal = on_fatal
-        self._workers: dict[str, asyncio.Queue[Msg | None]] = {}
+        self._workers: dict[str, asyncio.Queue[tuple[Msg, CommandSubject] | None]] = {}
         self._worker_tasks: dict[str, asyncio.Task[None]] = {}
         self.commands_seen = 0
         self.last_cmd_seq = 0
@@ -145,16 +173,9 @@ class CommandIntake:
                 else:
                     await self._dispatch(msg)
 
-    def _worker_key(self, subject: str) -> str:
-        parts = subject.split(".")
-        if len(parts) >= 8 and parts[2] == self.subjects.ns and parts[3] == "place":
-            return f"place.{parts[5]}.{parts[7]}"
-        if controls.is_control_subject(subject, self.subjects.ns):
-            return "control"
-        return "other"
-
     async def _dispatch(self, msg: Msg) -> None:
-        key = self._worker_key(msg.subject)
+        route = self.subjects.command(msg.subject)  # the one reading of the subject
+        key = route.key
         if key not in self._workers and len(self._workers) >= MAX_WORKERS:
             key = "overflow"  # subjects are untrusted: never one task per invented symbol
         queue = self._workers.get(key)
@@ -162,9 +183,9 @@ class CommandIntake:
             queue = asyncio.Queue(maxsize=1024)
             self._workers[key] = queue
             self._worker_tasks[key] = asyncio.create_task(self._worker(queue), name=f"worker-{key}")
-        await queue.put(msg)
+        await queue.put((msg, route))
 
-    async def _worker(self, queue: asyncio.Queue[Msg | None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[tuple[Msg, CommandSubject] | None]) -> None:
         """One key's commands: decided in arrival order, executed in the same order by a
         second stage, so the next decision need not wait for the previous one's round trips
         (a pipeline; the decision already sees the previous decision's events)."""
@@ -172,19 +193,20 @@ class CommandIntake:
         executor = asyncio.create_task(self._executor(pipeline))
         try:
             while True:
-                msg = await queue.get()
-                if msg is None:
+                item = await queue.get()
+                if item is None:
                     return
+                msg, route = item
                 if self.is_closing:
                     await _leave_undecided(msg)
                     continue
                 try:
-                    pending = self._decide(msg)
+                    pending = self._decide(msg, route)
                 except EventLogBroken:
                     await _redeliver_later(msg)  # the instance stops and rebuilds
                     continue
                 except Exception as err:
-                    pending = await self._undecidable(msg, err)
+                    pending = await self._undecidable(msg, route.kind, err)
                     if pending is None:
                         continue
                 if pending is None:
@@ -206,24 +228,28 @@ class CommandIntake:
             seq=meta.sequence.stream, subject=msg.subject, data=msg.data, t_ingress_ms=self.clock()
         )
 
-    def _decide(self, msg: Msg) -> _Pending | None:
-        """Decide and append (synchronously applied) — no await in here, so no other
-        decision can interleave. None: a redelivered command that was decided before."""
+    def _decide(self, msg: Msg, route: CommandSubject) -> _Pending | None:
+        """Read (the ingress), decide and append (synchronously applied) — no await in
+        here, so no other decision can interleave. None: a redelivered command that was
+        decided before."""
         perf0 = time.perf_counter()
         cmd = self._received(msg)
         self.commands_seen += 1
         self.last_cmd_seq = max(self.last_cmd_seq, cmd.seq)
-        kind = self._kind(msg.subject)
+        kind, state = route.kind, self.log.state
         if kind == "place":
-            decision = decide_mod.decide_place(
-                self.log.state, cmd, self.dcfg, self.market.view(), self.nonces
-            )
-        elif kind == "control":
-            decision = controls.decide_control(
-                self.log.state, cmd, self.dcfg, self.clock(), self.nonces
-            )
+            view = self.market.view()
+            command = read_command(cmd, self.ingress, view.now_ms, route)
+            assert not isinstance(command, ControlCommand)
+            decision = decide_mod.decide_place(state, command, self.dcfg, view)
         else:
-            decision = self._unknown_command(cmd)
+            now = self.clock()
+            command = read_command(cmd, self.ingress, now, route)
+            if isinstance(command, InvalidInput) and command.kind == "other":
+                decision = decide_mod.decide_unknown(state, command, now)
+            else:
+                assert not isinstance(command, PlaceOrder)
+                decision = controls.decide_control(state, command, self.dcfg, now)
         if decision.is_duplicate:
             return None
         try:
@@ -234,12 +260,10 @@ class CommandIntake:
             decision = _refused_instead(cmd, kind, decision, "internal_error", str(err))
             durable = [self.log.append(decision.events)]
         log.info("%s", decision.summary)
+        _remember_nonce(self.nonces, decision)
         return self._pending(msg, cmd, kind, decision, durable, perf0)
 
-    def _kind(self, subject: str) -> str:
-        return self._worker_key(subject).split(".")[0]
-
-    async def _undecidable(self, msg: Msg, err: Exception) -> _Pending | None:
+    async def _undecidable(self, msg: Msg, kind: str, err: Exception) -> _Pending | None:
         """A command whose decision raised: delivered again (a second later) until it has
         been delivered `consumer.max_deliveries` times, then refused as `poison_command`
         (one decision, a dead letter, acknowledged). None: left for a redelivery."""
@@ -266,7 +290,6 @@ class CommandIntake:
             delivered,
             err,
         )
-        kind = self._kind(msg.subject)
         reason = f"decision raised in {delivered} deliveries: {type(err).__name__}"
         decision = _refused_instead(cmd, kind, Decision(), "poison_command", reason)
         try:
@@ -328,10 +351,6 @@ class CommandIntake:
                     return
                 log.exception("command %s failed; it will be redelivered", p.msg.subject)
                 await _redeliver_later(p.msg)
-
-    def _unknown_command(self, cmd: ReceivedCommand) -> Decision:
-        shown = printable_subject(cmd.subject)
-        return execution.refuse_unknown(self.log.state, cmd.seq, shown, self.clock())
 
     def _publish_refusal(self, cmd: ReceivedCommand, decision: Decision) -> None:
         assert decision.refusal is not None

@@ -24,6 +24,7 @@ from titan_exec.api.metrics import Metrics
 from titan_exec.core.controls import decide_risk_state
 from titan_exec.runtime.intake import publish_refusal
 from titan_exec.runtime.orders import OrderRunner
+from titan_exec.wire.ingress import read_risk_state
 from titan_exec.wire.subjects import RISK_STATE, Subjects
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class RiskStateReader:
 
     async def decide(self, seq: int, subject: str, data: bytes) -> None:
         now = self.clock()
-        decision = decide_risk_state(self.log.state, seq, data, now)
+        decision = decide_risk_state(self.log.state, seq, read_risk_state(data), now)
         if decision.is_duplicate:
             return
         durable = self.log.append(decision.events)

@@ -58,6 +58,7 @@ from nats.js import JetStreamContext
 from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.adapters.nats.snapshots import SnapshotStore
 from titan_exec.adapters.nats.streams import ensure_streams
+from titan_exec.clock import wall_clock_ms
 from titan_exec.config import Config, load
 from titan_exec.core.events import (
     Event,
@@ -81,7 +82,8 @@ from titan_exec.core.model import (
 from titan_exec.core.snapshot import capture, encode_snapshot, restore
 from titan_exec.core.state import State, compaction, state_hash, step
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, make_venue, nats_settings
-from titan_exec.runtime.service import Service, load_policy, wall_clock_ms
+from titan_exec.runtime.leader import load_policy
+from titan_exec.runtime.node import Node
 from titan_exec.wire.contract import encode_event
 from titan_exec.wire.subjects import Subjects
 
@@ -499,7 +501,7 @@ def service_config(url: str, state_dir: Path, spec: HistorySpec, *, snapshots: b
 
 
 async def measure_start(cfg: Config, expected_hash: str) -> StartResult:
-    svc = Service(cfg, venue=make_venue(cfg, wall_clock_ms), nats=nats_settings(cfg))
+    svc = Node(cfg, venue=make_venue(cfg, wall_clock_ms), nats=nats_settings(cfg))
     notes: list[str] = []
     began = time.perf_counter()
     try:

@@ -1,133 +1,152 @@
 """What an instance shows: the documents of the admin API (`/status` in full and its public
-part, `/positions`), the truth snapshot, the answers to the contract's request/reply
-subjects, and the trade record of a closed round trip. Read-only views of a `Service`;
-nothing here changes it."""
+part, `/positions`), the truth snapshot, the gauges refreshed at each scrape, and the trade
+record of a closed round trip.
+
+Every document is rendered from plain values: the composition root (`runtime/node.py`)
+gathers a `Sources` value in one place and nothing here changes what it is given (the
+one cache, `HashCache`, belongs to the caller).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from nats.aio.msg import Msg
-
 from titan_exec.adapters.nats import follow
-from titan_exec.core.events import Event, OrderFilled
+from titan_exec.api.metrics import Metrics
+from titan_exec.core.events import RISK_STATES, Event, OrderFilled
+from titan_exec.core.leadership_io import Role, role_name
 from titan_exec.core.positions import ClosedTrade
-from titan_exec.core.state import state_hash
-from titan_exec.wire import contract, replies
+from titan_exec.core.state import State, state_hash
+from titan_exec.runtime.checkpoint import Checkpoint
+from titan_exec.runtime.market import MarketData
+from titan_exec.wire import contract
 
 if TYPE_CHECKING:
-    from titan_exec.runtime.service import Service
+    from titan_exec.config import Config
+    from titan_exec.runtime.drift import DriftMonitor
+    from titan_exec.runtime.ha import HaDriver
+    from titan_exec.runtime.intake import CommandIntake
+    from titan_exec.runtime.standby import Standby
 
 
-def trade_messages(svc: Service, trade: ClosedTrade, ev: Event) -> list[tuple[str, bytes]]:
+@dataclass(slots=True)
+class Health:
+    started_at_ms: int = 0
+    is_ready: bool = False
+    is_stopping: bool = False
+    fatal: str | None = None
+    replayed_events: int = 0
+    snapshot_seq: int = 0
+    """The watermark of the snapshot the last start (or rebuild) loaded; 0: none."""
+    startup_ms: dict[str, int] = field(default_factory=dict)
+
+
+class HashCache:
+    """The hash of the live state, computed again only when an event was folded since the
+    last call (`/status` is polled; hashing is O(state))."""
+
+    def __init__(self) -> None:
+        self._seen: tuple[int, int, str] | None = None
+
+    def of(self, st: State) -> str:
+        seen = self._seen
+        if seen is not None and seen[0] == id(st) and seen[1] == st.event_count:
+            return seen[2]
+        h = state_hash(st)
+        self._seen = (id(st), st.event_count, h)
+        return h
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Everything `/status` and the gauges read, gathered at one moment."""
+
+    cfg: Config
+    now_ms: int
+    role: Role | None
+    epoch: int
+    health: Health
+    state: State
+    stream_seq: int
+    """The sequence the state has folded up to (its position in the stream)."""
+    written_seq: int
+    """The sequence of the last event this instance's writer knows of."""
+    events_unacked: int
+    market: MarketData
+    venue_name: str
+    drift: DriftMonitor
+    ha: HaDriver | None
+    standby: Standby | None
+    intake: CommandIntake | None
+    checkpoint: Checkpoint | None
+
+
+def trade_messages(
+    state: State, trade: ClosedTrade, ev: Event, *, producer: str, subject: str
+) -> list[tuple[str, bytes]]:
     reason = "OPPOSITE_FILL"
     if isinstance(ev, OrderFilled):
-        order = svc.state.orders.get(ev.client_order_id)
-        if order is not None and (order.is_reduce_only):
+        order = state.orders.get(ev.client_order_id)
+        if order is not None and order.is_reduce_only:
             reason = "MANUAL"
     body = contract.trade_record(
         trade,
         close_reason=reason,
         metadata={
             "venue": trade.venue,
-            "producer": svc.cfg.service.producer,
+            "producer": producer,
             "fee_asset": ev.fee_currency if isinstance(ev, OrderFilled) else "USDT",
         },
     )
-    return [(svc.subjects.trade_completed, body)]
+    return [(subject, body)]
 
 
-def positions_doc(svc: Service) -> dict[str, Any]:
+def positions_doc(state: State, *, venue_name: str, market: MarketData) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for (venue, symbol), pos in sorted(svc.state.positions.items()):
+    for (venue, symbol), pos in sorted(state.positions.items()):
         if pos.is_flat and pos.realized_pnl == 0:
             continue
-        key = symbol if venue == svc.venue.name else f"{venue}:{symbol}"
-        out[key] = contract.position_doc(pos, mark=svc.market.mark(venue, symbol))
+        key = symbol if venue == venue_name else f"{venue}:{symbol}"
+        out[key] = contract.position_doc(pos, mark=market.mark(venue, symbol))
     return out
 
 
-def truth_doc(svc: Service) -> dict[str, Any]:
-    st = svc.state
+def truth_doc(
+    state: State,
+    *,
+    now_ms: int,
+    instance_id: str,
+    checkpoint: Checkpoint | None,
+    venue_name: str,
+    market: MarketData,
+) -> dict[str, Any]:
     return {
-        "timestamp": svc.clock(),
+        "timestamp": now_ms,
         "service": "titan-execution",
-        "positions": positions_doc(svc),
-        "policy_hash": st.policy.hash if st.policy else None,
+        "positions": positions_doc(state, venue_name=venue_name, market=market),
+        "policy_hash": state.policy.hash if state.policy else None,
         "meta": {
-            "instance_id": svc.cfg.service.instance_id,
+            "instance_id": instance_id,
             # the hash of the last checkpoint: exact at its watermark (`runtime/checkpoint.py`)
-            **checkpoint_meta(svc),
-            "open_orders": sum(len(v) for v in st.open_orders.values()),
-            "is_halted": st.is_halted,
-            "is_armed": st.is_armed,
-            "risk_state": st.risk_state,
+            **checkpoint_meta(checkpoint),
+            "open_orders": sum(len(v) for v in state.open_orders.values()),
+            "is_halted": state.is_halted,
+            "is_armed": state.is_armed,
+            "risk_state": state.risk_state,
         },
     }
 
 
-def checkpoint_meta(svc: Service) -> dict[str, Any]:
-    cp = svc.checkpoints.last if svc.checkpoints is not None else None
+def checkpoint_meta(cp: Checkpoint | None) -> dict[str, Any]:
     if cp is None:
         return {"state_hash": None, "event_seq": 0, "watermark_seq": 0, "event_count": 0}
     return {"event_seq": cp.watermark_seq, **cp.meta()}
 
 
-async def reply(msg: Msg, doc: Any) -> None:
-    if msg.reply:
-        await msg.respond(json.dumps(doc, default=str).encode())
-
-
-async def rpc_positions(svc: Service, msg: Msg) -> None:
-    """`get_positions.v1.<venue>`: our open positions at that venue (`wire/replies.py`)."""
-    doc = replies.positions_reply(
-        svc.state.positions.values(),
-        venue=svc.subjects.rpc_venue(msg.subject),
-        mark_of=svc.market.mark,
-        ts_ms=svc.clock(),
-    )
-    await reply(msg, doc)
-
-
-async def rpc_balances(svc: Service, msg: Msg) -> None:
-    """`get_balances.v1.<venue>`: the venue account's balances; this instance has one
-    venue, so a token naming another gets no balances and an error."""
-    asked = svc.subjects.rpc_venue(msg.subject)
-    name = svc.venue.name
-    if not replies.is_venue(asked, name):
-        error = f"unknown venue {asked!r}: this instance trades {name!r}"
-        await reply(msg, replies.balances_error_reply(error, venue=asked, ts_ms=svc.clock()))
-        return
-    try:
-        reports = await asyncio.wait_for(svc.venue.balances(), 5)
-        doc = replies.balances_reply(reports, venue=name, ts_ms=svc.clock())
-    except Exception as err:
-        error = f"balances unavailable: {err!r}"
-        doc = replies.balances_error_reply(error, venue=name, ts_ms=svc.clock())
-    await reply(msg, doc)
-
-
-async def rpc_policy_hash(svc: Service, msg: Msg) -> None:
-    await reply(msg, replies.policy_hash_reply(svc.state.policy, ts_ms=svc.clock()))
-
-
-def current_hash(svc: Service) -> str:
-    """The hash of the live state, computed again only when an event was folded since the
-    last call (`/status` is polled; hashing is O(state))."""
-    st = svc.state
-    seen = svc.status_hash
-    if seen is not None and seen[0] == id(st) and seen[1] == st.event_count:
-        return seen[2]
-    h = state_hash(st)
-    svc.status_hash = (id(st), st.event_count, h)
-    return h
-
-
-def svc_confirmed(svc: Service) -> dict[str, Any] | None:
-    c = svc.drift.confirmed
+def confirmed_doc(drift: DriftMonitor) -> dict[str, Any] | None:
+    c = drift.confirmed
     if c is None:
         return None
     return {"watermark_seq": c.watermark_seq, "state_hash": c.state_hash, "snapshot": c.snapshot}
@@ -138,44 +157,65 @@ def utc_date(day: int) -> str:
     return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
-def public_status_doc(svc: Service) -> dict[str, Any]:
+def public_status_doc(src: Sources) -> dict[str, Any]:
     """`/status` without the API key: who the instance is and whether it can serve, nothing
     about what it holds (no positions, orders, PnL, rejects, hashes or stream positions)."""
     return {
-        "instance_id": svc.cfg.service.instance_id,
-        "role": svc.role,
-        "lease_role": svc.ha.role if svc.ha is not None else None,
-        "epoch": svc.epoch,
-        "ready": svc.health.is_ready,
+        "instance_id": src.cfg.service.instance_id,
+        "role": role_name(src.role),
+        "lease_role": src.ha.role if src.ha is not None else None,
+        "epoch": src.epoch,
+        "ready": src.health.is_ready,
         "view": "public",
     }
 
 
-def status_doc(svc: Service) -> dict[str, Any]:
+def status_doc(src: Sources, hashes: HashCache) -> dict[str, Any]:
     """`/status` with the API key: everything an operator and the checking tools read."""
-    st = svc.state
-    orders = sorted(st.orders.values(), key=lambda o: o.t_decision)
-    hb = svc.market.last_heartbeat_ms
-    now = svc.clock()
     return {
-        "instance_id": svc.cfg.service.instance_id,
+        **_identity(src),
+        **_lease(src.ha),
+        **_risk(src.state),
+        **_stream(src, hashes),
+        **_orders(src),
+        "market": src.market.status_doc(),
+    }
+
+
+def _identity(src: Sources) -> dict[str, Any]:
+    standby = src.standby
+    return {
+        "instance_id": src.cfg.service.instance_id,
         "view": "full",
-        "role": svc.role,
-        "unsafe": svc.cfg.unsafe,
-        "epoch": svc.epoch,
-        "stream_epoch": svc.follower.newest_epoch if svc.follower else svc.epoch,
-        "lease_role": svc.ha.role if svc.ha is not None else None,
-        "lease_holder": svc.ha.lease_holder() if svc.ha is not None else None,
-        "last_transition": (svc.ha.transitions[-1][2] if svc.ha and svc.ha.transitions else None),
-        "lease_age_ms": svc.ha.lease_age_ms() if svc.ha is not None else None,
-        "last_takeover": svc.ha.last_takeover if svc.ha is not None else None,
-        "last_fencing": svc.ha.last_fencing if svc.ha is not None else None,
-        "loop_stall_max_ms": svc.ha.largest_stall_ms if svc.ha is not None else None,
-        "namespace": svc.cfg.service.namespace,
-        "ready": svc.health.is_ready,
-        "fatal": svc.health.fatal,
-        "uptime_ms": now - svc.health.started_at_ms,
-        "venue": svc.venue.name,
+        "role": role_name(src.role),
+        "unsafe": src.cfg.unsafe,
+        "epoch": src.epoch,
+        "stream_epoch": standby.newest_epoch if standby is not None else src.epoch,
+        "namespace": src.cfg.service.namespace,
+        "ready": src.health.is_ready,
+        "fatal": src.health.fatal,
+        "uptime_ms": src.now_ms - src.health.started_at_ms,
+        "venue": src.venue_name,
+    }
+
+
+def _lease(ha: HaDriver | None) -> dict[str, Any]:
+    if ha is None:
+        keys = ("lease_role", "lease_holder", "last_transition", "lease_age_ms", "last_takeover")
+        return dict.fromkeys((*keys, "last_fencing", "loop_stall_max_ms"))
+    return {
+        "lease_role": ha.role,
+        "lease_holder": ha.lease_holder(),
+        "last_transition": ha.transitions[-1][2] if ha.transitions else None,
+        "lease_age_ms": ha.lease_age_ms(),
+        "last_takeover": ha.last_takeover,
+        "last_fencing": ha.last_fencing,
+        "loop_stall_max_ms": ha.largest_stall_ms,
+    }
+
+
+def _risk(st: State) -> dict[str, Any]:
+    return {
         "is_halted": st.is_halted,
         "is_armed": st.is_armed,
         "risk_state": st.risk_state,
@@ -185,35 +225,51 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "slippage_breaches": st.slippage_breaches,
         "control_outcomes": dict(sorted(st.control_counts.items())),
         "policy_hash": st.policy.hash if st.policy else None,
-        "state_hash": current_hash(svc),
-        "event_seq": svc.stream_seq,
+    }
+
+
+def _stream(src: Sources, hashes: HashCache) -> dict[str, Any]:
+    st, standby, drift = src.state, src.standby, src.drift
+    is_active = src.role is Role.ACTIVE
+    return {
+        "state_hash": hashes.of(st),
+        "event_seq": src.stream_seq,
         # > 0: the active applied events not yet acknowledged, its state_hash is ahead of
         # event_seq and must not be compared with another instance's at that position
-        "events_unacked": svc.events.unacked if svc.events is not None else 0,
+        "events_unacked": src.events_unacked,
         "event_count": st.event_count,
-        "standby_lag": svc.follower.lag if svc.follower is not None else None,
-        "commands_waiting": svc.shadow.waiting if svc.shadow is not None else None,
+        "standby_lag": standby.lag if standby is not None else None,
+        "commands_waiting": standby.waiting if standby is not None else None,
+        "replayed_events": src.health.replayed_events,
+        "snapshot_seq": src.health.snapshot_seq,
+        "startup_ms": src.health.startup_ms,
+        "checkpoint": checkpoint_meta(src.checkpoint) if is_active else confirmed_doc(drift),
+        "drift": {
+            "alarm": drift.has_alarm,
+            "persistent": drift.is_persistent,
+            "matched": drift.matched,
+            "mismatched": drift.mismatched,
+            "rebuilds": drift.rebuilds,
+            "last": drift.last_alarm,
+        },
+        "events_skipped": follow.SKIPPED_EVENTS[0],
+    }
+
+
+def _orders(src: Sources) -> dict[str, Any]:
+    st, intake = src.state, src.intake
+    hb = src.market.last_heartbeat_ms
+    orders = sorted(st.orders.values(), key=lambda o: o.t_decision)
+    return {
         "net_positions": {
             f"{venue}:{symbol}": str(pos.qty)
             for (venue, symbol), pos in sorted(st.positions.items())
             if not pos.is_flat
         },
-        "replayed_events": svc.health.replayed_events,
-        "snapshot_seq": svc.health.snapshot_seq,
-        "startup_ms": svc.health.startup_ms,
-        "checkpoint": checkpoint_meta(svc) if svc.role == "active" else svc_confirmed(svc),
-        "drift": {
-            "alarm": svc.drift.has_alarm,
-            "persistent": svc.drift.is_persistent,
-            "matched": svc.drift.matched,
-            "mismatched": svc.drift.mismatched,
-            "rebuilds": svc.drift.rebuilds,
-            "last": svc.drift.last_alarm,
-        },
-        "last_cmd_seq": svc.intake.last_cmd_seq if svc.intake else 0,
-        "commands_seen": svc.intake.commands_seen if svc.intake else 0,
+        "last_cmd_seq": intake.last_cmd_seq if intake else 0,
+        "commands_seen": intake.commands_seen if intake else 0,
         "decided_commands": len(st.decided_cmds),
-        "brain_heartbeat_age_ms": None if hb is None else now - hb,
+        "brain_heartbeat_age_ms": None if hb is None else src.now_ms - hb,
         "open_orders": sum(len(v) for v in st.open_orders.values()),
         "orders": [
             {
@@ -232,8 +288,33 @@ def status_doc(svc: Service) -> dict[str, Any]:
         "daily_realized_pnl": {utc_date(k): str(v) for k, v in sorted(st.daily_realized.items())},
         "trades": st.trade_count,
         "anomalies": st.anomalies,
-        "events_skipped": follow.SKIPPED_EVENTS[0],
         "reconciliations": st.reconciliations,
-        "recent_rejects": svc.intake.recent_rejects[-20:] if svc.intake else [],
-        "market": svc.market.status_doc(),
+        "recent_rejects": intake.recent_rejects[-20:] if intake else [],
     }
+
+
+def refresh_gauges(metrics: Metrics, src: Sources) -> None:
+    """The gauges read at scrape time, in every role."""
+    st = src.state
+    metrics.open_orders.set(sum(len(v) for v in st.open_orders.values()))
+    metrics.positions.set(sum(1 for p in st.positions.values() if not p.is_flat))
+    metrics.halted.set(1 if st.is_halted else 0)
+    metrics.armed.set(1 if st.is_armed else 0)
+    for name in RISK_STATES:
+        metrics.risk_state.labels(name).set(1 if st.risk_state == name else 0)
+    for key, count in st.control_counts.items():
+        action, outcome, auth = [*key.split(":"), "", ""][:3]
+        metrics.control_decisions.labels(action, outcome, auth).set(count)
+    metrics.slippage_breaches.set(st.slippage_breaches)
+    metrics.anomalies.set(st.anomalies)
+    hb = src.market.last_heartbeat_ms
+    metrics.heartbeat_age.set(-1 if hb is None else (src.now_ms - hb) / 1000)
+    metrics.last_event_seq.set(src.written_seq)
+    metrics.epoch.set(src.epoch)
+    metrics.is_active.set(1 if src.role is Role.ACTIVE else 0)
+    metrics.standby_lag.set(src.standby.lag if src.standby is not None else 0)
+    if src.ha is not None:
+        age = src.ha.lease_age_ms()
+        metrics.lease_age.set(-1 if age is None else age / 1000)
+    else:
+        metrics.set_role(role_name(src.role))

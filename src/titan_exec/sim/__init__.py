@@ -4,10 +4,8 @@
 client uses, so the service's ccxt venue runs unchanged against it (only the base URLs
 differ). Modules:
 
-- `market`: symbol specifications and the seeded, deterministic price path (pure).
-- `engine`: the exchange core: orders, fills, fees, positions, wallet, dead-man switch,
-  inspection and state export (pure: time is an argument, no I/O, Decimal money);
-  `records`: its data types and their JSON-able forms (pure).
+- the exchange core it serves (orders, fills, fees, positions, wallet, dead-man switch,
+  state export) is the service's exchange model, `titan_exec.adapters.venue.exchange`.
 - `render`: the engine's objects as Binance JSON documents (pure).
 - `endpoints`: what each `/fapi` endpoint does with its parameters.
 - `faults`: the fault-injection knobs.

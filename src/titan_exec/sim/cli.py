@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from titan_exec.sim.engine import EngineConfig
+from titan_exec.adapters.venue.exchange.engine import EngineConfig
 from titan_exec.sim.faults import Faults
 from titan_exec.sim.server import DEV_API_KEY, DEV_API_SECRET, SimSettings, VenueSim
 

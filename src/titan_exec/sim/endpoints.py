@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from titan_exec.adapters.venue.exchange.engine import Engine, OrderRequest, SimError
+from titan_exec.adapters.venue.exchange.market import fixed
 from titan_exec.sim import render
-from titan_exec.sim.engine import Engine, OrderRequest, SimError
 from titan_exec.sim.faults import Faults
-from titan_exec.sim.market import fixed
 
 Params = dict[str, str]
 Handler = Callable[[Params, int], Any]

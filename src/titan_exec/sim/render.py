@@ -11,9 +11,15 @@ from __future__ import annotations
 from decimal import Decimal, localcontext
 from typing import Any
 
+from titan_exec.adapters.venue.exchange.market import Book, SymbolSpec, fixed
+from titan_exec.adapters.venue.exchange.records import (
+    AccountView,
+    PositionView,
+    Rejection,
+    SimOrder,
+    SimTrade,
+)
 from titan_exec.core.model import DECIMAL_CONTEXT
-from titan_exec.sim.market import Book, SymbolSpec, fixed
-from titan_exec.sim.records import AccountView, PositionView, Rejection, SimOrder, SimTrade
 
 ONBOARD_MS = 1569398400000
 PERPETUAL_DELIVERY_MS = 4133404800000

@@ -43,9 +43,9 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from titan_exec.adapters.venue.exchange.engine import Engine, EngineConfig, SimError
 from titan_exec.sim import render
 from titan_exec.sim.endpoints import Fapi, Handler, Params, int_param
-from titan_exec.sim.engine import Engine, EngineConfig, SimError
 from titan_exec.sim.faults import Faults, request_tags
 from titan_exec.sim.stream import BookTickerStreams
 

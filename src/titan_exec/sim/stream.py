@@ -34,8 +34,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from titan_exec.sim.engine import Engine
-from titan_exec.sim.market import Book, fixed
+from titan_exec.adapters.venue.exchange.engine import Engine
+from titan_exec.adapters.venue.exchange.market import Book, fixed
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ strings, timestamps integer ms. The envelope id is the event's deterministic id 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
-import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -35,6 +35,8 @@ from titan_exec.wire.canonical import parse_json_strict
 from titan_exec.wire.decimals import plain, plain_or_none, rounded, rounded_or_none
 from titan_exec.wire.envelope import DEFAULT_MAX_VALUES
 from titan_exec.wire.errors import WireError
+from titan_exec.wire.subjects import STATE_KINDS as STATE_KINDS  # re-exported
+from titan_exec.wire.subjects import Subjects
 from titan_exec.wire.text import has_raw_bytes, js_view, printable_subject, subject_bytes
 
 FILL_TYPE = "titan.event.execution.fill.v1"
@@ -48,18 +50,6 @@ COMPACTION_TYPE = "titan.event.execution.compaction.v1"
 POSITION_TYPE = "titan.event.execution.position.v1"
 RISK_STATE_TYPE = "titan.event.execution.risk_state.v1"
 
-STATE_KINDS = frozenset(
-    {"fill", "order", "decision", "control", "genesis", "compaction", "position"}
-)
-"""Subject kinds (token 3 of ``titan.evt.<ns>.<kind>...``) that the state fold reads."""
-
-_BAD_TOKEN = re.compile(r"[^A-Za-z0-9_\-]")
-
-
-def token(value: str) -> str:
-    """A value as one NATS subject token (``BTC/USDT`` → ``BTC_USDT``; never empty)."""
-    return _BAD_TOKEN.sub("-", value.replace("/", "_")) or "_"
-
 
 class _EnvelopeIn(msgspec.Struct):
     payload: Event
@@ -69,26 +59,28 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 _decoder = msgspec.json.Decoder(_EnvelopeIn)
 
 
-def _route(venue: str, account: str, symbol: str) -> str:
-    return f"{token(venue)}.{token(account)}.{token(symbol)}"
+@functools.lru_cache(maxsize=16)
+def _subjects(ns: str) -> Subjects:
+    return Subjects(ns)
 
 
 def event_subject(ns: str, event: Event) -> str:
+    s = _subjects(ns)
     match event:
         case OrderFilled():
-            return f"titan.evt.{ns}.fill.v1.{_route(event.venue, event.account, event.symbol)}"
+            return s.fill(event.venue, event.account, event.symbol)
         case IntentDecided():
-            return f"titan.evt.{ns}.decision.v1.{_route(event.venue, event.account, event.symbol)}"
+            return s.decision(event.venue, event.account, event.symbol)
         case ControlDecided() | RiskStateDecided():
-            return f"titan.evt.{ns}.control.v1"
+            return s.control_event
         case Genesis():
-            return f"titan.evt.{ns}.genesis.v1"
+            return s.genesis
         case StateCompacted():
-            return f"titan.evt.{ns}.compaction.v1"
+            return s.compaction
         case PositionReconciled():
-            return f"titan.evt.{ns}.position.v1.{_route(event.venue, event.account, event.symbol)}"
+            return s.position(event.venue, event.account, event.symbol)
         case _:
-            return f"titan.evt.{ns}.order.v1.{_route(event.venue, event.account, event.symbol)}"
+            return s.order(event.venue, event.account, event.symbol)
 
 
 def _event_type(event: Event) -> str:
@@ -147,8 +139,7 @@ def encode_event(event: Event, *, ns: str, producer: str) -> tuple[str, str, byt
 
 
 def is_state_subject(subject: str, ns: str) -> bool:
-    parts = subject.split(".")
-    return len(parts) >= 4 and parts[1] == "evt" and parts[2] == ns and parts[3] in STATE_KINDS
+    return _subjects(ns).is_state_event(subject)
 
 
 def decode_event(subject: str, data: bytes, *, ns: str) -> Event | None:

@@ -41,6 +41,7 @@ from typing import Any, Final, Literal, TypeVar, cast, get_args
 
 import msgspec
 
+from titan_exec.core.commands import Direction, Intent, IntentType
 from titan_exec.wire.canonical import canonical_json, js_decimal, parse_json_strict
 from titan_exec.wire.errors import WireError, WireErrorCode
 from titan_exec.wire.signing import DEFAULT_KEY_ID, Keyring, sign, verify
@@ -72,8 +73,6 @@ DEFAULT_TOLERANCE_MS: Final = 300_000
 _MAX_SAFE_INTEGER: Final = 2**53
 _T = TypeVar("_T")
 
-Direction = Literal[-1, 0, 1]
-IntentType = Literal["BUY_SETUP", "SELL_SETUP", "CLOSE_LONG", "CLOSE_SHORT", "CLOSE"]
 IntentStatus = Literal["PENDING", "VALIDATED", "REJECTED", "EXECUTED", "EXPIRED"]
 _DIRECTIONS: Final[tuple[int, ...]] = get_args(Direction)
 _INTENT_TYPES: Final[tuple[str, ...]] = get_args(IntentType)
@@ -104,32 +103,6 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
     idempotency_key: str | None = None
     policy_hash: str | None = None
-
-
-class Intent(msgspec.Struct, frozen=True, kw_only=True):
-    """A schema-valid intent payload. Money is Decimal from the wire text."""
-
-    signal_id: str
-    symbol: str
-    direction: Direction
-    type: IntentType
-    size: Decimal
-    status: str
-    """As sent; `IntentStatus` names the contract's values."""
-    t_signal_ms: int
-    entry_zone: tuple[Decimal, ...] = ()
-    stop_loss: Decimal | None = None
-    take_profits: tuple[Decimal, ...] = ()
-    exchange: str | None = None
-    position_mode: str | None = None
-    policy_hash: str | None = None
-    leverage: Decimal | None = None
-    confidence: Decimal | None = None
-    max_slippage_bps: int | None = None
-    source: str | None = None
-    schema_version: str | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    child_fills: Any = None
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,14 +20,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from titan_exec.wire.errors import WireError
 
-__all__ = ["PlaceRoute", "Subjects", "TickerRoute", "symbol_from_token", "symbol_token"]
+__all__ = [
+    "STATE_KINDS",
+    "CommandSubject",
+    "PlaceRoute",
+    "Subjects",
+    "TickerRoute",
+    "symbol_from_token",
+    "symbol_token",
+    "token",
+]
 
 _NS_RE: Final = re.compile(r"[A-Za-z0-9_-]+\Z")
 _BAD_TOKEN_RE: Final = re.compile(r"[.*>\s]")
+_NOT_TOKEN_RE: Final = re.compile(r"[^A-Za-z0-9_\-]")
 
 HEARTBEAT_WILDCARD: Final = "titan.sys.heartbeat.v1.>"
 TICKER_WILDCARD: Final = "titan.data.market.ticker.v1.>"
@@ -47,9 +57,23 @@ UPSTREAM_POLICY: Final = "titan.cmd.risk.policy.v1"
 UPSTREAM_RISK_CONTROL: Final = "titan.cmd.risk.control.v1"
 UPSTREAM_ARM: Final = "titan.cmd.operator.arm.v1"
 UPSTREAM_DISARM: Final = "titan.cmd.operator.disarm.v1"
+UPSTREAM_CONTROLS: Final = frozenset(
+    {
+        UPSTREAM_HALT,
+        *UPSTREAM_FLATTEN,
+        UPSTREAM_POLICY,
+        UPSTREAM_RISK_CONTROL,
+        UPSTREAM_ARM,
+        UPSTREAM_DISARM,
+    }
+)
 OPERATOR_WILDCARD: Final = "titan.cmd.operator.>"
 RISK_STATE: Final = "titan.evt.risk.state.v1"
 """RiskGuardian's posture: a bare JSON string (`"Defensive"`), in `TITAN_EVT`."""
+STATE_KINDS: Final = frozenset(
+    {"fill", "order", "decision", "control", "genesis", "compaction", "position"}
+)
+"""Subject kinds (token 3 of ``titan.evt.<ns>.<kind>...``) that the state fold reads."""
 _TICKER_PREFIX: Final = ("titan", "data", "market", "ticker", "v1")
 
 
@@ -69,6 +93,13 @@ def symbol_from_token(token: str) -> str:
     return token.replace("_", "/")
 
 
+def token(value: str) -> str:
+    """A value as one NATS subject token, never refused (``BTC/USDT`` → ``BTC_USDT``, any
+    other character outside [A-Za-z0-9_-] → ``-``, empty → ``_``): the route of an event
+    subject, so that every event can be published."""
+    return _NOT_TOKEN_RE.sub("-", value.replace("/", "_")) or "_"
+
+
 @dataclass(frozen=True, slots=True)
 class PlaceRoute:
     """The data tokens of a place subject. `venue` may be `auto` (the payload decides)."""
@@ -82,6 +113,21 @@ class PlaceRoute:
 class TickerRoute:
     venue: str
     symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSubject:
+    """A `TITAN_CMD` subject read once: which kind of command, which intake worker decides
+    it, and the data its tokens carry."""
+
+    kind: Literal["place", "control", "other"]
+    key: str
+    """The intake worker: `place.<venue>.<symbol>` (the raw tokens), `control` or `other`."""
+    place: PlaceRoute | None = None
+    """A place subject's route; None when it does not parse (`error` says why)."""
+    error: str = ""
+    action: str | None = None
+    """What follows `titan.cmd.<ns>.control.v1.` (None: not our control subject)."""
 
 
 def _tokens_or_error(subject: str, expected: str, count: int) -> list[str]:
@@ -111,10 +157,6 @@ class Subjects:
         )
 
     @property
-    def place_wildcard(self) -> str:
-        return f"titan.cmd.{self.ns}.place.v1.>"
-
-    @property
     def place_type(self) -> str:
         """The envelope `type` producers put on place intents."""
         return f"titan.cmd.{self.ns}.place.v1"
@@ -132,21 +174,32 @@ class Subjects:
         return f"titan.cmd.{self.ns}.control.v1.{_check_token('action', action)}"
 
     @property
-    def control_wildcard(self) -> str:
-        return f"titan.cmd.{self.ns}.control.v1.*"
+    def control_type(self) -> str:
+        """The envelope `type` producers put on control commands."""
+        return f"titan.cmd.{self.ns}.control.v1"
 
-    def parse_control(self, subject: str) -> str:
-        """The action token of a control subject, or WireError."""
-        expected = f"titan.cmd.{self.ns}.control.v1.<action>"
-        tokens = _tokens_or_error(subject, expected, 6)
-        if tokens[:5] != ["titan", "cmd", self.ns, "control", "v1"]:
-            raise WireError("subject", f"{subject[:200]!r} does not match {expected}")
-        return tokens[5]
+    def command_type(self, kind: str) -> str:
+        """The envelope `type` of a `place` or `control` command."""
+        return self.place_type if kind == "place" else self.control_type
 
-    @property
-    def risk_command_wildcard(self) -> str:
-        """Risk commands from the brain (`titan.cmd.risk.>`)."""
-        return RISK_COMMAND_WILDCARD
+    def command(self, subject: str) -> CommandSubject:
+        """What a `TITAN_CMD` subject is: a place command (any subject with the place
+        prefix and at least eight tokens, parsed or not), a control (ours or an upstream
+        form) or something else."""
+        parts = subject.split(".")
+        if len(parts) >= 8 and parts[2] == self.ns and parts[3] == "place":
+            key = f"place.{parts[5]}.{parts[7]}"
+            try:
+                return CommandSubject("place", key, place=self.parse_place(subject))
+            except WireError as err:
+                return CommandSubject("place", key, error=err.message)
+        if subject in UPSTREAM_CONTROLS or (
+            len(parts) >= 4 and parts[2] == self.ns and parts[3] == "control"
+        ):
+            prefix = f"titan.cmd.{self.ns}.control.v1."
+            action = subject[len(prefix) :] if subject.startswith(prefix) else None
+            return CommandSubject("control", "control", action=action)
+        return CommandSubject("other", "other")
 
     @property
     def command_filters(self) -> tuple[str, ...]:
@@ -167,6 +220,11 @@ class Subjects:
         """Brain liveness; a wildcard, since the brain publishes `...v1.<instance>`."""
         return HEARTBEAT_WILDCARD
 
+    def heartbeat(self, source: str) -> str:
+        """`titan.sys.heartbeat.v1.<source>`: one producer's liveness (`source` may be
+        several tokens: the wildcard is `>`)."""
+        return f"titan.sys.heartbeat.v1.{source}"
+
     def ticker(self, venue: str, symbol: str) -> str:
         return f"titan.data.market.ticker.v1.{_check_token('venue', venue)}.{symbol_token(symbol)}"
 
@@ -184,11 +242,28 @@ class Subjects:
 
     # -- outbound events -----------------------------------------------------------------
 
-    def _evt(self, kind: str, venue: str, account: str, symbol: str) -> str:
+    @property
+    def events(self) -> str:
+        """Every event of the namespace (`titan.evt.<ns>.>`): what a fold reads."""
+        return f"titan.evt.{self.ns}.>"
+
+    def is_state_event(self, subject: str) -> bool:
+        """Whether a `TITAN_EVT` subject carries one of the namespace's state events."""
+        parts = subject.split(".")
         return (
-            f"titan.evt.{self.ns}.{kind}.v1.{_check_token('venue', venue)}"
-            f".{_check_token('account', account)}.{symbol_token(symbol)}"
+            len(parts) >= 4
+            and parts[1] == "evt"
+            and parts[2] == self.ns
+            and parts[3] in STATE_KINDS
         )
+
+    def event_kind(self, kind: str) -> str:
+        """Every event of one kind (`titan.evt.<ns>.<kind>.>`): a purge's filter."""
+        return f"titan.evt.{self.ns}.{_check_token('kind', kind)}.>"
+
+    def _evt(self, kind: str, venue: str, account: str, symbol: str) -> str:
+        """`titan.evt.<ns>.<kind>.v1.<venue>.<account>.<symbol>`, each value as `token`."""
+        return f"titan.evt.{self.ns}.{kind}.v1.{token(venue)}.{token(account)}.{token(symbol)}"
 
     def fill(self, venue: str, account: str, symbol: str) -> str:
         """One FillReport per fill."""
@@ -208,8 +283,18 @@ class Subjects:
 
     @property
     def control_event(self) -> str:
-        """Control state changes (halt/arm/policy), ours."""
+        """Control state changes (halt/arm/policy, the risk state), ours."""
         return f"titan.evt.{self.ns}.control.v1"
+
+    @property
+    def genesis(self) -> str:
+        """The first event of a namespace (its policy and flags)."""
+        return f"titan.evt.{self.ns}.genesis.v1"
+
+    @property
+    def compaction(self) -> str:
+        """`StateCompacted`: the bounds below which the fold forgets."""
+        return f"titan.evt.{self.ns}.compaction.v1"
 
     @property
     def reject(self) -> str:
@@ -230,7 +315,12 @@ class Subjects:
 
     def epoch(self, shard: str) -> str:
         """Leadership epoch markers (design/ha-protocol.md)."""
-        return f"titan.evt.{self.ns}.epoch.v1.{_check_token('shard', shard)}"
+        return f"{self.epoch_prefix}{_check_token('shard', shard)}"
+
+    @property
+    def epoch_prefix(self) -> str:
+        """What every epoch marker's subject starts with (`titan.evt.<ns>.epoch.v1.`)."""
+        return f"titan.evt.{self.ns}.epoch.v1."
 
     def checkpoint(self, shard: str) -> str:
         """Checkpoint markers: the state of a snapshot is the fold of every event of the

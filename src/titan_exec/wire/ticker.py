@@ -36,7 +36,7 @@ from typing import Any, Final
 from titan_exec.core.risk import Ticker
 from titan_exec.wire.canonical import js_decimal, parse_json_strict
 from titan_exec.wire.errors import WireError
-from titan_exec.wire.subjects import symbol_from_token
+from titan_exec.wire.subjects import Subjects
 from titan_exec.wire.text import has_raw_bytes, has_surrogates
 
 TICKER_MAX_BYTES: Final = 16 * 1024
@@ -190,12 +190,19 @@ def _book_ticker_shape(doc: dict[str, Any], symbol: str) -> Ticker:
     return Ticker(bid=bid, ask=ask, ts_ms=_ms(doc["E"], "E"))
 
 
+_SUBJECTS: Final = Subjects()
+"""The ticker subjects are the same in every namespace."""
+
+
 def parse_ticker_message(subject: str, data: bytes, *, now_ms: int) -> TickerSeen | TickerRefused:
     """A NATS ticker message in either shape, or why it cannot be used."""
-    parts = subject.split(".")
-    if len(parts) != 7 or has_raw_bytes(subject) or has_surrogates(subject):
+    try:
+        if has_raw_bytes(subject) or has_surrogates(subject):
+            raise WireError("subject", "not UTF-8")
+        route = _SUBJECTS.parse_ticker(subject)
+    except WireError:
         return TickerRefused("subject", "not titan.data.market.ticker.v1.<venue>.<symbol>")
-    venue, symbol = parts[5], symbol_from_token(parts[6])
+    venue, symbol = route.venue, route.symbol
     try:
         try:
             doc = parse_json_strict(

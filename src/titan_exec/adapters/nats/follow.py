@@ -22,6 +22,7 @@ from titan_exec.core.events import Event
 from titan_exec.core.foldcheck import fold_checked
 from titan_exec.core.state import State
 from titan_exec.wire.contract import decode_event
+from titan_exec.wire.subjects import Subjects
 from titan_exec.wire.text import printable_subject
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ async def replay_stream(
     if info.state.messages == 0 or last < start_seq:
         return state, max(start_seq - 1, 0)
     sub = await js.pull_subscribe(
-        f"titan.evt.{ns}.>",
+        Subjects(ns).events,
         stream=stream,
         config=api.ConsumerConfig(
             ack_policy=api.AckPolicy.NONE,
@@ -142,7 +143,7 @@ class EventFollower:
         self._ns = ns
         self.last_seq = after_seq
         self._on_event = on_event
-        self._epoch_prefix = f"titan.evt.{ns}.epoch.v1."
+        self._epoch_prefix = Subjects(ns).epoch_prefix
         self._sub: Any = None
         self.applied = 0
         self.caught_up = asyncio.Event()
@@ -157,7 +158,7 @@ class EventFollower:
         # replacement fails (no JetStream meta leader yet, after a node loss): at 1 s a
         # standby resumes following within seconds instead of tens of seconds.
         self._sub = await self._js.subscribe(
-            f"titan.evt.{self._ns}.>",
+            Subjects(self._ns).events,
             ordered_consumer=True,
             idle_heartbeat=FOLLOWER_IDLE_HEARTBEAT_S,
             cb=self._on_msg,

@@ -1,55 +1,42 @@
-"""An in-process paper venue: a USDⓈ-M futures venue in miniature, for tests and the demo.
+"""An in-process paper venue: the exchange model behind the `Venue` port, for the demo and tests.
 
-Behaviour:
+Fills, slices, reduce-only clamping, fees, netting and balances are the exchange model's
+(`adapters/venue/exchange/engine.py`, the same engine the venue simulator serves). This
+module maps the port onto it and supplies what the engine does not have:
 
-* Prices come only from `on_ticker` (the service forwards its market data). A MARKET order
-  fills at once, BUY at the ask and SELL at the bid, as taker; with no price yet for its
-  symbol it is rejected. A LIMIT BUY fills when ask <= limit and a LIMIT SELL when
-  bid >= limit. Marketable on arrival, it fills at once as taker at the book (the ask for a
-  BUY, the bid for a SELL: the limit is a bound, the difference a price improvement, as on
-  a real venue); otherwise it rests and fills as maker at its limit price when a later
-  `on_ticker` crosses it.
-* An order is matched all at once; with `fill_slices = n > 1` the match is delivered as n
-  equal trades (the last takes the remainder; quantities rounded down to 1e-8), the first
-  at once and the others `slice_interval_ms` apart (all at once when the interval is 0 or
-  no event loop runs). Positions, fees and realised PnL change as each trade is delivered.
+* Prices come only from `on_ticker` (the service forwards its market data): the engine is
+  `quoted`, so a MARKET order for a symbol without a quote is refused and a LIMIT order
+  rests until one crosses it. BUY fills at the ask, SELL at the bid; a LIMIT marketable on
+  arrival fills as taker at the book, a resting one as maker at its limit.
+* Time: the engine is ticked at the clock on every call and ticker. With
+  ``fill_slices = n > 1`` a match is delivered as n trades (quantities on a 1e-8 step, the
+  last taking the remainder); the first at once, the next ones ``slice_interval_ms``
+  apart, each at the book of its time, delivered by an event-loop timer (all at once when
+  the interval is 0 or no event loop runs). Canceling a partly filled order cancels the
+  rest.
+* Symbols are listed when first ordered, with the paper filters (`paper_spec`): step and
+  tick 1e-8, no minimum notional; the paper venue keeps no margin.
 * Client order ids are single use for the venue session: a second use is rejected with
-  `is_duplicate=True` (Binance's -4116), even when the first order was rejected. Refused
-  orders are recorded as REJECTED. qty <= 0 and a LIMIT without a positive price are
-  rejected.
-* A reduce-only order is clamped to the opposite position (counting trades matched but not
-  yet delivered), and rejected when there is none. A resting reduce-only order is clamped
-  again when it matches, and EXPIRED if the position is gone by then.
-* `cancel` cancels a resting order (CANCELED). A matched order cannot be canceled, even if
-  some of its slices are still to be delivered: those trades already happened, so the
-  answer is FILLED. A terminal order answers its status; an unknown one NOT_FOUND.
-* Positions are netted per symbol (signed qty, average entry); realised PnL and fees go to
-  the USDT wallet balance; `equity` adds the unrealised PnL at mid. `positions` reports
-  flat positions explicitly (qty 0), never by leaving them out.
-* Fault injection, settable at run time: `fail_next_place` (raised once, nothing placed),
-  `lose_next_response` (the place is executed but `VenueUnknownOutcome` is raised),
-  `hidden_for_ms` (a new order is invisible to `query_order` / `open_orders` for that
-  long; it still trades and can be canceled), `latency_ms` (a sleep before each request).
-* Inspection for tests: `all_orders()`, `all_fills()`, `place_count` (place requests that
-  reached the venue, whatever their outcome). `book_external_trade` moves a position behind
-  the service's back (as a liquidation or a manual trade on another session would), with no
-  fill that `fills_since` shows.
+  `is_duplicate=True` (Binance's -4116), even when the first order was refused. A refused
+  order is kept as REJECTED (queries and cancels answer it).
+* Ids: venue order ids ``{name}-O{n}``, trade ids ``{name}-T{n}``, refused orders
+  ``{name}-R{n}``. `fills_since` cursors are the number of trades seen.
+* `positions` reports every symbol ever ordered (flat ones as an explicit 0) and 0 for any
+  other symbol asked about; `balances` is the USDT wallet (initial balance + realised PnL -
+  fees), all of it free; `equity` adds the unrealised PnL at mid.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
-from titan_exec.adapters.venue.base import (
-    CancelResult,
-    Placed,
-    VenueRejected,
-    VenueUnknownOutcome,
-)
+from titan_exec.adapters.venue.base import CancelResult, Placed, VenueRejected
+from titan_exec.adapters.venue.exchange.engine import Engine, EngineConfig, OrderRequest, SimError
+from titan_exec.adapters.venue.exchange.market import SymbolSpec
+from titan_exec.adapters.venue.exchange.records import SimOrder, SimTrade
+from titan_exec.clock import wall_clock_ms
 from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
 from titan_exec.core.reports import (
     BalanceReport,
@@ -61,7 +48,41 @@ from titan_exec.core.reports import (
 
 QUOTE = "USDT"
 QTY_STEP = Decimal("1E-8")
+PAPER_MAX = Decimal("1E+15")
 _BPS = Decimal(10_000)
+
+
+def paper_spec(symbol: str) -> SymbolSpec:
+    """The filters of a paper symbol: anything on a 1e-8 grid, no minimum notional."""
+    base, _, quote = symbol.partition("/")
+    return SymbolSpec(
+        symbol=symbol,
+        base=base,
+        quote=quote or QUOTE,
+        tick_size=QTY_STEP,
+        step_size=QTY_STEP,
+        min_qty=QTY_STEP,
+        max_qty=PAPER_MAX,
+        min_notional=ZERO,
+        start_price=ZERO,
+        min_price=QTY_STEP,
+        max_price=PAPER_MAX,
+    )
+
+
+def order_request(req: PlaceRequest) -> OrderRequest:
+    """The port's place request as the engine's (Binance) parameters."""
+    limit = req.order_type is OrderType.LIMIT
+    return OrderRequest(
+        symbol=req.symbol,
+        side=req.side.value,
+        type=req.order_type.value,
+        quantity=f"{req.qty:f}",
+        price=f"{req.limit_price:f}" if limit and req.limit_price is not None else None,
+        client_order_id=req.client_order_id,
+        reduce_only="true" if req.is_reduce_only else None,
+        time_in_force="GTC" if limit else None,
+    )
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -71,64 +92,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-@dataclass(slots=True)
-class _Order:
-    req: PlaceRequest
-    venue_order_id: VenueOrderId
-    qty: Decimal
-    visible_from_ms: int
-    updated_ms: int
-    matched_qty: Decimal = ZERO
-    """Matched by the engine: delivered as trades or still to be delivered."""
-    filled_qty: Decimal = ZERO
-    """Delivered as trades."""
-    final_status: str | None = None
-    """CANCELED, REJECTED or EXPIRED; None while the status follows the fills."""
-
-    @property
-    def status(self) -> str:
-        if self.final_status is not None:
-            return self.final_status
-        if self.filled_qty >= self.qty:
-            return "FILLED"
-        return "PARTIALLY_FILLED" if self.filled_qty > ZERO else "NEW"
-
-    @property
-    def resting_qty(self) -> Decimal:
-        return ZERO if self.final_status is not None else self.qty - self.matched_qty
-
-    def report(self, venue: str) -> OrderReport:
-        return OrderReport(
-            venue=venue,
-            symbol=self.req.symbol,
-            client_order_id=self.req.client_order_id,
-            venue_order_id=self.venue_order_id,
-            status=self.status,
-            qty=self.qty,
-            filled_qty=self.filled_qty,
-            ts_ms=self.updated_ms,
-        )
-
-
-@dataclass(slots=True)
-class _Position:
-    qty: Decimal = ZERO
-    entry: Decimal = ZERO
-
-
-def split(qty: Decimal, slices: int) -> list[Decimal]:
-    """`qty` as `slices` equal parts rounded down to QTY_STEP, the last taking the rest."""
-    raw = qty / slices
-    part = raw.quantize(QTY_STEP, rounding=ROUND_DOWN)
-    if part == raw:
-        part = raw
-    if slices <= 1 or part <= ZERO:
-        return [qty]
-    return [part] * (slices - 1) + [qty - part * (slices - 1)]
-
-
 class PaperVenue:
-    """A simulated venue; see the module docstring for its behaviour."""
+    """A simulated venue over the exchange model; see the module docstring."""
 
     def __init__(
         self,
@@ -139,88 +104,87 @@ class PaperVenue:
         maker_fee_bps: Decimal = Decimal("2"),
         fill_slices: int = 1,
         slice_interval_ms: int = 0,
-        latency_ms: int = 0,
         clock: Callable[[], int] | None = None,
     ) -> None:
         if fill_slices < 1:
             raise ValueError(f"fill_slices must be >= 1: {fill_slices}")
         self.name = name
-        self.taker_fee_bps = taker_fee_bps
-        self.maker_fee_bps = maker_fee_bps
-        self.fill_slices = fill_slices
-        self.slice_interval_ms = slice_interval_ms
-        self.latency_ms = latency_ms
-        self.fail_next_place: Exception | None = None
-        self.lose_next_response = False
-        self.hidden_for_ms = 0
-        self.place_count = 0
-        self._clock = clock or (lambda: int(time.time() * 1000))
-        self._balance = balance_usdt
-        self._quotes: dict[str, tuple[Decimal, Decimal]] = {}
-        self._orders: dict[ClientOrderId, _Order] = {}
-        self._resting: dict[ClientOrderId, _Order] = {}
-        self._positions: dict[str, _Position] = {}
-        self._fills: list[FillReport] = []
-        self._pending: dict[VenueOrderId, asyncio.TimerHandle] = {}
+        self._clock = clock or wall_clock_ms
+        self.engine = Engine(
+            EngineConfig(
+                origin_ms=0,
+                symbols=(),
+                fill_slices=fill_slices,
+                slice_interval_ms=slice_interval_ms,
+                maker_fee=maker_fee_bps / _BPS,
+                taker_fee=taker_fee_bps / _BPS,
+                initial_balance=balance_usdt,
+                first_order_id=1,
+                first_trade_id=1,
+                quoted=True,
+                check_margin=False,
+            )
+        )
+        self.refused: dict[ClientOrderId, OrderReport] = {}
+        """Refused orders by client order id (their id stays used up)."""
         self._activity = asyncio.Event()
-        self._order_seq = 0
-        self._trade_seq = 0
+        self._trades_seen = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     # -- Venue protocol ------------------------------------------------------------------
 
     async def place(self, req: PlaceRequest) -> Placed:
-        await self._latency()
-        if self.fail_next_place is not None:
-            exc, self.fail_next_place = self.fail_next_place, None
-            raise exc
-        self.place_count += 1
-        lose, self.lose_next_response = self.lose_next_response, False
+        coid = req.client_order_id
+        if coid in self.refused or coid in self.engine.by_client_id:
+            raise VenueRejected(f"ClientOrderId is duplicated: {coid}", is_duplicate=True)
+        now = self._now()
+        self.engine.list_symbol(paper_spec(req.symbol))
         try:
-            placed = self._accept(req)
-        except VenueRejected as exc:
-            if lose:
-                raise VenueUnknownOutcome(f"response lost (was: {exc.reason})") from exc
-            raise
-        if lose:
-            raise VenueUnknownOutcome(f"response lost for {req.client_order_id}")
-        return placed
+            order = self.engine.place_order(order_request(req), now)
+        except SimError as err:
+            self.refused[coid] = self._refusal(req, now)
+            raise VenueRejected(err.msg, is_duplicate=err.code == -4116) from None
+        finally:
+            self._settle()
+        return Placed(venue_order_id=self._venue_order_id(order), status=order.status)
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
-        await self._latency()
-        order = self._orders.get(coid)
-        if order is None or order.req.symbol != symbol:
-            return CancelResult("NOT_FOUND")
-        if order.resting_qty > ZERO:
-            self._finish(order, "CANCELED")
-            return CancelResult("CANCELED")
-        if order.final_status is None:
-            return CancelResult("FILLED")  # matched; undelivered slices are past trades
+        now = self._now()
+        order = self._order(symbol, coid)
+        if order is None:
+            refused = self.refused.get(coid)
+            return CancelResult("REJECTED" if refused and refused.symbol == symbol else "NOT_FOUND")
+        if order.is_open:
+            self.engine.cancel_order(symbol, order.order_id, None, now)
+            self._settle()
         return CancelResult(order.status)
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
-        await self._latency()
-        order = self._orders.get(coid)
-        if order is None or order.req.symbol != symbol or not self._visible(order):
-            return None
-        return order.report(self.name)
+        self._now()
+        order = self._order(symbol, coid)
+        if order is not None:
+            return self.report(order)
+        refused = self.refused.get(coid)
+        return refused if refused is not None and refused.symbol == symbol else None
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderReport]:
-        await self._latency()
+        self._now()
         return [
-            report
-            for order in self._orders.values()
-            if (symbol is None or order.req.symbol == symbol) and self._visible(order)
-            if (report := order.report(self.name)).is_open
+            self.report(order)
+            for order in self.engine.open.values()
+            if symbol is None or order.symbol == symbol
         ]
 
     async def fills_since(
         self, cursor: str | None, symbols: frozenset[str] | None = None
     ) -> tuple[list[FillReport], str | None]:
-        await self._latency()
+        self._now()
+        trades = self.engine.trades
         start = 0 if cursor is None else int(cursor)
-        if not 0 <= start <= len(self._fills):
+        if not 0 <= start <= len(trades):
             raise ValueError(f"bad fill cursor: {cursor!r}")
-        return self._fills[start:], str(len(self._fills))
+        return [self.fill(t) for t in trades[start:]], str(len(trades))
 
     async def wait_activity(self, timeout_s: float) -> None:
         try:
@@ -232,193 +196,122 @@ class PaperVenue:
         self._activity.clear()
 
     async def positions(self, symbols: frozenset[str] = frozenset()) -> list[PositionReport]:
-        """Every symbol it ever held, flat ones as explicit 0, and 0 for the other symbols
+        """Every symbol ever ordered, flat ones as explicit 0, and 0 for the other symbols
         asked about (the paper venue knows its whole book)."""
-        await self._latency()
+        self._now()
+        held = self.engine.positions
         return [
-            PositionReport(venue=self.name, symbol=symbol, qty=pos.qty, entry_price=pos.entry)
-            for symbol, pos in self._positions.items()
+            PositionReport(venue=self.name, symbol=s, qty=pos.amount, entry_price=pos.entry_price)
+            for s, pos in held.items()
         ] + [
-            PositionReport(venue=self.name, symbol=symbol, qty=ZERO, entry_price=ZERO)
-            for symbol in sorted(symbols - set(self._positions))
+            PositionReport(venue=self.name, symbol=s, qty=ZERO, entry_price=ZERO)
+            for s in sorted(symbols - set(held))
         ]
 
     async def balances(self) -> list[BalanceReport]:
         """The quote balance (cash: fills, fees and realised PnL), all of it free: the paper
         venue keeps no margin."""
-        await self._latency()
-        return [BalanceReport(QUOTE, total=self._balance, free=self._balance, used=ZERO)]
+        self._now()
+        wallet = self.engine.wallet
+        return [BalanceReport(QUOTE, total=wallet, free=wallet, used=ZERO)]
 
     async def equity(self) -> Decimal | None:
-        await self._latency()
-        unrealised = ZERO
-        for symbol, pos in self._positions.items():
-            quote = self._quotes.get(symbol)
-            if pos.qty != ZERO and quote is not None:
-                unrealised += ((quote[0] + quote[1]) / 2 - pos.entry) * pos.qty
-        return self._balance + unrealised
+        account = self.engine.account(self._now())
+        return account.wallet_balance + account.unrealized_pnl
 
     def on_ticker(self, symbol: str, bid: Decimal, ask: Decimal, ts_ms: int) -> None:
-        self._quotes[symbol] = (bid, ask)
-        for order in list(self._resting.values()):
-            if order.req.symbol == symbol and self._crosses(order.req):
-                assert order.req.limit_price is not None
-                self._match(order, order.req.limit_price, is_maker=True)
+        self.engine.set_quote(symbol, bid, ask)
+        self._now()
 
     async def close(self) -> None:
-        for handle in self._pending.values():
-            handle.cancel()
-        self._pending.clear()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    # -- inspection for tests ------------------------------------------------------------
+    # -- the engine's records as the port's reports ------------------------------------
 
-    def all_orders(self) -> list[OrderReport]:
-        """Every order the venue ever received (REJECTED included, hidden ones too)."""
-        return [order.report(self.name) for order in self._orders.values()]
+    def report(self, order: SimOrder) -> OrderReport:
+        return OrderReport(
+            venue=self.name,
+            symbol=order.symbol,
+            client_order_id=ClientOrderId(order.client_order_id),
+            venue_order_id=self._venue_order_id(order),
+            status=order.status,
+            qty=order.orig_qty,
+            filled_qty=order.executed_qty,
+            ts_ms=order.update_time_ms,
+        )
 
-    def all_fills(self) -> list[FillReport]:
-        """Every trade the venue ever delivered, in order."""
-        return list(self._fills)
+    def fill(self, trade: SimTrade) -> FillReport:
+        order = self.engine.orders[trade.order_id]
+        return FillReport(
+            venue=self.name,
+            symbol=trade.symbol,
+            client_order_id=ClientOrderId(order.client_order_id),
+            venue_order_id=self._venue_order_id(order),
+            trade_id=f"{self.name}-T{trade.trade_id}",
+            side=Side(trade.side),
+            price=trade.price,
+            qty=trade.qty,
+            fee=trade.commission,
+            fee_currency=trade.commission_asset,
+            ts_ms=trade.time_ms,
+        )
 
-    def book_external_trade(self, symbol: str, side: Side, qty: Decimal, price: Decimal) -> None:
-        """A trade the service never sees as a fill: only the position and balance move."""
-        self._book(symbol, side, qty, price, ZERO)
+    def _venue_order_id(self, order: SimOrder) -> VenueOrderId:
+        return VenueOrderId(f"{self.name}-O{order.order_id}")
 
-    # -- matching engine -----------------------------------------------------------------
-
-    def _accept(self, req: PlaceRequest) -> Placed:
-        coid = req.client_order_id
-        if coid in self._orders:
-            raise VenueRejected(f"ClientOrderId is duplicated: {coid}", is_duplicate=True)
-        now = self._clock()
-        self._order_seq += 1
-        order = _Order(
-            req=req,
-            venue_order_id=VenueOrderId(f"{self.name}-O{self._order_seq}"),
+    def _refusal(self, req: PlaceRequest, now: int) -> OrderReport:
+        return OrderReport(
+            venue=self.name,
+            symbol=req.symbol,
+            client_order_id=req.client_order_id,
+            venue_order_id=VenueOrderId(f"{self.name}-R{len(self.refused) + 1}"),
+            status="REJECTED",
             qty=req.qty,
-            visible_from_ms=now + self.hidden_for_ms,
-            updated_ms=now,
+            filled_qty=ZERO,
+            ts_ms=now,
         )
-        self._orders[coid] = order
-        reason = self._refusal(req)
-        if reason is not None:
-            order.final_status = "REJECTED"
-            raise VenueRejected(reason)
-        if req.is_reduce_only:
-            order.qty = min(order.qty, self._reducible(req.symbol, req.side))
-        if req.order_type is OrderType.MARKET or self._crosses(req):
-            bid, ask = self._quotes[req.symbol]  # a marketable limit fills at the book too
-            self._match(order, ask if req.side is Side.BUY else bid, is_maker=False)
-        else:
-            self._resting[coid] = order
-        return Placed(venue_order_id=order.venue_order_id, status=order.status)
 
-    def _refusal(self, req: PlaceRequest) -> str | None:
-        if req.qty <= ZERO:
-            return f"invalid quantity {req.qty}"
-        if req.order_type is OrderType.LIMIT:
-            if req.limit_price is None or req.limit_price <= ZERO:
-                return f"invalid limit price {req.limit_price}"
-        elif req.symbol not in self._quotes:
-            return f"no market price for {req.symbol}"
-        if req.is_reduce_only and self._reducible(req.symbol, req.side) <= ZERO:
-            return "ReduceOnly Order is rejected"
-        return None
+    def _order(self, symbol: str, coid: ClientOrderId) -> SimOrder | None:
+        order_id = self.engine.by_client_id.get(coid)
+        order = self.engine.orders.get(order_id) if order_id is not None else None
+        return order if order is not None and order.symbol == symbol else None
 
-    def _crosses(self, req: PlaceRequest) -> bool:
-        quote = self._quotes.get(req.symbol)
-        if quote is None or req.limit_price is None:
-            return False
-        bid, ask = quote
-        return ask <= req.limit_price if req.side is Side.BUY else bid >= req.limit_price
+    # -- time ----------------------------------------------------------------------------
 
-    def _reducible(self, symbol: str, side: Side) -> Decimal:
-        """How much a `side` order can reduce the position, counting undelivered trades."""
-        pos = self._positions.get(symbol)
-        projected = pos.qty if pos is not None else ZERO
-        for order in self._orders.values():
-            if order.req.symbol == symbol:
-                projected += (order.matched_qty - order.filled_qty) * order.req.side.sign
-        return max(-projected * side.sign, ZERO)
+    def _now(self) -> int:
+        """Tick the engine to the clock; the engine's time (never earlier than a slice
+        the timer already delivered)."""
+        self.engine.tick(self._clock())
+        self._settle()
+        return self.engine.now_ms
 
-    def _match(self, order: _Order, price: Decimal, *, is_maker: bool) -> None:
-        self._resting.pop(order.req.client_order_id, None)
-        qty = order.resting_qty
-        if order.req.is_reduce_only:
-            allowed = self._reducible(order.req.symbol, order.req.side)
-            if allowed <= ZERO:
-                self._finish(order, "EXPIRED")
-                return
-            if qty > allowed:
-                order.qty -= qty - allowed
-                qty = allowed
-        order.matched_qty += qty
-        fee_bps = self.maker_fee_bps if is_maker else self.taker_fee_bps
-        self._deliver(order, price, fee_bps, split(qty, self.fill_slices))
-
-    def _deliver(self, order: _Order, price: Decimal, bps: Decimal, rest: list[Decimal]) -> None:
-        """Deliver the next slice now and schedule the others (or deliver them all now)."""
-        self._pending.pop(order.venue_order_id, None)
+    def _settle(self) -> None:
+        """After the engine moved: signal new trades, and deliver or schedule due slices."""
+        due = self._next_slice_ms()
         loop = _running_loop()
-        while rest:
-            self._trade(order, price, bps, rest.pop(0))
-            if rest and self.slice_interval_ms > 0 and loop is not None:
-                self._pending[order.venue_order_id] = loop.call_later(
-                    self.slice_interval_ms / 1000, self._deliver, order, price, bps, rest
-                )
-                return
+        while due is not None and (loop is None or self.engine.config.slice_interval_ms == 0):
+            self.engine.tick(due)
+            due = self._next_slice_ms()
+        if len(self.engine.trades) > self._trades_seen:
+            self._trades_seen = len(self.engine.trades)
+            self._activity.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if due is not None and loop is not None and not self._closed:
+            delay = max(0, due - self.engine.now_ms) / 1000
+            self._timer = loop.call_later(delay, self._on_timer, due)
 
-    def _trade(self, order: _Order, price: Decimal, fee_bps: Decimal, qty: Decimal) -> None:
-        now = self._clock()
-        self._trade_seq += 1
-        req = order.req
-        fee = price * qty * fee_bps / _BPS
-        order.filled_qty += qty
-        order.updated_ms = now
-        self._book(req.symbol, req.side, qty, price, fee)
-        self._fills.append(
-            FillReport(
-                venue=self.name,
-                symbol=req.symbol,
-                client_order_id=req.client_order_id,
-                venue_order_id=order.venue_order_id,
-                trade_id=f"{self.name}-T{self._trade_seq}",
-                side=req.side,
-                price=price,
-                qty=qty,
-                fee=fee,
-                fee_currency=QUOTE,
-                ts_ms=now,
-            )
+    def _on_timer(self, due: int) -> None:
+        self._timer = None
+        self.engine.tick(max(self._clock(), due))
+        self._settle()
+
+    def _next_slice_ms(self) -> int | None:
+        return min(
+            (o.next_slice_ms for o in self.engine.open.values() if o.next_slice_ms is not None),
+            default=None,
         )
-        self._activity.set()
-
-    def _book(self, symbol: str, side: Side, qty: Decimal, price: Decimal, fee: Decimal) -> None:
-        """Net a trade into the position; realised PnL and the fee go to the balance."""
-        pos = self._positions.setdefault(symbol, _Position())
-        signed = qty * side.sign
-        new_qty = pos.qty + signed
-        if pos.qty == ZERO or (pos.qty > ZERO) == (signed > ZERO):
-            pos.entry = (abs(pos.qty) * pos.entry + qty * price) / abs(new_qty)
-        else:
-            closed = min(abs(pos.qty), qty)
-            direction = 1 if pos.qty > ZERO else -1
-            self._balance += closed * (price - pos.entry) * direction
-            if new_qty == ZERO:
-                pos.entry = ZERO
-            elif (new_qty > ZERO) != (pos.qty > ZERO):
-                pos.entry = price
-        pos.qty = new_qty
-        self._balance -= fee
-
-    def _finish(self, order: _Order, status: str) -> None:
-        self._resting.pop(order.req.client_order_id, None)
-        order.final_status = status
-        order.updated_ms = self._clock()
-
-    def _visible(self, order: _Order) -> bool:
-        return self._clock() >= order.visible_from_ms
-
-    async def _latency(self) -> None:
-        if self.latency_ms > 0:
-            await asyncio.sleep(self.latency_ms / 1000)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
-from titan_exec.sim.market import DEFAULT_SYMBOLS, ZERO, SymbolSpec
+from titan_exec.adapters.venue.exchange.market import DEFAULT_SYMBOLS, ZERO, SymbolSpec
 
 
 class SimError(Exception):
@@ -49,10 +49,17 @@ class EngineConfig:
     spread_bps: Decimal = Decimal(1)
     first_order_id: int = 4_000_000_001
     first_trade_id: int = 900_000_001
+    quoted: bool = False
+    """Books only from `Engine.set_quote` (an in-process venue fed market data), never from
+    the price path: a symbol without a quote has no price (a MARKET order is refused)."""
+    check_margin: bool = True
+    """False: no margin check (-2019), for a venue that keeps no margin."""
 
     def __post_init__(self) -> None:
-        if self.fill_slices < 1 or self.slice_interval_ms < 1 or self.step_ms < 1:
-            raise ValueError("fill_slices, slice_interval_ms and step_ms must be >= 1")
+        if self.fill_slices < 1 or self.step_ms < 1:
+            raise ValueError("fill_slices and step_ms must be >= 1")
+        if self.slice_interval_ms < 0:
+            raise ValueError("slice_interval_ms must be >= 0 (0: every slice at once)")
 
 
 @dataclass(frozen=True, slots=True)

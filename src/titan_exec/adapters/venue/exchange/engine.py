@@ -26,28 +26,32 @@ Fill model:
   for a LIMIT BUY and at max(limit, bid) for a LIMIT SELL, so a sell limit far below the
   book (which fills at the bid) needs the margin of what it fills at.
 
-Refusals raise `SimError` with Binance's code, message and HTTP status.
+Refusals raise `SimError` with Binance's code, message and HTTP status. The order filters
+are in `rules`, the netting and margin arithmetic in `account`, the state file in `state`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
-from titan_exec.core.model import DECIMAL_CONTEXT
-from titan_exec.sim.market import (
+from titan_exec.adapters.venue.exchange import state
+from titan_exec.adapters.venue.exchange.account import (
+    account_view,
+    fee,
+    net_trade,
+    orders_margin,
+    position_views,
+)
+from titan_exec.adapters.venue.exchange.market import (
     ZERO,
     Book,
-    PathParams,
-    PricePath,
     SymbolSpec,
-    decimals_of,
     floor_to,
-    is_multiple,
 )
-from titan_exec.sim.records import (
+from titan_exec.adapters.venue.exchange.prices import Prices
+from titan_exec.adapters.venue.exchange.records import (
     AccountView,
     EngineConfig,
     OrderRequest,
@@ -58,13 +62,10 @@ from titan_exec.sim.records import (
     SimPosition,
     SimTrade,
     config_from_doc,
-    config_to_doc,
     missing_param,
-    order_from_doc,
-    order_to_doc,
-    trade_from_doc,
-    trade_to_doc,
 )
+from titan_exec.adapters.venue.exchange.rules import check_position, check_request
+from titan_exec.core.model import DECIMAL_CONTEXT
 
 __all__ = [
     "AccountView",
@@ -77,15 +78,7 @@ __all__ = [
     "SimTrade",
 ]
 
-E8 = Decimal("1e-8")
 MAX_OPEN_ORDERS = 200
-_NUMBER = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
-_CLIENT_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
-
-
-def _q8(value: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
-    return value.quantize(E8, rounding=rounding)
 
 
 class Engine:
@@ -96,15 +89,7 @@ class Engine:
             raise ValueError("EngineConfig.origin_ms is required (the engine has no clock)")
         self.config = config
         self.specs: dict[str, SymbolSpec] = {s.symbol: s for s in config.symbols}
-        self.path = PricePath(
-            PathParams(
-                seed=config.seed,
-                origin_ms=config.origin_ms,
-                step_ms=config.step_ms,
-                volatility=config.volatility,
-                spread_bps=config.spread_bps,
-            )
-        )
+        self.prices = Prices.of(config, config.origin_ms)
         self.now_ms: int = config.origin_ms
         self.wallet = config.initial_balance
         self.wallet_update_ms = 0
@@ -115,7 +100,6 @@ class Engine:
         self.rejections: list[Rejection] = []
         self.positions: dict[str, SimPosition] = {s: SimPosition(s) for s in self.specs}
         self.countdowns: dict[str, int] = {}
-        self.pins: dict[str, Decimal] = {}
         self.next_order_id = config.first_order_id
         self.next_trade_id = config.first_trade_id
 
@@ -130,16 +114,28 @@ class Engine:
         return spec
 
     def book(self, symbol: str, t_ms: int) -> Book:
-        return self.path.book(self.spec(symbol), t_ms, self.pins.get(symbol))
+        book = self.quote(symbol, t_ms)
+        if book is None:
+            raise SimError(-2010, f"no market price for {symbol}")
+        return book
+
+    def quote(self, symbol: str, t_ms: int) -> Book | None:
+        """The book, or None for a `quoted` engine without a quote for ``symbol`` yet."""
+        return self.prices.book(self.spec(symbol), t_ms)
+
+    def set_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
+        """The book of ``symbol`` from now on (a `quoted` engine); `tick` fills on it."""
+        self.prices.set_quote(symbol, bid, ask)
+
+    def list_symbol(self, spec: SymbolSpec) -> None:
+        """Trade ``spec`` from now on (a symbol already listed keeps its spec)."""
+        if spec.symbol not in self.specs:
+            self.specs[spec.symbol] = spec
+            self.positions[spec.symbol] = SimPosition(spec.symbol)
 
     def pin_mid(self, symbol: str, mid: Decimal | None) -> None:
         """Hold a symbol's mid at ``mid`` (on the tick grid) instead of the path; None: release."""
-        spec = self.spec(symbol)
-        if mid is None:
-            self.pins.pop(symbol, None)
-            return
-        with localcontext(DECIMAL_CONTEXT):
-            self.pins[symbol] = floor_to(mid, spec.tick_size)
+        self.prices.pin_mid(self.spec(symbol), mid)
 
     # --- time ---------------------------------------------------------------------------
 
@@ -171,8 +167,12 @@ class Engine:
 
     def _slice(self, order: SimOrder, ts: int) -> None:
         """Fill one slice of ``order`` at ``ts`` if the book allows it."""
-        book = self.book(order.symbol, ts)
+        book = self.quote(order.symbol, ts)
         buy = order.side == "BUY"
+        if book is None:  # no price yet (a quoted engine): wait for one
+            order.next_slice_ms = None
+            order.resting = True
+            return
         if order.type == "MARKET":
             price, maker = (book.ask if buy else book.bid), False
         else:
@@ -205,27 +205,10 @@ class Engine:
         order.next_slice_ms = ts + self.config.slice_interval_ms
 
     def _fill(self, order: SimOrder, price: Decimal, qty: Decimal, maker: bool, ts: int) -> None:
-        pos = self.positions[order.symbol]
         notional = price * qty
-        rate = self.config.maker_fee if maker else self.config.taker_fee
-        commission = _q8(notional * rate)
+        commission = fee(notional, self.config.maker_fee if maker else self.config.taker_fee)
         signed = qty if order.side == "BUY" else -qty
-        realized = ZERO
-        if pos.amount == ZERO or (pos.amount > ZERO) == (signed > ZERO):
-            size = abs(pos.amount)
-            pos.entry_price = _q8(
-                (pos.entry_price * size + notional) / (size + qty), ROUND_HALF_EVEN
-            )
-        else:
-            closing = min(qty, abs(pos.amount))
-            direction = 1 if pos.amount > ZERO else -1
-            realized = _q8((price - pos.entry_price) * closing * direction)
-            if qty > closing:
-                pos.entry_price = price  # flipped: the rest opens at the fill price
-            elif closing == abs(pos.amount):
-                pos.entry_price = ZERO
-        pos.amount += signed
-        pos.update_time_ms = ts
+        realized = net_trade(self.positions[order.symbol], signed, price, ts)
         self.wallet += realized - commission
         self.wallet_update_ms = ts
         order.executed_qty += qty
@@ -271,96 +254,35 @@ class Engine:
 
     def _accept(self, req: OrderRequest, now: int) -> SimOrder:
         spec = self.spec(req.symbol)
-        if not req.side:
-            raise missing_param("side")
-        if req.side not in ("BUY", "SELL"):
-            raise SimError(-1117, "Invalid side.")
-        if not req.type:
-            raise missing_param("type")
-        if req.type not in ("MARKET", "LIMIT"):
-            raise SimError(-1116, "Invalid orderType.")
-        tif = req.time_in_force
-        if req.type == "LIMIT" and not tif:
-            raise missing_param("timeInForce")
-        if tif is not None and tif != "GTC":
-            raise SimError(-1115, "Invalid timeInForce.")
-        qty = self._number("quantity", req.quantity)
-        if qty <= ZERO:
-            raise SimError(-4003, "Quantity less than or equal to zero.")
-        if decimals_of(qty.normalize()) > spec.qty_decimals or not is_multiple(qty, spec.step_size):
-            raise SimError(-1111, "Precision is over the maximum defined for this asset.")
-        if qty < spec.min_qty:
-            raise SimError(-4004, "Quantity less than min qty.")
-        if qty > spec.max_qty:
-            raise SimError(-4005, "Quantity greater than max qty.")
-        price = ZERO
-        if req.type == "LIMIT":
-            price = self._number("price", req.price)
-            if price <= ZERO:
-                raise SimError(-4001, "Price less than 0.")
-            if decimals_of(price.normalize()) > spec.price_decimals:
-                raise SimError(-1111, "Precision is over the maximum defined for this asset.")
-            if not is_multiple(price, spec.tick_size):
-                raise SimError(-4014, "Price not increased by tick size.")
-            if price < spec.min_price:
-                raise SimError(-4013, "Price less than min price.")
-            if price > spec.max_price:
-                raise SimError(-4002, "Price greater than max price.")
-        elif req.price is not None:
-            raise SimError(-1106, "Parameter 'price' sent when not required.")
-        if req.position_side not in (None, "BOTH"):
-            raise SimError(-4061, "Order's position side does not match user's setting.")
-        if req.reduce_only not in (None, "true", "false"):
-            raise SimError(-1130, "Data sent for parameter 'reduceOnly' is not valid.")
-        reduce_only = req.reduce_only == "true"
-        client_id = req.client_order_id
-        if client_id is not None:
-            if not _CLIENT_ID.match(client_id):
-                raise SimError(-4015, "Client order id is not valid.")
-            if client_id in self.by_client_id:
-                raise SimError(-4116, "ClientOrderId is duplicated.")
+        checked = check_request(req, spec)
+        if checked.client_id is not None and checked.client_id in self.by_client_id:
+            raise SimError(-4116, "ClientOrderId is duplicated.")
         if len(self._open_of(spec.symbol)) >= MAX_OPEN_ORDERS:
             raise SimError(-2025, "Reach max open order limit.")
-        buy = req.side == "BUY"
-        amount = self.positions[spec.symbol].amount
-        book = self.book(spec.symbol, now)
-        if reduce_only:
-            if amount == ZERO or (amount > ZERO) == buy:
-                raise SimError(-2022, "ReduceOnly Order is rejected.")
-        else:
-            ref = price if req.type == "LIMIT" else book.mid
-            if qty * ref < spec.min_notional:
-                raise SimError(
-                    -4164,
-                    f"Order's notional must be no smaller than {spec.min_notional} "
-                    "(unless you choose reduce only).",
-                )
-            reducing = amount != ZERO and (amount > ZERO) != buy
-            opening = max(ZERO, qty - abs(amount)) if reducing else qty
-            book_ref = book.ask if buy else book.bid
-            # a BUY limit fills at its price or below; a SELL limit at its price or above
-            # (at the bid when marketable): priced at max(limit, bid), as Binance prices
-            # a short's cost at the largest of its price, the mark and the last price
-            fill_ref = book_ref if req.type != "LIMIT" else price if buy else max(price, book_ref)
-            if opening * fill_ref / spec.leverage > self.account(now).available_balance:
-                raise SimError(-2019, "Margin is insufficient.")
+        check_position(
+            checked,
+            spec,
+            self.positions[spec.symbol].amount,
+            self.quote(spec.symbol, now),
+            (lambda: self.account(now).available_balance) if self.config.check_margin else None,
+        )
         order_id = self.next_order_id
         self.next_order_id += 1
-        slice_qty = max(spec.step_size, floor_to(qty / self.config.fill_slices, spec.step_size))
+        qty = checked.qty
         order = SimOrder(
             order_id=order_id,
-            client_order_id=client_id if client_id is not None else f"sim-{order_id}",
+            client_order_id=checked.client_id or f"sim-{order_id}",
             symbol=spec.symbol,
-            side=req.side,
-            type=req.type,
+            side=checked.side,
+            type=checked.type,
             time_in_force="GTC",
             orig_qty=qty,
-            price=price,
-            reduce_only=reduce_only,
+            price=checked.price,
+            reduce_only=checked.reduce_only,
             status="NEW",
             time_ms=now,
             update_time_ms=now,
-            slice_qty=slice_qty,
+            slice_qty=max(spec.step_size, floor_to(qty / self.config.fill_slices, spec.step_size)),
             next_slice_ms=now,
         )
         self.orders[order_id] = order
@@ -368,21 +290,6 @@ class Engine:
         self.open[order_id] = order
         self._slice(order, now)
         return order
-
-    @staticmethod
-    def _number(name: str, raw: str | None) -> Decimal:
-        if raw is None or raw == "":
-            raise missing_param(name)
-        if not _NUMBER.match(raw):
-            raise SimError(
-                -1100,
-                f"Illegal characters found in parameter '{name}'; "
-                "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
-            )
-        try:
-            return Decimal(raw)
-        except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
-            raise SimError(-1100, f"Illegal characters found in parameter '{name}'.") from None
 
     def find(self, symbol: str | None, order_id: int | None, client_id: str | None) -> SimOrder:
         """The order by id or client id (-2013 when unknown)."""
@@ -438,50 +345,17 @@ class Engine:
     # --- account ------------------------------------------------------------------------
 
     def position_views(self, now_ms: int) -> list[PositionView]:
-        views = []
+        """Every listed symbol's position, marked at the mid (at its entry without a book)."""
         with localcontext(DECIMAL_CONTEXT):
-            for symbol, spec in self.specs.items():
-                pos = self.positions[symbol]
-                mark = self.book(symbol, now_ms).mid
-                notional = pos.amount * mark
-                views.append(
-                    PositionView(
-                        spec=spec,
-                        amount=pos.amount,
-                        entry_price=pos.entry_price,
-                        mark_price=mark,
-                        unrealized_pnl=_q8((mark - pos.entry_price) * pos.amount),
-                        notional=notional,
-                        initial_margin=_q8(abs(notional) / spec.leverage),
-                        maint_margin=_q8(abs(notional) * spec.maint_margin_ratio),
-                        update_time_ms=pos.update_time_ms,
-                    )
-                )
-        return views
+            return position_views(self.specs, self.positions, lambda s: self.quote(s, now_ms))
 
     def account(self, now_ms: int) -> AccountView:
         views = self.position_views(now_ms)
         with localcontext(DECIMAL_CONTEXT):
-            upnl = sum((v.unrealized_pnl for v in views), ZERO)
-            pos_im = sum((v.initial_margin for v in views), ZERO)
-            maint = sum((v.maint_margin for v in views), ZERO)
-            order_im = ZERO
-            for o in self.open.values():
-                if o.reduce_only:
-                    continue
-                spec = self.specs[o.symbol]
-                ref = o.price if o.type == "LIMIT" else self.book(o.symbol, now_ms).mid
-                order_im += (o.orig_qty - o.executed_qty) * ref / spec.leverage
-            order_im = _q8(order_im)
-            return AccountView(
-                wallet_balance=self.wallet,
-                unrealized_pnl=upnl,
-                position_initial_margin=pos_im,
-                open_order_initial_margin=order_im,
-                maint_margin=maint,
-                available_balance=self.wallet + upnl - pos_im - order_im,
-                update_time_ms=self.wallet_update_ms,
+            order_im = orders_margin(
+                self.open.values(), self.specs, lambda s: self.quote(s, now_ms)
             )
+            return account_view(self.wallet, self.wallet_update_ms, views, order_im)
 
     # --- persistence --------------------------------------------------------------------
 
@@ -495,42 +369,11 @@ class Engine:
 
     def export_state(self) -> dict[str, Any]:
         """Everything needed to continue the run, as a JSON-able dict (Decimals as strings)."""
-        return {
-            "version": 1,
-            "config": config_to_doc(self.config),
-            "now_ms": self.now_ms,
-            "wallet": str(self.wallet),
-            "wallet_update_ms": self.wallet_update_ms,
-            "next_order_id": self.next_order_id,
-            "next_trade_id": self.next_trade_id,
-            "orders": [order_to_doc(o) for o in self.orders.values()],
-            "trades": [trade_to_doc(t) for t in self.trades],
-            "rejections": [r.to_doc() for r in self.rejections],
-            "positions": {s: p.to_doc() for s, p in self.positions.items()},
-            "countdowns": dict(self.countdowns),
-            "pins": {s: str(p) for s, p in self.pins.items()},
-        }
+        return state.export_state(self)
 
     @classmethod
     def from_state(cls, doc: dict[str, Any]) -> Engine:
-        if doc.get("version") != 1:
-            raise ValueError(f"unsupported simulator state version {doc.get('version')!r}")
+        state.check_version(doc)
         engine = cls(config_from_doc(doc["config"]))
-        engine.now_ms = int(doc["now_ms"])
-        engine.wallet = Decimal(doc["wallet"])
-        engine.wallet_update_ms = int(doc["wallet_update_ms"])
-        engine.next_order_id = int(doc["next_order_id"])
-        engine.next_trade_id = int(doc["next_trade_id"])
-        for raw in doc["orders"]:
-            order = order_from_doc(raw)
-            engine.orders[order.order_id] = order
-            engine.by_client_id[order.client_order_id] = order.order_id
-            if order.status in OPEN_STATUSES:
-                engine.open[order.order_id] = order
-        engine.trades = [trade_from_doc(t) for t in doc["trades"]]
-        engine.rejections = [Rejection.from_doc(r) for r in doc["rejections"]]
-        for symbol, raw in doc["positions"].items():
-            engine.positions[symbol] = SimPosition.from_doc(symbol, raw)
-        engine.countdowns = {s: int(v) for s, v in doc["countdowns"].items()}
-        engine.pins = {s: Decimal(v) for s, v in doc["pins"].items()}
+        state.restore_state(engine, doc)
         return engine

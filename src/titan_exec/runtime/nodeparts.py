@@ -1,0 +1,60 @@
+"""The pieces the composition root builds from the configuration, each from what it uses."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NatsClient
+
+from titan_exec.adapters.nats.eventlog import EventLog
+from titan_exec.config import Config
+from titan_exec.core.decide import DecisionConfig
+from titan_exec.core.events import Event
+from titan_exec.core.positions import ClosedTrade
+from titan_exec.core.risk import RiskLimits
+from titan_exec.core.state import State
+from titan_exec.runtime import views
+from titan_exec.wire.signing import Keyring
+from titan_exec.wire.subjects import Subjects
+
+
+def decision_config(cfg: Config, venue: str, subjects: Subjects) -> DecisionConfig:
+    sec = cfg.security
+    return DecisionConfig(
+        subjects=subjects,
+        keyring=Keyring(cfg.keyring_secrets),
+        venues=frozenset({venue}),
+        default_venue=venue,
+        tolerance_ms=sec.timestamp_tolerance_s * 1000,
+        order_ttl_ms=cfg.orders.ttl_ms,
+        max_payload_bytes=sec.max_payload_bytes,
+        max_depth=sec.max_json_depth,
+        max_values=sec.max_json_values,
+        accept_unsigned_risk_reducing=sec.unsigned_risk_reducing == "accept",
+        limits=RiskLimits(
+            freshness_ms=cfg.risk.freshness_ms,
+            heartbeat_stale_ms=cfg.risk.heartbeat_stale_ms,
+            require_heartbeat=cfg.risk.require_heartbeat,
+        ),
+    )
+
+
+def event_log(nc: NatsClient, state: State, cfg: Config, subjects: Subjects) -> EventLog:
+    """The single writer over `state`, idle until an epoch is set; a closed round trip
+    also publishes its trade record."""
+    producer, subject = cfg.service.producer, subjects.trade_completed
+
+    def trade_messages(trade: ClosedTrade, ev: Event) -> list[tuple[str, bytes]]:
+        return views.trade_messages(state, trade, ev, producer=producer, subject=subject)
+
+    return EventLog(
+        nc,
+        state,
+        ns=cfg.service.namespace,
+        producer=producer,
+        on_closed_trade=trade_messages,
+        # a replicated stream refuses a second fenced write while the first is in flight
+        is_fence_pipelined=cfg.nats.replicas == 1,
+        instance_id=cfg.service.instance_id,
+        is_fencing_disabled=cfg.is_unsafe_fencing_disabled,
+        # the server's limit, less room for the fence and id headers
+        max_event_bytes=max(1024, int(nc.max_payload) - 4096),
+    )
