@@ -672,7 +672,9 @@ class Sim:
         self.state = apply(State(), genesis(ts=T0))
         self.driver = Driver()
         self.now = T0
-        self.queue: list[tuple[int, int, Callable[[], Input | None]]] = []
+        self.queue: list[tuple[int, int, int, Callable[[], Input | None]]] = []
+        self.gen = 0
+        """The instance's life: answers to an earlier one are lost (a restart)."""
         self.n = 0
         self.placed: Counter[str] = Counter()
         self.seen: Counter[str] = Counter()
@@ -682,19 +684,21 @@ class Sim:
     def feed(self, inp: Input) -> None:
         self.seen[type(inp).__name__] += 1
         step = ex.step(self.state, self.driver, inp, SIM_CFG)
+        written = step.driver.written - self.driver.written
         self.driver = step.driver
         for ev in step.decision.events:
             self.state = apply(self.state, ev)  # an illegal lifecycle event raises here
-        if isinstance(inp, WriteAhead) and step.driver.written:
-            self.later(self.rng.randint(1, 20), partial(Durable, self.now, inp.coids))
+        if written:  # the write-ahead becomes durable a little later
+            self.later(self.rng.randint(1, 20), partial(Durable, self.now, tuple(written)))
         for req in step.decision.requests:
             self.run(req)
         if isinstance(inp, Tick):
             nxt = step.decision.next_timer_ms
             self.next_tick = self.now + POLL_MS if nxt is None else min(nxt, self.now + POLL_MS)
 
-    def later(self, delay: int, answer: Callable[[], Input | None]) -> None:
-        heapq.heappush(self.queue, (self.now + delay, self.n, answer))
+    def later(self, delay: int, answer: Callable[[], Input | None], gen: int | None = None) -> None:
+        life = self.gen if gen is None else gen
+        heapq.heappush(self.queue, (self.now + delay, self.n, life, answer))
         self.n += 1
 
     def lost(self) -> bool:
@@ -707,7 +711,7 @@ class Sim:
             case PlaceOrder(request=r):
                 self.placed[r.client_order_id] += 1
                 # the venue takes it halfway; the answer arrives at the end
-                self.later(delay // 2, partial(self.answer_later, delay - delay // 2, r))
+                self.later(delay // 2, partial(self.answer_later, delay - delay // 2, r, self.gen))
             case QueryOrder(coid=coid):
                 self.later(delay, partial(self.query, coid))
             case CancelOrder(coid=coid):
@@ -731,9 +735,9 @@ class Sim:
             self.now,
         )
 
-    def answer_later(self, delay: int, r: PlaceRequest) -> None:
+    def answer_later(self, delay: int, r: PlaceRequest, gen: int) -> None:
         answer = self.place(r)
-        self.later(delay, lambda: answer)
+        self.later(delay, lambda: answer, gen)
 
     def place(self, r: PlaceRequest) -> Input:
         coid = r.client_order_id
@@ -817,15 +821,28 @@ class Sim:
         )
         return FillsReported(self.now, fills, str(len(self.engine.trades)))
 
+    def restart(self, unsent: int) -> None:
+        """The instance dies and a new one leads from the folded state alone: answers in
+        flight are lost (what they did at the venue stays done); `unsent` orders had been
+        accepted, their write-ahead never written."""
+        book = self.engine.book(SIM_SYMBOL, self.now)
+        for _ in range(unsent):
+            coid = f"o{self.n}"
+            self.n += 1
+            self.state = apply(self.state, _accepted(coid, self.now, self.rng, book))
+        self.gen += 1
+        self.driver = Driver()
+        self.feed(Recover(self.now))
+
     # the clock
     def advance(self, until: int, *, orders_per_s: float, cancels_per_s: float) -> None:
         while self.now < until:
             self.now += STEP_MS
             self.engine.tick(self.now)
             while self.queue and self.queue[0][0] <= self.now:
-                _, _, answer = heapq.heappop(self.queue)
-                inp = answer()
-                if inp is not None:
+                _, _, gen, answer = heapq.heappop(self.queue)
+                inp = answer()  # the venue does what it was asked, whoever asked
+                if inp is not None and gen == self.gen:
                     self.feed(inp)
             if self.rng.random() < orders_per_s * STEP_MS / 1000:
                 coid = f"o{self.n}"
@@ -861,8 +878,12 @@ def check_invariants(sim: Sim) -> None:
     assert ours == engine.positions[SIM_SYMBOL].amount, "positions differ from the fills"
 
 
-def simulate(seed: int, fault: float) -> Sim:
+def simulate(seed: int, fault: float, restarts: int = 0) -> Sim:
     sim = Sim(seed, fault)
+    at = sorted(sim.rng.randint(T0 + 2_000, T0 + 28_000) for _ in range(restarts))
+    for t in at:
+        sim.advance(t, orders_per_s=3, cancels_per_s=0.5)
+        sim.restart(unsent=sim.rng.randint(0, 2))
     sim.advance(T0 + 30_000, orders_per_s=3, cancels_per_s=0.5)
     sim.fault = 0.0  # calls succeed from now on: everything in doubt must resolve
     sim.advance(T0 + 50_000, orders_per_s=0, cancels_per_s=0)
@@ -881,6 +902,15 @@ def test_simulated_orders_with_lost_answers_and_failures_match_the_venue(seed: i
     sim = simulate(seed, fault=0.08)
     check_invariants(sim)
     assert sim.seen["PlaceUnknown"] > 0 and sim.seen["QueryFailed"] + sim.seen["PollFailed"] > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_simulated_restarts_never_send_an_order_twice(seed: int) -> None:
+    """Restarts mid-flight: orders sent or not, answers lost, write-aheads not yet durable;
+    the next driver resolves what is in doubt by query and sends only what was never sent."""
+    sim = simulate(seed, fault=0.05, restarts=3)
+    check_invariants(sim)
+    assert sim.seen["Recover"] == 3
 
 
 def test_the_simulation_reaches_every_outcome() -> None:
