@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from titan_exec.core.model import ClientOrderId, IntentType, OrderType, Side, Ve
 from titan_exec.core.risk import MarketView
 from titan_exec.core.state import State
 from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_command
+from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -33,23 +35,17 @@ POLICY_PATH = (
 )
 
 
-def ingress_config(cfg: DecisionConfig) -> IngressConfig:
-    """The ingress settings a test's `DecisionConfig` names (its transitional fields)."""
-    return IngressConfig(
-        subjects=cfg.subjects or Subjects(),
-        keyring=cfg.keyring,
-        tolerance_ms=cfg.tolerance_ms,
-        max_payload_bytes=cfg.max_payload_bytes,
-        max_depth=cfg.max_depth,
-        max_values=cfg.max_values,
-    )
-
-
 def decide_received(
-    state: State, cmd: ReceivedCommand, cfg: DecisionConfig, market: MarketView
+    state: State,
+    cmd: ReceivedCommand,
+    cfg: DecisionConfig,
+    market: MarketView,
+    ingress: IngressConfig | None = None,
 ) -> Decision:
-    """Read and decide one command as `CommandIntake` does (ingress, then the core)."""
-    command = read_command(cmd, ingress_config(cfg), market.now_ms)
+    """Read and decide one command as `CommandIntake` does (ingress, then the core); the
+    ingress reads namespace `exec` with key `default` = `SECRET` unless told otherwise."""
+    ingress = ingress or replace(INGRESS, tolerance_ms=cfg.tolerance_ms)
+    command = read_command(cmd, ingress, market.now_ms)
     if isinstance(command, ControlCommand) or (
         isinstance(command, InvalidInput) and command.kind == "control"
     ):
@@ -61,10 +57,14 @@ def decide_received(
 
 
 def control_decision(
-    state: State, cmd: ReceivedCommand, cfg: DecisionConfig, now_ms: int
+    state: State,
+    cmd: ReceivedCommand,
+    cfg: DecisionConfig,
+    now_ms: int,
+    ingress: IngressConfig | None = None,
 ) -> Decision:
     view = MarketView(now_ms=now_ms, last_heartbeat_ms=None, tickers={}, equity={})
-    return decide_received(state, cmd, cfg, view)
+    return decide_received(state, cmd, cfg, view, ingress)
 
 
 def default_policy() -> dict[str, Any]:
@@ -169,6 +169,8 @@ def filled(
 # --- signed commands -----------------------------------------------------------------------
 
 SECRET = b"test-secret-123"
+INGRESS = IngressConfig(subjects=Subjects(), keyring=Keyring({"default": SECRET}))
+"""What the ingress of namespace `exec` with one key, `default`, reads."""
 NOW = 1_700_000_000_000
 
 

@@ -24,7 +24,8 @@ from tests.builders import accepted, genesis
 from tests.integration import cluster_fixture
 from titan_exec.adapters.nats.cluster import CLUSTER_MAX_PAYLOAD, LocalCluster
 from titan_exec.adapters.nats.connect import NatsSettings, connect
-from titan_exec.adapters.nats.eventlog import IN_FLIGHT_ERR_CODE, EventLog
+from titan_exec.adapters.nats.errors import REFUSED_WHILE_REPLICATING
+from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.nats.fence import (
     EXPECTED_LAST_SUBJECT_SEQ,
     EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
@@ -121,7 +122,7 @@ async def test_r3_refuses_a_second_write_checking_the_same_subject_while_one_is_
     )
     refused = [r for r in results if isinstance(r, APIError)]
     assert refused, "every pipelined fenced write landed on R3: the pitfall is gone"
-    assert {r.err_code for r in refused} == {IN_FLIGHT_ERR_CODE}
+    assert {r.err_code for r in refused} == {REFUSED_WHILE_REPLICATING}
 
 
 async def test_fenced_events_on_r3_all_land_in_order_under_the_epoch(

@@ -25,9 +25,9 @@ from titan_exec.adapters.nats.fence import (
     EXPECTED_LAST_SUBJECT_SEQ,
     EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
     INSTANCE_HEADER,
-    MSG_ID,
     marker_headers,
 )
+from titan_exec.adapters.nats.headers import MSG_ID
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.core.state import State
 from titan_exec.runtime.app import RunningInstance

@@ -34,14 +34,14 @@ from titan_exec.adapters.nats.embedded import (
     EmbeddedNatsError,
     find_nats_server_binary,
 )
+from titan_exec.adapters.nats.errors import WRONG_LAST_SEQUENCE
 from titan_exec.adapters.nats.fence import (
-    MSG_ID,
-    WRONG_LAST_SEQUENCE_ERR_CODE,
     fenced_headers,
     is_fence_rejection,
     last_subject_seq,
     marker_headers,
 )
+from titan_exec.adapters.nats.headers import MSG_ID
 from titan_exec.adapters.nats.streams import (
     CMD_STREAM,
     StreamMigrationError,
@@ -441,7 +441,7 @@ async def test_epoch_fence_rejects_the_writes_of_a_deposed_leader(nats_client: C
 
     with pytest.raises(APIError) as err:
         await js.publish(FILL_SUBJECT, b"a2", headers=fenced_headers(EPOCH_SUBJECT, epoch_a))
-    assert err.value.err_code == WRONG_LAST_SEQUENCE_ERR_CODE == 10071
+    assert err.value.err_code == WRONG_LAST_SEQUENCE == 10071
     assert is_fence_rejection(err.value)
 
     # A rival that saw only epoch A cannot write a marker either.

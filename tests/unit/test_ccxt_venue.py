@@ -10,11 +10,11 @@ import pytest
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from titan_exec.adapters.venue.base import VenueRejected, VenueUnavailable, VenueUnknownOutcome
+from titan_exec.adapters.venue.ccxt_setup import rebase
 from titan_exec.adapters.venue.ccxt_venue import (
     CcxtSettings,
     CcxtVenue,
     VenueConfigError,
-    _rebase,
     read_secret,
 )
 from titan_exec.core.model import ClientOrderId, OrderType, Side
@@ -140,7 +140,7 @@ def test_symbols_map_to_the_linear_swap_then_spot() -> None:
 
 
 def test_base_url_override_keeps_the_api_paths() -> None:
-    assert _rebase("https://fapi.binance.com/fapi/v1", "http://127.0.0.1:8765") == (
+    assert rebase("https://fapi.binance.com/fapi/v1", "http://127.0.0.1:8765") == (
         "http://127.0.0.1:8765/fapi/v1"
     )
     v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", base_url="http://127.0.0.1:9/x"))

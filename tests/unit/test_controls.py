@@ -26,13 +26,12 @@ from titan_exec.core.decide import Decision, DecisionConfig
 from titan_exec.core.events import ControlDecided, OrderAccepted, RiskStateDecided
 from titan_exec.core.model import Side
 from titan_exec.core.state import State, apply, replay
-from titan_exec.wire.ingress import ReceivedCommand, read_risk_state
+from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_risk_state
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
 
+INGRESS = IngressConfig(subjects=Subjects("execution"), keyring=Keyring.single(SECRET))
 CFG = DecisionConfig(
-    subjects=Subjects("execution"),
-    keyring=Keyring.single(SECRET),
     venues=frozenset({"sim"}),
     default_venue="sim",
 )
@@ -50,7 +49,7 @@ class Pair:
     def send(self, subject: str, data: bytes) -> Decision:
         self.seq += 1
         cmd = ReceivedCommand(seq=self.seq, subject=subject, data=data, t_ingress_ms=NOW)
-        d = control_decision(self.state, cmd, self.cfg, NOW)
+        d = control_decision(self.state, cmd, self.cfg, NOW, INGRESS)
         (decided, *_) = d.events
         assert isinstance(decided, ControlDecided) and decided.cmd_seq == self.seq
         for ev in d.events:

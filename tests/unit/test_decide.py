@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from tests.builders import (
     NOW,
-    SECRET,
     accepted,
     control_decision,
     decide_received,
@@ -31,13 +30,9 @@ from titan_exec.core.risk import MarketView, Ticker
 from titan_exec.core.state import State, apply, replay
 from titan_exec.wire.envelope import parse_envelope
 from titan_exec.wire.ingress import ReceivedCommand
-from titan_exec.wire.signing import Keyring
-from titan_exec.wire.subjects import Subjects
 
 SUBJECT = "titan.cmd.exec.place.v1.sim.main.BTC_USDT"
 CFG = DecisionConfig(
-    subjects=Subjects("exec"),
-    keyring=Keyring({"default": SECRET}),
     venues=frozenset({"sim"}),
     default_venue="sim",
 )

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.builders import NOW, decide_received, intent_payload, signed
+from tests.builders import INGRESS, NOW, decide_received, intent_payload, signed
 from tests.unit.test_decide import CFG, Harness, market
 from titan_exec.core.events import IntentDecided
 from titan_exec.wire import contract
@@ -145,4 +145,4 @@ def test_a_maximum_size_garbage_intent_is_refused_cheaply() -> None:
     d = decide_received(h.state, cmd, CFG, market())
     assert d.refusal is not None and d.refusal.code == "invalid_envelope"
     assert "the limit is 512" in d.refusal.message
-    assert Decimal(len(data)) <= CFG.max_payload_bytes
+    assert Decimal(len(data)) <= INGRESS.max_payload_bytes

@@ -14,11 +14,9 @@ from tests.unit.test_decide import CFG, SUBJECT, market
 from titan_exec.core.commands import ControlCommand, ControlRequest, InvalidInput, PlaceOrder
 from titan_exec.core.events import IntentDecided, SeenNonce, StateCompacted
 from titan_exec.core.model import ControlAction
-from titan_exec.core.nonces import NonceWindow, expiry_ms
 from titan_exec.core.snapshot import capture, encode_snapshot, restore
 from titan_exec.core.state import State, apply, replay
 from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_command
-from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
 
@@ -128,21 +126,6 @@ def test_a_replay_is_refused_from_the_folded_state_alone() -> None:
     later = signed(intent_payload("sig-2"), nonce="ef" * 16, ts=NOW + 700_000)
     decided = _placed(replay(events), later, 2, now=NOW + 700_000)
     assert not decided.reason.startswith("nonce_replayed") and decided.nonce is not None
-
-
-def test_the_window_expires_as_the_shell_cache_did() -> None:
-    cache = NonceCache(window_ms=300_000)
-    window = NonceWindow()
-    for i, (ts, now) in enumerate([(NOW, NOW), (NOW - 200_000, NOW), (NOW + 900_000, NOW)]):
-        assert cache.check_and_remember("k", f"n{i}", ts, now)
-        window.remember(SeenNonce(key_id="k", nonce=f"n{i}", ts_ms=ts), now)
-    assert sorted(window.entries(300_000)) == sorted(cache.entries())
-    for later in (NOW + 299_999, NOW + 300_000, NOW + 600_000):
-        for i in range(3):
-            n = SeenNonce(key_id="k", nonce=f"n{i}", ts_ms=0)
-            assert window.is_replayed(n, later, 300_000) == (
-                expiry_ms(*window.seen[("k", f"n{i}")], 300_000) > later
-            )
 
 
 def test_compaction_drops_the_nonces_decided_before_its_horizon() -> None:

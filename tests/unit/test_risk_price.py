@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.builders import NOW, SECRET, decide_received, genesis, intent_payload, signed
+from tests.builders import NOW, decide_received, genesis, intent_payload, signed
 from titan_exec.core.decide import DecisionConfig
 from titan_exec.core.model import Side
 from titan_exec.core.policy import RiskPolicy
@@ -28,8 +28,6 @@ from titan_exec.core.risk import (
 )
 from titan_exec.core.state import State, replay
 from titan_exec.wire.ingress import ReceivedCommand
-from titan_exec.wire.signing import Keyring
-from titan_exec.wire.subjects import Subjects
 
 D = Decimal
 KEY = ("sim", "BTC/USDT")
@@ -207,8 +205,6 @@ def test_reduce_only_is_still_exempt(ticker: bool, limit: str | None) -> None:
 
 def test_the_issues_intent_is_refused_by_the_decision() -> None:
     cfg = DecisionConfig(
-        subjects=Subjects("exec"),
-        keyring=Keyring({"default": SECRET}),
         venues=frozenset({"sim"}),
         default_venue="sim",
     )

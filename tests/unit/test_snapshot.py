@@ -18,7 +18,6 @@ from titan_exec.core.snapshot import (
     CHUNK,
     SnapshotError,
     capture,
-    diff,
     encode_snapshot,
     hash_lines,
     hash_view,
@@ -26,6 +25,7 @@ from titan_exec.core.snapshot import (
     restore,
 )
 from titan_exec.core.state import State, apply, replay, state_hash
+from titan_exec.core.statediff import diff
 
 
 def snap(state: State, nonces: list[tuple[str, str, int]] | None = None) -> bytes:

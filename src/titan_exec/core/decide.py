@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import localcontext
-from typing import Any
 
 import msgspec
 
@@ -55,13 +54,6 @@ class DecisionConfig:
     accept_unsigned_risk_reducing: bool = True
     """`security.unsigned_risk_reducing`: an unsigned halt/disarm/flatten/tightening is
     accepted (logged and counted) or refused (`core/controls.py`)."""
-    subjects: Any = None
-    keyring: Any = None
-    max_payload_bytes: int = 256 * 1024
-    max_depth: int = 32
-    max_values: int = 512
-    """Transitional, the ingress's (`wire.ingress.IngressConfig`): read by `CommandIntake`
-    until the composition root builds an `IngressConfig` itself; the core never reads them."""
 
 
 @dataclass(frozen=True, slots=True)

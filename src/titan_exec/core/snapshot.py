@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -267,13 +267,13 @@ def iter_hashed_lines(view: StateView) -> Iterator[bytes]:
         yield _line(FillsLine([(v, x, view.seen_fills[(v, x)]) for v, x in keys]))
     for days in _chunks(sorted(view.daily_realized)):
         yield _line(DaysLine([(d, view.daily_realized[d]) for d in days]))
-    risk = _risk_line(view)
+    risk = risk_line(view)
     if risk is not None:
         yield _line(risk)
     yield _line(EndLine())
 
 
-def _risk_line(view: StateView) -> RiskLine | None:
+def risk_line(view: StateView) -> RiskLine | None:
     refs = view.ref_prices or {}
     if (
         view.risk_state == "Normal"
@@ -457,78 +457,3 @@ def _restore_line(state: State, nonces: list[Nonce], line: AnyLine) -> None:
             state.control_counts.update(line.v)
         case EndLine():
             pass
-
-
-# --- where two states differ ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    section: str
-    """`position`, `order`, `flags`, `policy`, `commands`, `signals`, `fills`, `days`."""
-    key: str
-    field: str
-    mine: str
-    theirs: str
-
-    def describe(self) -> str:
-        what = f"{self.section} {self.key}" if self.key else self.section
-        return f"{what} {self.field} mine={self.mine} active={self.theirs}"
-
-
-def _dataclass_diff(section: str, key: str, a: Any, b: Any) -> Difference | None:
-    if a is None or b is None:
-        return Difference(section, key, "presence", _present(a), _present(b))
-    for f in fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if x != y or str(x) != str(y):  # str: 1.0 and 1 are equal Decimals, not equal state
-            return Difference(section, key, f.name, str(x), str(y))
-    return None
-
-
-def _present(x: Any) -> str:
-    return "absent" if x is None else "present"
-
-
-def diff(mine: StateView, theirs: StateView, *, limit: int = 10) -> list[Difference]:
-    """The first differences between two views: positions first (by venue:symbol), then
-    orders (by client order id), then the rest by section; at most `limit`."""
-    out: list[Difference] = []
-
-    def keyed(section: str, a: dict[Any, Any], b: dict[Any, Any], name: Any) -> None:
-        for k in sorted(set(a) | set(b)):
-            if len(out) >= limit:
-                return
-            d = _dataclass_diff(section, name(k), a.get(k), b.get(k))
-            if d is not None:
-                out.append(d)
-
-    keyed("position", mine.positions, theirs.positions, lambda k: f"{k[0]}:{k[1]}")
-    keyed("order", mine.orders, theirs.orders, str)
-    for name in FlagsLine.__struct_fields__:
-        x, y = getattr(mine, name), getattr(theirs, name)
-        if x != y:
-            out.append(Difference("flags", "", name, str(x), str(y)))
-    if mine.policy_hash != theirs.policy_hash:
-        out.append(Difference("policy", "", "hash", str(mine.policy_hash), str(theirs.policy_hash)))
-    a_risk, b_risk = _risk_line(mine), _risk_line(theirs)
-    if a_risk != b_risk:
-        for name in RiskLine.__struct_fields__:
-            x, y = getattr(a_risk, name, None), getattr(b_risk, name, None)
-            if x != y:
-                out.append(Difference("risk", "", name, str(x), str(y)))
-    sets: list[tuple[str, Any, Any]] = [
-        ("commands", mine.decided_cmds, theirs.decided_cmds),
-        ("signals", mine.accepted_signals, theirs.accepted_signals),
-        ("fills", mine.seen_fills, theirs.seen_fills),
-        ("days", mine.daily_realized, theirs.daily_realized),
-    ]
-    for section, a, b in sets:
-        if a != b:
-            only_mine, only_theirs = len(set(a) - set(b)), len(set(b) - set(a))
-            out.append(
-                Difference(
-                    section, "", "entries", f"{len(a)} (+{only_mine})", f"{len(b)} (+{only_theirs})"
-                )
-            )
-    return out[:limit]

@@ -37,6 +37,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from titan_exec.adapters.nats.eventlog import EventLog
+from titan_exec.adapters.nats.headers import MSG_ID
 from titan_exec.adapters.nats.snapshots import SnapshotStore, StoredSnapshot
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
@@ -51,8 +52,7 @@ from titan_exec.core.snapshot import (
     snapshot_bytes,
 )
 from titan_exec.core.state import compaction
-from titan_exec.wire.contract import STATE_KINDS
-from titan_exec.wire.subjects import Subjects
+from titan_exec.wire.subjects import STATE_KINDS, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class CheckpointWriter:
         nonces = self._nonces()
         self._n += 1
         acked = events.publish_acked(
-            st.marker_subject, self._marker(view.event_count), {"Nats-Msg-Id": self._msg_id()}
+            st.marker_subject, self._marker(view.event_count), {MSG_ID: self._msg_id()}
         )
         metrics.snapshot_seconds.labels("capture").observe(time.perf_counter() - began)
         watermark = (await acked)[0]
@@ -291,9 +291,10 @@ class CheckpointWriter:
     async def _purge(self, below: int) -> None:
         """Trim our own subjects of the event stream below a sequence that the oldest kept
         snapshot covers (`retention.purge`)."""
-        ns = self.settings.ns
+        subjects = Subjects(self.settings.ns)
         for kind in PURGED_KINDS:
-            await self._js.purge_stream("TITAN_EVT", seq=below, subject=f"titan.evt.{ns}.{kind}.>")
+            subject = subjects.event_kind(kind)
+            await self._js.purge_stream("TITAN_EVT", seq=below, subject=subject)
         log.info("event stream purged below seq %d (%s)", below, ", ".join(PURGED_KINDS))
 
 

@@ -31,8 +31,9 @@ from typing import Any
 
 from titan_exec.adapters.nats.snapshots import SnapshotStore
 from titan_exec.api.metrics import Metrics
-from titan_exec.core.snapshot import HASH_VERSION, Difference, StateView, capture, diff, restore
+from titan_exec.core.snapshot import HASH_VERSION, StateView, capture, restore
 from titan_exec.core.state import State
+from titan_exec.core.statediff import StateDifference, diff
 from titan_exec.runtime.checkpoint import hash_in_slices
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class DriftMonitor:
         differences = await self._differences(view, snapshot)
         if view.event_count != count:
             differences.append(
-                Difference("flags", "", "event_count", str(view.event_count), str(count))
+                StateDifference("flags", "", "event_count", str(view.event_count), str(count))
             )
         first = differences[0].describe() if differences else "no snapshot to compare against"
         more = f" (+{len(differences) - 1} more)" if len(differences) > 1 else ""
@@ -188,7 +189,7 @@ class DriftMonitor:
         self.rebuilds += 1
         self._rebuilt_since_alarm = True
 
-    async def _differences(self, view: StateView, snapshot: Any) -> list[Difference]:
+    async def _differences(self, view: StateView, snapshot: Any) -> list[StateDifference]:
         store = self._store()
         if not isinstance(snapshot, str) or store is None:
             return []

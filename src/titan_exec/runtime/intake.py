@@ -33,7 +33,6 @@ from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.shadow import bind_command_consumer
 from titan_exec.wire import contract
 from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_command
-from titan_exec.wire.replay import NonceCache
 from titan_exec.wire.subjects import CommandSubject, Subjects
 from titan_exec.wire.text import printable_subject
 
@@ -68,29 +67,6 @@ async def _redeliver_later(msg: Msg) -> None:
         log.debug("nak failed for %s", printable_subject(msg.subject), exc_info=True)
 
 
-def _ingress_of(dcfg: DecisionConfig, subjects: Subjects) -> IngressConfig:
-    """Transitional: the ingress settings an old-style `DecisionConfig` carries (until the
-    composition root passes `ingress=`)."""
-    return IngressConfig(
-        subjects=subjects,
-        keyring=dcfg.keyring,
-        tolerance_ms=dcfg.tolerance_ms,
-        max_payload_bytes=dcfg.max_payload_bytes,
-        max_depth=dcfg.max_depth,
-        max_values=dcfg.max_values,
-    )
-
-
-def _remember_nonce(nonces: NonceCache | None, decision: Decision) -> None:
-    """Transitional: keeps the shell's replay cache, which `checkpoint.py` still writes into
-    snapshots, whole from the decisions; goes when it writes `state.nonces.entries(...)`."""
-    first = decision.events[0] if decision.events else None
-    if nonces is None or not isinstance(first, IntentDecided | ControlDecided):
-        return
-    if (n := first.nonce) is not None:
-        nonces.check_and_remember(n.key_id, n.nonce, n.ts_ms, first.ts_ms)
-
-
 @dataclass(slots=True)
 class _Pending:
     msg: Msg
@@ -114,8 +90,7 @@ class CommandIntake:
         subjects: Subjects,
         clock: Callable[[], int],
         on_fatal: Callable[[str], None],
-        ingress: IngressConfig | None = None,
-        nonces: NonceCache | None = None,
+        ingress: IngressConfig,
     ) -> None:
         self.cfg = cfg
         self.js = js
@@ -124,9 +99,7 @@ class CommandIntake:
         self.market = market
         self.metrics = metrics
         self.dcfg = dcfg
-        self.ingress = ingress or _ingress_of(dcfg, subjects)
-        self.nonces = nonces
-        """Transitional (`_remember_nonce`): the decisions read `State.nonces`, never this."""
+        self.ingress = ingress
         self.subjects = subjects
         self.clock = clock
         self.on_fatal = on_fatal
@@ -260,7 +233,6 @@ class CommandIntake:
             decision = _refused_instead(cmd, kind, decision, "internal_error", str(err))
             durable = [self.log.append(decision.events)]
         log.info("%s", decision.summary)
-        _remember_nonce(self.nonces, decision)
         return self._pending(msg, cmd, kind, decision, durable, perf0)
 
     async def _undecidable(self, msg: Msg, kind: str, err: Exception) -> _Pending | None:

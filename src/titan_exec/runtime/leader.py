@@ -40,7 +40,7 @@ from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.reconcile import VenueReconciler
 from titan_exec.runtime.riskstate import RiskStateReader
 from titan_exec.runtime.rpc import RpcAnswers
-from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.ingress import IngressConfig
 from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class Parts:
     metrics: Metrics
     market: MarketData
     dcfg: DecisionConfig
+    ingress: IngressConfig
     nc: NatsClient
     js: JetStreamContext
     store: SnapshotStore | None
@@ -93,7 +94,6 @@ class LeaderSession:
         parts: Parts,
         events: EventLog,
         *,
-        nonces: NonceCache,
         command_sub: Any,
         may_write_venue: Callable[[], bool],
         on_failure: Callable[[str, BaseException], None],
@@ -102,7 +102,6 @@ class LeaderSession:
         self.parts = parts
         self.events = events
         self.epoch = 0
-        self._nonces = nonces
         self._command_sub = command_sub
         self._may_write_venue = may_write_venue
         self._on_failure = on_failure
@@ -161,7 +160,7 @@ class LeaderSession:
             js=p.js,
             metrics=p.metrics,
             clock=p.clock,
-            nonces=self._nonces.entries,
+            nonces=self._nonce_entries,
             ack_floor=self._ack_floor,
             on_written=self.publish_truth,
         )
@@ -191,7 +190,7 @@ class LeaderSession:
             market=p.market,
             metrics=p.metrics,
             dcfg=p.dcfg,
-            nonces=self._nonces,
+            ingress=p.ingress,
             subjects=p.subjects,
             clock=p.clock,
             on_fatal=lambda reason: self._on_failure("intake", EventLogBroken(reason)),
@@ -223,6 +222,10 @@ class LeaderSession:
             self._on_failure(task.get_name(), err)
 
     # --- what the session shows and publishes -------------------------------------------------
+
+    def _nonce_entries(self) -> list[tuple[str, str, int]]:
+        """The replay window a snapshot carries (its `nonce` lines)."""
+        return self.events.state.nonces.entries(self.parts.dcfg.tolerance_ms)
 
     async def _ack_floor(self) -> int:
         psub = self.intake.psub if self.intake is not None else None

@@ -3,9 +3,9 @@
 A start, a standby's rebuild after drift and the rebuild after fencing all load the same
 way: the newest usable snapshot (the one named first, when there is one) plus the tail of
 `TITAN_EVT` after its watermark, or a fold of the whole stream when there is no snapshot and
-the stream still holds its genesis. The replay cache (the nonces of the window) comes back
-from the snapshot and from the decisions of the tail. A takeover's drain to the head is the
-same tail fold, from where the follower stopped (`catch_up`).
+the stream still holds its genesis. The nonce window is part of the folded state: it comes
+back from the snapshot's nonce lines and from the decisions of the tail. A takeover's drain
+to the head is the same tail fold, from where the follower stopped (`catch_up`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from nats.js import JetStreamContext
 
 from titan_exec.adapters.nats.follow import replay_stream
 from titan_exec.adapters.nats.snapshots import SnapshotStore
-from titan_exec.core.events import ControlDecided, Event, IntentDecided
 from titan_exec.core.snapshot import Restored, restore
 from titan_exec.core.state import State
 from titan_exec.wire.contract import is_state_subject
-from titan_exec.wire.replay import NonceCache
+from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ class Loaded:
 
     state: State
     last_seq: int
-    nonces: NonceCache
     replayed: int
     """Events folded from the stream (the tail, or all of it)."""
     snapshot_seq: int
@@ -49,41 +47,23 @@ class Loaded:
     startup_ms: dict[str, int] = field(default_factory=dict)
 
 
-def nonce_recorder(nonces: NonceCache, clock: Callable[[], int]) -> Callable[[Event], None]:
-    """Rebuilds the replay cache from the decisions in the stream: a restart must not
-    reopen the window for an envelope seen shortly before it."""
-
-    def remember(ev: Event) -> None:
-        if isinstance(ev, IntentDecided | ControlDecided) and ev.nonce is not None:
-            n = ev.nonce
-            nonces.check_and_remember(n.key_id, n.nonce, n.ts_ms, clock())
-
-    return remember
-
-
 async def load(
     js: JetStreamContext,
     store: SnapshotStore | None,
     *,
     ns: str,
     bucket: str,
-    window_ms: int,
-    clock: Callable[[], int],
     say: Say,
     prefer: str | None = None,
 ) -> Loaded:
     """The state as the newest usable snapshot (`prefer` first) plus the tail of the
     stream, or as a fold of the whole stream when there is no snapshot."""
     began = time.perf_counter()
-    nonces = NonceCache(window_ms=window_ms)
     found = await newest_usable_snapshot(store, prefer=prefer, say=say) if store else None
     loaded = time.perf_counter()
     if found is not None:
         restored, size = found
         state, start = restored.state, restored.header.watermark_seq
-        now = clock()
-        for key_id, nonce, expiry in restored.nonces:
-            nonces.restore(key_id, nonce, expiry, now)
         say(f"snapshot at seq {start} loaded ({state.event_count} events); replaying the tail")
     else:
         await check_history_complete(js, ns=ns, bucket=bucket)
@@ -96,13 +76,11 @@ async def load(
         ns=ns,
         state=state,
         start_seq=start,
-        on_event=nonce_recorder(nonces, clock),
     )
     done = time.perf_counter()
     result = Loaded(
         state=state,
         last_seq=last,
-        nonces=nonces,
         replayed=state.event_count - counted,
         snapshot_seq=start if found is not None else 0,
         snapshot_bytes=size,
@@ -125,11 +103,10 @@ async def catch_up(
     *,
     ns: str,
     after_seq: int,
-    on_event: Callable[[Event], None],
 ) -> int:
     """Fold the rest of the stream after `after_seq` into `state`; the last sequence read."""
     _, last = await replay_stream(
-        js, stream="TITAN_EVT", ns=ns, state=state, start_seq=after_seq + 1, on_event=on_event
+        js, stream="TITAN_EVT", ns=ns, state=state, start_seq=after_seq + 1
     )
     return last
 
@@ -169,10 +146,11 @@ async def check_history_complete(js: JetStreamContext, *, ns: str, bucket: str) 
     yet later events exist) and no snapshot covers them, refuse to start rather than
     rebuild a state without its history (a new genesis would follow). One stream-info
     call listing the namespace's subjects: it grows with subjects, not events."""
-    info = await js.stream_info("TITAN_EVT", subjects_filter=f"titan.evt.{ns}.>")
+    registry = Subjects(ns)
+    info = await js.stream_info("TITAN_EVT", subjects_filter=registry.events)
     subjects = info.state.subjects or {}
     has_state = any(is_state_subject(s, ns) for s in subjects)
-    if has_state and f"titan.evt.{ns}.genesis.v1" not in subjects:
+    if has_state and registry.genesis not in subjects:
         raise HistoryGap(
             f"the event stream of namespace {ns} no longer starts at its genesis "
             "(purged) and no snapshot is usable: refusing to rebuild a partial state; "

@@ -36,7 +36,7 @@ from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.leader import LeaderSession, Parts
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.marketin import MarketInputs
-from titan_exec.runtime.nodeparts import decision_config
+from titan_exec.runtime.nodeparts import decision_config, ingress_config
 from titan_exec.runtime.quotes import VenuePrices
 from titan_exec.runtime.roles import Roles
 from titan_exec.runtime.standby import Standby
@@ -178,7 +178,8 @@ class Node:
             subjects=self.subjects,
             metrics=self.metrics,
             market=self.market,
-            dcfg=decision_config(cfg, self.venue.name, self.subjects),
+            dcfg=decision_config(cfg, self.venue.name),
+            ingress=ingress_config(cfg, self.subjects),
             nc=nc,
             js=js,
             store=self.store,

@@ -12,22 +12,32 @@ from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.risk import RiskLimits
 from titan_exec.core.state import State
 from titan_exec.runtime import views
+from titan_exec.wire.ingress import IngressConfig
 from titan_exec.wire.signing import Keyring
 from titan_exec.wire.subjects import Subjects
 
 
-def decision_config(cfg: Config, venue: str, subjects: Subjects) -> DecisionConfig:
+def ingress_config(cfg: Config, subjects: Subjects) -> IngressConfig:
+    """How the wire reads a command: subjects, keys, the signature tolerance, size limits."""
     sec = cfg.security
-    return DecisionConfig(
+    return IngressConfig(
         subjects=subjects,
         keyring=Keyring(cfg.keyring_secrets),
+        tolerance_ms=sec.timestamp_tolerance_s * 1000,
+        max_payload_bytes=sec.max_payload_bytes,
+        max_depth=sec.max_json_depth,
+        max_values=sec.max_json_values,
+    )
+
+
+def decision_config(cfg: Config, venue: str) -> DecisionConfig:
+    """What the core decides by: the venue, the tolerance, the order TTL, the risk limits."""
+    sec = cfg.security
+    return DecisionConfig(
         venues=frozenset({venue}),
         default_venue=venue,
         tolerance_ms=sec.timestamp_tolerance_s * 1000,
         order_ttl_ms=cfg.orders.ttl_ms,
-        max_payload_bytes=sec.max_payload_bytes,
-        max_depth=sec.max_json_depth,
-        max_values=sec.max_json_values,
         accept_unsigned_risk_reducing=sec.unsigned_risk_reducing == "accept",
         limits=RiskLimits(
             freshness_ms=cfg.risk.freshness_ms,

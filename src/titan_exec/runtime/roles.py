@@ -28,7 +28,6 @@ from titan_exec.runtime.epoch import write_epoch_marker
 from titan_exec.runtime.leader import LeaderSession, Parts
 from titan_exec.runtime.nodeparts import event_log
 from titan_exec.runtime.standby import Standby
-from titan_exec.wire.replay import NonceCache
 
 if TYPE_CHECKING:
     from titan_exec.runtime.ha import HaDriver
@@ -56,8 +55,6 @@ class Roles:
         self.health = health
         self.drift = drift
         self._on_stop = on_stop
-        cfg = parts.cfg
-        self.nonces = NonceCache(window_ms=cfg.security.timestamp_tolerance_s * 1000)
         self.events: EventLog | None = None
         self.standby: Standby | None = None
         self.leader: LeaderSession | None = None
@@ -83,8 +80,6 @@ class Roles:
             p.store,
             ns=cfg.service.namespace,
             bucket=cfg.snapshots.bucket,
-            window_ms=cfg.security.timestamp_tolerance_s * 1000,
-            clock=p.clock,
             say=p.say,
             prefer=prefer,
         )
@@ -95,7 +90,6 @@ class Roles:
         h = self.health
         h.replayed_events, h.snapshot_seq = loaded.replayed, loaded.snapshot_seq
         h.startup_ms = loaded.startup_ms
-        self.nonces = loaded.nonces
         self.events = event_log(p.nc, loaded.state, cfg, p.subjects)
         self.events.last_seq = loaded.last_seq
 
@@ -108,7 +102,6 @@ class Roles:
             self.p.cfg,
             self.events.state,
             after_seq=last,
-            on_event=loading.nonce_recorder(self.nonces, self.p.clock),
             drift=self.drift,
             command_sub=self._take_command_sub(),
         )
@@ -185,7 +178,6 @@ class Roles:
             self.events.state,
             ns=self.p.cfg.service.namespace,
             after_seq=standby.last_seq,
-            on_event=loading.nonce_recorder(self.nonces, self.p.clock),
         )
         self.events.last_seq = max(self.events.last_seq, last)
 
@@ -194,7 +186,6 @@ class Roles:
         self.leader = LeaderSession(
             self.p,
             self.events,
-            nonces=self.nonces,
             command_sub=self._take_command_sub(),
             may_write_venue=self.ha.can_write_venue if self.ha is not None else lambda: True,
             on_failure=self._on_leader_failure,

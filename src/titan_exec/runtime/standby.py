@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -20,7 +19,6 @@ from nats.js import JetStreamContext
 from titan_exec.adapters.nats.fence import last_subject_seq
 from titan_exec.adapters.nats.follow import EventFollower
 from titan_exec.config import Config
-from titan_exec.core.events import Event
 from titan_exec.core.state import State
 from titan_exec.runtime.drift import DriftMonitor
 from titan_exec.runtime.shadow import CommandShadow, bind_command_consumer
@@ -37,7 +35,6 @@ class Standby:
         state: State,
         *,
         after_seq: int,
-        on_event: Callable[[Event], None],
         drift: DriftMonitor,
         command_sub: Any,
     ) -> None:
@@ -53,7 +50,6 @@ class Standby:
             state,
             ns=cfg.service.namespace,
             after_seq=after_seq,
-            on_event=on_event,
             on_other=self._on_other,
         )
         self.shadow = CommandShadow(

@@ -77,8 +77,8 @@ from titan_exec.adapters.nats.cmdplan import (
     same_message,
     target_config,
 )
+from titan_exec.adapters.nats.errors import NO_MESSAGE, reply_error_code
 
-ERR_NO_MESSAGE = 10037
 API_TIMEOUT_S = 5.0
 
 
@@ -100,7 +100,7 @@ async def read_from(nc: Client, stream: str, seq: int) -> StoredMsg | None:
     doc: dict[str, Any] = json.loads(reply.data)
     error = doc.get("error")
     if error is not None:
-        if error.get("err_code") == ERR_NO_MESSAGE:
+        if reply_error_code(error) == NO_MESSAGE:
             return None
         raise MigrationFailed(f"cannot read {stream} at seq {seq}: {error.get('description')}")
     m = doc["message"]

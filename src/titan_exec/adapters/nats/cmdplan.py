@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig, SubjectTransform
 
+from titan_exec.adapters.nats.headers import MSG_ID
 from titan_exec.adapters.nats.streams import (
     CMD_STREAM,
     MIGRATION_COPY_STREAM,
@@ -27,7 +28,6 @@ COPY_PREFIX = "titan-migrate.copy."
 RESTORE_PREFIX = MIGRATION_RESTORE_PREFIX
 SEQ_HEADER = "Titan-Migrate-Seq"
 HEADER_PREFIX = "Titan-Migrate-"
-MSG_ID = "Nats-Msg-Id"
 
 
 class MigrationFailed(RuntimeError):

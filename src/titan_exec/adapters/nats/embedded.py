@@ -79,6 +79,98 @@ def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=5)
 
 
+def _jetstream_section(
+    store_dir: Path, max_file_store_bytes: int | None, max_memory_store_bytes: int | None
+) -> str:
+    js = [f"  store_dir: {_conf_str(str(store_dir))}"]
+    if max_file_store_bytes is not None:
+        js.append(f"  max_file_store: {max_file_store_bytes}")
+    if max_memory_store_bytes is not None:
+        js.append(f"  max_memory_store: {max_memory_store_bytes}")
+    return "jetstream {\n" + "\n".join(js) + "\n}"
+
+
+def _auth_section(user: str | None, password: str | None, token: str | None) -> str:
+    """The ``authorization`` block: user and password, or a token, or nothing ("")."""
+    if user is not None and password is not None:
+        return f"authorization {{\n  user: {_conf_str(user)}\n  password: {_conf_str(password)}\n}}"
+    if token is not None:
+        return f"authorization {{\n  token: {_conf_str(token)}\n}}"
+    return ""
+
+
+def _read_tail(path: Path, offset: int, max_bytes: int) -> str:
+    """The end of ``path`` from ``offset`` on, at most ``max_bytes`` ("" if unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            end = fh.tell()
+            fh.seek(max(offset, end - max_bytes))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _read_ports(nats_dir: Path, pid: int) -> dict[str, list[str]] | None:
+    """The URLs in the ports file of server ``pid`` (``nats``, ``monitoring``); None until
+    it is there and complete. The server writes ``<executable>_<pid>.ports`` once it listens."""
+    matches = list(nats_dir.glob(f"*_{pid}.ports"))
+    if not matches:
+        return None
+    try:
+        data = json.loads(matches[0].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # being written
+    return {key: list(data.get(key) or []) for key in ("nats", "monitoring")}
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _serves_clients(host: str, port: int, *, needs_jetstream: bool) -> bool:
+    """The server sent its INFO line (announcing JetStream when ``needs_jetstream``)."""
+    try:
+        with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock:
+            line = sock.makefile("rb").readline(65536)
+    except OSError:
+        return False
+    if not line.startswith(b"INFO "):
+        return False
+    if not needs_jetstream:
+        return True
+    try:
+        info = json.loads(line[5:])
+    except ValueError:
+        return False
+    return bool(info.get("jetstream"))
+
+
+def _http_ok(host: str, port: int, path: str) -> bool:
+    """``GET path`` on the monitoring port answers 200."""
+    try:
+        with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+            status = sock.makefile("rb").readline(1024)
+    except OSError:
+        return False
+    return status.split(b" ")[1:2] == [b"200"]
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, wait ``timeout_s``, then SIGKILL (nothing if it has exited)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
 class EmbeddedNats:
     """A ``nats-server`` child process with JetStream, stored under ``<state_dir>/nats``.
 
@@ -207,21 +299,14 @@ class EmbeddedNats:
             bind = f"[{self.host}]" if ":" in self.host else self.host
             sections.append(f"http: {_conf_str(f'{bind}:{mport}')}")
         if self.jetstream:
-            js = [f"  store_dir: {_conf_str(str(self.store_dir))}"]
-            if self.max_file_store_bytes is not None:
-                js.append(f"  max_file_store: {self.max_file_store_bytes}")
-            if self.max_memory_store_bytes is not None:
-                js.append(f"  max_memory_store: {self.max_memory_store_bytes}")
-            sections.append("jetstream {\n" + "\n".join(js) + "\n}")
-        if self.user is not None and self.password is not None:
             sections.append(
-                "authorization {\n"
-                f"  user: {_conf_str(self.user)}\n"
-                f"  password: {_conf_str(self.password)}\n"
-                "}"
+                _jetstream_section(
+                    self.store_dir, self.max_file_store_bytes, self.max_memory_store_bytes
+                )
             )
-        elif self.token is not None:
-            sections.append(f"authorization {{\n  token: {_conf_str(self.token)}\n}}")
+        auth = _auth_section(self.user, self.password, self.token)
+        if auth:
+            sections.append(auth)
         if self.extra_config:
             sections.append(self.extra_config)
         return "\n".join(sections) + "\n"
@@ -255,74 +340,31 @@ class EmbeddedNats:
 
     def log_tail(self, max_bytes: int = _LOG_TAIL_BYTES) -> str:
         """The end of this run's server output (stderr and log)."""
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                end = fh.tell()
-                fh.seek(max(self._log_offset, end - max_bytes))
-                return fh.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
+        return _read_tail(self.log_path, self._log_offset, max_bytes)
 
     def _read_ports_file(self) -> bool:
         """Pick up the ports the server chose; True once known."""
         assert self._proc is not None
-        # The server writes <executable name>_<pid>.ports once it listens.
-        matches = list(self.nats_dir.glob(f"*_{self._proc.pid}.ports"))
-        if not matches:
-            return False
-        ports_file = matches[0]
-        try:
-            data = json.loads(ports_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False  # being written
-        client_urls: list[str] = data.get("nats") or []
-        if not client_urls:
+        ports = _read_ports(self.nats_dir, self._proc.pid)
+        if ports is None or not ports.get("nats"):
             return False
         if self._port == 0:
-            self._port = int(client_urls[0].rsplit(":", 1)[1])
+            self._port = _port_of(ports["nats"][0])
         if self._monitor_port == 0:
-            monitor_urls: list[str] = data.get("monitoring") or []
-            if not monitor_urls:
+            if not ports.get("monitoring"):
                 return False
-            self._monitor_port = int(monitor_urls[0].rsplit(":", 1)[1])
+            self._monitor_port = _port_of(ports["monitoring"][0])
         return True
 
     def _probe(self) -> bool:
         """One readiness check: the server sent INFO (with JetStream on) and /healthz is OK."""
         if not self._read_ports_file():
             return False
-        try:
-            with socket.create_connection(
-                (self._connect_host, self._port), timeout=_PROBE_TIMEOUT_S
-            ) as sock:
-                line = sock.makefile("rb").readline(65536)
-        except OSError:
+        if not _serves_clients(self._connect_host, self._port, needs_jetstream=self.jetstream):
             return False
-        if not line.startswith(b"INFO "):
-            return False
-        if self.jetstream:
-            try:
-                info = json.loads(line[5:])
-            except ValueError:
-                return False
-            if not info.get("jetstream"):
-                return False
         if self._monitor_port is not None:
-            return self._http_ok("/healthz")
+            return _http_ok(self._connect_host, self._monitor_port, "/healthz")
         return True
-
-    def _http_ok(self, path: str) -> bool:
-        assert self._monitor_port
-        try:
-            with socket.create_connection(
-                (self._connect_host, self._monitor_port), timeout=_PROBE_TIMEOUT_S
-            ) as sock:
-                sock.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-                status = sock.makefile("rb").readline(1024)
-        except OSError:
-            return False
-        return status.split(b" ")[1:2] == [b"200"]
 
     def _check_startup(self, deadline: float) -> bool:
         """Raise if the server died or is too slow; True when it is ready."""
@@ -369,17 +411,9 @@ class EmbeddedNats:
 
     def stop(self) -> None:
         """Stop the server: SIGTERM, wait ``stop_timeout_s``, then SIGKILL. Idempotent."""
-        proc = self._proc
         try:
-            if proc is not None and proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=self.stop_timeout_s)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    proc.wait(timeout=self.stop_timeout_s)
+            if self._proc is not None:
+                _terminate(self._proc, self.stop_timeout_s)
         finally:
             self._cleanup()
 

@@ -15,11 +15,12 @@ Once the instance leads (`set_epoch`), every event carries the epoch fence heade
 then **one fenced event is in flight at a time**: on a replicated stream (R3) nats-server
 2.15.1 refuses a write that checks the last sequence of a subject (here the epoch subject)
 while an earlier write checking the same subject is still being replicated, with
-10164 "wrong last sequence" although the epoch is current. Pipelined fenced writes would
-therefore fail from the second one on, and whichever later ones land after the first is
-committed would land out of order. A single server (R1) has no such window:
-`is_fence_pipelined=True` keeps the pipeline there (about twice the event rate; measured
-sequentially ~1.7k fenced writes/s on R1 and ~0.8k/s on R3 from one Python process).
+"wrong last sequence" (`errors.REFUSED_WHILE_REPLICATING`) although the epoch is current.
+Pipelined fenced writes would therefore fail from the second one on, and whichever later
+ones land after the first is committed would land out of order. A single server (R1) has
+no such window: `is_fence_pipelined=True` keeps the pipeline there (about twice the event
+rate; measured sequentially ~1.7k fenced writes/s on R1 and ~0.8k/s on R3 from one Python
+process).
 
 Once leading, every message also names its writer (`Titan-Epoch`, `Titan-Instance`;
 `fence.writer_headers`), merged with its `Nats-Msg-Id` and the fence headers.
@@ -38,13 +39,16 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client as NatsClient
 
-from titan_exec.adapters.nats.fence import (
-    EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
-    WRONG_LAST_SEQUENCE_ERR_CODE,
-    fenced_headers,
-    writer_headers,
+from titan_exec.adapters.nats.errors import (
+    PublishRejected,
+    is_duplicate_in_process,
+    is_no_responders,
+    is_refused_while_replicating,
+    is_wrong_last_sequence,
 )
-from titan_exec.adapters.nats.publisher import NO_RESPONDERS, AckedPublisher, PublishRejected
+from titan_exec.adapters.nats.fence import fenced_headers, writer_headers
+from titan_exec.adapters.nats.headers import EXPECTED_LAST_SUBJECT_SEQ_SUBJECT, MSG_ID
+from titan_exec.adapters.nats.publisher import AckedPublisher
 from titan_exec.core.events import Event, Genesis
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.state import State, step
@@ -52,15 +56,6 @@ from titan_exec.wire.contract import encode_event
 
 log = logging.getLogger(__name__)
 
-MSG_ID = "Nats-Msg-Id"
-IN_FLIGHT_ERR_CODE = 10164
-"""A replicated stream's leader refusing a conditional write *without comparing*, because
-another write checking the same subject is still in flight: it decides nothing."""
-DUPLICATE_IN_PROCESS_ERR_CODE = 10158
-""""duplicate message id is in process": a re-send arrived while the stream is still
-storing the first send of the same message (same `Nats-Msg-Id`): it decides nothing
-either; the next answer is that message's acknowledgement (or the fence's refusal).
-Seen in the chaos matrix when a stalled loop made an acknowledgement late."""
 _RETRY_PAUSE_S = 0.01
 
 
@@ -318,11 +313,14 @@ class EventLog:
         its sequence):
         - no answer within ``resend_after_s``: the message or its ack was lost with a
           dying connection, and the re-send goes to the server the client reconnected to;
-        - 10164: the leader has not yet cleared the in-flight mark of our previous write,
-          or a new leader's epoch marker is in flight (the next answer tells);
-        - 10158: our previous send of this very message is still being stored (a re-send
-          after a late acknowledgement): the next answer is its acknowledgement;
-        - no responders (503), for at most ``unavailable_retry_s``: a replicated stream
+        - refused while replicating (`errors.REFUSED_WHILE_REPLICATING`): the leader has not
+          yet cleared the in-flight mark of our previous write, or a new leader's epoch
+          marker is in flight (the next answer tells);
+        - duplicate in process (`errors.DUPLICATE_IN_PROCESS`): our previous send of this
+          very message is still being stored (a re-send after a late acknowledgement, seen
+          in the chaos matrix when a stalled loop made an acknowledgement late): the next
+          answer is its acknowledgement (or the fence's refusal);
+        - no responders, for at most ``unavailable_retry_s``: a replicated stream
           listens only on its leader, and a leader handing over (a step-down, a server in
           lame duck mode) is answered again within milliseconds. A lost leader is
           replaced only after a raft election, seconds, longer than a lease: then fail.
@@ -349,12 +347,12 @@ class EventLog:
                 return ack
             if not isinstance(err, PublishRejected) or not has_id or loop.time() >= deadline:
                 raise err
-            if err.code == NO_RESPONDERS:
+            if is_no_responders(err):
                 if unavailable_until is None:
                     unavailable_until = loop.time() + self._unavailable_retry_s
                 if loop.time() >= unavailable_until:
                     raise err
-            elif err.code not in (IN_FLIGHT_ERR_CODE, DUPLICATE_IN_PROCESS_ERR_CODE):
+            elif not (is_refused_while_replicating(err) or is_duplicate_in_process(err)):
                 raise err
             await asyncio.sleep(_RETRY_PAUSE_S)
 
@@ -362,7 +360,7 @@ class EventLog:
         return headers is not None and EXPECTED_LAST_SUBJECT_SEQ_SUBJECT in headers
 
     def _break(self, err: BaseException) -> None:
-        if isinstance(err, PublishRejected) and err.code == WRONG_LAST_SEQUENCE_ERR_CODE:
+        if is_wrong_last_sequence(err):
             self.is_deposed = True
         if not self.is_broken:
             log.error("event publish failed, state is ahead of the stream: %r", err)

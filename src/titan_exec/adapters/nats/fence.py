@@ -14,8 +14,8 @@ itself when ``is_fence_rejection`` says a write was refused.
   (``Titan-Epoch``, ``Titan-Instance``): informational, never checked by the server. They
   name the writer of an event, so that a checker reading the stream can say who wrote an
   event that is unfenced (the test-only build without fencing) or from a deposed epoch.
-- A refused write is a ``nats.js.errors.APIError`` with ``err_code`` 10071
-  ("wrong last sequence: <n>"), checked with nats-server 2.15.1.
+- A refused write is a wrong last sequence (`errors.is_wrong_last_sequence`: an
+  ``APIError`` or a `PublishRejected` with that code), checked with nats-server 2.15.1.
 
 Caution (nats-py 2.16.0, nats-io/nats.py#985): a ``js.publish_async`` whose ack is an
 error never resolves its future (the error escapes nats-py's reply handler). Await
@@ -25,16 +25,18 @@ fenced writes with ``js.publish`` or put a timeout on ``publish_async`` futures.
 from __future__ import annotations
 
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 
-EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
-EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-MSG_ID = "Nats-Msg-Id"
+from titan_exec.adapters.nats.errors import is_no_message, is_wrong_last_sequence
+from titan_exec.adapters.nats.headers import (
+    EXPECTED_LAST_SUBJECT_SEQ,
+    EXPECTED_LAST_SUBJECT_SEQ_SUBJECT,
+)
+
 EPOCH_HEADER = "Titan-Epoch"
 """The writer's epoch (the stream sequence of its epoch marker); informational."""
 INSTANCE_HEADER = "Titan-Instance"
 """The writer's instance id (`service.instance_id`); informational."""
-WRONG_LAST_SEQUENCE_ERR_CODE = 10071
 
 
 def _check_subject(subject: str) -> None:
@@ -80,7 +82,7 @@ def marker_headers(last_marker_seq: int) -> dict[str, str]:
 
 def is_fence_rejection(exc: BaseException) -> bool:
     """True if ``exc`` is the server refusing a write because the expected sequence moved."""
-    return isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE_ERR_CODE
+    return is_wrong_last_sequence(exc)
 
 
 async def last_subject_msg(
@@ -91,7 +93,7 @@ async def last_subject_msg(
     try:
         msg = await js.get_last_msg(stream, subject)
     except NotFoundError as exc:
-        if exc.err_code == 10037:  # no message found (10059 = stream not found: re-raise)
+        if is_no_message(exc):  # a missing stream is not "no message": re-raise
             return None
         raise
     if msg.seq is None:
@@ -110,8 +112,6 @@ __all__: list[str] = [
     "EXPECTED_LAST_SUBJECT_SEQ",
     "EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",
     "INSTANCE_HEADER",
-    "MSG_ID",
-    "WRONG_LAST_SEQUENCE_ERR_CODE",
     "fenced_headers",
     "is_fence_rejection",
     "last_subject_msg",

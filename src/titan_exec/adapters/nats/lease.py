@@ -3,8 +3,10 @@
 This module owns the election bucket and every call on the lease key. It decides nothing:
 the pure core (`titan_exec.core.leadership`) says when to acquire, renew, release or read,
 and this adapter turns each call into one of three outcomes, mapped in one place
-(`_classify`): ``CallOk(revision)``, ``CallLost`` (someone else holds it: wrong last
-sequence) or ``CallUnavailable`` (cannot tell: timeout, no responders, disconnected).
+(`_classify`, over the codes of `errors`): ``CallOk(revision)``, ``CallLost`` (someone
+else holds it: wrong last sequence) or ``CallUnavailable`` (cannot tell: timeout, no
+responders, disconnected, a refusal while replicating). The values and results themselves
+are in `leasevalues`.
 Every call runs under a timeout derived from the lease (default: the renew interval).
 
 - Bucket ``TITAN_EXEC_ELECTION`` (stream ``KV_TITAN_EXEC_ELECTION``), created or bound
@@ -37,12 +39,9 @@ Every call runs under a timeout derived from the lease (default: the renew inter
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -57,32 +56,30 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from titan_exec.adapters.nats.fence import EXPECTED_LAST_SUBJECT_SEQ
-from titan_exec.core.leadership import (
-    AcquireFailed,
-    AcquireSucceeded,
-    Failure,
-    LeaseEmpty,
-    LeaseSeen,
-    LeaseTiming,
-    LeaseUnavailable,
-    RenewFailed,
-    RenewSucceeded,
+from titan_exec.adapters.nats.errors import (
+    is_no_message,
+    is_refused_while_replicating,
+    is_stream_name_in_use,
+    is_wrong_last_sequence,
 )
+from titan_exec.adapters.nats.headers import EXPECTED_LAST_SUBJECT_SEQ
+from titan_exec.adapters.nats.leasevalues import (
+    CallLost,
+    CallOk,
+    CallResult,
+    CallUnavailable,
+    LeaseEntry,
+    LeaseRecord,
+    acquire_outcome,
+    is_marker,
+    renew_outcome,
+)
+from titan_exec.clock import monotonic_ms, wall_clock_ms
+from titan_exec.core.leadership import LeaseEmpty, LeaseSeen, LeaseTiming, LeaseUnavailable
 
 BUCKET = "TITAN_EXEC_ELECTION"
 STREAM = f"KV_{BUCKET}"
 KEY = "leader"
-KV_OPERATION = "KV-Operation"  # client-written delete/purge markers
-MARKER_REASON = "Nats-Marker-Reason"  # server-written markers (MaxAge, Purge, Remove)
-WRONG_LAST_SEQUENCE = 10071
-"""The compare-and-set failed: the key moved on (someone else wrote it)."""
-REFUSED_WHILE_REPLICATING = 10164
-"""On a replicated bucket the server refuses a compare-and-set while an earlier write to
-the key is still being replicated, without comparing: it can be our own renewal, so this
-is "cannot tell" (retried; the local deadline decides), never "lost"."""
-STREAM_CONFIG_DIFFERS = 10058
-NO_MESSAGE_FOUND = 10037
 _SHARD_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 Observation = LeaseSeen | LeaseEmpty | LeaseUnavailable
@@ -90,10 +87,6 @@ Observation = LeaseSeen | LeaseEmpty | LeaseUnavailable
 
 class LeaseSetupError(RuntimeError):
     """The election bucket cannot be created or has settings that contradict ours."""
-
-
-def monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
 
 
 def lease_key(shard: str | None = None) -> str:
@@ -105,117 +98,6 @@ def lease_key(shard: str | None = None) -> str:
     return f"{KEY}.{shard}"
 
 
-# ------------------------------------------------------------------------- values
-@dataclass(frozen=True, slots=True)
-class LeaseRecord:
-    """The value of the lease key."""
-
-    instance_id: str
-    session: str
-    epoch: int | None
-    since_ms: int  # wall clock when this holder acquired the lease (display only)
-    lease_ms: int
-
-    @property
-    def holder(self) -> str:
-        return f"{self.instance_id}/{self.session}"
-
-    def encode(self) -> bytes:
-        fields = {
-            "instance_id": self.instance_id,
-            "session": self.session,
-            "epoch": self.epoch,
-            "since_ms": self.since_ms,
-            "lease_ms": self.lease_ms,
-        }
-        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, data: bytes | None) -> LeaseRecord | None:
-        """The record, or None for a value this code did not write."""
-        try:
-            raw = json.loads(data or b"")
-            epoch = raw["epoch"]
-            record = cls(
-                instance_id=str(raw["instance_id"]),
-                session=str(raw["session"]),
-                epoch=None if epoch is None else int(epoch),
-                since_ms=int(raw["since_ms"]),
-                lease_ms=int(raw["lease_ms"]),
-            )
-        except (ValueError, TypeError, KeyError):
-            return None
-        return record
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseEntry:
-    """The newest entry of the lease key: a live record or a delete/expiry marker."""
-
-    revision: int
-    record: LeaseRecord | None  # None: a marker, or a value not written by this code
-    is_marker: bool
-
-    @property
-    def holder(self) -> str | None:
-        if self.is_marker:
-            return None
-        return self.record.holder if self.record is not None else "<unreadable value>"
-
-    def describe(self) -> str:
-        if self.holder is None:
-            return f"a marker at revision {self.revision}"
-        return f"{self.holder} at revision {self.revision}"
-
-    def observe(self, now_ms: int) -> LeaseSeen | LeaseEmpty:
-        if self.holder is None:
-            return LeaseEmpty(self.revision, now_ms)
-        epoch = self.record.epoch if self.record is not None else None
-        return LeaseSeen(self.holder, self.revision, epoch, now_ms)
-
-
-@dataclass(frozen=True, slots=True)
-class CallOk:
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class CallLost:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallUnavailable:
-    reason: str
-
-
-CallResult = CallOk | CallLost | CallUnavailable
-
-
-def acquire_outcome(
-    result: CallResult, sent_at_ms: int, now_ms: int
-) -> AcquireSucceeded | AcquireFailed:
-    """The core input for the outcome of an ``acquire`` sent at ``sent_at_ms``."""
-    match result:
-        case CallOk(revision=rev):
-            return AcquireSucceeded(rev, sent_at_ms, now_ms)
-        case CallLost():
-            return AcquireFailed(Failure.LOST, now_ms)
-        case CallUnavailable():
-            return AcquireFailed(Failure.UNAVAILABLE, now_ms)
-
-
-def renew_outcome(result: CallResult, sent_at_ms: int, now_ms: int) -> RenewSucceeded | RenewFailed:
-    """The core input for the outcome of a ``renew`` sent at ``sent_at_ms``."""
-    match result:
-        case CallOk(revision=rev):
-            return RenewSucceeded(rev, sent_at_ms, now_ms)
-        case CallLost():
-            return RenewFailed(Failure.LOST, now_ms)
-        case CallUnavailable():
-            return RenewFailed(Failure.UNAVAILABLE, now_ms)
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -223,11 +105,11 @@ def _describe(exc: BaseException) -> str:
 
 def _classify(exc: Exception) -> CallLost | CallUnavailable | None:
     """The one error mapping: lost (definitive), unavailable (cannot tell), or None (a bug)."""
-    if isinstance(exc, APIError) and exc.err_code == REFUSED_WHILE_REPLICATING:
+    # a refusal while replicating first: it may be our own renewal in flight, so "cannot
+    # tell", never "lost"; our `_cas` raises KeyWrongLastSequenceError only when it lost
+    if is_refused_while_replicating(exc):
         return CallUnavailable(_describe(exc))
-    if isinstance(exc, KeyWrongLastSequenceError) or (
-        isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE
-    ):
+    if isinstance(exc, KeyWrongLastSequenceError) or is_wrong_last_sequence(exc):
         return CallLost(f"the lease moved on ({_describe(exc)})")
     if isinstance(exc, TimeoutError | nats.errors.Error | OSError):
         return CallUnavailable(_describe(exc))
@@ -244,12 +126,6 @@ def _raise_if_cancel_swallowed(before: int) -> None:
     swallow a cancellation when the reply arrives at the same moment: restore it."""
     if _cancelling() > before:
         raise asyncio.CancelledError
-
-
-def _is_marker(headers: dict[str, str] | None) -> bool:
-    if not headers:
-        return False
-    return headers.get(KV_OPERATION) in ("DEL", "PURGE") or MARKER_REASON in headers
 
 
 # ---------------------------------------------------------------------------- bucket
@@ -269,7 +145,7 @@ async def ensure_bucket(
         )
         return kv
     except BadRequestError as exc:
-        if exc.err_code != STREAM_CONFIG_DIFFERS:
+        if not is_stream_name_in_use(exc):
             raise
     kv = await js.key_value(BUCKET)
     status = await kv.status()
@@ -372,28 +248,29 @@ class NatsLease:
         """Write ``value`` only if the key's newest revision is ``last`` (0: no entry)."""
         if not isinstance(last, int) or last < 0:
             raise ValueError(f"compare-and-set needs an explicit revision >= 0, got {last!r}")
-        # a plain publish with the header rather than kv.update: nats-py folds 10071 and
-        # 10164 into one KeyWrongLastSequenceError, and only the first means "moved on"
+        # a plain publish with the header rather than kv.update: nats-py folds a wrong last
+        # sequence and a refusal while replicating into one KeyWrongLastSequenceError, and
+        # only the first means "moved on" (`errors`)
         try:
             ack = await self._js.publish(
                 self._subject, value, headers={EXPECTED_LAST_SUBJECT_SEQ: str(last)}
             )
         except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if is_wrong_last_sequence(exc):
                 raise KeyWrongLastSequenceError(description=exc.description) from exc
-            raise  # 10164 among them: "cannot tell" (_classify)
+            raise  # a refusal while replicating among them: "cannot tell" (_classify)
         return CallOk(int(ack.seq))
 
     async def _latest(self) -> LeaseEntry | None:
         try:
             msg: Any = await self._js.get_last_msg(STREAM, self._subject)
         except NotFoundError as exc:
-            if exc.err_code == NO_MESSAGE_FOUND:
+            if is_no_message(exc):
                 return None
             raise
-        is_marker = _is_marker(msg.headers)
-        record = None if is_marker else LeaseRecord.decode(msg.data)
-        return LeaseEntry(int(msg.seq), record, is_marker)
+        marker = is_marker(msg.headers)
+        record = None if marker else LeaseRecord.decode(msg.data)
+        return LeaseEntry(int(msg.seq), record, marker)
 
     def _is_ours(self, entry: LeaseEntry | None) -> bool:
         return entry is not None and entry.record is not None and entry.record.holder == self.holder
@@ -402,7 +279,7 @@ class NatsLease:
         self, *, epoch: int | None = None, timeout_ms: int | None = None
     ) -> CallResult:
         """Take the lease if it is free (no entry, or a delete/expiry marker)."""
-        since_ms = time.time_ns() // 1_000_000
+        since_ms = wall_clock_ms()
         value = self._value(epoch, since_ms)
 
         async def attempt() -> CallResult:
@@ -521,3 +398,23 @@ class NatsLease:
                         await watcher.stop()
                 except Exception:  # the connection may be gone; the subscription goes with it
                     pass
+
+
+__all__: list[str] = [
+    "BUCKET",
+    "KEY",
+    "STREAM",
+    "CallLost",
+    "CallOk",
+    "CallResult",
+    "CallUnavailable",
+    "LeaseEntry",
+    "LeaseRecord",
+    "LeaseSetupError",
+    "NatsLease",
+    "Observation",
+    "acquire_outcome",
+    "ensure_bucket",
+    "lease_key",
+    "renew_outcome",
+]

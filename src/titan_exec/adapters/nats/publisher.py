@@ -1,10 +1,11 @@
 """Pipelined JetStream publishes whose every answer is read, errors included.
 
 nats-py 2.16's `publish_async` never resolves a future whose ack is an error
-(nats-io/nats.py#985): a fence rejection (10071), a full stream or a missing stream would
-look like a timeout. This publisher sends with `nc.publish(reply=<inbox>.<n>)` on one
-wildcard inbox subscription and resolves each future itself: a stream sequence, or a
-`PublishRejected` carrying the server's error code. Wire order is publish-call order.
+(nats-io/nats.py#985): a fence rejection (wrong last sequence), a full stream or a missing
+stream would look like a timeout. This publisher sends with `nc.publish(reply=<inbox>.<n>)`
+on one wildcard inbox subscription and resolves each future itself: a stream sequence, or
+a `PublishRejected` carrying the server's error code (the named one for a code `errors`
+knows). Wire order is publish-call order.
 """
 
 from __future__ import annotations
@@ -17,16 +18,13 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-NO_RESPONDERS = 503
-
-
-class PublishRejected(Exception):
-    """JetStream refused the message (`code`: its API error code, or 503 no responders)."""
-
-    def __init__(self, code: int, description: str) -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
+from titan_exec.adapters.nats.errors import (
+    NO_RESPONDERS,
+    NoResponders,
+    PublishRejected,
+    reply_error_code,
+)
+from titan_exec.adapters.nats.headers import STATUS
 
 
 class AckedPublisher:
@@ -50,7 +48,7 @@ class AckedPublisher:
             self._sub = None
         for fut in self._futures.values():
             if not fut.done():
-                fut.set_exception(PublishRejected(NO_RESPONDERS, "publisher stopped"))
+                fut.set_exception(NoResponders(NO_RESPONDERS, "publisher stopped"))
         self._futures.clear()
 
     @property
@@ -76,8 +74,8 @@ class AckedPublisher:
         fut = self._futures.pop(token, None)
         if fut is None or fut.done():
             return
-        if msg.headers and msg.headers.get("Status") == str(NO_RESPONDERS):
-            fut.set_exception(PublishRejected(NO_RESPONDERS, "no responders: no such stream"))
+        if msg.headers and msg.headers.get(STATUS) == str(NO_RESPONDERS):
+            fut.set_exception(NoResponders(NO_RESPONDERS, "no responders: no such stream"))
             return
         try:
             doc = json.loads(msg.data)
@@ -86,11 +84,11 @@ class AckedPublisher:
             return
         error = doc.get("error") if isinstance(doc, dict) else None
         if error:
-            fut.set_exception(
-                PublishRejected(
-                    int(error.get("err_code") or error.get("code") or 0),
-                    str(error.get("description", "")),
-                )
-            )
+            fields: dict[str, Any] = error if isinstance(error, dict) else {}
+            description = str(fields.get("description", ""))
+            fut.set_exception(PublishRejected.of(reply_error_code(fields), description))
             return
         fut.set_result(int(doc.get("seq", 0)))
+
+
+__all__: list[str] = ["AckedPublisher", "PublishRejected"]

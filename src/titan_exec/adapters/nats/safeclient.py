@@ -33,12 +33,14 @@ from typing import Any, Final
 
 from nats.aio.client import Client
 
+from titan_exec.adapters.nats.headers import DESCRIPTION, STATUS
+
 log = logging.getLogger(__name__)
 
 __all__ = ["SafeClient"]
 
 _STORED_REPLY_PREFIX: Final = b"$JS.ACK."
-_SERVER_HEADERS: Final = ("Status", "Description")
+_SERVER_HEADERS: Final = (STATUS, DESCRIPTION)
 
 
 class SafeClient(Client):

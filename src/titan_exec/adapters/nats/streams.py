@@ -31,13 +31,12 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import APIError, NotFoundError
 
+from titan_exec.adapters.nats.errors import is_stream_name_in_use, is_subjects_overlap
+
 log = logging.getLogger(__name__)
 
 _NS = 1_000_000_000
 _DAY_S = 86_400.0
-
-ERR_STREAM_NAME_IN_USE = 10058  # "stream name already in use with a different configuration"
-ERR_SUBJECTS_OVERLAP = 10065
 
 
 class StreamSetupError(RuntimeError):
@@ -192,9 +191,9 @@ async def ensure_stream(
         log.debug("nats: stream %s present (created or identical)", spec.name)
         return info
     except APIError as exc:
-        if exc.err_code == ERR_SUBJECTS_OVERLAP:
+        if is_subjects_overlap(exc):
             raise await _overlap_error(js, spec, exc) from exc
-        if exc.err_code != ERR_STREAM_NAME_IN_USE:
+        if not is_stream_name_in_use(exc):
             raise _api_failure(spec.name, "create", exc) from exc
 
     try:

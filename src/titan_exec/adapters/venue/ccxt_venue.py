@@ -23,26 +23,19 @@ spot market. Amounts and prices are rounded to the market's precision with ccxt,
 minimum amount and notional are checked before sending (a clear `VenueRejected`). Numbers
 are read from the venue's raw strings where the venue provides them (never via floats).
 
-Fills are learned by polling the venue's trades per symbol (`fetch_my_trades` from the last
-trade id seen); Binance trades carry the venue order id, mapped back to our client order id.
-Credentials come from the environment or files (Docker secrets) and are never logged.
+Fills are learned by polling the venue's trades per symbol, by the venue's own cursor
+(`ccxt_trades.py`); Binance trades carry the venue order id, mapped back to our client order
+id. The settings and the clients are `ccxt_setup.py` (credentials from the environment or
+files, Docker secrets, never logged); ccxt's answers are read by `ccxt_answers.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from functools import partial
-from pathlib import Path
+from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
@@ -54,6 +47,16 @@ from titan_exec.adapters.venue.base import (
     VenueUnavailable,
     VenueUnknownOutcome,
 )
+from titan_exec.adapters.venue.ccxt_answers import dec, is_duplicate_id, order_report, order_status
+from titan_exec.adapters.venue.ccxt_setup import (
+    CcxtSettings,
+    VenueConfigError,
+    make_client,
+    read_secret,
+    settings_from_env,
+)
+from titan_exec.adapters.venue.ccxt_trades import TradeCursor
+from titan_exec.clock import wall_clock_ms
 from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
 from titan_exec.core.reports import (
     BalanceReport,
@@ -66,130 +69,14 @@ from titan_exec.core.reports import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+__all__ = ["CcxtSettings", "CcxtVenue", "VenueConfigError", "read_secret", "settings_from_env"]
+
 READ_RETRIES = 3
-
-
-class VenueConfigError(ValueError):
-    """The venue configuration cannot work (names the setting)."""
-
 
 COMPLETE_POSITION_LISTS = frozenset({"binanceusdm"})
 """ccxt ids whose all-symbol position answer lists every non-flat position of the account:
 Binance USDⓈ-M's positionRisk (v3, ccxt's default) leaves flat symbols out, so a symbol it
 omits from a successful answer is flat. Elsewhere an omitted symbol stays unknown."""
-
-TRADES_PAGE = 1000
-"""Trades per `userTrades` call (Binance's maximum)."""
-
-
-@dataclass(frozen=True)
-class CcxtSettings:
-    exchange_id: str = "binanceusdm"
-    name: str = "binance"
-    """The venue's name inside Titan (subjects, events)."""
-    is_testnet: bool = False
-    base_url: str = ""
-    """Override of every API host (the simulator, a proxy); empty: the venue's own."""
-    api_key: str = field(default="", repr=False)
-    api_secret: str = field(default="", repr=False)
-    timeout_ms: int = 5000
-    enable_rate_limit: bool = True
-    rate_limit_ms: int = 0
-    """ccxt's `rateLimit` (ms per unit of request cost); 0: ccxt's value for the venue."""
-    poll_interval_ms: int = 250
-    fill_lookback_ms: int = 3_600_000
-    """How far back the first trade poll of a symbol looks after a start."""
-    fill_rescan_ms: int = 10_000
-    """Each trade poll reads again this much of the past (by trade time), so that a trade
-    the venue shows late — behind later ones, as with an order not yet visible to queries —
-    is still found; trades already reported are skipped."""
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-def read_secret(value: str, env: Mapping[str, str], var: str) -> str:
-    """A secret from the setting, else `$VAR`, else the file named by `$VAR_FILE`."""
-    if value:
-        return value
-    if env.get(var):
-        return env[var]
-    path = env.get(f"{var}_FILE")
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise VenueConfigError(f"{var}_FILE: {path} does not exist")
-        return p.read_text().strip()
-    return ""
-
-
-def _rebase(url: str, base: str) -> str:
-    b = urlsplit(base)
-    u = urlsplit(url)
-    path = b.path.rstrip("/") + u.path
-    return urlunsplit((b.scheme, b.netloc, path, u.query, u.fragment))
-
-
-def _rebase_tree(node: Any, base: str) -> Any:
-    if isinstance(node, str) and node.startswith(("http://", "https://")):
-        return _rebase(node, base)
-    if isinstance(node, dict):
-        return {k: _rebase_tree(v, base) for k, v in node.items()}
-    return node
-
-
-def _keep_market_error_codes(exchange: Any) -> None:
-    """ccxt's Binance picks per-market error tables by the request's *host*; behind another
-    host (a proxy, the simulator) -4116, -2019, -2022, -4164 would all become a bare
-    ExchangeError. Merge the linear table into the generic one so they map as at Binance."""
-    per_market = (
-        exchange.exceptions.get("linear") if isinstance(exchange.exceptions, dict) else None
-    )
-    if not per_market:
-        return
-    for kind in ("exact", "broad"):
-        merged = dict(exchange.exceptions.get(kind, {}))
-        merged.update(per_market.get(kind, {}))
-        exchange.exceptions[kind] = merged
-
-
-def _is_duplicate_id(err: Exception) -> bool:
-    """Binance answers a reused client order id with -4116, which ccxt maps to InvalidOrder."""
-    text = str(err)
-    return "-4116" in text or "ClientOrderId is duplicated" in text
-
-
-def _dec(raw: Any, fallback: Any = None) -> Decimal:
-    for value in (raw, fallback):
-        if value is None or value == "":
-            continue
-        try:
-            d = Decimal(str(value))
-        except InvalidOperation:
-            continue
-        if d.is_finite():
-            return d
-    return ZERO
-
-
-_STATUS = {"closed": "FILLED", "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
-
-
-def _client(cls: Any, settings: CcxtSettings, options: dict[str, Any]) -> Any:
-    config: dict[str, Any] = {
-        "apiKey": settings.api_key,
-        "secret": settings.api_secret,
-        "enableRateLimit": settings.enable_rate_limit,
-        "timeout": settings.timeout_ms,
-        "options": dict(options),
-    }
-    if settings.rate_limit_ms:
-        config["rateLimit"] = settings.rate_limit_ms
-    exchange = cls(config)
-    if settings.is_testnet:
-        exchange.set_sandbox_mode(True)
-    if settings.base_url:
-        exchange.urls["api"] = _rebase_tree(exchange.urls["api"], settings.base_url)
-        _keep_market_error_codes(exchange)
-    return exchange
 
 
 class CcxtVenue:
@@ -207,18 +94,14 @@ class CcxtVenue:
             "fetchOpenOrders": {"warnWithoutSymbol": False},
             **dict(settings.options),
         }
-        self.exchange: Any = _client(cls, settings, options)
+        self.exchange: Any = make_client(cls, settings, options)
         # Order writes go through their own client, so their own rate-limit queue: a burst
         # of trade polls never delays a place or a cancel. Venues count them apart too
         # (Binance: order-count limits, not request weight).
-        self._writer: Any = _client(cls, settings, options)
-        self._coid_by_order: dict[str, ClientOrderId] = {}
-        self._newest_trade_ms: dict[str, int] = {}
-        self._reported: dict[str, dict[str, int]] = {}
-        """Per market symbol: trade id → trade time of the trades reported as fills (those
-        within two rescan windows of the newest: older ones are never read again)."""
-        self._symbols: set[str] = set()
-        self._started_ms = int(time.time() * 1000)
+        self._writer: Any = make_client(cls, settings, options)
+        self.coid_by_order: dict[str, ClientOrderId] = {}
+        self.trades = TradeCursor(self, settings, started_ms=wall_clock_ms())
+        """Where the trade polls are (the venue's own cursor, `ccxt_trades.py`)."""
         self._markets_loaded = False
         self._marks: dict[str, Decimal] = {}
 
@@ -229,7 +112,7 @@ class CcxtVenue:
 
     async def _markets(self) -> None:
         if not self._markets_loaded:
-            await self._read(lambda: self.exchange.load_markets())
+            await self.read(lambda: self.exchange.load_markets())
             self._writer.set_markets(self.exchange.markets, self.exchange.currencies)
             self._markets_loaded = True
 
@@ -262,11 +145,11 @@ class CcxtVenue:
         qty = Decimal(amount)
         limits = market.get("limits") or {}
         min_amount = (limits.get("amount") or {}).get("min")
-        if qty <= ZERO or (min_amount is not None and qty < _dec(min_amount)):
+        if qty <= ZERO or (min_amount is not None and qty < dec(min_amount)):
             raise VenueRejected(f"amount {req.qty} below the minimum {min_amount} of {msym}")
         min_cost = (limits.get("cost") or {}).get("min")
         ref = Decimal(price) if price is not None else self._last_price(msym)
-        if min_cost is not None and ref is not None and qty * ref < _dec(min_cost):
+        if min_cost is not None and ref is not None and qty * ref < dec(min_cost):
             raise VenueRejected(
                 f"notional {qty * ref} below the minimum {min_cost} of {msym} (min notional)"
             )
@@ -277,7 +160,7 @@ class CcxtVenue:
             (self.exchange.tickers or {}).get(msym) if hasattr(self.exchange, "tickers") else None
         )
         if ticker and ticker.get("last"):
-            return _dec(ticker["last"])
+            return dec(ticker["last"])
         return self._marks.get(msym)
 
     def on_ticker(self, symbol: str, bid: Decimal, ask: Decimal, ts_ms: int) -> None:
@@ -291,7 +174,7 @@ class CcxtVenue:
 
     # --- calls ------------------------------------------------------------------------------
 
-    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def read(self, call: Callable[[], Awaitable[T]]) -> T:
         """A read: retried on network errors (safe), mapped to VenueUnavailable at the end."""
         delay = 0.1
         for attempt in range(READ_RETRIES):
@@ -315,7 +198,7 @@ class CcxtVenue:
             params["reduceOnly"] = True
         kind = "market" if req.order_type is OrderType.MARKET else "limit"
         side = "buy" if req.side is Side.BUY else "sell"
-        self._symbols.add(msym)
+        self.trades.symbols.add(msym)
         try:
             # amounts and prices go to ccxt as decimal strings, never floats
             order = await self._writer.create_order(msym, kind, side, amount, price, params)
@@ -330,7 +213,7 @@ class CcxtVenue:
             # refused before execution (HTTP 429 surfaces as DDoSProtection in ccxt)
             raise VenueUnavailable(f"{type(err).__name__}: {err}") from None
         except (cx.InvalidOrder, cx.InsufficientFunds, cx.BadRequest, cx.BadSymbol) as err:
-            if _is_duplicate_id(err):
+            if is_duplicate_id(err):
                 raise VenueRejected(
                     f"duplicate client order id: {err}", is_duplicate=True
                 ) from None
@@ -339,41 +222,15 @@ class CcxtVenue:
             # network errors, lost responses, -1001 "internal error": it may have executed
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
         oid = str(order.get("id"))
-        self._coid_by_order[oid] = req.client_order_id
-        return Placed(venue_order_id=VenueOrderId(oid), status=self._status(order))
+        self.coid_by_order[oid] = req.client_order_id
+        return Placed(venue_order_id=VenueOrderId(oid), status=order_status(order))
 
-    def _status(self, order: Mapping[str, Any]) -> str:
-        raw = (order.get("info") or {}).get("status")
-        if isinstance(raw, str) and raw in (
-            "NEW",
-            "PARTIALLY_FILLED",
-            "FILLED",
-            "CANCELED",
-            "REJECTED",
-            "EXPIRED",
-        ):
-            return raw
-        st = order.get("status")
-        if st == "open":
-            return "PARTIALLY_FILLED" if (order.get("filled") or 0) > 0 else "NEW"
-        return _STATUS.get(str(st), "NEW")
-
-    def _report(self, order: Mapping[str, Any]) -> OrderReport:
-        info = order.get("info") or {}
-        coid = ClientOrderId(str(order.get("clientOrderId") or info.get("clientOrderId") or ""))
-        oid = str(order.get("id"))
-        if coid:
-            self._coid_by_order[oid] = coid
-        return OrderReport(
-            venue=self.name,
-            symbol=self.canonical(str(order.get("symbol"))),
-            client_order_id=coid,
-            venue_order_id=VenueOrderId(oid),
-            status=self._status(order),
-            qty=_dec(info.get("origQty"), order.get("amount")),
-            filled_qty=_dec(info.get("executedQty"), order.get("filled")),
-            ts_ms=int(order.get("timestamp") or 0),
-        )
+    def report(self, order: Mapping[str, Any]) -> OrderReport:
+        """An order as a report; its client order id is remembered for the trades."""
+        rep = order_report(order, venue=self.name, canonical=self.canonical)
+        if rep.client_order_id:
+            self.coid_by_order[str(rep.venue_order_id)] = rep.client_order_id
+        return rep
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
         await self._markets()
@@ -390,117 +247,31 @@ class CcxtVenue:
             raise VenueUnavailable(f"cancel refused: {err}") from None
         except (cx.OperationFailed, cx.ExchangeError) as err:
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
-        return CancelResult(self._status(order) if self._status(order) != "NEW" else "CANCELED")
+        return CancelResult(order_status(order) if order_status(order) != "NEW" else "CANCELED")
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         await self._markets()
         msym = self.market_symbol(symbol)
         try:
-            order = await self._read(
+            order = await self.read(
                 lambda: self.exchange.fetch_order(None, msym, {"origClientOrderId": coid})
             )
         except cx.OrderNotFound:
             return None  # not visible: unknown, not absent (the caller decides)
-        self._symbols.add(msym)
-        return self._report(order)
+        self.trades.symbols.add(msym)
+        return self.report(order)
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderReport]:
         await self._markets()
         msym = self.market_symbol(symbol) if symbol else None
-        orders = await self._read(lambda: self.exchange.fetch_open_orders(msym))
-        return [self._report(o) for o in orders]
+        orders = await self.read(lambda: self.exchange.fetch_open_orders(msym))
+        return [self.report(o) for o in orders]
 
     async def fills_since(
         self, cursor: str | None, symbols: frozenset[str] | None = None
     ) -> tuple[list[FillReport], str | None]:
         await self._markets()
-        if cursor is None:
-            # None: from the start of this session (the Venue contract), not from where an
-            # earlier runner of this process left off. A fenced active that rejoins in
-            # process keeps this object; trades it read but could not record as fills
-            # (fenced meanwhile) must be read again when it leads again. The fold drops
-            # the fills it already has (`seen_fills`).
-            self._newest_trade_ms = {}
-            self._reported = {}
-        elif cursor:
-            for sym, newest in json.loads(cursor).items():
-                self._newest_trade_ms[sym] = max(self._newest_trade_ms.get(sym, 0), int(newest))
-                self._symbols.add(sym)
-        for symbol in symbols or ():
-            # orders another instance placed (before a takeover) are polled too
-            with contextlib.suppress(VenueRejected):
-                self._symbols.add(self.market_symbol(symbol))
-        fills: list[FillReport] = []
-        for msym in sorted(self._symbols):
-            if symbols is not None and self.canonical(msym) not in symbols:
-                continue  # its cursor stays: nothing is skipped, only later
-            fills += await self._new_fills(msym)
-        return fills, json.dumps(self._newest_trade_ms, sort_keys=True)
-
-    async def _new_fills(self, msym: str) -> list[FillReport]:
-        """The trades of `msym` not reported yet, read by time from the newest trade seen
-        minus the rescan window (a trade id cursor would step over a trade shown late),
-        page by page."""
-        newest = self._newest_trade_ms.get(msym)
-        if newest is None:
-            since = self._started_ms - self.settings.fill_lookback_ms
-        else:
-            since = newest - self.settings.fill_rescan_ms
-        reported = self._reported.setdefault(msym, {})
-        fills: list[FillReport] = []
-        while True:
-            trades: list[Any] = await self._read(
-                partial(self.exchange.fetch_my_trades, msym, since, TRADES_PAGE, {})
-            )
-            for trade in trades:
-                tid = str(trade.get("id"))
-                if tid in reported:
-                    continue
-                fill = await self._fill(msym, trade)
-                if fill is not None:
-                    fills.append(fill)
-                reported[tid] = int(trade.get("timestamp") or 0)
-            if len(trades) < TRADES_PAGE:
-                break
-            last_ms = max(int(t.get("timestamp") or 0) for t in trades)
-            if last_ms <= since:
-                # a whole page in one millisecond: the next poll goes on (ids dedupe)
-                log.warning("%s: %d trades in one millisecond at %d", msym, len(trades), since)
-                break
-            since = last_ms  # the same millisecond again: its trades are skipped by id
-        if reported:
-            newest = max(reported.values())
-            self._newest_trade_ms[msym] = newest
-            horizon = newest - 2 * self.settings.fill_rescan_ms
-            for tid in [t for t, ms in reported.items() if ms < horizon]:
-                del reported[tid]
-        return fills
-
-    async def _fill(self, msym: str, trade: Mapping[str, Any]) -> FillReport | None:
-        info = trade.get("info") or {}
-        oid = str(trade.get("order"))
-        coid = self._coid_by_order.get(oid)
-        if coid is None:
-            try:
-                order = await self._read(lambda: self.exchange.fetch_order(oid, msym))
-                coid = self._report(order).client_order_id
-                self._coid_by_order[oid] = coid  # an order placed by the previous active
-            except cx.OrderNotFound:
-                coid = ClientOrderId(f"venue-{oid}")
-        fee = trade.get("fee") or {}
-        return FillReport(
-            venue=self.name,
-            symbol=self.canonical(msym),
-            client_order_id=coid,
-            venue_order_id=VenueOrderId(oid),
-            trade_id=str(trade.get("id")),
-            side=Side.BUY if trade.get("side") == "buy" else Side.SELL,
-            price=_dec(info.get("price"), trade.get("price")),
-            qty=_dec(info.get("qty"), trade.get("amount")),
-            fee=_dec(info.get("commission"), fee.get("cost")),
-            fee_currency=str(info.get("commissionAsset") or fee.get("currency") or "USDT"),
-            ts_ms=int(trade.get("timestamp") or 0),
-        )
+        return await self.trades.fills_since(cursor, symbols)
 
     async def wait_activity(self, timeout_s: float) -> None:
         """A REST venue has no push here: the next poll comes after the poll interval."""
@@ -511,19 +282,19 @@ class CcxtVenue:
         (`COMPLETE_POSITION_LISTS`) each of `symbols` it leaves out is reported flat (0),
         else it stays unreported (unknown)."""
         await self._markets()
-        raw = await self._read(lambda: self.exchange.fetch_positions())
+        raw = await self.read(lambda: self.exchange.fetch_positions())
         out = []
         for p in raw:
             info = p.get("info") or {}
-            qty = _dec(info.get("positionAmt"))
+            qty = dec(info.get("positionAmt"))
             if qty == ZERO and p.get("contracts"):
-                qty = _dec(p.get("contracts")) * (-1 if p.get("side") == "short" else 1)
+                qty = dec(p.get("contracts")) * (-1 if p.get("side") == "short" else 1)
             out.append(
                 PositionReport(
                     venue=self.name,
                     symbol=self.canonical(str(p.get("symbol"))),
                     qty=qty,
-                    entry_price=_dec(info.get("entryPrice"), p.get("entryPrice")),
+                    entry_price=dec(info.get("entryPrice"), p.get("entryPrice")),
                 )
             )
         if self.settings.exchange_id in COMPLETE_POSITION_LISTS:
@@ -541,57 +312,28 @@ class CcxtVenue:
     async def balances(self) -> list[BalanceReport]:
         """ccxt's unified balance: per currency `total`, `free` and `used` (a part ccxt
         could not derive is None, and stays None)."""
-        raw = await self._read(lambda: self.exchange.fetch_balance())
+        raw = await self.read(lambda: self.exchange.fetch_balance())
         totals = raw.get("total") or {}
         free = raw.get("free") or {}
         used = raw.get("used") or {}
         return [
             BalanceReport(
                 str(asset),
-                total=_dec(total),
-                free=None if free.get(asset) is None else _dec(free[asset]),
-                used=None if used.get(asset) is None else _dec(used[asset]),
+                total=dec(total),
+                free=None if free.get(asset) is None else dec(free[asset]),
+                used=None if used.get(asset) is None else dec(used[asset]),
             )
             for asset, total in sorted(totals.items())
             if total is not None
         ]
 
     async def equity(self) -> Decimal | None:
-        raw = await self._read(lambda: self.exchange.fetch_balance())
+        raw = await self.read(lambda: self.exchange.fetch_balance())
         info = raw.get("info") or {}
         if isinstance(info, dict) and info.get("totalMarginBalance") is not None:
-            return _dec(info["totalMarginBalance"])
+            return dec(info["totalMarginBalance"])
         total = (raw.get("total") or {}).get("USDT")
-        return None if total is None else _dec(total)
+        return None if total is None else dec(total)
 
     async def close(self) -> None:
         await asyncio.gather(self.exchange.close(), self._writer.close())
-
-
-def settings_from_env(
-    *,
-    exchange_id: str,
-    name: str,
-    is_testnet: bool,
-    base_url: str,
-    api_key: str,
-    api_secret: str,
-    timeout_ms: int,
-    poll_interval_ms: int = 250,
-    enable_rate_limit: bool = True,
-    rate_limit_ms: int = 0,
-    env: Mapping[str, str] | None = None,
-) -> CcxtSettings:
-    e = env if env is not None else os.environ
-    return CcxtSettings(
-        exchange_id=exchange_id,
-        name=name,
-        is_testnet=is_testnet,
-        base_url=base_url,
-        api_key=read_secret(api_key, e, "TITAN_VENUE_API_KEY"),
-        api_secret=read_secret(api_secret, e, "TITAN_VENUE_API_SECRET"),
-        timeout_ms=timeout_ms,
-        poll_interval_ms=poll_interval_ms,
-        enable_rate_limit=enable_rate_limit,
-        rate_limit_ms=rate_limit_ms,
-    )

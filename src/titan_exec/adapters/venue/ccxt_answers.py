@@ -1,0 +1,62 @@
+"""ccxt's answers read into the service's values: numbers from the venue's raw strings
+where it gives them (never via floats), the order status in the venue's own words, and an
+order as an `OrderReport`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from titan_exec.core.model import ZERO, ClientOrderId, VenueOrderId
+from titan_exec.core.reports import OrderReport
+
+VENUE_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED"})
+_STATUS = {"closed": "FILLED", "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
+
+
+def is_duplicate_id(err: Exception) -> bool:
+    """Binance answers a reused client order id with -4116, which ccxt maps to InvalidOrder."""
+    text = str(err)
+    return "-4116" in text or "ClientOrderId is duplicated" in text
+
+
+def dec(raw: Any, fallback: Any = None) -> Decimal:
+    """The first of the two that reads as a finite Decimal; zero when neither does."""
+    for value in (raw, fallback):
+        if value is None or value == "":
+            continue
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            continue
+        if d.is_finite():
+            return d
+    return ZERO
+
+
+def order_status(order: Mapping[str, Any]) -> str:
+    raw = (order.get("info") or {}).get("status")
+    if isinstance(raw, str) and raw in VENUE_STATUSES:
+        return raw
+    st = order.get("status")
+    if st == "open":
+        return "PARTIALLY_FILLED" if (order.get("filled") or 0) > 0 else "NEW"
+    return _STATUS.get(str(st), "NEW")
+
+
+def order_report(
+    order: Mapping[str, Any], *, venue: str, canonical: Callable[[str], str]
+) -> OrderReport:
+    info = order.get("info") or {}
+    coid = ClientOrderId(str(order.get("clientOrderId") or info.get("clientOrderId") or ""))
+    return OrderReport(
+        venue=venue,
+        symbol=canonical(str(order.get("symbol"))),
+        client_order_id=coid,
+        venue_order_id=VenueOrderId(str(order.get("id"))),
+        status=order_status(order),
+        qty=dec(info.get("origQty"), order.get("amount")),
+        filled_qty=dec(info.get("executedQty"), order.get("filled")),
+        ts_ms=int(order.get("timestamp") or 0),
+    )

@@ -1,0 +1,133 @@
+"""How the ccxt venue is set up: its settings (credentials from the environment or files,
+never logged) and the ccxt clients built from them (sandbox, a rebased host for a proxy or
+the simulator, Binance's per-market error tables kept behind another host)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+
+class VenueConfigError(ValueError):
+    """The venue configuration cannot work (names the setting)."""
+
+
+@dataclass(frozen=True)
+class CcxtSettings:
+    exchange_id: str = "binanceusdm"
+    name: str = "binance"
+    """The venue's name inside Titan (subjects, events)."""
+    is_testnet: bool = False
+    base_url: str = ""
+    """Override of every API host (the simulator, a proxy); empty: the venue's own."""
+    api_key: str = field(default="", repr=False)
+    api_secret: str = field(default="", repr=False)
+    timeout_ms: int = 5000
+    enable_rate_limit: bool = True
+    rate_limit_ms: int = 0
+    """ccxt's `rateLimit` (ms per unit of request cost); 0: ccxt's value for the venue."""
+    poll_interval_ms: int = 250
+    fill_lookback_ms: int = 3_600_000
+    """How far back the first trade poll of a symbol looks after a start."""
+    fill_rescan_ms: int = 10_000
+    """Each trade poll reads again this much of the past (by trade time), so that a trade
+    the venue shows late — behind later ones, as with an order not yet visible to queries —
+    is still found; trades already reported are skipped."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def read_secret(value: str, env: Mapping[str, str], var: str) -> str:
+    """A secret from the setting, else `$VAR`, else the file named by `$VAR_FILE`."""
+    if value:
+        return value
+    if env.get(var):
+        return env[var]
+    path = env.get(f"{var}_FILE")
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise VenueConfigError(f"{var}_FILE: {path} does not exist")
+        return p.read_text().strip()
+    return ""
+
+
+def rebase(url: str, base: str) -> str:
+    b = urlsplit(base)
+    u = urlsplit(url)
+    path = b.path.rstrip("/") + u.path
+    return urlunsplit((b.scheme, b.netloc, path, u.query, u.fragment))
+
+
+def rebase_tree(node: Any, base: str) -> Any:
+    if isinstance(node, str) and node.startswith(("http://", "https://")):
+        return rebase(node, base)
+    if isinstance(node, dict):
+        return {k: rebase_tree(v, base) for k, v in node.items()}
+    return node
+
+
+def keep_market_error_codes(exchange: Any) -> None:
+    """ccxt's Binance picks per-market error tables by the request's *host*; behind another
+    host (a proxy, the simulator) -4116, -2019, -2022, -4164 would all become a bare
+    ExchangeError. Merge the linear table into the generic one so they map as at Binance."""
+    per_market = (
+        exchange.exceptions.get("linear") if isinstance(exchange.exceptions, dict) else None
+    )
+    if not per_market:
+        return
+    for kind in ("exact", "broad"):
+        merged = dict(exchange.exceptions.get(kind, {}))
+        merged.update(per_market.get(kind, {}))
+        exchange.exceptions[kind] = merged
+
+
+def make_client(cls: Any, settings: CcxtSettings, options: dict[str, Any]) -> Any:
+    config: dict[str, Any] = {
+        "apiKey": settings.api_key,
+        "secret": settings.api_secret,
+        "enableRateLimit": settings.enable_rate_limit,
+        "timeout": settings.timeout_ms,
+        "options": dict(options),
+    }
+    if settings.rate_limit_ms:
+        config["rateLimit"] = settings.rate_limit_ms
+    exchange = cls(config)
+    if settings.is_testnet:
+        exchange.set_sandbox_mode(True)
+    if settings.base_url:
+        exchange.urls["api"] = rebase_tree(exchange.urls["api"], settings.base_url)
+        keep_market_error_codes(exchange)
+    return exchange
+
+
+def settings_from_env(
+    *,
+    exchange_id: str,
+    name: str,
+    is_testnet: bool,
+    base_url: str,
+    api_key: str,
+    api_secret: str,
+    timeout_ms: int,
+    poll_interval_ms: int = 250,
+    enable_rate_limit: bool = True,
+    rate_limit_ms: int = 0,
+    env: Mapping[str, str] | None = None,
+) -> CcxtSettings:
+    e = env if env is not None else os.environ
+    return CcxtSettings(
+        exchange_id=exchange_id,
+        name=name,
+        is_testnet=is_testnet,
+        base_url=base_url,
+        api_key=read_secret(api_key, e, "TITAN_VENUE_API_KEY"),
+        api_secret=read_secret(api_secret, e, "TITAN_VENUE_API_SECRET"),
+        timeout_ms=timeout_ms,
+        poll_interval_ms=poll_interval_ms,
+        enable_rate_limit=enable_rate_limit,
+        rate_limit_ms=rate_limit_ms,
+    )
