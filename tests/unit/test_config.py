@@ -74,6 +74,7 @@ def test_secrets_never_appear_in_the_redacted_view() -> None:
         ('[service]\nnamespace = "a.b"\n', "service.namespace"),
         ('[venue]\nkind = "ftx"\n', "venue.kind"),
         ("[orders]\nin_doubt_absent_after_ms = 10\n", "orders.in_doubt_absent_after_ms"),
+        ("[orders]\nrecovery_send_within_ms = 0\n", "orders.recovery_send_within_ms"),
         ('[risk]\npolicy_file = "/nope.json"\n', "risk.policy_file"),
         ('[venue]\nkind = "ccxt"\nrate_limit_ms = -1\n', "venue.rate_limit_ms"),
         ("not toml at all [", "config file"),
@@ -107,6 +108,13 @@ def test_bad_settings_name_themselves(tmp_path: Path, toml: str, fragment: str) 
     f.write_text(toml)
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
         load(f, env={"HMAC_SECRET": SECRET})
+
+
+def test_the_recovery_window_is_a_setting(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[orders]\nrecovery_send_within_ms = 20000\n")
+    assert load(f, env={"HMAC_SECRET": SECRET}).orders.recovery_send_within_ms == 20_000
+    assert load(None, env={"HMAC_SECRET": SECRET}).orders.recovery_send_within_ms == 5_000
 
 
 def test_lease_election_from_the_environment() -> None:

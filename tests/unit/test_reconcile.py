@@ -21,6 +21,8 @@ from titan_exec.core.reconcile import (
     RequestTtlCancel,
     compare_open_orders,
     compare_positions,
+    differing_symbols,
+    explained_by_fills,
     query_outcome,
 )
 from titan_exec.core.reports import OrderReport, PositionReport
@@ -57,6 +59,18 @@ def positions(
 
 
 # --- positions: one pass ----------------------------------------------------------------------
+
+
+def test_a_forced_poll_explains_differences_by_fills_off_polled_symbols() -> None:
+    reports = [rep(BTC, "0.5"), rep(ETH, "1"), rep("SOL/USDT", "2")]
+    first = positions({BTC: "0", ETH: "0", "SOL/USDT": "0"}, reports)
+    assert differing_symbols(first) == {BTC, ETH, "SOL/USDT"}
+    # the poll brought BTC's and ETH's trades; SOL's still differs
+    again = positions({BTC: "0.5", ETH: "1", "SOL/USDT": "0"}, reports)
+    # BTC was being polled: ours in flight; ETH was not: trades behind our back
+    assert explained_by_fills(first, again, polled=frozenset({BTC})) == (ETH,)
+    unreported = positions({BTC: "0.5"}, [])
+    assert differing_symbols(unreported) == frozenset()  # nothing to poll for: unknown
 
 
 @pytest.mark.parametrize(

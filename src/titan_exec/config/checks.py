@@ -182,6 +182,7 @@ def _validate_orders(o: OrdersConfig) -> None:
         "poll_interval_ms",
         "in_doubt_query_after_ms",
         "venue_timeout_ms",
+        "recovery_send_within_ms",
     ):
         if getattr(o, key) <= 0:
             raise ConfigError(f"orders.{key}: must be > 0")

@@ -112,6 +112,9 @@ class OrdersConfig:
     reconcile_interval_ms: int = 0
     """Alias of `reconcile.open_orders_interval_ms` (its old name); 0: not set."""
     venue_timeout_ms: int = 5_000
+    recovery_send_within_ms: int = 5_000
+    """After a restart or takeover, an order recorded but never sent is sent if it was
+    decided this recently (and is not past its time-to-live), else canceled."""
 
 
 @dataclass(frozen=True)

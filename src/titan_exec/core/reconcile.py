@@ -123,22 +123,11 @@ def compare_positions(
         is_same = before is not None and before.ours == mine and before.venue_qty == theirs
         first_seen = before.first_seen_ms if before is not None and is_same else now_ms
         age = now_ms - first_seen
-        if theirs is None:
-            action: PositionAction = "unreported"
-            reason = f"ours {mine}, the venue does not report {symbol}: unknown, not flat"
-        elif age < rules.confirm_ms:
-            action = "confirming"
-            reason = f"venue {theirs}, ours {mine}: confirming for {rules.confirm_ms} ms"
+        action, reason = _position_action(
+            symbol, mine, theirs, age, is_open=symbol in open_symbols, rules=rules
+        )
+        if action == "confirming":
             due.append(first_seen + rules.confirm_ms)
-        elif symbol in open_symbols:
-            action = "deferred_open_order"
-            reason = f"venue {theirs}, ours {mine} for {age} ms; an order of ours is open"
-        elif not rules.is_authoritative:
-            action = "report_only"
-            reason = f"venue {theirs}, ours {mine} for {age} ms; positions not authoritative"
-        else:
-            action = "correct"
-            reason = f"venue {theirs}, ours {mine} for {age} ms: set from the venue's report"
         finding = PositionFinding(
             symbol=symbol,
             ours=mine,
@@ -174,6 +163,48 @@ def compare_positions(
         next_check_ms=min(due) if due else None,
         matched=tuple(matched),
     )
+
+
+def _position_action(
+    symbol: str,
+    mine: Decimal,
+    theirs: Decimal | None,
+    age: int,
+    *,
+    is_open: bool,
+    rules: PositionRules,
+) -> tuple[PositionAction, str]:
+    """What a difference seen for `age` ms calls for, and why."""
+    if theirs is None:
+        return "unreported", f"ours {mine}, the venue does not report {symbol}: unknown, not flat"
+    if age < rules.confirm_ms:
+        return "confirming", f"venue {theirs}, ours {mine}: confirming for {rules.confirm_ms} ms"
+    if is_open:
+        return (
+            "deferred_open_order",
+            f"venue {theirs}, ours {mine} for {age} ms; an order of ours is open",
+        )
+    if not rules.is_authoritative:
+        return (
+            "report_only",
+            f"venue {theirs}, ours {mine} for {age} ms; positions not authoritative",
+        )
+    return "correct", f"venue {theirs}, ours {mine} for {age} ms: set from the venue's report"
+
+
+def differing_symbols(first: PositionPass) -> frozenset[str]:
+    """The symbols the venue reports differently from us: their trades are polled before the
+    pass is decided again (ours in flight, or someone else's)."""
+    return frozenset(f.symbol for f in first.findings if f.venue_qty is not None)
+
+
+def explained_by_fills(
+    first: PositionPass, again: PositionPass, polled: frozenset[str]
+) -> tuple[str, ...]:
+    """Differences a forced fill poll closed on symbols whose trades we were not polling:
+    trades behind our back (now recorded as fills). On a polled symbol it was ours in
+    flight, and nothing to report."""
+    return tuple(sorted((differing_symbols(first) - polled) & set(again.matched)))
 
 
 def _net_reports(venue: str, reports: Sequence[PositionReport]) -> dict[str, PositionReport]:

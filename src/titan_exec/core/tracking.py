@@ -27,7 +27,15 @@ def fill_event(state: State, fill: FillReport, *, account: str, now_ms: int) -> 
     """The event for a venue fill, or None when that trade was applied already."""
     if state.is_fill_seen(fill.venue, fill.trade_id, fill.ts_ms):
         return None
-    order = state.orders.get(fill.client_order_id)
+    return fill_event_of(
+        state.orders.get(fill.client_order_id), fill, account=account, now_ms=now_ms
+    )
+
+
+def fill_event_of(
+    order: Order | None, fill: FillReport, *, account: str, now_ms: int
+) -> OrderFilled:
+    """The event for a venue fill not seen before: of `order` (ours), or None (foreign)."""
     if order is not None:
         status = fill_status(order, fill.qty)
         st: Literal["FILLED", "PARTIALLY_FILLED"] = (

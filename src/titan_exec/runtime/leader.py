@@ -104,6 +104,8 @@ class LeaderSession:
         self.epoch = 0
         self._command_sub = command_sub
         self._may_write_venue = may_write_venue
+        self._is_writing_venue = True
+        """False from `stop_venue_writes` on: the session's own half of the venue gate."""
         self._on_failure = on_failure
         self._on_tick = on_tick
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,8 +143,8 @@ class LeaderSession:
             cfg=p.cfg.orders,
             account=p.cfg.service.account,
             clock=p.clock,
+            may_write_venue=self.may_write_venue,
         )
-        runner.may_write_venue = self._may_write_venue
         await runner.recover()
         await self.rpc.subscribe(p.nc)
         self._spawn(runner.track(), "order-tracker")
@@ -265,9 +267,13 @@ class LeaderSession:
 
     # --- close and stop ---------------------------------------------------------------------
 
+    def may_write_venue(self) -> bool:
+        """Checked right before every venue write: the session is not stopping, and the
+        lease (in a pair) is still valid by this instance's own clock."""
+        return self._is_writing_venue and self._may_write_venue()
+
     def stop_venue_writes(self) -> None:
-        if self.runner is not None:
-            self.runner.may_write_venue = lambda: False
+        self._is_writing_venue = False
 
     async def close_intake(self) -> None:
         """Stop deciding (switchover): in-flight commands finish, then events are drained.

@@ -47,6 +47,8 @@ from titan_exec.core.reconcile import (
     RequestTtlCancel,
     compare_open_orders,
     compare_positions,
+    differing_symbols,
+    explained_by_fills,
     query_outcome,
 )
 from titan_exec.core.reports import PositionReport
@@ -246,8 +248,8 @@ class VenueReconciler:
         symbols = frozenset(sym for (v, sym) in self.runner.state.positions if v == name)
         reports = await self.runner.venue_call("positions", self.runner.venue.positions(symbols))
         first = self._decide(reports)
-        differing = {f.symbol for f in first.findings if f.venue_qty is not None}
-        explained: set[str] = set()
+        differing = differing_symbols(first)
+        explained: tuple[str, ...] = ()
         if differing:
             # trades of these symbols may be on their way, ours or someone else's
             polled = self.runner.polled_symbols()
@@ -260,9 +262,7 @@ class VenueReconciler:
             except Exception as err:
                 log.warning("reconcile positions: forced fill poll failed (%r)", err)
             decision = self._decide(reports)
-            # a difference the poll closed on a symbol we were not polling: trades behind
-            # our back (now recorded as fills); on a polled symbol it was ours in flight
-            explained = (differing - polled) & set(decision.matched)
+            explained = explained_by_fills(first, decision, polled)
         else:
             decision = first
         # correct first: the decision was made on the state as it is now (no await since)
@@ -270,7 +270,7 @@ class VenueReconciler:
         self.pending = dict(decision.pending)
         for symbol in decision.matched:
             self.metrics.position_difference.labels(name, symbol).set(0)
-        for symbol in sorted(explained):
+        for symbol in explained:
             await self._explained_by_fills(symbol, first)
         for finding in decision.findings:
             await self._position_finding(finding)
