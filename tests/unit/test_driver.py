@@ -108,7 +108,7 @@ async def until(cond: Any, timeout_s: float = 10.0) -> None:
 
 
 async def test_an_order_is_written_ahead_sent_once_and_acknowledged() -> None:
-    log, venue = Log([genesis(), accepted("c1")]), ScriptedVenue()
+    log, venue = Log([genesis(), accepted("c1", ts=clock())]), ScriptedVenue()
     d = driver(log, venue)
     fut = d.write_ahead((C,))
     assert fut is not None and log.state.orders[C].status is OrderStatus.SUBMITTED
@@ -122,7 +122,7 @@ async def test_an_order_is_written_ahead_sent_once_and_acknowledged() -> None:
 
 
 async def test_a_closed_venue_gate_sends_nothing_and_leaves_the_order_in_doubt() -> None:
-    log, venue = Log([genesis(), accepted("c1")]), ScriptedVenue()
+    log, venue = Log([genesis(), accepted("c1", ts=clock())]), ScriptedVenue()
     d = driver(log, venue, may_write_venue=lambda: False)
     await cast(asyncio.Future[None], d.write_ahead((C,)))
     await d.send_written_ahead(C)
@@ -131,7 +131,7 @@ async def test_a_closed_venue_gate_sends_nothing_and_leaves_the_order_in_doubt()
 
 
 async def test_an_order_found_submitted_after_a_restart_is_resolved_by_query() -> None:
-    log = Log([genesis(), accepted("c1"), submitted("c1", ts=clock())])
+    log = Log([genesis(), accepted("c1", ts=clock()), submitted("c1", ts=clock())])
     venue = ScriptedVenue()
     d = driver(log, venue)
     await d.recover()
@@ -149,7 +149,7 @@ async def test_an_order_found_submitted_after_a_restart_is_resolved_by_query() -
 
 
 async def test_an_unknown_outcome_is_queried_and_a_cancel_closes_after_the_fills() -> None:
-    log, venue = Log([genesis(), accepted("c1")]), ScriptedVenue(place_fails=True)
+    log, venue = Log([genesis(), accepted("c1", ts=clock())]), ScriptedVenue(place_fails=True)
     d = driver(log, venue)
     tracker = asyncio.create_task(d.track())
     await cast(asyncio.Future[None], d.write_ahead((C,)))
