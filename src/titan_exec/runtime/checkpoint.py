@@ -30,18 +30,17 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from nats.js import JetStreamContext
 
-from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.nats.headers import MSG_ID
 from titan_exec.adapters.nats.snapshots import SnapshotStore, StoredSnapshot
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import Config
-from titan_exec.core.events import StateCompacted
+from titan_exec.core.events import Event, StateCompacted
 from titan_exec.core.snapshot import (
     HASH_VERSION,
     SnapshotHeader,
@@ -51,7 +50,7 @@ from titan_exec.core.snapshot import (
     iter_hashed_lines,
     snapshot_bytes,
 )
-from titan_exec.core.state import compaction
+from titan_exec.core.state import State, compaction
 from titan_exec.wire.subjects import STATE_KINDS, Subjects
 
 log = logging.getLogger(__name__)
@@ -135,6 +134,20 @@ async def no_ack_floor() -> int:
     return 0
 
 
+class CheckpointLog(Protocol):
+    """What the writer needs of an event log: the state it folds, appending (applied at
+    once), and one message published in order with the events (the marker)."""
+
+    @property
+    def state(self) -> State: ...
+
+    def append(self, events: Sequence[Event]) -> Awaitable[None]: ...
+
+    def publish_acked(
+        self, subject: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> Awaitable[list[int]]: ...
+
+
 class CheckpointWriter:
     """The active's checkpoints over its event writer `events`, into `store` (None: markers
     and truth only). `ack_floor()` is the command consumer's acknowledged floor (the
@@ -143,7 +156,7 @@ class CheckpointWriter:
 
     def __init__(
         self,
-        events: EventLog,
+        events: CheckpointLog,
         store: SnapshotStore | None,
         settings: CheckpointSettings,
         *,

@@ -22,7 +22,7 @@ retention horizon), not on how many events the stream holds. For each history si
 4. once every size is written (each on its own server, all kept until the end): start-up
    of a standby as `titan-exec run --mode standby` builds it (paper venue, lease election
    off), `rounds` rounds that each start every size once, in turn: the wall time of
-   `Service.start` until ready, and the service's own `health.startup_ms` (snapshot load
+   `Node.start` until ready, and the service's own `health.startup_ms` (snapshot load
    / tail replay), checked against the local fold's state hash and the tail length; then
    once per size with snapshots off (a replay of the whole stream) for contrast;
 5. a probe of the parts of a start that touch the store and the stream (list, get and
@@ -58,6 +58,7 @@ from nats.js import JetStreamContext
 from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.adapters.nats.snapshots import SnapshotStore
 from titan_exec.adapters.nats.streams import ensure_streams
+from titan_exec.api.metrics import Metrics
 from titan_exec.clock import wall_clock_ms
 from titan_exec.config import Config, load
 from titan_exec.core.events import (
@@ -79,9 +80,10 @@ from titan_exec.core.model import (
     VenueOrderId,
     client_order_id,
 )
-from titan_exec.core.snapshot import capture, encode_snapshot, restore
+from titan_exec.core.snapshot import restore
 from titan_exec.core.state import State, compaction, state_hash, step
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, make_venue, nats_settings
+from titan_exec.runtime.checkpoint import CheckpointSettings, CheckpointWriter
 from titan_exec.runtime.leader import load_policy
 from titan_exec.runtime.node import Node
 from titan_exec.wire.contract import encode_event
@@ -164,7 +166,7 @@ class WriteResult:
 @dataclass(slots=True)
 class StartResult:
     wall_ms: float
-    """`Service.start` until ready: connect, streams, snapshot, tail, follow."""
+    """`Node.start` until ready: connect, streams, snapshot, tail, follow."""
     startup_ms: dict[str, int]
     """The service's own `health.startup_ms` (snapshot load, tail replay, their total)."""
     replayed_events: int
@@ -337,6 +339,29 @@ class HistoryWriter:
         self._in_flight: deque[asyncio.Future[Any]] = deque()
         self._began = 0.0
         self._next_report = 0
+        self._pending: list[Event] = []
+        self.metrics = Metrics()
+        self.checkpoints = CheckpointWriter(
+            self,
+            store,
+            CheckpointSettings(
+                instance_id=WRITER_ID,
+                ns=spec.namespace,
+                shard=spec.shard,
+                epoch=0,
+                marker_subject=self.subjects.checkpoint(spec.shard),
+                every_events=spec.snapshot_every,
+                every_ms=2**62,
+                keep=spec.keep,
+                is_compacting=True,
+                is_purging=False,
+                horizon_ms=spec.horizon_ms,
+            ),
+            js=js,
+            metrics=self.metrics,
+            clock=lambda: self.now_ms,
+            ack_floor=self._ack_floor,
+        )
 
     async def write(self) -> WriteResult:
         spec = self.spec
@@ -378,6 +403,9 @@ class HistoryWriter:
 
     async def _emit(self, ev: Event) -> None:
         step(self.state, ev)
+        await self._publish(ev)
+
+    async def _publish(self, ev: Event) -> None:
         subject, msg_id, body = encode_event(ev, ns=self.spec.namespace, producer=PRODUCER)
         fut = await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id})
         self._in_flight.append(fut)
@@ -404,6 +432,10 @@ class HistoryWriter:
         while self._in_flight:
             self._check_ack(await self._in_flight.popleft())
 
+    async def _ack_floor(self) -> int:
+        """Every command up to the last is decided and acknowledged in the bench."""
+        return self.last_cmd
+
     def _compaction(self) -> StateCompacted | None:
         """The active's compaction at this point (every command up to the last is
         decided and acknowledged in the bench), when one of its bounds moves."""
@@ -415,53 +447,46 @@ class HistoryWriter:
         )
 
     async def _checkpoint(self) -> bool:
-        """Compaction, marker, snapshot at the marker's sequence; False (nothing written)
-        when no bound moved."""
-        compacted = self._compaction()
-        if compacted is None:
+        """What the active does (`runtime/checkpoint.CheckpointWriter`, the service's own
+        writer over this history): compaction, marker, snapshot at the marker's sequence;
+        False (nothing written) when no bound moved."""
+        if self._compaction() is None:
             return False
-        await self._emit(compacted)
-        await self._settle()
+        cp = await self.checkpoints.write()
+        if cp.snapshot is None:
+            raise StartBenchError(f"the snapshot at seq {cp.watermark_seq} was not written")
         self.snapshots += 1
-        spec = self.spec
-        marker = json.dumps(
-            {
-                "instance_id": WRITER_ID,
-                "epoch": 0,
-                "event_count": self.state.event_count,
-                "n": self.snapshots,
-                "ts": self.now_ms,
-            }
-        ).encode()
-        ack = await self.js.publish(
-            self.subjects.checkpoint(spec.shard),
-            marker,
-            headers={"Nats-Msg-Id": f"checkpoint:0:{WRITER_ID}:{self.snapshots}"},
-        )
-        watermark = int(ack.seq)
-        header, data = encode_snapshot(
-            capture(self.state),
-            ns=spec.namespace,
-            shard=spec.shard,
-            watermark_seq=watermark,
-            instance_id=WRITER_ID,
-            created_ms=self.now_ms,
-        )
-        await self.store.put(
-            watermark,
-            data,
-            {
-                "Titan-Watermark-Seq": str(watermark),
-                "Titan-State-Hash": header.state_hash,
-                "Titan-Epoch": "0",
-                "Titan-Event-Count": str(header.event_count),
-            },
-        )
-        await self.store.prune(spec.keep)
-        self.watermark = watermark
-        self.snapshot_bytes = len(data)
+        self.watermark = cp.watermark_seq
+        self.snapshot_bytes = int(self.metrics.snapshot_bytes._value.get())
         self.orders_in_snapshot = len(self.state.orders)
         return True
+
+    # --- the event log the checkpoint writer sees (`checkpoint.CheckpointLog`) -------------
+
+    def append(self, events: Sequence[Event]) -> asyncio.Future[None]:
+        """Applied now, published before the next marker (the writer's compaction)."""
+        for ev in events:
+            step(self.state, ev)
+            self._pending.append(ev)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def publish_acked(
+        self, subject: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[list[int]]:
+        """The marker, after every event before it is acknowledged (so all lie below it)."""
+        return asyncio.ensure_future(self._publish_marker(subject, body, headers or {}))
+
+    async def _publish_marker(
+        self, subject: str, body: bytes, headers: dict[str, str]
+    ) -> list[int]:
+        pending, self._pending = self._pending, []
+        for ev in pending:
+            await self._publish(ev)
+        await self._settle()
+        ack = await self.js.publish(subject, body, headers=headers)
+        return [int(ack.seq)]
 
 
 # --- measuring a start ---------------------------------------------------------------------
@@ -644,7 +669,7 @@ async def bench_sizes(
     say: Callable[[str], None] = print,
 ) -> list[SizeResult]:
     """Write every size's history on its own fresh server, then time the starts."""
-    service_log = logging.getLogger("titan_exec.runtime.service")
+    service_log = logging.getLogger("titan_exec.runtime.node")
     quiet = _DropStandbyNotices()
     service_log.addFilter(quiet)
     try:
@@ -711,7 +736,7 @@ def render(results: Sequence[SizeResult]) -> list[str]:
             f"{replayed:>9,.0f} {full:>14}  {'yes' if r.is_ok else 'NO'}"
         )
     lines.append(
-        "(start ms: Service.start until ready, median; snapshot/tail/rebuild: its "
+        "(start ms: Node.start until ready, median; snapshot/tail/rebuild: its "
         "health.startup_ms, median; replayed: the tail after the newest snapshot)"
     )
     probe_keys = list(results[0].probe_ms) if results else []
