@@ -16,7 +16,7 @@ from titan_exec.api.metrics import Metrics
 from titan_exec.config import OrdersConfig
 from titan_exec.core.events import Event
 from titan_exec.core.model import ClientOrderId, OrderStatus, Side, VenueOrderId
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State, apply
 from titan_exec.runtime.driver import ExecutionDriver, exec_config
 from titan_exec.runtime.market import MarketData
@@ -56,16 +56,18 @@ class ScriptedVenue:
         self.placed.append(req)
         if self.place_fails:
             raise VenueUnknownOutcome("response lost")
-        return Placed(VenueOrderId("v1"), "NEW")
+        return Placed(VenueOrderId("v1"), VenueOrderStatus.NEW)
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
         self.canceled.append(coid)
-        return CancelResult("CANCELED")
+        return CancelResult(VenueOrderStatus.CANCELED)
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         if not self.placed:
             return None
-        return OrderReport("sim", SYM, coid, VenueOrderId("v1"), "NEW", Decimal(1), Decimal(0), 5)
+        return OrderReport(
+            "sim", SYM, coid, VenueOrderId("v1"), VenueOrderStatus.NEW, Decimal(1), Decimal(0), 5
+        )
 
     async def fills_since(
         self, cursor: str | None, symbols: frozenset[str] | None = None

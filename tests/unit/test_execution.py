@@ -68,7 +68,7 @@ from titan_exec.core.model import (
     Side,
     VenueOrderId,
 )
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State, apply
 
 CFG = ExecConfig(venue="sim", account="main")
@@ -118,7 +118,7 @@ def report(status: str, filled_qty: str = "0") -> OrderReport:
         symbol=SYM,
         client_order_id=C,
         venue_order_id=VenueOrderId("v1"),
-        status=status,
+        status=VenueOrderStatus(status),
         qty=Decimal(1),
         filled_qty=Decimal(filled_qty),
         ts_ms=10,
@@ -166,8 +166,8 @@ INPUTS: dict[str, tuple[Driver, Input]] = {
     "queried_absent_old": (QUERYING, OrderQueried(LATE, C, None)),
     "query_failed": (QUERYING, QueryFailed(1_000, C, "timeout")),
     "cancel_wanted": (Driver(), CancelWanted(10, C, "flatten")),
-    "cancel_canceled": (CANCELLING, CancelAnswered(10, C, "CANCELED")),
-    "cancel_filled": (CANCELLING, CancelAnswered(10, C, "FILLED")),
+    "cancel_canceled": (CANCELLING, CancelAnswered(10, C, VenueOrderStatus.CANCELED)),
+    "cancel_filled": (CANCELLING, CancelAnswered(10, C, VenueOrderStatus.FILLED)),
     "cancel_failed": (CANCELLING, CancelFailed(10, C, "timeout")),
     "fills_full": (POLLING, FillsReported(10, (fill("t1", "0.6"), fill("t2", "0.4")), "k")),
     "fills_then_close": (CLOSING, FillsReported(10, (fill("t1", "0.3"),), "k")),
@@ -458,7 +458,7 @@ RESULTS: list[Input] = [
     PlaceUnknown(10, C, "timeout"),
     OrderQueried(10, C, None),
     QueryFailed(10, C, "x"),
-    CancelAnswered(10, C, "CANCELED"),
+    CancelAnswered(10, C, VenueOrderStatus.CANCELED),
     CancelFailed(10, C, "x"),
     FillsReported(10, (), None),
     PollFailed(10, "x"),
@@ -574,7 +574,7 @@ def test_a_confirmed_cancel_closes_the_order_after_a_poll_issued_after_the_answe
     state = state_with(S.ACKNOWLEDGED, reason="ttl")
     # a poll is in flight when the venue confirms the TTL cancel
     d = Driver(cancelling={C: "ttl"}, is_polling=True)
-    answered = ex.step(state, d, CancelAnswered(10, C, "CANCELED"), CFG)
+    answered = ex.step(state, d, CancelAnswered(10, C, VenueOrderStatus.CANCELED), CFG)
     assert answered.decision.requests == ()
     older = ex.step(state, answered.driver, FillsReported(20, (), "k"), CFG)
     assert older.decision.events == ()  # that poll may predate the cancel
@@ -776,7 +776,7 @@ class Sim:
             symbol=SIM_SYMBOL,
             client_order_id=coid,
             venue_order_id=VenueOrderId(str(o.order_id)),
-            status=o.status,
+            status=VenueOrderStatus(o.status),
             qty=o.orig_qty,
             filled_qty=o.executed_qty,
             ts_ms=o.update_time_ms,
@@ -788,10 +788,10 @@ class Sim:
             return CancelFailed(self.now, coid, "timeout")
         try:
             self.engine.cancel_order(SIM_SYMBOL, None, coid, self.now)
-            status = "CANCELED"
+            status = VenueOrderStatus.CANCELED
         except SimError:
             o = self.venue_order(coid)
-            status = "NOT_FOUND" if o is None else o.status
+            status = VenueOrderStatus.NOT_FOUND if o is None else VenueOrderStatus(o.status)
         if self.lost():
             return CancelFailed(self.now, coid, "answer lost")
         return CancelAnswered(self.now, coid, status)

@@ -25,7 +25,7 @@ from titan_exec.core.reconcile import (
     explained_by_fills,
     query_outcome,
 )
-from titan_exec.core.reports import OrderReport, PositionReport
+from titan_exec.core.reports import OrderReport, PositionReport, VenueOrderStatus
 from titan_exec.core.state import State, replay
 
 D = Decimal
@@ -223,7 +223,7 @@ def venue_order(
         symbol=symbol,
         client_order_id=ClientOrderId(coid),
         venue_order_id=VenueOrderId(f"v-{coid}"),
-        status=status,
+        status=VenueOrderStatus(status),
         qty=D(1),
         filled_qty=D(filled_qty),
         ts_ms=0,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from titan_exec.core.events import Event
 from titan_exec.core.model import ClientOrderId, VenueOrderId
 from titan_exec.core.orders import IllegalTransition
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 
 # --- settings -------------------------------------------------------------------------------
 
@@ -118,8 +118,9 @@ class CancelWanted:
 class CancelAnswered:
     now_ms: int
     coid: ClientOrderId
-    status: str
-    """The venue's order status after the cancel (CANCELED when it took)."""
+    status: VenueOrderStatus
+    """The venue's order status after the cancel (CANCELED when it took, NOT_FOUND when
+    the venue does not know the order)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from titan_exec.core import tracking
 from titan_exec.core.events import OrderEvent, PositionReconciled
 from titan_exec.core.model import CLIENT_ORDER_ID_PREFIX, ZERO, ClientOrderId, OrderStatus
 from titan_exec.core.orders import Order
-from titan_exec.core.reports import OrderReport, PositionReport
+from titan_exec.core.reports import OrderReport, PositionReport, VenueOrderStatus
 
 # --- positions ------------------------------------------------------------------------------
 
@@ -235,7 +235,7 @@ class OrderFinding:
     kind: OrderFindingKind
     symbol: str
     client_order_id: ClientOrderId
-    venue_status: str | None
+    venue_status: VenueOrderStatus | None
     is_critical: bool
     reason: str
 
@@ -352,7 +352,7 @@ def query_outcome(order: Order, report: OrderReport | None, now_ms: int) -> Quer
     ev = tracking.report_event(order, report, now_ms)
     if ev is not None:
         return AppendLifecycle(ev)
-    if report.status == "CANCELED" and order.is_cancel_requested:
+    if report.status is VenueOrderStatus.CANCELED and order.is_cancel_requested:
         return NoChange(f"order {coid}: our cancel is being recorded")
     if order.expires_at_ms <= now_ms and not order.is_cancel_requested:
         return RequestTtlCancel()

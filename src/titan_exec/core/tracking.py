@@ -19,7 +19,7 @@ from titan_exec.core.events import (
 )
 from titan_exec.core.model import OrderStatus
 from titan_exec.core.orders import Order, can_apply, fill_status, lifecycle
-from titan_exec.core.reports import FillReport, OrderReport
+from titan_exec.core.reports import FillReport, OrderReport, VenueOrderStatus
 from titan_exec.core.state import State
 
 
@@ -96,7 +96,7 @@ def report_event(order: Order, report: OrderReport, now_ms: int) -> OrderEvent |
     if report.filled_qty > order.filled_qty:
         return None
     ev: OrderEvent | None = None
-    if report.status == "CANCELED":
+    if report.status is VenueOrderStatus.CANCELED:
         ev = (
             lifecycle(OrderExpired, order, now_ms, reason="ttl")
             if order.is_cancel_requested and order.last_reason == "ttl"
@@ -104,9 +104,9 @@ def report_event(order: Order, report: OrderReport, now_ms: int) -> OrderEvent |
                 OrderCanceled, order, now_ms, reason=order.last_reason or "canceled at venue"
             )
         )
-    elif report.status == "EXPIRED":
+    elif report.status is VenueOrderStatus.EXPIRED:
         ev = lifecycle(OrderExpired, order, now_ms, reason="expired at venue")
-    elif report.status == "REJECTED":
+    elif report.status is VenueOrderStatus.REJECTED:
         ev = lifecycle(OrderRejected, order, now_ms, reason="rejected at venue")
     if ev is not None and can_apply(order, ev):
         return ev

@@ -64,6 +64,7 @@ from titan_exec.core.reports import (
     OrderReport,
     PlaceRequest,
     PositionReport,
+    VenueOrderStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class CcxtVenue:
             order = await self._writer.cancel_order(None, msym, {"origClientOrderId": coid})
         except cx.OrderNotFound:
             report = await self.query_order(symbol, coid)
-            return CancelResult(report.status if report is not None else "NOT_FOUND")
+            return CancelResult(report.status if report is not None else VenueOrderStatus.NOT_FOUND)
         except (cx.InvalidOrder, cx.BadRequest) as err:
             report = await self.query_order(symbol, coid)
             if report is not None and not report.is_open:
@@ -247,7 +248,8 @@ class CcxtVenue:
             raise VenueUnavailable(f"cancel refused: {err}") from None
         except (cx.OperationFailed, cx.ExchangeError) as err:
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
-        return CancelResult(order_status(order) if order_status(order) != "NEW" else "CANCELED")
+        status = order_status(order)
+        return CancelResult(VenueOrderStatus.CANCELED if status is VenueOrderStatus.NEW else status)
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         await self._markets()

@@ -44,6 +44,7 @@ from titan_exec.core.reports import (
     OrderReport,
     PlaceRequest,
     PositionReport,
+    VenueOrderStatus,
 )
 
 QUOTE = "USDT"
@@ -147,18 +148,19 @@ class PaperVenue:
             raise VenueRejected(err.msg, is_duplicate=err.code == -4116) from None
         finally:
             self._settle()
-        return Placed(venue_order_id=self._venue_order_id(order), status=order.status)
+        return Placed(venue_order_id=self._venue_order_id(order), status=_status(order))
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
         now = self._now()
         order = self._order(symbol, coid)
         if order is None:
             refused = self.refused.get(coid)
-            return CancelResult("REJECTED" if refused and refused.symbol == symbol else "NOT_FOUND")
+            known = refused is not None and refused.symbol == symbol
+            return CancelResult(VenueOrderStatus.REJECTED if known else VenueOrderStatus.NOT_FOUND)
         if order.is_open:
             self.engine.cancel_order(symbol, order.order_id, None, now)
             self._settle()
-        return CancelResult(order.status)
+        return CancelResult(_status(order))
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         self._now()
@@ -237,7 +239,7 @@ class PaperVenue:
             symbol=order.symbol,
             client_order_id=ClientOrderId(order.client_order_id),
             venue_order_id=self._venue_order_id(order),
-            status=order.status,
+            status=_status(order),
             qty=order.orig_qty,
             filled_qty=order.executed_qty,
             ts_ms=order.update_time_ms,
@@ -268,7 +270,7 @@ class PaperVenue:
             symbol=req.symbol,
             client_order_id=req.client_order_id,
             venue_order_id=VenueOrderId(f"{self.name}-R{len(self.refused) + 1}"),
-            status="REJECTED",
+            status=VenueOrderStatus.REJECTED,
             qty=req.qty,
             filled_qty=ZERO,
             ts_ms=now,
@@ -315,3 +317,9 @@ class PaperVenue:
             (o.next_slice_ms for o in self.engine.open.values() if o.next_slice_ms is not None),
             default=None,
         )
+
+
+def _status(order: SimOrder) -> VenueOrderStatus:
+    """The engine's order status, in Binance's words (records.py writes only the six an
+    order can have), as the port's value; any other word is an engine bug and raises."""
+    return VenueOrderStatus(order.status)
