@@ -238,3 +238,12 @@ def test_order_status_reads_both_vocabularies_into_the_enum(
     assert status is VenueOrderStatus(expected)
     if expected == "NEW" and order["status"] != "open":
         assert status is UNKNOWN_STATUS  # an unknown word is read as still open
+
+
+def test_the_venue_names_its_account_on_its_order_reports() -> None:
+    assert CcxtVenue(CcxtSettings(exchange_id="binanceusdm")).account == "main"  # the default
+    v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", name="binance"), account="acct-7")
+    rep = v.report(
+        {"id": "42", "symbol": "BTC/USDT:USDT", "clientOrderId": "tx-1", "status": "open"}
+    )
+    assert (rep.venue, rep.account, rep.client_order_id) == ("binance", "acct-7", "tx-1")

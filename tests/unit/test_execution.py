@@ -71,7 +71,7 @@ from titan_exec.core.model import (
 from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State, apply
 
-CFG = ExecConfig(venue="sim", account="main")
+CFG = ExecConfig(venue="sim")
 C = ClientOrderId("c1")
 SYM = "BTC/USDT"
 S = OrderStatus
@@ -115,6 +115,7 @@ def state_with(status: OrderStatus | None, *, reason: str = "", ts: int = 1) -> 
 def report(status: str, filled_qty: str = "0") -> OrderReport:
     return OrderReport(
         venue="sim",
+        account="main",
         symbol=SYM,
         client_order_id=C,
         venue_order_id=VenueOrderId("v1"),
@@ -128,6 +129,7 @@ def report(status: str, filled_qty: str = "0") -> OrderReport:
 def fill(trade: str, qty: str, coid: str = "c1") -> FillReport:
     return FillReport(
         venue="sim",
+        account="main",
         symbol=SYM,
         client_order_id=ClientOrderId(coid),
         venue_order_id=VenueOrderId("v1"),
@@ -570,6 +572,21 @@ def test_fills_are_deduplicated_and_each_sees_the_ones_before_it() -> None:
     assert again.decision.events == ()
 
 
+def test_a_foreign_fill_is_on_the_account_its_report_names() -> None:
+    foreign = replace(fill("t7", "0.3", coid="web-manual-1"), account="desk")
+    step = ex.step(
+        state_with(S.ACKNOWLEDGED), Driver(is_polling=True), FillsReported(10, (foreign,), "k"), CFG
+    )
+    [ev] = step.decision.events
+    assert isinstance(ev, OrderFilled)
+    assert (ev.client_order_id, ev.venue, ev.account, ev.signal_id) == (
+        "web-manual-1",
+        "sim",
+        "desk",
+        "",
+    )
+
+
 def test_a_confirmed_cancel_closes_the_order_after_a_poll_issued_after_the_answer() -> None:
     state = state_with(S.ACKNOWLEDGED, reason="ttl")
     # a poll is in flight when the venue confirms the TTL cancel
@@ -620,9 +637,7 @@ def test_late_fill_window_and_watched_symbols_decide_what_is_polled() -> None:
 # --- a seeded fake-clock simulation against the exchange engine -----------------------------
 
 T0 = 1_700_000_000_000
-SIM_CFG = ExecConfig(
-    venue="sim", account="main", in_doubt_absent_after_ms=5_000, late_fill_window_ms=2_000
-)
+SIM_CFG = ExecConfig(venue="sim", in_doubt_absent_after_ms=5_000, late_fill_window_ms=2_000)
 SIM_SYMBOL = "BTCUSDT"
 STEP_MS = 10
 POLL_MS = 50
@@ -773,6 +788,7 @@ class Sim:
             return OrderQueried(self.now, coid, None)
         rep = OrderReport(
             venue="sim",
+            account="main",
             symbol=SIM_SYMBOL,
             client_order_id=coid,
             venue_order_id=VenueOrderId(str(o.order_id)),
@@ -806,6 +822,7 @@ class Sim:
         fills = tuple(
             FillReport(
                 venue="sim",
+                account="main",
                 symbol=SIM_SYMBOL,
                 client_order_id=ClientOrderId(self.engine.orders[t.order_id].client_order_id),
                 venue_order_id=VenueOrderId(str(t.order_id)),

@@ -374,7 +374,7 @@ def _fills(state: State, out: _Out, cfg: ExecConfig, inp: FillsReported) -> None
             continue
         seen.add(key)
         order = orders.get(f.client_order_id) or state.orders.get(f.client_order_id)
-        ev: OrderFilled = tracking.fill_event_of(order, f, account=cfg.account, now_ms=now)
+        ev: OrderFilled = tracking.fill_event_of(order, f, now_ms=now)
         if order is not None:
             orders[order.client_order_id] = apply_fill(order, ev)
         out.events.append(ev)

@@ -23,8 +23,6 @@ from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, Venue
 class ExecConfig:
     venue: str
     """The venue this driver executes on (its orders only)."""
-    account: str
-    """The account of fills that match no order of ours (foreign trades)."""
     in_doubt_query_after_ms: int = 500
     in_doubt_absent_after_ms: int = 30_000
     in_doubt_max_backoff_ms: int = 5_000

@@ -34,7 +34,7 @@ Open orders (one venue; the symbols the shell listed):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
@@ -94,7 +94,6 @@ class PositionRules:
 def compare_positions(
     *,
     venue: str,
-    account: str,
     ours: Mapping[str, Decimal],
     reports: Sequence[PositionReport],
     open_symbols: frozenset[str],
@@ -144,7 +143,7 @@ def compare_positions(
                 PositionReconciled(
                     ts_ms=now_ms,
                     venue=venue,
-                    account=account,
+                    account=report.account,
                     symbol=symbol,
                     qty_before=mine,
                     qty_after=theirs,
@@ -219,9 +218,7 @@ def _net_reports(venue: str, reports: Sequence[PositionReport]) -> dict[str, Pos
             out[r.symbol] = r
             continue
         entry = r.entry_price if abs(r.qty) > abs(prev.qty) else prev.entry_price
-        out[r.symbol] = PositionReport(
-            venue=venue, symbol=r.symbol, qty=prev.qty + r.qty, entry_price=entry
-        )
+        out[r.symbol] = replace(prev, qty=prev.qty + r.qty, entry_price=entry)
     return out
 
 

@@ -56,6 +56,8 @@ class OrderReport:
     """The venue's view of one order."""
 
     venue: str
+    account: str
+    """The venue account it is of (the one the adapter trades)."""
     symbol: str
     client_order_id: ClientOrderId
     venue_order_id: VenueOrderId
@@ -72,9 +74,12 @@ class OrderReport:
 
 @dataclass(frozen=True, slots=True)
 class FillReport:
-    """One venue trade (execution) of one of our orders."""
+    """One venue trade (execution): of one of our orders, or foreign (another system's,
+    or by hand, on the same account)."""
 
     venue: str
+    account: str
+    """The venue account it is of (the one the adapter trades)."""
     symbol: str
     client_order_id: ClientOrderId
     venue_order_id: VenueOrderId
@@ -90,6 +95,8 @@ class FillReport:
 @dataclass(frozen=True, slots=True)
 class PositionReport:
     venue: str
+    account: str
+    """The venue account it is of (the one the adapter trades)."""
     symbol: str
     qty: Decimal
     """Signed: positive long."""

@@ -23,19 +23,16 @@ from titan_exec.core.reports import FillReport, OrderReport, VenueOrderStatus
 from titan_exec.core.state import State
 
 
-def fill_event(state: State, fill: FillReport, *, account: str, now_ms: int) -> OrderFilled | None:
+def fill_event(state: State, fill: FillReport, *, now_ms: int) -> OrderFilled | None:
     """The event for a venue fill, or None when that trade was applied already."""
     if state.is_fill_seen(fill.venue, fill.trade_id, fill.ts_ms):
         return None
-    return fill_event_of(
-        state.orders.get(fill.client_order_id), fill, account=account, now_ms=now_ms
-    )
+    return fill_event_of(state.orders.get(fill.client_order_id), fill, now_ms=now_ms)
 
 
-def fill_event_of(
-    order: Order | None, fill: FillReport, *, account: str, now_ms: int
-) -> OrderFilled:
-    """The event for a venue fill not seen before: of `order` (ours), or None (foreign)."""
+def fill_event_of(order: Order | None, fill: FillReport, *, now_ms: int) -> OrderFilled:
+    """The event for a venue fill not seen before: of `order` (ours), or None (foreign: on
+    the venue and account the report names)."""
     if order is not None:
         status = fill_status(order, fill.qty)
         st: Literal["FILLED", "PARTIALLY_FILLED"] = (
@@ -83,7 +80,7 @@ def fill_event_of(
         status="FILLED",
         timestamp=now_ms,
         venue=fill.venue,
-        account=account,
+        account=fill.account,
     )
 
 

@@ -62,6 +62,9 @@ class CancelResult:
 
 class Venue(Protocol):
     name: str
+    account: str
+    """The account it trades (the service's `service.account`): every report it returns
+    names it, so a fill that matches no order of ours is still on the right account."""
 
     async def place(self, req: PlaceRequest) -> Placed: ...
 

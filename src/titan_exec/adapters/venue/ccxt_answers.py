@@ -60,12 +60,13 @@ def order_status(order: Mapping[str, Any]) -> VenueOrderStatus:
 
 
 def order_report(
-    order: Mapping[str, Any], *, venue: str, canonical: Callable[[str], str]
+    order: Mapping[str, Any], *, venue: str, account: str, canonical: Callable[[str], str]
 ) -> OrderReport:
     info = order.get("info") or {}
     coid = ClientOrderId(str(order.get("clientOrderId") or info.get("clientOrderId") or ""))
     return OrderReport(
         venue=venue,
+        account=account,
         symbol=canonical(str(order.get("symbol"))),
         client_order_id=coid,
         venue_order_id=VenueOrderId(str(order.get("id"))),

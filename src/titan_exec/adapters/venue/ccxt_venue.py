@@ -81,7 +81,9 @@ omits from a successful answer is flat. Elsewhere an omitted symbol stays unknow
 
 
 class CcxtVenue:
-    def __init__(self, settings: CcxtSettings) -> None:
+    def __init__(self, settings: CcxtSettings, *, account: str = "main") -> None:
+        """`account`: the service's account on this venue (`service.account`), named on
+        every report."""
         cls = getattr(ccxt_async, settings.exchange_id, None)
         if cls is None:
             raise VenueConfigError(
@@ -89,6 +91,7 @@ class CcxtVenue:
             )
         self.settings = settings
         self.name = settings.name
+        self.account = account
         options = {
             "fetchCurrencies": False,  # a private spot call; never needed here
             "fetchMargins": False,
@@ -228,7 +231,7 @@ class CcxtVenue:
 
     def report(self, order: Mapping[str, Any]) -> OrderReport:
         """An order as a report; its client order id is remembered for the trades."""
-        rep = order_report(order, venue=self.name, canonical=self.canonical)
+        rep = order_report(order, venue=self.name, account=self.account, canonical=self.canonical)
         if rep.client_order_id:
             self.coid_by_order[str(rep.venue_order_id)] = rep.client_order_id
         return rep
@@ -294,6 +297,7 @@ class CcxtVenue:
             out.append(
                 PositionReport(
                     venue=self.name,
+                    account=self.account,
                     symbol=self.canonical(str(p.get("symbol"))),
                     qty=qty,
                     entry_price=dec(info.get("entryPrice"), p.get("entryPrice")),
@@ -307,7 +311,7 @@ class CcxtVenue:
                 except VenueRejected:
                     continue  # not a market of this venue: unknown, not flat
                 out.append(
-                    PositionReport(venue=self.name, symbol=symbol, qty=ZERO, entry_price=ZERO)
+                    PositionReport(self.name, self.account, symbol, qty=ZERO, entry_price=ZERO)
                 )
         return out
 

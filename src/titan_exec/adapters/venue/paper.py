@@ -100,6 +100,7 @@ class PaperVenue:
         self,
         name: str = "sim",
         *,
+        account: str = "main",
         balance_usdt: Decimal = Decimal("100000"),
         taker_fee_bps: Decimal = Decimal("4"),
         maker_fee_bps: Decimal = Decimal("2"),
@@ -110,6 +111,7 @@ class PaperVenue:
         if fill_slices < 1:
             raise ValueError(f"fill_slices must be >= 1: {fill_slices}")
         self.name = name
+        self.account = account
         self._clock = clock or wall_clock_ms
         self.engine = Engine(
             EngineConfig(
@@ -203,10 +205,10 @@ class PaperVenue:
         self._now()
         held = self.engine.positions
         return [
-            PositionReport(venue=self.name, symbol=s, qty=pos.amount, entry_price=pos.entry_price)
+            PositionReport(self.name, self.account, s, qty=pos.amount, entry_price=pos.entry_price)
             for s, pos in held.items()
         ] + [
-            PositionReport(venue=self.name, symbol=s, qty=ZERO, entry_price=ZERO)
+            PositionReport(self.name, self.account, s, qty=ZERO, entry_price=ZERO)
             for s in sorted(symbols - set(held))
         ]
 
@@ -236,6 +238,7 @@ class PaperVenue:
     def report(self, order: SimOrder) -> OrderReport:
         return OrderReport(
             venue=self.name,
+            account=self.account,
             symbol=order.symbol,
             client_order_id=ClientOrderId(order.client_order_id),
             venue_order_id=self._venue_order_id(order),
@@ -249,6 +252,7 @@ class PaperVenue:
         order = self.engine.orders[trade.order_id]
         return FillReport(
             venue=self.name,
+            account=self.account,
             symbol=trade.symbol,
             client_order_id=ClientOrderId(order.client_order_id),
             venue_order_id=self._venue_order_id(order),
@@ -267,6 +271,7 @@ class PaperVenue:
     def _refusal(self, req: PlaceRequest, now: int) -> OrderReport:
         return OrderReport(
             venue=self.name,
+            account=self.account,
             symbol=req.symbol,
             client_order_id=req.client_order_id,
             venue_order_id=VenueOrderId(f"{self.name}-R{len(self.refused) + 1}"),
