@@ -50,6 +50,7 @@ class InstrumentedPaper(PaperVenue):
         p = cfg.venue.paper
         return cls(
             cfg.venue.name,
+            account=cfg.service.account,
             balance_usdt=Decimal(p.balance_usdt),
             taker_fee_bps=Decimal(p.taker_fee_bps),
             maker_fee_bps=Decimal(p.maker_fee_bps),

@@ -10,6 +10,7 @@ import pytest
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from titan_exec.adapters.venue.base import VenueRejected, VenueUnavailable, VenueUnknownOutcome
+from titan_exec.adapters.venue.ccxt_answers import UNKNOWN_STATUS, order_status
 from titan_exec.adapters.venue.ccxt_setup import rebase
 from titan_exec.adapters.venue.ccxt_venue import (
     CcxtSettings,
@@ -18,7 +19,7 @@ from titan_exec.adapters.venue.ccxt_venue import (
     read_secret,
 )
 from titan_exec.core.model import ClientOrderId, OrderType, Side
-from titan_exec.core.reports import PlaceRequest
+from titan_exec.core.reports import PlaceRequest, VenueOrderStatus
 
 MARKET = {
     "symbol": "BTC/USDT:USDT",
@@ -210,3 +211,39 @@ async def test_positions_report_flat_only_where_the_venue_says_so(
     assert {r.symbol: r.qty for r in reports} == expected
     btc = next(r for r in reports if r.symbol == "BTC/USDT")
     assert btc.entry_price == Decimal("50000.10")
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ({"status": "open", "filled": 0, "info": {"status": "NEW"}}, "NEW"),
+        (
+            {"status": "open", "filled": 0.5, "info": {"status": "PARTIALLY_FILLED"}},
+            "PARTIALLY_FILLED",
+        ),
+        ({"status": "closed", "info": {"status": "EXPIRED"}}, "EXPIRED"),  # Binance's own word wins
+        ({"status": "open", "filled": 0.5, "info": {}}, "PARTIALLY_FILLED"),
+        ({"status": "closed", "info": {}}, "FILLED"),
+        ({"status": "canceled"}, "CANCELED"),
+        ({"status": "expired"}, "EXPIRED"),
+        ({"status": "rejected"}, "REJECTED"),
+        ({"status": "pending_something", "info": {"status": "EXPIRED_IN_MATCH"}}, "NEW"),
+    ],
+)
+def test_order_status_reads_both_vocabularies_into_the_enum(
+    order: dict[str, Any], expected: str
+) -> None:
+    status = order_status(order)
+    assert type(status) is VenueOrderStatus
+    assert status is VenueOrderStatus(expected)
+    if expected == "NEW" and order["status"] != "open":
+        assert status is UNKNOWN_STATUS  # an unknown word is read as still open
+
+
+def test_the_venue_names_its_account_on_its_order_reports() -> None:
+    assert CcxtVenue(CcxtSettings(exchange_id="binanceusdm")).account == "main"  # the default
+    v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", name="binance"), account="acct-7")
+    rep = v.report(
+        {"id": "42", "symbol": "BTC/USDT:USDT", "clientOrderId": "tx-1", "status": "open"}
+    )
+    assert (rep.venue, rep.account, rep.client_order_id) == ("binance", "acct-7", "tx-1")

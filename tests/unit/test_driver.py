@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, cast
 
+import pytest
+
 from tests.builders import accepted, genesis, submitted
 from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.venue.base import CancelResult, Placed, Venue, VenueUnknownOutcome
@@ -16,7 +18,7 @@ from titan_exec.api.metrics import Metrics
 from titan_exec.config import OrdersConfig
 from titan_exec.core.events import Event
 from titan_exec.core.model import ClientOrderId, OrderStatus, Side, VenueOrderId
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State, apply
 from titan_exec.runtime.driver import ExecutionDriver, exec_config
 from titan_exec.runtime.market import MarketData
@@ -45,6 +47,7 @@ class Log:
 
 class ScriptedVenue:
     name = "sim"
+    account = "main"
 
     def __init__(self, *, place_fails: bool = False) -> None:
         self.place_fails = place_fails
@@ -56,16 +59,19 @@ class ScriptedVenue:
         self.placed.append(req)
         if self.place_fails:
             raise VenueUnknownOutcome("response lost")
-        return Placed(VenueOrderId("v1"), "NEW")
+        return Placed(VenueOrderId("v1"), VenueOrderStatus.NEW)
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
         self.canceled.append(coid)
-        return CancelResult("CANCELED")
+        return CancelResult(VenueOrderStatus.CANCELED)
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         if not self.placed:
             return None
-        return OrderReport("sim", SYM, coid, VenueOrderId("v1"), "NEW", Decimal(1), Decimal(0), 5)
+        return OrderReport(
+            "sim", "main", SYM, coid, VenueOrderId("v1"), VenueOrderStatus.NEW, Decimal(1),
+            Decimal(0), 5,
+        )  # fmt: skip
 
     async def fills_since(
         self, cursor: str | None, symbols: frozenset[str] | None = None
@@ -96,7 +102,7 @@ def driver(log: Log, venue: ScriptedVenue, **kw: Any) -> ExecutionDriver:
 
 def fill(qty: str) -> FillReport:
     return FillReport(
-        "sim", SYM, C, VenueOrderId("v1"), "t1", Side.BUY, Decimal(100), Decimal(qty),
+        "sim", "main", SYM, C, VenueOrderId("v1"), "t1", Side.BUY, Decimal(100), Decimal(qty),
         Decimal(0), "USDT", 6,
     )  # fmt: skip
 
@@ -171,6 +177,13 @@ def test_the_core_takes_its_timings_from_the_orders_settings() -> None:
     cfg = OrdersConfig(
         in_doubt_query_after_ms=7, in_doubt_absent_after_ms=70, recovery_send_within_ms=700
     )
-    x = exec_config(cfg, venue="sim", account="main")
+    x = exec_config(cfg, venue="sim")
     assert (x.in_doubt_query_after_ms, x.in_doubt_absent_after_ms) == (7, 70)
-    assert x.recovery_send_within_ms == 700 and (x.venue, x.account) == ("sim", "main")
+    assert x.recovery_send_within_ms == 700 and x.venue == "sim"
+
+
+def test_the_driver_refuses_a_venue_trading_another_account() -> None:
+    venue = ScriptedVenue()
+    venue.account = "other"
+    with pytest.raises(ValueError, match="trades account 'other', not 'main'"):
+        driver(Log([genesis()]), venue)

@@ -68,10 +68,10 @@ from titan_exec.core.model import (
     Side,
     VenueOrderId,
 )
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State, apply
 
-CFG = ExecConfig(venue="sim", account="main")
+CFG = ExecConfig(venue="sim")
 C = ClientOrderId("c1")
 SYM = "BTC/USDT"
 S = OrderStatus
@@ -115,10 +115,11 @@ def state_with(status: OrderStatus | None, *, reason: str = "", ts: int = 1) -> 
 def report(status: str, filled_qty: str = "0") -> OrderReport:
     return OrderReport(
         venue="sim",
+        account="main",
         symbol=SYM,
         client_order_id=C,
         venue_order_id=VenueOrderId("v1"),
-        status=status,
+        status=VenueOrderStatus(status),
         qty=Decimal(1),
         filled_qty=Decimal(filled_qty),
         ts_ms=10,
@@ -128,6 +129,7 @@ def report(status: str, filled_qty: str = "0") -> OrderReport:
 def fill(trade: str, qty: str, coid: str = "c1") -> FillReport:
     return FillReport(
         venue="sim",
+        account="main",
         symbol=SYM,
         client_order_id=ClientOrderId(coid),
         venue_order_id=VenueOrderId("v1"),
@@ -166,8 +168,8 @@ INPUTS: dict[str, tuple[Driver, Input]] = {
     "queried_absent_old": (QUERYING, OrderQueried(LATE, C, None)),
     "query_failed": (QUERYING, QueryFailed(1_000, C, "timeout")),
     "cancel_wanted": (Driver(), CancelWanted(10, C, "flatten")),
-    "cancel_canceled": (CANCELLING, CancelAnswered(10, C, "CANCELED")),
-    "cancel_filled": (CANCELLING, CancelAnswered(10, C, "FILLED")),
+    "cancel_canceled": (CANCELLING, CancelAnswered(10, C, VenueOrderStatus.CANCELED)),
+    "cancel_filled": (CANCELLING, CancelAnswered(10, C, VenueOrderStatus.FILLED)),
     "cancel_failed": (CANCELLING, CancelFailed(10, C, "timeout")),
     "fills_full": (POLLING, FillsReported(10, (fill("t1", "0.6"), fill("t2", "0.4")), "k")),
     "fills_then_close": (CLOSING, FillsReported(10, (fill("t1", "0.3"),), "k")),
@@ -458,7 +460,7 @@ RESULTS: list[Input] = [
     PlaceUnknown(10, C, "timeout"),
     OrderQueried(10, C, None),
     QueryFailed(10, C, "x"),
-    CancelAnswered(10, C, "CANCELED"),
+    CancelAnswered(10, C, VenueOrderStatus.CANCELED),
     CancelFailed(10, C, "x"),
     FillsReported(10, (), None),
     PollFailed(10, "x"),
@@ -570,11 +572,26 @@ def test_fills_are_deduplicated_and_each_sees_the_ones_before_it() -> None:
     assert again.decision.events == ()
 
 
+def test_a_foreign_fill_is_on_the_account_its_report_names() -> None:
+    foreign = replace(fill("t7", "0.3", coid="web-manual-1"), account="desk")
+    step = ex.step(
+        state_with(S.ACKNOWLEDGED), Driver(is_polling=True), FillsReported(10, (foreign,), "k"), CFG
+    )
+    [ev] = step.decision.events
+    assert isinstance(ev, OrderFilled)
+    assert (ev.client_order_id, ev.venue, ev.account, ev.signal_id) == (
+        "web-manual-1",
+        "sim",
+        "desk",
+        "",
+    )
+
+
 def test_a_confirmed_cancel_closes_the_order_after_a_poll_issued_after_the_answer() -> None:
     state = state_with(S.ACKNOWLEDGED, reason="ttl")
     # a poll is in flight when the venue confirms the TTL cancel
     d = Driver(cancelling={C: "ttl"}, is_polling=True)
-    answered = ex.step(state, d, CancelAnswered(10, C, "CANCELED"), CFG)
+    answered = ex.step(state, d, CancelAnswered(10, C, VenueOrderStatus.CANCELED), CFG)
     assert answered.decision.requests == ()
     older = ex.step(state, answered.driver, FillsReported(20, (), "k"), CFG)
     assert older.decision.events == ()  # that poll may predate the cancel
@@ -620,9 +637,7 @@ def test_late_fill_window_and_watched_symbols_decide_what_is_polled() -> None:
 # --- a seeded fake-clock simulation against the exchange engine -----------------------------
 
 T0 = 1_700_000_000_000
-SIM_CFG = ExecConfig(
-    venue="sim", account="main", in_doubt_absent_after_ms=5_000, late_fill_window_ms=2_000
-)
+SIM_CFG = ExecConfig(venue="sim", in_doubt_absent_after_ms=5_000, late_fill_window_ms=2_000)
 SIM_SYMBOL = "BTCUSDT"
 STEP_MS = 10
 POLL_MS = 50
@@ -773,10 +788,11 @@ class Sim:
             return OrderQueried(self.now, coid, None)
         rep = OrderReport(
             venue="sim",
+            account="main",
             symbol=SIM_SYMBOL,
             client_order_id=coid,
             venue_order_id=VenueOrderId(str(o.order_id)),
-            status=o.status,
+            status=VenueOrderStatus(o.status),
             qty=o.orig_qty,
             filled_qty=o.executed_qty,
             ts_ms=o.update_time_ms,
@@ -788,10 +804,10 @@ class Sim:
             return CancelFailed(self.now, coid, "timeout")
         try:
             self.engine.cancel_order(SIM_SYMBOL, None, coid, self.now)
-            status = "CANCELED"
+            status = VenueOrderStatus.CANCELED
         except SimError:
             o = self.venue_order(coid)
-            status = "NOT_FOUND" if o is None else o.status
+            status = VenueOrderStatus.NOT_FOUND if o is None else VenueOrderStatus(o.status)
         if self.lost():
             return CancelFailed(self.now, coid, "answer lost")
         return CancelAnswered(self.now, coid, status)
@@ -806,6 +822,7 @@ class Sim:
         fills = tuple(
             FillReport(
                 venue="sim",
+                account="main",
                 symbol=SIM_SYMBOL,
                 client_order_id=ClientOrderId(self.engine.orders[t.order_id].client_order_id),
                 venue_order_id=VenueOrderId(str(t.order_id)),

@@ -448,3 +448,23 @@ async def test_an_external_trade_moves_the_position_without_a_fill() -> None:
     [pos] = await v.positions()
     assert (pos.qty, pos.entry_price) == (D("-0.3"), D("50000"))
     assert await v.fills_since(cursor) == ([], cursor)
+
+
+async def test_every_report_names_the_account_the_venue_trades() -> None:
+    v = InstrumentedPaper(account="acct-7", clock=Clock())
+    v.on_ticker(SYM, D("50000"), D("50010"), 1_000)
+    assert PaperVenue().account == "main"  # the default, as configured by default
+    await v.place(req("c1", Side.BUY, "0.1"))
+    await v.place(req("c2", Side.BUY, "0.1", limit="40000"))  # rests
+    with pytest.raises(VenueRejected):
+        await v.place(req("c3", qty="0.000000001"))
+    fills, _ = await v.fills_since(None)
+    reports = [
+        *fills,
+        *await v.open_orders(),
+        *await v.positions(frozenset({"ETH/USDT"})),
+        await v.query_order(SYM, ClientOrderId("c1")),
+        await v.query_order(SYM, ClientOrderId("c3")),  # the refusal's report
+    ]
+    assert len(reports) == 6
+    assert {r.account for r in reports if r is not None} == {"acct-7"}

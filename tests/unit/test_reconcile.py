@@ -25,7 +25,7 @@ from titan_exec.core.reconcile import (
     explained_by_fills,
     query_outcome,
 )
-from titan_exec.core.reports import OrderReport, PositionReport
+from titan_exec.core.reports import OrderReport, PositionReport, VenueOrderStatus
 from titan_exec.core.state import State, replay
 
 D = Decimal
@@ -33,8 +33,12 @@ BTC, ETH = "BTC/USDT", "ETH/USDT"
 RULES = PositionRules(confirm_ms=2000, is_authoritative=True)
 
 
-def rep(symbol: str, qty: str, entry: str = "100", venue: str = "sim") -> PositionReport:
-    return PositionReport(venue=venue, symbol=symbol, qty=D(qty), entry_price=D(entry))
+def rep(
+    symbol: str, qty: str, entry: str = "100", venue: str = "sim", account: str = "main"
+) -> PositionReport:
+    return PositionReport(
+        venue=venue, account=account, symbol=symbol, qty=D(qty), entry_price=D(entry)
+    )
 
 
 def positions(
@@ -48,7 +52,6 @@ def positions(
 ) -> PositionPass:
     return compare_positions(
         venue="sim",
-        account="main",
         ours={s: D(q) for s, q in ours.items()},
         reports=reports,
         open_symbols=open_symbols,
@@ -220,10 +223,11 @@ def venue_order(
 ) -> OrderReport:
     return OrderReport(
         venue="sim",
+        account="main",
         symbol=symbol,
         client_order_id=ClientOrderId(coid),
         venue_order_id=VenueOrderId(f"v-{coid}"),
-        status=status,
+        status=VenueOrderStatus(status),
         qty=D(1),
         filled_qty=D(filled_qty),
         ts_ms=0,
@@ -303,3 +307,11 @@ def test_the_answer_to_a_query(
         is_critical = order(s, coid).status is OrderStatus.FILLED
         assert out.finding.is_critical == is_critical
         assert out.finding.kind == ("closed_but_open" if is_critical else "not_listed")
+
+
+def test_a_correction_is_on_the_account_the_venue_reports_netted_legs_keep_it() -> None:
+    legs = [rep(BTC, "0.5", account="acct-7"), rep(BTC, "-0.2", account="acct-7")]
+    first = positions({BTC: "0.1"}, legs, now=10_000)
+    due = positions({BTC: "0.1"}, legs, now=12_000, pending=first.pending)
+    [ev] = due.corrections
+    assert (ev.account, ev.qty_before, ev.qty_after) == ("acct-7", D("0.1"), D("0.3"))

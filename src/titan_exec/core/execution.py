@@ -87,7 +87,7 @@ from titan_exec.core.execution_io import (
 )
 from titan_exec.core.model import ClientOrderId, OrderStatus
 from titan_exec.core.orders import Order, apply_fill, can_apply, lifecycle
-from titan_exec.core.reports import PlaceRequest
+from titan_exec.core.reports import PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State
 
 S = OrderStatus
@@ -344,7 +344,7 @@ def _cancel_answered(
         out.note("warning", f"cancel of {coid} failed ({inp.detail}): retrying in {wait} ms")
         out.driver = replace(d, cancel_failed_at=_with(d.cancel_failed_at, coid, inp.now_ms))
         return
-    if inp.status != "CANCELED":
+    if inp.status is not VenueOrderStatus.CANCELED:
         # FILLED: its fills close it; NOT_FOUND: in doubt, or not there yet. Past its TTL
         # the cancel is tried again (not sooner than the retry delay)
         out.note("info", f"cancel of {coid}: venue says {inp.status}")
@@ -374,7 +374,7 @@ def _fills(state: State, out: _Out, cfg: ExecConfig, inp: FillsReported) -> None
             continue
         seen.add(key)
         order = orders.get(f.client_order_id) or state.orders.get(f.client_order_id)
-        ev: OrderFilled = tracking.fill_event_of(order, f, account=cfg.account, now_ms=now)
+        ev: OrderFilled = tracking.fill_event_of(order, f, now_ms=now)
         if order is not None:
             orders[order.client_order_id] = apply_fill(order, ev)
         out.events.append(ev)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from titan_exec.core.events import Event
 from titan_exec.core.model import ClientOrderId, VenueOrderId
 from titan_exec.core.orders import IllegalTransition
-from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
+from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 
 # --- settings -------------------------------------------------------------------------------
 
@@ -23,8 +23,6 @@ from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest
 class ExecConfig:
     venue: str
     """The venue this driver executes on (its orders only)."""
-    account: str
-    """The account of fills that match no order of ours (foreign trades)."""
     in_doubt_query_after_ms: int = 500
     in_doubt_absent_after_ms: int = 30_000
     in_doubt_max_backoff_ms: int = 5_000
@@ -118,8 +116,9 @@ class CancelWanted:
 class CancelAnswered:
     now_ms: int
     coid: ClientOrderId
-    status: str
-    """The venue's order status after the cancel (CANCELED when it took)."""
+    status: VenueOrderStatus
+    """The venue's order status after the cancel (CANCELED when it took, NOT_FOUND when
+    the venue does not know the order)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ Open orders (one venue; the symbols the shell listed):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
@@ -42,7 +42,7 @@ from titan_exec.core import tracking
 from titan_exec.core.events import OrderEvent, PositionReconciled
 from titan_exec.core.model import CLIENT_ORDER_ID_PREFIX, ZERO, ClientOrderId, OrderStatus
 from titan_exec.core.orders import Order
-from titan_exec.core.reports import OrderReport, PositionReport
+from titan_exec.core.reports import OrderReport, PositionReport, VenueOrderStatus
 
 # --- positions ------------------------------------------------------------------------------
 
@@ -94,7 +94,6 @@ class PositionRules:
 def compare_positions(
     *,
     venue: str,
-    account: str,
     ours: Mapping[str, Decimal],
     reports: Sequence[PositionReport],
     open_symbols: frozenset[str],
@@ -144,7 +143,7 @@ def compare_positions(
                 PositionReconciled(
                     ts_ms=now_ms,
                     venue=venue,
-                    account=account,
+                    account=report.account,
                     symbol=symbol,
                     qty_before=mine,
                     qty_after=theirs,
@@ -219,9 +218,7 @@ def _net_reports(venue: str, reports: Sequence[PositionReport]) -> dict[str, Pos
             out[r.symbol] = r
             continue
         entry = r.entry_price if abs(r.qty) > abs(prev.qty) else prev.entry_price
-        out[r.symbol] = PositionReport(
-            venue=venue, symbol=r.symbol, qty=prev.qty + r.qty, entry_price=entry
-        )
+        out[r.symbol] = replace(prev, qty=prev.qty + r.qty, entry_price=entry)
     return out
 
 
@@ -235,7 +232,7 @@ class OrderFinding:
     kind: OrderFindingKind
     symbol: str
     client_order_id: ClientOrderId
-    venue_status: str | None
+    venue_status: VenueOrderStatus | None
     is_critical: bool
     reason: str
 
@@ -352,7 +349,7 @@ def query_outcome(order: Order, report: OrderReport | None, now_ms: int) -> Quer
     ev = tracking.report_event(order, report, now_ms)
     if ev is not None:
         return AppendLifecycle(ev)
-    if report.status == "CANCELED" and order.is_cancel_requested:
+    if report.status is VenueOrderStatus.CANCELED and order.is_cancel_requested:
         return NoChange(f"order {coid}: our cancel is being recorded")
     if order.expires_at_ms <= now_ms and not order.is_cancel_requested:
         return RequestTtlCancel()

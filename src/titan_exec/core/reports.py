@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from titan_exec.core.model import ClientOrderId, OrderType, Side, VenueOrderId
 from titan_exec.core.orders import Order
+
+
+class VenueOrderStatus(StrEnum):
+    """An order's status in the venue's answers (Binance's words), read by each adapter
+    from its venue's own vocabulary; the core matches these, never a free string."""
+
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    NOT_FOUND = "NOT_FOUND"
+    """Only in a cancel's answer: the venue does not know the order."""
+
+    @property
+    def is_open(self) -> bool:
+        return self in (VenueOrderStatus.NEW, VenueOrderStatus.PARTIALLY_FILLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +56,30 @@ class OrderReport:
     """The venue's view of one order."""
 
     venue: str
+    account: str
+    """The venue account it is of (the one the adapter trades)."""
     symbol: str
     client_order_id: ClientOrderId
     venue_order_id: VenueOrderId
-    status: str
-    """NEW, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED or EXPIRED (venue vocabulary)."""
+    status: VenueOrderStatus
+    """NEW, PARTIALLY_FILLED, FILLED, CANCELED, REJECTED or EXPIRED (never NOT_FOUND)."""
     qty: Decimal
     filled_qty: Decimal
     ts_ms: int
 
     @property
     def is_open(self) -> bool:
-        return self.status in ("NEW", "PARTIALLY_FILLED")
+        return self.status.is_open
 
 
 @dataclass(frozen=True, slots=True)
 class FillReport:
-    """One venue trade (execution) of one of our orders."""
+    """One venue trade (execution): of one of our orders, or foreign (another system's,
+    or by hand, on the same account)."""
 
     venue: str
+    account: str
+    """The venue account it is of (the one the adapter trades)."""
     symbol: str
     client_order_id: ClientOrderId
     venue_order_id: VenueOrderId
@@ -71,6 +95,8 @@ class FillReport:
 @dataclass(frozen=True, slots=True)
 class PositionReport:
     venue: str
+    account: str
+    """The venue account it is of (the one the adapter trades)."""
     symbol: str
     qty: Decimal
     """Signed: positive long."""

@@ -19,23 +19,20 @@ from titan_exec.core.events import (
 )
 from titan_exec.core.model import OrderStatus
 from titan_exec.core.orders import Order, can_apply, fill_status, lifecycle
-from titan_exec.core.reports import FillReport, OrderReport
+from titan_exec.core.reports import FillReport, OrderReport, VenueOrderStatus
 from titan_exec.core.state import State
 
 
-def fill_event(state: State, fill: FillReport, *, account: str, now_ms: int) -> OrderFilled | None:
+def fill_event(state: State, fill: FillReport, *, now_ms: int) -> OrderFilled | None:
     """The event for a venue fill, or None when that trade was applied already."""
     if state.is_fill_seen(fill.venue, fill.trade_id, fill.ts_ms):
         return None
-    return fill_event_of(
-        state.orders.get(fill.client_order_id), fill, account=account, now_ms=now_ms
-    )
+    return fill_event_of(state.orders.get(fill.client_order_id), fill, now_ms=now_ms)
 
 
-def fill_event_of(
-    order: Order | None, fill: FillReport, *, account: str, now_ms: int
-) -> OrderFilled:
-    """The event for a venue fill not seen before: of `order` (ours), or None (foreign)."""
+def fill_event_of(order: Order | None, fill: FillReport, *, now_ms: int) -> OrderFilled:
+    """The event for a venue fill not seen before: of `order` (ours), or None (foreign: on
+    the venue and account the report names)."""
     if order is not None:
         status = fill_status(order, fill.qty)
         st: Literal["FILLED", "PARTIALLY_FILLED"] = (
@@ -83,7 +80,7 @@ def fill_event_of(
         status="FILLED",
         timestamp=now_ms,
         venue=fill.venue,
-        account=account,
+        account=fill.account,
     )
 
 
@@ -96,7 +93,7 @@ def report_event(order: Order, report: OrderReport, now_ms: int) -> OrderEvent |
     if report.filled_qty > order.filled_qty:
         return None
     ev: OrderEvent | None = None
-    if report.status == "CANCELED":
+    if report.status is VenueOrderStatus.CANCELED:
         ev = (
             lifecycle(OrderExpired, order, now_ms, reason="ttl")
             if order.is_cancel_requested and order.last_reason == "ttl"
@@ -104,9 +101,9 @@ def report_event(order: Order, report: OrderReport, now_ms: int) -> OrderEvent |
                 OrderCanceled, order, now_ms, reason=order.last_reason or "canceled at venue"
             )
         )
-    elif report.status == "EXPIRED":
+    elif report.status is VenueOrderStatus.EXPIRED:
         ev = lifecycle(OrderExpired, order, now_ms, reason="expired at venue")
-    elif report.status == "REJECTED":
+    elif report.status is VenueOrderStatus.REJECTED:
         ev = lifecycle(OrderRejected, order, now_ms, reason="rejected at venue")
     if ev is not None and can_apply(order, ev):
         return ev

@@ -67,7 +67,8 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
                     poll_interval_ms=v.poll_interval_ms,
                     enable_rate_limit=v.enable_rate_limit,
                     rate_limit_ms=v.rate_limit_ms,
-                )
+                ),
+                account=cfg.service.account,
             )
         except VenueConfigError as err:
             raise ConfigError(str(err)) from None
@@ -78,6 +79,7 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
         )
     return PaperVenue(
         cfg.venue.name,
+        account=cfg.service.account,
         balance_usdt=Decimal(p.balance_usdt),
         taker_fee_bps=Decimal(p.taker_fee_bps),
         maker_fee_bps=Decimal(p.maker_fee_bps),

@@ -58,10 +58,9 @@ def _wake(waiter: asyncio.Future[None], _done: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def exec_config(cfg: OrdersConfig, *, venue: str, account: str) -> io.ExecConfig:
+def exec_config(cfg: OrdersConfig, *, venue: str) -> io.ExecConfig:
     return io.ExecConfig(
         venue=venue,
-        account=account,
         in_doubt_query_after_ms=cfg.in_doubt_query_after_ms,
         in_doubt_absent_after_ms=cfg.in_doubt_absent_after_ms,
         recovery_send_within_ms=cfg.recovery_send_within_ms,
@@ -86,9 +85,14 @@ class ExecutionDriver:
         self.market = market
         self.metrics = metrics
         self.cfg = cfg
+        if venue.account != account:
+            raise ValueError(
+                f"venue {venue.name} trades account {venue.account!r}, not {account!r}"
+            )
         self.account = account
+        """The configured account; the venue names it on every report it returns."""
         self.clock = clock
-        self.xcfg = exec_config(cfg, venue=venue.name, account=account)
+        self.xcfg = exec_config(cfg, venue=venue.name)
         self.driver = io.Driver()
         self.may_write_venue: Callable[[], bool] = may_write_venue or (lambda: True)
         """Checked right before every venue write (place, cancel): the hot-standby lease's

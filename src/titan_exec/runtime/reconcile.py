@@ -234,7 +234,6 @@ class VenueReconciler:
         name = self.venue_name
         return compare_positions(
             venue=name,
-            account=self.runner.account,
             ours={sym: pos.qty for (v, sym), pos in state.positions.items() if v == name},
             reports=reports,
             open_symbols=frozenset(sym for (v, sym), c in state.open_orders.items() if v == name),

@@ -21,6 +21,7 @@ from titan_exec.core.reports import (
     OrderReport,
     PlaceRequest,
     PositionReport,
+    VenueOrderStatus,
 )
 
 
@@ -48,19 +49,22 @@ class VenueUnavailable(VenueError):
 @dataclass(frozen=True, slots=True)
 class Placed:
     venue_order_id: VenueOrderId
-    status: str
+    status: VenueOrderStatus
     """Venue status at acknowledgement (NEW, PARTIALLY_FILLED, FILLED...)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CancelResult:
-    status: str
+    status: VenueOrderStatus
     """CANCELED, or the order's terminal status when it could not be canceled (FILLED...);
     NOT_FOUND when the venue does not know the order."""
 
 
 class Venue(Protocol):
     name: str
+    account: str
+    """The account it trades (the service's `service.account`): every report it returns
+    names it, so a fill that matches no order of ours is still on the right account."""
 
     async def place(self, req: PlaceRequest) -> Placed: ...
 

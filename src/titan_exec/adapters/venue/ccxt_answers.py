@@ -1,6 +1,6 @@
 """ccxt's answers read into the service's values: numbers from the venue's raw strings
-where it gives them (never via floats), the order status in the venue's own words, and an
-order as an `OrderReport`."""
+where it gives them (never via floats), the order status read from the venue's own words
+into a `VenueOrderStatus`, and an order as an `OrderReport`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,24 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from titan_exec.core.model import ZERO, ClientOrderId, VenueOrderId
-from titan_exec.core.reports import OrderReport
+from titan_exec.core.reports import OrderReport, VenueOrderStatus
 
-VENUE_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED"})
-_STATUS = {"closed": "FILLED", "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
+_V = VenueOrderStatus
+VENUE_STATUSES: dict[str, VenueOrderStatus] = {
+    s.value: s
+    for s in (_V.NEW, _V.PARTIALLY_FILLED, _V.FILLED, _V.CANCELED, _V.REJECTED, _V.EXPIRED)
+}
+"""Binance's own words (the raw `info.status`), read as they are."""
+_STATUS = {
+    "closed": _V.FILLED,
+    "canceled": _V.CANCELED,
+    "expired": _V.EXPIRED,
+    "rejected": _V.REJECTED,
+}
+"""ccxt's unified words for a closed order."""
+UNKNOWN_STATUS = _V.NEW
+"""A word neither vocabulary has is read as an open order: it is queried again and never
+closed on a guess."""
 
 
 def is_duplicate_id(err: Exception) -> bool:
@@ -35,23 +49,24 @@ def dec(raw: Any, fallback: Any = None) -> Decimal:
     return ZERO
 
 
-def order_status(order: Mapping[str, Any]) -> str:
+def order_status(order: Mapping[str, Any]) -> VenueOrderStatus:
     raw = (order.get("info") or {}).get("status")
     if isinstance(raw, str) and raw in VENUE_STATUSES:
-        return raw
+        return VENUE_STATUSES[raw]
     st = order.get("status")
     if st == "open":
-        return "PARTIALLY_FILLED" if (order.get("filled") or 0) > 0 else "NEW"
-    return _STATUS.get(str(st), "NEW")
+        return _V.PARTIALLY_FILLED if (order.get("filled") or 0) > 0 else _V.NEW
+    return _STATUS.get(str(st), UNKNOWN_STATUS)
 
 
 def order_report(
-    order: Mapping[str, Any], *, venue: str, canonical: Callable[[str], str]
+    order: Mapping[str, Any], *, venue: str, account: str, canonical: Callable[[str], str]
 ) -> OrderReport:
     info = order.get("info") or {}
     coid = ClientOrderId(str(order.get("clientOrderId") or info.get("clientOrderId") or ""))
     return OrderReport(
         venue=venue,
+        account=account,
         symbol=canonical(str(order.get("symbol"))),
         client_order_id=coid,
         venue_order_id=VenueOrderId(str(order.get("id"))),

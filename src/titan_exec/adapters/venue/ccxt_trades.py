@@ -130,6 +130,7 @@ class TradeCursor:
         fee = trade.get("fee") or {}
         return FillReport(
             venue=self._venue.name,
+            account=self._venue.account,
             symbol=self._venue.canonical(msym),
             client_order_id=coid,
             venue_order_id=VenueOrderId(oid),

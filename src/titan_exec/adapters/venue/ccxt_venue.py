@@ -64,6 +64,7 @@ from titan_exec.core.reports import (
     OrderReport,
     PlaceRequest,
     PositionReport,
+    VenueOrderStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ omits from a successful answer is flat. Elsewhere an omitted symbol stays unknow
 
 
 class CcxtVenue:
-    def __init__(self, settings: CcxtSettings) -> None:
+    def __init__(self, settings: CcxtSettings, *, account: str = "main") -> None:
+        """`account`: the service's account on this venue (`service.account`), named on
+        every report."""
         cls = getattr(ccxt_async, settings.exchange_id, None)
         if cls is None:
             raise VenueConfigError(
@@ -88,6 +91,7 @@ class CcxtVenue:
             )
         self.settings = settings
         self.name = settings.name
+        self.account = account
         options = {
             "fetchCurrencies": False,  # a private spot call; never needed here
             "fetchMargins": False,
@@ -227,7 +231,7 @@ class CcxtVenue:
 
     def report(self, order: Mapping[str, Any]) -> OrderReport:
         """An order as a report; its client order id is remembered for the trades."""
-        rep = order_report(order, venue=self.name, canonical=self.canonical)
+        rep = order_report(order, venue=self.name, account=self.account, canonical=self.canonical)
         if rep.client_order_id:
             self.coid_by_order[str(rep.venue_order_id)] = rep.client_order_id
         return rep
@@ -239,7 +243,7 @@ class CcxtVenue:
             order = await self._writer.cancel_order(None, msym, {"origClientOrderId": coid})
         except cx.OrderNotFound:
             report = await self.query_order(symbol, coid)
-            return CancelResult(report.status if report is not None else "NOT_FOUND")
+            return CancelResult(report.status if report is not None else VenueOrderStatus.NOT_FOUND)
         except (cx.InvalidOrder, cx.BadRequest) as err:
             report = await self.query_order(symbol, coid)
             if report is not None and not report.is_open:
@@ -247,7 +251,8 @@ class CcxtVenue:
             raise VenueUnavailable(f"cancel refused: {err}") from None
         except (cx.OperationFailed, cx.ExchangeError) as err:
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
-        return CancelResult(order_status(order) if order_status(order) != "NEW" else "CANCELED")
+        status = order_status(order)
+        return CancelResult(VenueOrderStatus.CANCELED if status is VenueOrderStatus.NEW else status)
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         await self._markets()
@@ -292,6 +297,7 @@ class CcxtVenue:
             out.append(
                 PositionReport(
                     venue=self.name,
+                    account=self.account,
                     symbol=self.canonical(str(p.get("symbol"))),
                     qty=qty,
                     entry_price=dec(info.get("entryPrice"), p.get("entryPrice")),
@@ -305,7 +311,7 @@ class CcxtVenue:
                 except VenueRejected:
                     continue  # not a market of this venue: unknown, not flat
                 out.append(
-                    PositionReport(venue=self.name, symbol=symbol, qty=ZERO, entry_price=ZERO)
+                    PositionReport(self.name, self.account, symbol, qty=ZERO, entry_price=ZERO)
                 )
         return out
 

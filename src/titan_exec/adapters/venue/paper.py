@@ -44,6 +44,7 @@ from titan_exec.core.reports import (
     OrderReport,
     PlaceRequest,
     PositionReport,
+    VenueOrderStatus,
 )
 
 QUOTE = "USDT"
@@ -99,6 +100,7 @@ class PaperVenue:
         self,
         name: str = "sim",
         *,
+        account: str = "main",
         balance_usdt: Decimal = Decimal("100000"),
         taker_fee_bps: Decimal = Decimal("4"),
         maker_fee_bps: Decimal = Decimal("2"),
@@ -109,6 +111,7 @@ class PaperVenue:
         if fill_slices < 1:
             raise ValueError(f"fill_slices must be >= 1: {fill_slices}")
         self.name = name
+        self.account = account
         self._clock = clock or wall_clock_ms
         self.engine = Engine(
             EngineConfig(
@@ -147,18 +150,19 @@ class PaperVenue:
             raise VenueRejected(err.msg, is_duplicate=err.code == -4116) from None
         finally:
             self._settle()
-        return Placed(venue_order_id=self._venue_order_id(order), status=order.status)
+        return Placed(venue_order_id=self._venue_order_id(order), status=_status(order))
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
         now = self._now()
         order = self._order(symbol, coid)
         if order is None:
             refused = self.refused.get(coid)
-            return CancelResult("REJECTED" if refused and refused.symbol == symbol else "NOT_FOUND")
+            known = refused is not None and refused.symbol == symbol
+            return CancelResult(VenueOrderStatus.REJECTED if known else VenueOrderStatus.NOT_FOUND)
         if order.is_open:
             self.engine.cancel_order(symbol, order.order_id, None, now)
             self._settle()
-        return CancelResult(order.status)
+        return CancelResult(_status(order))
 
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         self._now()
@@ -201,10 +205,10 @@ class PaperVenue:
         self._now()
         held = self.engine.positions
         return [
-            PositionReport(venue=self.name, symbol=s, qty=pos.amount, entry_price=pos.entry_price)
+            PositionReport(self.name, self.account, s, qty=pos.amount, entry_price=pos.entry_price)
             for s, pos in held.items()
         ] + [
-            PositionReport(venue=self.name, symbol=s, qty=ZERO, entry_price=ZERO)
+            PositionReport(self.name, self.account, s, qty=ZERO, entry_price=ZERO)
             for s in sorted(symbols - set(held))
         ]
 
@@ -234,10 +238,11 @@ class PaperVenue:
     def report(self, order: SimOrder) -> OrderReport:
         return OrderReport(
             venue=self.name,
+            account=self.account,
             symbol=order.symbol,
             client_order_id=ClientOrderId(order.client_order_id),
             venue_order_id=self._venue_order_id(order),
-            status=order.status,
+            status=_status(order),
             qty=order.orig_qty,
             filled_qty=order.executed_qty,
             ts_ms=order.update_time_ms,
@@ -247,6 +252,7 @@ class PaperVenue:
         order = self.engine.orders[trade.order_id]
         return FillReport(
             venue=self.name,
+            account=self.account,
             symbol=trade.symbol,
             client_order_id=ClientOrderId(order.client_order_id),
             venue_order_id=self._venue_order_id(order),
@@ -265,10 +271,11 @@ class PaperVenue:
     def _refusal(self, req: PlaceRequest, now: int) -> OrderReport:
         return OrderReport(
             venue=self.name,
+            account=self.account,
             symbol=req.symbol,
             client_order_id=req.client_order_id,
             venue_order_id=VenueOrderId(f"{self.name}-R{len(self.refused) + 1}"),
-            status="REJECTED",
+            status=VenueOrderStatus.REJECTED,
             qty=req.qty,
             filled_qty=ZERO,
             ts_ms=now,
@@ -315,3 +322,9 @@ class PaperVenue:
             (o.next_slice_ms for o in self.engine.open.values() if o.next_slice_ms is not None),
             default=None,
         )
+
+
+def _status(order: SimOrder) -> VenueOrderStatus:
+    """The engine's order status, in Binance's words (records.py writes only the six an
+    order can have), as the port's value; any other word is an engine bug and raises."""
+    return VenueOrderStatus(order.status)
