@@ -105,7 +105,7 @@ def validate(cfg: Config, *, require_secret: bool = True) -> None:
     _validate_risk(cfg.risk)
     _validate_orders(cfg.orders)
     _validate_snapshots(cfg)
-    _validate_venue(cfg.venue)
+    _validate_venues(cfg)
     if cfg.ha.enabled and cfg.ha.lease_ms < 1000:
         raise ConfigError("ha.lease_ms: must be >= 1000")
     _validate_lease_timing(cfg.ha)
@@ -194,24 +194,49 @@ def _validate_orders(o: OrdersConfig) -> None:
         )
 
 
-def _validate_venue(v: VenueConfig) -> None:
+def _validate_venue(v: VenueConfig, where: str) -> None:
+    """One venue entry; `where` is how its keys are named (`venue` or `venues.<name>`)."""
     if v.kind not in ("paper", "ccxt"):
-        raise ConfigError(f"venue.kind: unknown venue kind {v.kind!r} (known: paper, ccxt)")
+        raise ConfigError(f"{where}.kind: unknown venue kind {v.kind!r} (known: paper, ccxt)")
     if v.kind == "ccxt":
         if not v.exchange_id.isidentifier():
-            raise ConfigError(f"venue.exchange_id: not a ccxt id: {v.exchange_id!r}")
+            raise ConfigError(f"{where}.exchange_id: not a ccxt id: {v.exchange_id!r}")
         if v.base_url and not v.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"venue.base_url: must be an http(s) URL, got {v.base_url!r}")
+            raise ConfigError(f"{where}.base_url: must be an http(s) URL, got {v.base_url!r}")
         if v.timeout_ms <= 0:
-            raise ConfigError("venue.timeout_ms: must be > 0")
+            raise ConfigError(f"{where}.timeout_ms: must be > 0")
         if v.rate_limit_ms < 0:
-            raise ConfigError("venue.rate_limit_ms: must be >= 0 (0: ccxt's own pace)")
+            raise ConfigError(f"{where}.rate_limit_ms: must be >= 0 (0: ccxt's own pace)")
         if v.poll_interval_ms < 10:
-            raise ConfigError("venue.poll_interval_ms: must be >= 10")
+            raise ConfigError(f"{where}.poll_interval_ms: must be >= 10")
     if not _TOKEN.match(v.name):
-        raise ConfigError(f"venue.name: must be one NATS token, got {v.name!r}")
+        raise ConfigError(f"{where}.name: must be one NATS token, got {v.name!r}")
+    if v.account and not _TOKEN.match(v.account):
+        raise ConfigError(f"{where}.account: must be one NATS token, got {v.account!r}")
     if v.paper.fill_slices < 1:
-        raise ConfigError("venue.paper.fill_slices: must be >= 1")
+        raise ConfigError(f"{where}.paper.fill_slices: must be >= 1")
+    _validate_budget(v, where)
+
+
+def _validate_budget(v: VenueConfig, where: str) -> None:
+    """The request-weight budget and the user-data stream's timers."""
+    if v.weight_limit_1m <= 0:
+        raise ConfigError(f"{where}.weight_limit_1m: must be > 0, got {v.weight_limit_1m}")
+    if not 0 < v.weight_share <= 1:
+        raise ConfigError(f"{where}.weight_share: must be in (0, 1], got {v.weight_share}")
+    if v.stream_silence_ms < 1000:
+        raise ConfigError(f"{where}.stream_silence_ms: must be >= 1000, got {v.stream_silence_ms}")
+    if v.sweep_interval_ms < 1000:
+        raise ConfigError(f"{where}.sweep_interval_ms: must be >= 1000, got {v.sweep_interval_ms}")
+
+
+def _validate_venues(cfg: Config) -> None:
+    """Every venue entry, named as the configuration names it."""
+    if not cfg.venues or list(cfg.venues.values()) == [cfg.venue]:
+        _validate_venue(cfg.venue, "venue")
+        return
+    for v in cfg.venue_list:
+        _validate_venue(v, f"venues.{v.name}")
 
 
 def _validate_secrets(sec: SecurityConfig) -> None:
@@ -260,19 +285,22 @@ MARKET_POLL_MIN_MS = 100
 def _validate_market(cfg: Config) -> None:
     """The poll interval, against the start policy's staleness bound (a later policy can
     tighten it; the refusal then says `market data ... ms old`)."""
-    m, p = cfg.market, cfg.venue.paper
+    m = cfg.market
     if m.poll_interval_ms < MARKET_POLL_MIN_MS:
         raise ConfigError(
             f"market.poll_interval_ms: must be >= {MARKET_POLL_MIN_MS}, got {m.poll_interval_ms}"
         )
-    if p.prices_exchange_id and not p.prices_exchange_id.isidentifier():
-        raise ConfigError(
-            f"venue.paper.prices_exchange_id: not a ccxt id: {p.prices_exchange_id!r}"
-        )
-    if p.prices_base_url and not p.prices_base_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"venue.paper.prices_base_url: must be an http(s) URL, got {p.prices_base_url!r}"
-        )
+    is_single = not cfg.venues or list(cfg.venues.values()) == [cfg.venue]
+    for v in cfg.venue_list:
+        p, where = v.paper, "venue.paper" if is_single else f"venues.{v.name}.paper"
+        if p.prices_exchange_id and not p.prices_exchange_id.isidentifier():
+            raise ConfigError(
+                f"{where}.prices_exchange_id: not a ccxt id: {p.prices_exchange_id!r}"
+            )
+        if p.prices_base_url and not p.prices_base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{where}.prices_base_url: must be an http(s) URL, got {p.prices_base_url!r}"
+            )
     try:
         doc = json.loads(Path(cfg.risk.policy_file or BUNDLED_POLICY_FILE).read_text())
         staleness_ms = parse_policy(doc).max_staleness_ms
@@ -335,8 +363,9 @@ def _validate_reconcile(cfg: Config) -> None:
     # fills are polled every orders.poll_interval_ms (a REST venue: at least every
     # venue.poll_interval_ms); a difference must outlast two polls before it is corrected
     fill_poll_ms = cfg.orders.poll_interval_ms
-    if cfg.venue.kind == "ccxt":
-        fill_poll_ms = max(fill_poll_ms, cfg.venue.poll_interval_ms)
+    for v in cfg.venue_list:
+        if v.kind == "ccxt":
+            fill_poll_ms = max(fill_poll_ms, v.poll_interval_ms)
     if rc.position_confirm_ms < 2 * fill_poll_ms:
         raise ConfigError(
             f"reconcile.position_confirm_ms ({rc.position_confirm_ms}): must be at least "

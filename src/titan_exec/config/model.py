@@ -155,9 +155,36 @@ class VenueConfig:
     exchange (binanceusdm: 50 ms, and an order costs 4 units: at most 5 orders/s)."""
     poll_interval_ms: int = 250
     """How often the venue's trades are polled for fills (REST venues; mind rate limits)."""
+    account: str = ""
+    """The account this venue entry trades; empty: `service.account`. One entry per
+    (exchange, account): the venue name is what intents route by."""
+    api_key_env: str = ""
+    """`[venues.<name>]` only: the environment variable holding the API key (or its
+    ``<VAR>_FILE`` form); read at load when `api_key` is empty."""
+    api_secret_env: str = ""
+    """The same for the API secret."""
+    weight_limit_1m: int = 2400
+    """The account's request-weight limit per minute (Binance USDⓈ-M: 2400)."""
+    weight_share: float = 0.5
+    """The share of that limit this service may use (the rest is left to others)."""
+    user_stream: bool = True
+    """Fills from the venue's user-data stream where the adapter has one (ccxt kind)."""
+    stream_silence_ms: int = 60_000
+    """A user-data stream silent for this long is treated as lost (a REST sweep follows)."""
+    sweep_interval_ms: int = 300_000
+    """The REST fill sweep's slow safety-net timer."""
     paper: PaperConfig = field(default_factory=PaperConfig)
 
     __repr__ = _repr_without_url_secrets
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Which venue an intent goes to: its `exchange` (lower case, as the brain sends it),
+    else its subject's venue token; `auto` (or no exchange) goes to `default`."""
+
+    default: str = ""
+    """The venue `auto` means. Empty: the only venue (required with more than one)."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +295,12 @@ class Config:
     risk: RiskConfig = field(default_factory=RiskConfig)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     venue: VenueConfig = field(default_factory=VenueConfig)
+    """The single-venue shape (`[venue]`); with `[venues.<name>]` tables, the default
+    venue's entry (filled in at load, so that what reads one venue reads the default)."""
+    venues: dict[str, VenueConfig] = field(default_factory=dict)
+    """Every venue by name (`[venues.<name>]`; the single `[venue]` as its one entry).
+    Filled at load: never empty in a loaded configuration."""
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     truth: TruthConfig = field(default_factory=TruthConfig)
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
@@ -285,6 +318,23 @@ class Config:
     def unsafe(self) -> list[str]:
         """What makes this instance an unsafe test build (empty in production)."""
         return ["fencing disabled"] if self.is_unsafe_fencing_disabled else []
+
+    @property
+    def venue_list(self) -> list[VenueConfig]:
+        """Every venue entry, the default first (a configuration built by hand without
+        `load`: the single `venue`)."""
+        if not self.venues:
+            return [self.venue]
+        default = self.default_venue
+        return sorted(self.venues.values(), key=lambda v: (v.name != default, v.name))
+
+    @property
+    def default_venue(self) -> str:
+        """The venue `auto` routes to."""
+        return self.routing.default or self.venue.name
+
+    def account_of(self, v: VenueConfig) -> str:
+        return v.account or self.service.account
 
     @property
     def is_standby(self) -> bool:
@@ -314,6 +364,11 @@ class Config:
                 )
         for section, key in URL_KEYS:
             doc[section][key] = redact_urls(doc[section][key])
+        for entry in doc["venues"].values():
+            for key in ("api_key", "api_secret"):
+                if entry[key]:
+                    entry[key] = "***"
+            entry["base_url"] = redact_urls(entry["base_url"])
         return doc
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from titan_exec.config import venues
 from titan_exec.config.checks import validate
 from titan_exec.config.model import (
     SECRET_KEYS,
@@ -44,7 +45,10 @@ ENV: dict[str, tuple[str, str]] = {
     "TITAN_VENUE_NAME": ("venue", "name"),
     "TITAN_VENUE_EXCHANGE_ID": ("venue", "exchange_id"),
     "TITAN_VENUE_BASE_URL": ("venue", "base_url"),
+    "TITAN_ROUTING_DEFAULT": ("routing", "default"),
 }
+"""Fixed variables; the `[venues.<name>]` tables have ``TITAN_VENUES_<NAME>_<KEY>``
+(`config/venues.py`)."""
 
 
 def _coerce(name: str, tp: Any, value: Any) -> Any:
@@ -124,7 +128,17 @@ def _build(cls: type[Any], data: Mapping[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is dict and args and dataclasses.is_dataclass(args[1]):
+            if not isinstance(value, Mapping) or not all(
+                isinstance(v, Mapping) for v in value.values()
+            ):
+                raise ConfigError(f"{prefix}{key}: expected tables ([{prefix}{key}.<name>])")
+            kwargs[key] = {
+                str(name): _build(typing.cast(type[Any], args[1]), entry, f"{prefix}{key}.{name}.")
+                for name, entry in value.items()
+            }
+        elif dataclasses.is_dataclass(tp):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{prefix}{key}: expected a table")
             kwargs[key] = _build(typing.cast(type[Any], tp), value, f"{prefix}{key}.")
@@ -174,6 +188,9 @@ def load(
             if not secret_file.is_file():
                 raise ConfigError(f"{var}_FILE: {secret_file} does not exist")
             layer.setdefault(section, {})[key] = secret_file.read_text().strip()
+    venue_layer = venues.env_layer(data, env)
+    if venue_layer:
+        layer["venues"] = venue_layer
     data = _merge(data, layer)
     flag_layer: dict[str, Any] = {}
     for dotted, value in (overrides or {}).items():
@@ -188,6 +205,7 @@ def load(
     cfg: Config = _build(Config, data, "")
     cfg = dataclasses.replace(cfg, is_unsafe_fencing_disabled=is_fencing_disabled_by(env))
     cfg = _resolve_aliases(cfg)
+    cfg = venues.resolve(cfg, has_single="venue" in data, env=env)
     validate(cfg, require_secret=require_secret)
     return cfg
 

@@ -185,7 +185,7 @@ def _place(state: State, cmd: PlaceOrder, cfg: DecisionConfig, market: risk.Mark
             got_policy_hash=got_hash,
         )
         return _refuse(cmd.seq, now, refusal, intent)
-    venue = intent.exchange or (cmd.venue if cmd.venue != "auto" else cfg.default_venue)
+    venue = route_venue(intent.exchange, cmd.venue, cfg)
     where = {"venue": venue, "account": cmd.account, "symbol": intent.symbol}
 
     def refuse(code: str, message: str) -> Decision:
@@ -202,6 +202,16 @@ def _place(state: State, cmd: PlaceOrder, cfg: DecisionConfig, market: risk.Mark
     if coid in state.orders:
         return refuse("duplicate_signal", f"order {coid} exists already")
     return _accepted(cmd, cfg, market, plan, coid, intent_type, venue)
+
+
+def route_venue(exchange: str | None, token: str, cfg: DecisionConfig) -> str:
+    """The venue an intent goes to: its `exchange`, else its subject's venue token, as
+    configured or lower-cased (the brain lower-cases its exchange names); neither, or
+    `auto`: the default venue. A name no venue has is returned as it is (refused next)."""
+    for asked in (exchange, token):
+        if asked and asked.lower() != "auto":
+            return asked if asked in cfg.venues else asked.lower()
+    return cfg.default_venue
 
 
 def _route_refusal(

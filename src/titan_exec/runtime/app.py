@@ -13,6 +13,7 @@ in use therefore stops the start with `StartupError` before anything reaches NAT
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -30,8 +31,9 @@ from titan_exec.adapters.venue.ccxt_venue import CcxtVenue, VenueConfigError, se
 from titan_exec.adapters.venue.paper import PaperVenue
 from titan_exec.api.http import HttpServer
 from titan_exec.clock import wall_clock_ms
-from titan_exec.config import Config, ConfigError
+from titan_exec.config import Config, ConfigError, VenueConfig
 from titan_exec.runtime.node import Node
+from titan_exec.runtime.venues import VenueSet
 
 log = logging.getLogger(__name__)
 
@@ -51,35 +53,32 @@ def embedded_failure(err: EmbeddedNatsError) -> str:
     return lines[0] if lines else repr(err)
 
 
-def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
-    v = cfg.venue
+STREAM_AND_BUDGET_KEYS = (
+    "weight_limit_1m",
+    "weight_share",
+    "user_stream",
+    "stream_silence_ms",
+    "sweep_interval_ms",
+)
+"""Venue settings passed to the ccxt venue where its settings have the field (the
+request-weight budget and the user-data stream)."""
+
+
+def make_venue(cfg: Config, clock: Callable[[], int], v: VenueConfig | None = None) -> Venue:
+    """The venue object of one entry (the default's when `v` is None), trading its account."""
+    v = v or cfg.venue
+    account = cfg.account_of(v)
     if v.kind == "ccxt":
-        try:
-            return CcxtVenue(
-                settings_from_env(
-                    exchange_id=v.exchange_id,
-                    name=v.name,
-                    is_testnet=v.testnet,
-                    base_url=v.base_url,
-                    api_key=v.api_key,
-                    api_secret=v.api_secret,
-                    timeout_ms=v.timeout_ms,
-                    poll_interval_ms=v.poll_interval_ms,
-                    enable_rate_limit=v.enable_rate_limit,
-                    rate_limit_ms=v.rate_limit_ms,
-                ),
-                account=cfg.service.account,
-            )
-        except VenueConfigError as err:
-            raise ConfigError(str(err)) from None
+        return _ccxt_venue(cfg, v, account)
     p = v.paper
     if p.prices_exchange_id and not hasattr(ccxt_async, p.prices_exchange_id):
         raise ConfigError(
-            f"venue.paper.prices_exchange_id: ccxt has no exchange {p.prices_exchange_id!r}"
+            f"venue {v.name}: paper.prices_exchange_id: ccxt has no exchange "
+            f"{p.prices_exchange_id!r}"
         )
     return PaperVenue(
-        cfg.venue.name,
-        account=cfg.service.account,
+        v.name,
+        account=account,
         balance_usdt=Decimal(p.balance_usdt),
         taker_fee_bps=Decimal(p.taker_fee_bps),
         maker_fee_bps=Decimal(p.maker_fee_bps),
@@ -87,6 +86,37 @@ def make_venue(cfg: Config, clock: Callable[[], int]) -> Venue:
         slice_interval_ms=p.slice_interval_ms,
         clock=clock,
     )
+
+
+def _ccxt_venue(cfg: Config, v: VenueConfig, account: str) -> Venue:
+    try:
+        settings = settings_from_env(
+            exchange_id=v.exchange_id,
+            name=v.name,
+            is_testnet=v.testnet,
+            base_url=v.base_url,
+            api_key=v.api_key,
+            api_secret=v.api_secret,
+            timeout_ms=v.timeout_ms,
+            poll_interval_ms=v.poll_interval_ms,
+            enable_rate_limit=v.enable_rate_limit,
+            rate_limit_ms=v.rate_limit_ms,
+            # several venues: none falls back to the single venue's TITAN_VENUE_API_KEY
+            env={} if len(cfg.venues) > 1 else None,
+        )
+        known = {f.name for f in dataclasses.fields(settings)}
+        extras = {k: getattr(v, k) for k in STREAM_AND_BUDGET_KEYS if k in known}
+        return CcxtVenue(dataclasses.replace(settings, **extras), account=account)
+    except VenueConfigError as err:
+        raise ConfigError(str(err)) from None
+
+
+def make_venues(cfg: Config, clock: Callable[[], int]) -> VenueSet:
+    """One venue object per configured venue (each its own account), the default first."""
+    made: dict[str, Venue] = {}
+    for v in cfg.venue_list:
+        made[v.name] = make_venue(cfg, clock, v)
+    return VenueSet(made, cfg.default_venue)
 
 
 EMBEDDED_MAX_PAYLOAD = "max_payload: 8MB\n"
@@ -122,11 +152,19 @@ class RunningInstance:
         clock: Callable[[], int] = wall_clock_ms,
         progress: Callable[[str], None] | None = None,
         venue: Venue | None = None,
+        venues: VenueSet | None = None,
     ) -> None:
+        """`venue`: the one venue of a single-venue configuration, made by the caller (a
+        pair sharing one paper venue); `venues`: every venue, made by the caller; neither:
+        made from the configuration."""
         self.cfg = cfg
         self.clock = clock
         self.progress = progress
-        self.venue = venue or make_venue(cfg, clock)
+        if venues is None:
+            venues = VenueSet.one(venue) if venue is not None else make_venues(cfg, clock)
+        self.venues = venues
+        self.venue = venues.default_venue
+        """The default venue (the only one of a single-venue configuration)."""
         self._stack = AsyncExitStack()
         self.embedded: EmbeddedNats | None = None
         self.service: Node | None = None
@@ -171,7 +209,7 @@ class RunningInstance:
             settings = nats_settings(self.cfg, urls)
         except NatsConfigError as err:
             raise ConfigError(f"nats: {err}") from None
-        self.service = Node(self.cfg, venue=self.venue, nats=settings, clock=self.clock)
+        self.service = Node(self.cfg, venues=self.venues, nats=settings, clock=self.clock)
         # registered before it starts: a start that fails half-way closes what it opened
         self._stack.push_async_callback(self.service.stop)
         self.http = HttpServer(

@@ -29,8 +29,8 @@ from titan_exec.core.commands import ControlCommand, InvalidInput, PlaceOrder
 from titan_exec.core.decide import Decision, DecisionConfig
 from titan_exec.core.events import ControlDecided, IntentDecided
 from titan_exec.runtime.market import MarketData
-from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.shadow import bind_command_consumer
+from titan_exec.runtime.venues import Drivers
 from titan_exec.wire import contract
 from titan_exec.wire.ingress import IngressConfig, ReceivedCommand, read_command
 from titan_exec.wire.subjects import CommandSubject, Subjects
@@ -83,7 +83,7 @@ class CommandIntake:
         cfg: Config,
         js: JetStreamContext,
         log: EventLog,
-        runner: OrderRunner,
+        runner: Drivers,
         market: MarketData,
         metrics: Metrics,
         dcfg: DecisionConfig,

@@ -40,6 +40,7 @@ from titan_exec.runtime.orders import OrderRunner
 from titan_exec.runtime.reconcile import VenueReconciler
 from titan_exec.runtime.riskstate import RiskStateReader
 from titan_exec.runtime.rpc import RpcAnswers
+from titan_exec.runtime.venues import Drivers, VenueSet
 from titan_exec.wire.ingress import IngressConfig
 from titan_exec.wire.subjects import Subjects
 
@@ -72,7 +73,7 @@ class Parts:
     """The long-lived collaborators the composition root builds once."""
 
     cfg: Config
-    venue: Venue
+    venues: VenueSet
     clock: Callable[[], int]
     subjects: Subjects
     metrics: Metrics
@@ -83,6 +84,11 @@ class Parts:
     js: JetStreamContext
     store: SnapshotStore | None
     say: Callable[[str], None]
+
+    @property
+    def venue(self) -> Venue:
+        """The default venue."""
+        return self.venues.default_venue
 
 
 class LeaderSession:
@@ -110,13 +116,14 @@ class LeaderSession:
         self._on_tick = on_tick
         self._tasks: list[asyncio.Task[None]] = []
         self._is_stopping = False
-        self.runner: OrderRunner | None = None
+        self.drivers: Drivers | None = None
+        """One execution driver per venue, reached by an order's venue."""
         self.intake: CommandIntake | None = None
         self.checkpoints: CheckpointWriter | None = None
-        self.reconciler: VenueReconciler | None = None
+        self.reconcilers: dict[str, VenueReconciler] = {}
         self.rpc = RpcAnswers(
             lambda: events.state,
-            venue=parts.venue,
+            venues=parts.venues,
             market=parts.market,
             subjects=parts.subjects,
             clock=parts.clock,
@@ -135,23 +142,40 @@ class LeaderSession:
             genesis = genesis_event(policy, is_armed=p.cfg.risk.arm_on_genesis, ts_ms=p.clock())
             await events.append([genesis])
             p.say("new namespace: genesis written")
-        self.runner = runner = OrderRunner(
-            venue=p.venue,
-            events=events,
-            market=p.market,
-            metrics=p.metrics,
-            cfg=p.cfg.orders,
-            account=p.cfg.service.account,
-            clock=p.clock,
-            may_write_venue=self.may_write_venue,
-        )
-        await runner.recover()
+        runners = {
+            venue.name: OrderRunner(
+                venue=venue,
+                events=events,
+                market=p.market,
+                metrics=p.metrics,
+                cfg=p.cfg.orders,
+                account=venue.account,
+                clock=p.clock,
+                may_write_venue=self.may_write_venue,  # one gate for every venue
+            )
+            for venue in p.venues
+        }
+        self.drivers = drivers = Drivers(runners, lambda: events.state)
+        await drivers.recover()
         await self.rpc.subscribe(p.nc)
-        self._spawn(runner.track(), "order-tracker")
+        for name, runner in runners.items():
+            self._spawn(runner.track(), f"order-tracker:{name}")
+            self._open_reconciliation(runner)
         self._open_checkpoints(epoch)
-        self._open_reconciliation(runner)
         self._spawn(self._truth_loop(), "truth")
-        self._open_intake(runner)
+        self._open_intake(drivers)
+
+    @property
+    def runner(self) -> OrderRunner | None:
+        """The default venue's execution driver."""
+        if self.drivers is None:
+            return None
+        return self.drivers.runners[self.parts.venues.default]
+
+    @property
+    def reconciler(self) -> VenueReconciler | None:
+        """The default venue's reconciler."""
+        return self.reconcilers.get(self.parts.venues.default)
 
     def _open_checkpoints(self, epoch: int) -> None:
         p = self.parts
@@ -169,8 +193,9 @@ class LeaderSession:
         self._spawn(self.checkpoints.run(), "checkpoints")
 
     def _open_reconciliation(self, runner: OrderRunner) -> None:
-        p = self.parts
-        self.reconciler = rc = VenueReconciler(
+        """The venue's reconciliation passes (each venue its own, on its own timers)."""
+        p, name = self.parts, runner.venue.name
+        self.reconcilers[name] = rc = VenueReconciler(
             runner=runner,
             metrics=p.metrics,
             cfg=p.cfg.reconcile,
@@ -178,11 +203,11 @@ class LeaderSession:
             publish=self._publish_telemetry,
             clock=p.clock,
         )
-        self._spawn(rc.run_open_orders(), "reconcile-open-orders")
-        self._spawn(rc.run_positions(), "reconcile-positions")
-        self._spawn(rc.run_balances(), "reconcile-balances")
+        self._spawn(rc.run_open_orders(), f"reconcile-open-orders:{name}")
+        self._spawn(rc.run_positions(), f"reconcile-positions:{name}")
+        self._spawn(rc.run_balances(), f"reconcile-balances:{name}")
 
-    def _open_intake(self, runner: OrderRunner) -> None:
+    def _open_intake(self, runner: Drivers) -> None:
         p = self.parts
         self.intake = CommandIntake(
             cfg=p.cfg,
@@ -249,7 +274,7 @@ class LeaderSession:
             now_ms=p.clock(),
             instance_id=p.cfg.service.instance_id,
             checkpoint=self.checkpoints.last if self.checkpoints is not None else None,
-            venue_name=p.venue.name,
+            venue_name=p.venues.default,
             market=p.market,
         )
 
@@ -344,5 +369,5 @@ class LeaderSession:
                 await asyncio.wait_for(self.intake.stop(), STOP_STEP_S)
             except TimeoutError:
                 log.warning("intake did not stop in %s s", STOP_STEP_S)
-        if self.runner is not None:
-            await self.runner.stop()
+        if self.drivers is not None:
+            await self.drivers.stop()

@@ -1,12 +1,14 @@
 """What every role keeps current, standby included (a standby is hot): the brain's
-heartbeats, the market tickers on NATS and the venue account's equity (the risk guard's
-sizing reads it; a standby's is current at takeover)."""
+heartbeats, the market tickers on NATS and each venue account's equity (the risk guard's
+sizing reads it; a standby's is current at takeover). A ticker is handed to the venue it
+names (a paper venue fills against it)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -25,10 +27,10 @@ EQUITY_TIMEOUT_S = 5.0
 
 
 class MarketInputs:
-    def __init__(self, market: MarketData, venue: Venue, subjects: Subjects) -> None:
+    def __init__(self, market: MarketData, venues: Iterable[Venue], subjects: Subjects) -> None:
         self._market = market
         self._subjects = subjects
-        self._venue = venue
+        self._venues = {v.name: v for v in venues}
         self._subs: list[Any] = []
         self._equity: asyncio.Task[None] | None = None
 
@@ -49,14 +51,18 @@ class MarketInputs:
             self._equity = None
 
     async def refresh_equity(self) -> None:
+        """Every venue's equity, read side by side (a slow venue delays no other's)."""
+        await asyncio.gather(*(self._refresh(v) for v in self._venues.values()))
+
+    async def _refresh(self, venue: Venue) -> None:
         try:
             async with asyncio.timeout(EQUITY_TIMEOUT_S):  # not wait_for: cancelled at stop
-                equity = await self._venue.equity()
+                equity = await venue.equity()
         except Exception as err:
-            log.warning("equity of %s unavailable: %r", self._venue.name, err)
+            log.warning("equity of %s unavailable: %r", venue.name, err)
             return
         if equity is not None:
-            self._market.equity[self._venue.name] = equity
+            self._market.equity[venue.name] = equity
 
     async def _equity_loop(self) -> None:
         while True:
@@ -68,5 +74,6 @@ class MarketInputs:
 
     async def _on_ticker(self, msg: Msg) -> None:
         seen = self._market.on_ticker(msg.subject, msg.data)
-        if seen is not None and seen[0] == self._venue.name:
-            self._venue.on_ticker(seen[1], seen[2].bid, seen[2].ask, seen[2].ts_ms)
+        venue = self._venues.get(seen[0]) if seen is not None else None
+        if seen is not None and venue is not None:
+            venue.on_ticker(seen[1], seen[2].bid, seen[2].ask, seen[2].ts_ms)

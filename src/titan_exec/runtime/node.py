@@ -40,6 +40,7 @@ from titan_exec.runtime.nodeparts import decision_config, ingress_config
 from titan_exec.runtime.quotes import VenuePrices
 from titan_exec.runtime.roles import Roles
 from titan_exec.runtime.standby import Standby
+from titan_exec.runtime.venues import VenueSet
 from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -55,19 +56,35 @@ class Node:
         self,
         cfg: Config,
         *,
-        venue: Venue,
+        venue: Venue | None = None,
+        venues: VenueSet | None = None,
         nats: NatsSettings,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
-        self.cfg, self.venue, self.nats_settings, self.clock = cfg, venue, nats, clock
+        """`venues`: every venue (`runtime/venues.py`); `venue`: the only one."""
+        if venues is None:
+            assert venue is not None, "a Node needs its venues"
+            venues = VenueSet.one(venue)
+        self.cfg, self.venues, self.nats_settings, self.clock = cfg, venues, nats, clock
+        self.venue = venues.default_venue
+        """The default venue (`auto`), the only one of a single-venue configuration."""
         self.subjects = Subjects(cfg.service.namespace)
         self.metrics = Metrics()
         self.market = MarketData(clock, metrics=self.metrics)
-        self.prices = VenuePrices(
-            cfg, market=self.market, venue=venue, state=lambda: self.state, metrics=self.metrics
-        )
-        """The venue's own book tickers (`runtime/quotes.py`), in every role."""
-        self.inputs = MarketInputs(self.market, venue, self.subjects)
+        entries = {v.name: v for v in cfg.venue_list}
+        self.prices = [
+            VenuePrices(
+                cfg,
+                market=self.market,
+                venue=v,
+                state=lambda: self.state,
+                metrics=self.metrics,
+                venue_cfg=entries.get(v.name),
+            )
+            for v in venues
+        ]
+        """Each venue's own book tickers (`runtime/quotes.py`), in every role."""
+        self.inputs = MarketInputs(self.market, venues, self.subjects)
         self.health = views.Health()
         self.hashes = views.HashCache()
         self.nc: NatsClient | None = None
@@ -142,7 +159,8 @@ class Node:
         await roles.load()
         assert self.nc is not None
         await self.inputs.start(self.nc)
-        self.prices.start()
+        for prices in self.prices:
+            prices.start()
         if not (self.cfg.is_standby or self.cfg.ha.enabled):
             await roles.take_over()
             return
@@ -173,12 +191,12 @@ class Node:
             await store.ensure(replicas=cfg.nats.replicas, max_bytes=cfg.snapshots.max_bucket_bytes)
         return Parts(
             cfg=cfg,
-            venue=self.venue,
+            venues=self.venues,
             clock=self.clock,
             subjects=self.subjects,
             metrics=self.metrics,
             market=self.market,
-            dcfg=decision_config(cfg, self.venue.name),
+            dcfg=decision_config(cfg, self.venues.names, self.venues.default),
             ingress=ingress_config(cfg, self.subjects),
             nc=nc,
             js=js,
@@ -228,7 +246,8 @@ class Node:
         if ha is not None:
             await ha.stop()  # releases the lease: the standby takes over now
         await self.inputs.stop()
-        await self.prices.stop()
+        for prices in self.prices:
+            await prices.stop()
         await self.drift.stop()
         if roles is not None:
             await roles.end_leading(is_final=True)
@@ -238,7 +257,7 @@ class Node:
                 await roles.events.stop()
         if self.nc is not None and not self.nc.is_closed:
             await self.nc.close()  # the event log was drained above; nothing else is pending
-        await self.venue.close()
+        await self.venues.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -273,7 +292,7 @@ class Node:
             written_seq=events.last_seq if events is not None else 0,
             events_unacked=events.unacked if events is not None else 0,
             market=self.market,
-            venue_name=self.venue.name,
+            venue_names=self.venues.names,
             drift=self.drift,
             ha=self.ha,
             standby=self.standby,
@@ -298,7 +317,7 @@ class Node:
         return self.status_doc()
 
     def positions_doc(self) -> dict[str, Any]:
-        return views.positions_doc(self.state, venue_name=self.venue.name, market=self.market)
+        return views.positions_doc(self.state, venue_name=self.venues.default, market=self.market)
 
     def refresh_metrics(self) -> None:
         views.refresh_gauges(self.metrics, self.sources())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from nats.aio.client import Client as NatsClient
 
 from titan_exec.adapters.nats.eventlog import EventLog
@@ -30,12 +32,19 @@ def ingress_config(cfg: Config, subjects: Subjects) -> IngressConfig:
     )
 
 
-def decision_config(cfg: Config, venue: str) -> DecisionConfig:
-    """What the core decides by: the venue, the tolerance, the order TTL, the risk limits."""
+def decision_config(
+    cfg: Config, venues: str | Iterable[str], default: str | None = None
+) -> DecisionConfig:
+    """What the core decides by: the venues (`default` is what `auto` means; one venue
+    given by name: it), the tolerance, the order TTL, the risk limits."""
     sec = cfg.security
+    names = frozenset({venues} if isinstance(venues, str) else venues)
+    default = default if default is not None else (venues if isinstance(venues, str) else "")
+    if default not in names:
+        raise ValueError(f"the default venue {default!r} is not among {sorted(names)}")
     return DecisionConfig(
-        venues=frozenset({venue}),
-        default_venue=venue,
+        venues=names,
+        default_venue=default,
         tolerance_ms=sec.timestamp_tolerance_s * 1000,
         order_ttl_ms=cfg.orders.ttl_ms,
         accept_unsigned_risk_reducing=sec.unsigned_risk_reducing == "accept",

@@ -1,7 +1,8 @@
 """The venue's own prices: the reference prices of the risk guard, the marks of `/status`
 and, for the paper venue, the book it fills against.
 
-Where they come from (`quote_feed_for`, config ``[market]`` and ``[venue.paper]``):
+Where they come from (`quote_feed_for`, config ``[market]`` and each venue's ``paper``
+table; one feed per venue, each from its own entry of ``[venue]`` / ``[venues.<name>]``):
 
 - ``venue.kind = "ccxt"``: the venue itself, public endpoints of ``venue.exchange_id`` at
   ``venue.base_url`` (`adapters/venue/quotes.CcxtQuoteFeed`: websocket book ticker where
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from titan_exec.adapters.venue.base import Venue
 from titan_exec.adapters.venue.quotes import CcxtQuoteFeed, QuoteFeedSettings
-from titan_exec.config import BUNDLED_POLICY_FILE, Config
+from titan_exec.config import BUNDLED_POLICY_FILE, Config, VenueConfig
 from titan_exec.core.policy import parse_policy
 from titan_exec.core.state import State
 from titan_exec.runtime.market import BoundedLog, MarketData
@@ -50,9 +51,10 @@ RESTART_S = 5.0
 """A feed that ended with an unexpected error is started again after this long."""
 
 
-def quote_feed_for(cfg: Config) -> CcxtQuoteFeed | None:
-    """The configured source of the venue's own prices (module docstring), or None."""
-    m, v = cfg.market, cfg.venue
+def quote_feed_for(cfg: Config, venue: VenueConfig | None = None) -> CcxtQuoteFeed | None:
+    """The configured source of one venue's own prices (module docstring; `venue`: that
+    venue's entry, the default's when None), or None."""
+    m, v = cfg.market, venue or cfg.venue
     if not m.venue_prices:
         return None
     if v.kind == "ccxt":
@@ -95,7 +97,8 @@ def symbols_to_price(state: State, venue: str, whitelist: frozenset[str]) -> fro
 
 
 class VenuePrices:
-    """Runs the feed (if any) as one task in every role and routes what it reads."""
+    """Runs one venue's feed (if any) as one task in every role and routes what it reads
+    (one per venue: `runtime/venues.py`)."""
 
     def __init__(
         self,
@@ -105,8 +108,9 @@ class VenuePrices:
         venue: Venue,
         state: Callable[[], State],
         metrics: Metrics,
+        venue_cfg: VenueConfig | None = None,
     ) -> None:
-        self.feed = quote_feed_for(cfg)
+        self.feed = quote_feed_for(cfg, venue_cfg)
         self._market = market
         self._venue = venue
         self._state = state
@@ -126,7 +130,8 @@ class VenuePrices:
     def start(self) -> None:
         log.info("%s", self.describe())
         if self.feed is not None and self._task is None:
-            self._task = asyncio.create_task(self._run(self.feed), name="venue-prices")
+            name = f"venue-prices:{self._venue.name}"
+            self._task = asyncio.create_task(self._run(self.feed), name=name)
 
     async def _run(self, feed: CcxtQuoteFeed) -> None:
         while True:

@@ -23,7 +23,7 @@ from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.api.metrics import Metrics
 from titan_exec.core.controls import decide_risk_state
 from titan_exec.runtime.intake import publish_refusal
-from titan_exec.runtime.orders import OrderRunner
+from titan_exec.runtime.venues import Drivers
 from titan_exec.wire.ingress import read_risk_state
 from titan_exec.wire.subjects import RISK_STATE, Subjects
 
@@ -42,7 +42,7 @@ class RiskStateReader:
         subjects: Subjects,
         metrics: Metrics,
         clock: Callable[[], int],
-        runner: OrderRunner | None = None,
+        runner: Drivers | None = None,
     ) -> None:
         self.runner = runner
         self.js = js

@@ -1,6 +1,10 @@
 """The contract's request/reply subjects, answered by the active only (one answer per
 request): positions, balances and the policy hash (also on the brain's hard-coded
-`titan.req.exec.policy_hash.v1`). The shapes are in `wire/replies.py`."""
+`titan.req.exec.policy_hash.v1`). The shapes are in `wire/replies.py`.
+
+The venue token of a positions or balances request names one of the instance's venues
+(`runtime/venues.py`); no token, `auto` or `main` mean every venue: positions of all, the
+balances of the default venue (the brain's equity request, `get_balances.v1.main`)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from titan_exec.adapters.venue.base import Venue
 from titan_exec.core.state import State
 from titan_exec.runtime.market import MarketData
+from titan_exec.runtime.venues import VenueSet
 from titan_exec.wire import replies
 from titan_exec.wire.subjects import Subjects
 
@@ -32,13 +36,13 @@ class RpcAnswers:
         self,
         state: Callable[[], State],
         *,
-        venue: Venue,
+        venues: VenueSet,
         market: MarketData,
         subjects: Subjects,
         clock: Callable[[], int],
     ) -> None:
         self._state = state
-        self._venue = venue
+        self._venues = venues
         self._market = market
         self._subjects = subjects
         self._clock = clock
@@ -71,16 +75,19 @@ class RpcAnswers:
         await reply(msg, doc)
 
     async def balances(self, msg: Msg) -> None:
-        """`get_balances.v1.<venue>`: the venue account's balances; this instance has one
-        venue, so a token naming another gets no balances and an error."""
+        """`get_balances.v1.<venue>`: that venue account's balances (every venue's token:
+        the default's); a token naming no venue of this instance gets an error."""
         asked = self._subjects.rpc_venue(msg.subject)
-        name, now = self._venue.name, self._clock()
-        if not replies.is_venue(asked, name):
-            error = f"unknown venue {asked!r}: this instance trades {name!r}"
+        now = self._clock()
+        venue = self._venues.default_venue if asked is None else self._venues.get(asked)
+        if venue is None:
+            names = ", ".join(repr(n) for n in self._venues.names)
+            error = f"unknown venue {asked!r}: this instance trades {names}"
             await reply(msg, replies.balances_error_reply(error, venue=asked, ts_ms=now))
             return
+        name = venue.name
         try:
-            reports = await asyncio.wait_for(self._venue.balances(), BALANCES_TIMEOUT_S)
+            reports = await asyncio.wait_for(venue.balances(), BALANCES_TIMEOUT_S)
             doc = replies.balances_reply(reports, venue=name, ts_ms=self._clock())
         except Exception as err:
             error = f"balances unavailable: {err!r}"

@@ -75,7 +75,8 @@ class Sources:
     """The sequence of the last event this instance's writer knows of."""
     events_unacked: int
     market: MarketData
-    venue_name: str
+    venue_names: tuple[str, ...]
+    """Every venue, the default (`auto`) first."""
     drift: DriftMonitor
     ha: HaDriver | None
     standby: Standby | None
@@ -195,8 +196,29 @@ def _identity(src: Sources) -> dict[str, Any]:
         "ready": src.health.is_ready,
         "fatal": src.health.fatal,
         "uptime_ms": src.now_ms - src.health.started_at_ms,
-        "venue": src.venue_name,
+        "venue": src.venue_names[0],
+        "venues": _venues(src),
     }
+
+
+def _venues(src: Sources) -> dict[str, Any]:
+    """Each venue: its account, whether it is the default, its open orders and positions."""
+    st = src.state
+    accounts = {v.name: src.cfg.account_of(v) for v in src.cfg.venue_list}
+    out: dict[str, Any] = {}
+    for name in src.venue_names:
+        out[name] = {
+            "account": accounts.get(name, src.cfg.service.account),
+            "is_default": name == src.venue_names[0],
+            "open_orders": sum(len(c) for (v, _), c in st.open_orders.items() if v == name),
+            "positions": {
+                symbol: str(pos.qty)
+                for (v, symbol), pos in sorted(st.positions.items())
+                if v == name and not pos.is_flat
+            },
+            "filled_orders": sum(1 for o in st.orders.values() if o.venue == name and o.filled_qty),
+        }
+    return out
 
 
 def _lease(ha: HaDriver | None) -> dict[str, Any]:
