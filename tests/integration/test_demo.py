@@ -66,7 +66,7 @@ async def test_the_pair_demo_passes_its_checks_across_a_kill_9() -> None:
     out_b, _ = await asyncio.wait_for(proc.communicate(), 150)
     out = out_b.decode()
     assert proc.returncode == 0, out[-4000:]
-    assert "5 of 5 checks passed" in out, out[-4000:]
+    assert "8 of 8 checks passed" in out, out[-4000:]
     checks = {name: row["result"] for name, row in _table(out, "CHECKS").items()}
     assert checks == {
         "state hashes of the instances at the same stream position": "EQUAL",
@@ -74,6 +74,9 @@ async def test_the_pair_demo_passes_its_checks_across_a_kill_9() -> None:
         "no client order id twice at the venue": "PASS",
         "every command decided exactly once": "PASS",
         "every state event fenced by the epoch current when it landed": "PASS",
+        "positions and open orders on venue binance vs its own trades": "EQUAL",
+        "positions and open orders on venue bybit vs its own trades": "EQUAL",
+        "titan-exec status shows both venues": "PASS",
     }
     match = re.search(
         r"backup active (\d+) ms after the kill, the next intent decided (\d+) ms", out
@@ -85,7 +88,10 @@ async def test_the_pair_demo_passes_its_checks_across_a_kill_9() -> None:
     assert pair["primary"]["role"] == "standby" and pair["backup"]["role"] == "active"
     for column in ("event_seq", "state_hash", "net positions"):
         assert pair["primary"][column] == pair["backup"][column], column
-    assert pair["backup"]["net positions"] == pair["venue (simulator)"]["net positions"]
+    # two venues, each its own simulator, both traded on (`flow.second_venue`)
+    assert {"venue binance", "venue bybit"} <= set(pair)
+    assert all("orders placed" in pair[v]["decided"] for v in ("venue binance", "venue bybit"))
+    assert "venue bybit" in out[out.index("the operator's view") :]
     await asyncio.sleep(0.5)
     assert not [p for p in _pids(out) if _is_alive(p)]
 
@@ -105,7 +111,7 @@ async def test_ctrl_c_stops_every_child_process() -> None:
     assert proc.returncode == 130, out[-3000:]
     assert "demo interrupted" in out
     children = _pids(out)
-    assert len(children) >= 4  # nats-server, simulator, primary, backup
+    assert len(children) >= 5  # nats-server, two simulators, primary, backup
     await asyncio.sleep(0.5)
     assert not [p for p in children if _is_alive(p)]
 

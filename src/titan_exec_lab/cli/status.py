@@ -100,7 +100,26 @@ def _row(doc: dict[str, Any], now_ms: int) -> dict[str, str]:
         "last fencing": (
             f"{_ago(fenced.get('at_ms'), now_ms)}: {fenced.get('reason')}" if fenced else "-"
         ),
+        **{f"venue {name}": venue_cell(v) for name, v in venues_of(doc).items()},
     }
+
+
+def venues_of(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `venues` section of a full `/status` (each venue: account, default, open orders,
+    positions); an instance of an older build: its one `venue`, nothing known of it."""
+    venues = doc.get("venues")
+    if isinstance(venues, dict):
+        return {str(k): v for k, v in venues.items() if isinstance(v, dict)}
+    return {str(doc["venue"]): {}} if doc.get("venue") else {}
+
+
+def venue_cell(v: dict[str, Any]) -> str:
+    """``main (default): 0 open, BTC/USDT 0.05``."""
+    if not v:
+        return "-"
+    positions = ", ".join(f"{s} {q}" for s, q in (v.get("positions") or {}).items()) or "flat"
+    default = " (default)" if v.get("is_default") else ""
+    return f"account {v.get('account')}{default}: {v.get('open_orders')} open, {positions}"
 
 
 def verdicts(readings: list[Reading]) -> list[tuple[bool, str]]:
@@ -158,11 +177,11 @@ def render(readings: list[Reading], now_ms: int | None = None) -> str:
     rows = [_row(r.doc, now) for r in readings if r.doc is not None]
     lines: list[str] = []
     if rows:
-        keys = list(rows[0])
+        keys = list(dict.fromkeys(k for row in rows for k in row))  # every venue of any
         width = max(len(k) for k in keys)
-        cols = [max(len(row[k]) for k in keys) for row in rows]
+        cols = [max(len(row.get(k, "-")) for k in keys) for row in rows]
         for k in keys:
-            cells = "  ".join(f"{row[k]:<{w}}" for row, w in zip(rows, cols, strict=True))
+            cells = "  ".join(f"{row.get(k, '-'):<{w}}" for row, w in zip(rows, cols, strict=True))
             lines.append(f"{k:<{width}}  {cells}".rstrip())
         lines.append("")
     for ok, sentence in verdicts(readings):
@@ -219,6 +238,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     width = max(len(k) for k in keys)
     for k in keys:
         print(f"{k:<{width}}  {doc.get(k)}")
+    for name, v in venues_of(doc).items():
+        print(f"{'venue ' + name:<{width}}  {venue_cell(v)}")
     return 0
 
 

@@ -157,6 +157,9 @@ class DemoFlow:
         self.sent: list[tuple[int, str]] = []
         self.upstream: UpstreamBrain | None = None
         """Set: the flow also sends the real brain's own message shapes."""
+        self.second_venue: str | None = None
+        """Set: the flow also trades on this venue (intents naming it as their
+        `exchange`, as the brain routes), and the flatten closes both venues."""
 
     # -- reading the active over HTTP --------------------------------------------------
 
@@ -225,7 +228,10 @@ class DemoFlow:
         say_decision(label, decision)
         expect(decision, "accepted", label)
         await self.settle(decision, label)
-        say(f"    filled → {await self.position_line(payload['symbol'])}")
+        symbol, exchange = payload["symbol"], payload.get("exchange")
+        # /positions names the default venue's symbols alone, another venue's as venue:symbol
+        key = f"{exchange}:{symbol}" if exchange and exchange == self.second_venue else symbol
+        say(f"    filled → {await self.position_line(key)}")
 
     async def trade(self, label: str, payload: dict[str, Any], **kw: Any) -> None:
         await self.report_trade(label, await self.send(label, payload, **kw), payload)
@@ -305,19 +311,36 @@ class DemoFlow:
         say("flatten (signed control command), then positions left open to compare at the end")
         await self.trade("open SOL long 20", b.intent("demo-sol", "SOL/USDT", "BUY_SETUP", "20"))
         await self.trade("open ETH short 2", b.intent("demo-eth", "ETH/USDT", "SELL_SETUP", "2"))
+        second = self.second_venue
+        if second is not None:
+            say(f"the second venue, {second}: intents routed by their exchange, one pair")
+            await self.trade(
+                f"open ETH long 1 on {second}",
+                b.intent("demo-2nd-eth", "ETH/USDT", "BUY_SETUP", "1", exchange=second),
+            )
+            await self.trade(
+                f"open BTC short 0.1 on {second}",
+                b.intent("demo-2nd-btc", "BTC/USDT", "SELL_SETUP", "0.1", exchange=second),
+            )
         await self.control("flatten", "demo: flatten everything")
 
         async def flat() -> bool:
             return not (await self.status())["net_positions"]
 
         await wait_for(flat, "flatten", 20)
-        say("  flatten: reduce-only market orders closed every position")
+        where = " on both venues" if second is not None else ""
+        say(f"  flatten: reduce-only market orders closed every position{where}")
         await self.trade(
             "open BTC long 0.05", b.intent("demo-keep-btc", "BTC/USDT", "BUY_SETUP", "0.05")
         )
         await self.trade(
             "open SOL short 5", b.intent("demo-keep-sol", "SOL/USDT", "SELL_SETUP", "5")
         )
+        if second is not None:
+            await self.trade(
+                f"open BTC long 0.03 on {second}",
+                b.intent("demo-2nd-keep", "BTC/USDT", "BUY_SETUP", "0.03", exchange=second),
+            )
 
         if self.upstream is not None:
             from titan_exec_lab.demo.upstream import upstream_part

@@ -111,7 +111,10 @@ def print_pair(
     pids: Mapping[str, int | None],
     inspect: Mapping[str, Any],
     sim_pid: int | None,
+    per_venue: Mapping[str, tuple[Mapping[str, Any], int | None]] | None = None,
 ) -> None:
+    """The instances' rows, then the venue's (`inspect`, the simulator's pid), or one row
+    per venue (`per_venue`: its row name → its `/sim/inspect` and simulator pid)."""
     rows: list[list[Any]] = []
     for name, d in statuses.items():
         if d is None:
@@ -131,20 +134,22 @@ def print_pair(
                 d["decided_commands"],
             ]
         )
-    coids = venue_client_order_ids(inspect)
-    rows.append(
-        [
-            "venue (simulator)",
-            sim_pid,
-            "",
-            "",
-            "",
-            "",
-            positions_text(venue_net_positions(inspect)),
-            "",
-            f"{len(coids)} orders placed",
-        ]
-    )
+    venues = per_venue or {"venue (simulator)": (inspect, sim_pid)}
+    for name, (doc, pid) in venues.items():
+        coids = venue_client_order_ids(doc)
+        rows.append(
+            [
+                name,
+                pid,
+                "",
+                "",
+                "",
+                "",
+                positions_text(venue_net_positions(doc)),
+                "",
+                f"{len(coids)} orders placed",
+            ]
+        )
     header = [
         "instance",
         "pid",
@@ -156,7 +161,8 @@ def print_pair(
         "open orders",
         "decided",
     ]
-    print(table("THE PAIR AT THE END (each /status; the venue's /sim/inspect)", header, rows))
+    title = "THE PAIR AT THE END (each /status; each venue's /sim/inspect)"
+    print(table(title, header, rows))
 
 
 def print_checks(checks: Sequence[Check]) -> None:

@@ -1,18 +1,23 @@
 """`make demo` (`titan-exec demo`): the hot-standby pair on an embedded NATS, driven by a
 scripted flow of signed intents, with a kill -9 of the active in the middle.
 
-Processes: an embedded nats-server (JetStream), the venue simulator (the Binance USDⓈ-M
-API), and `primary` (active) and `backup` (standby) as `titan-exec run` processes with
-lease election (lease 1000 ms, a demo setting: the default is 5000 ms), each reaching the
-simulator through the ccxt venue and serving its own HTTP API. The flow (`flow`):
+Processes: an embedded nats-server (JetStream), two venue simulators (each the Binance
+USDⓈ-M API) named `binance` (the default venue) and `bybit`, and `primary` (active) and
+`backup` (standby) as `titan-exec run` processes with lease election (lease 1000 ms, a
+demo setting: the default is 5000 ms), each configured with both venues
+(`[venues.<name>]`), reaching each simulator through its own ccxt venue and serving its
+own HTTP API. The flow (`flow`):
 arm → open → pyramid → partial close → kill -9 of the active → the flip, sent at once and
 decided by the backup when it has taken over (failover time measured) → full close → a
-limit order canceled at its time-to-live → bad input (dead letters) → flatten → two
-positions kept open → halt → an intent dropped while halted. Then the killed instance is
-restarted as standby and catches up. The end: orders, positions, trades, dead letters,
+limit order canceled at its time-to-live → bad input (dead letters) → two positions on
+the second venue (intents naming it as their `exchange`) → flatten of both venues →
+positions kept open on both → halt → an intent dropped while halted. Then the killed
+instance is restarted as standby and catches up. The end: orders, positions, trades, dead
+letters,
 the pair's state (role, epoch, stream position, state hash, positions; the venue's
-positions and orders) and the invariant checks read from the raw streams and the venue
-(`streamcheck`). A failed check, or a step that does not happen, exits 1 and says why.
+positions and orders) and the invariant checks read from the raw streams and the venues
+(`streamcheck`: both simulators' records as one venue, and a line per venue). A failed
+check, or a step that does not happen, exits 1 and says why.
 
 `--single` runs one in-process instance and no failover; it is the only mode of
 `--venue paper` (the paper venue's state lives in its process: a pair cannot share it).
@@ -38,7 +43,7 @@ from titan_exec.adapters.nats.embedded import EmbeddedNats
 from titan_exec.config import load
 from titan_exec.runtime.app import EMBEDDED_MAX_PAYLOAD, RunningInstance
 from titan_exec.runtime.leader import load_policy
-from titan_exec_lab.cli.status import read_status, render
+from titan_exec_lab.cli.status import Reading, read_status, render, venues_of
 from titan_exec_lab.demo.flow import (
     START_PRICES,
     DecisionWatch,
@@ -49,7 +54,14 @@ from titan_exec_lab.demo.flow import (
     wait_for,
 )
 from titan_exec_lab.demo.report import print_activity, print_checks, print_pair
-from titan_exec_lab.demo.streamcheck import Check, read_pair_checks, read_streams, single_checks
+from titan_exec_lab.demo.streamcheck import (
+    Check,
+    merged_inspect,
+    read_pair_checks,
+    read_streams,
+    single_checks,
+    venue_checks,
+)
 from titan_exec_lab.demo.upstream_brain import UpstreamBrain
 from titan_exec_lab.harness.feeds import Brain, TickerFeed
 from titan_exec_lab.harness.procs import InstanceProcess, InstanceSettings, free_port, get_json
@@ -60,6 +72,8 @@ from titan_exec_lab.verify.invariants import instance_violations
 SECRET = "demo-secret-change-me"
 API_KEY = "demo-api-key"
 LEASE_MS = 1000
+VENUES = ("binance", "bybit")
+"""The pair's venues, the default first: two simulators (both speak Binance's API)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +97,22 @@ async def run_demo(*, keep_state: bool = False, venue: str = "sim", single: bool
             state_dir=work, port=0, extra_config=EMBEDDED_MAX_PAYLOAD
         ) as server:
             say(f"embedded nats-server with JetStream at {server.url} (pid {server.pid})")
-            if venue == "sim":
+            if is_pair:
+                async with (
+                    SimProcess(nats_url=server.url, venue_name=VENUES[0]) as first,
+                    SimProcess(nats_url=server.url, venue_name=VENUES[1], seed=2) as second,
+                ):
+                    sims = dict(zip(VENUES, (first, second), strict=True))
+                    for name, sim in sims.items():
+                        say(
+                            f"venue {name}: a simulator (Binance USDⓈ-M API) at {sim.url}, "
+                            f"pid {sim.pid}"
+                        )
+                    checks = await _run_pair(work, server.url, sims)
+            elif venue == "sim":
                 async with SimProcess(nats_url=server.url) as sim:
                     say(f"venue simulator (Binance USDⓈ-M API) at {sim.url}, pid {sim.pid}")
-                    run = _run_pair if is_pair else _run_single
-                    checks = await run(work, server.url, sim)
+                    checks = await _run_single(work, server.url, sim)
             else:
                 checks = await _run_single(work, server.url, None)
         took = time.monotonic() - started
@@ -117,12 +142,17 @@ def _ms(seconds: float) -> str:
 
 
 async def _start_feeds(
-    stack: AsyncExitStack, nats_url: str, http: aiohttp.ClientSession, sim: SimProcess | None
+    stack: AsyncExitStack,
+    nats_url: str,
+    http: aiohttp.ClientSession,
+    sim: SimProcess | None,
+    venue: str = "sim",
 ) -> tuple[NatsClient, Brain, PaperMarket | SimMarket, DecisionWatch]:
-    """The stand-in brain (heartbeats, signed commands), the market, the decision reader."""
+    """The stand-in brain (heartbeats, signed commands to `venue`), the market, the
+    decision reader."""
     nc = await nats.connect(nats_url)
     stack.push_async_callback(nc.close)
-    brain = Brain(nc, secret=SECRET.encode())
+    brain = Brain(nc, secret=SECRET.encode(), venue=venue)
     brain.start_heartbeats(0.5)
     stack.push_async_callback(brain.stop)
     market: PaperMarket | SimMarket
@@ -142,6 +172,12 @@ async def _start_feeds(
     return nc, brain, market, decisions
 
 
+async def _inspect_all(
+    http: aiohttp.ClientSession, sims: dict[str, SimProcess]
+) -> dict[str, dict[str, Any]]:
+    return {name: await _venue_inspect(http, sim) for name, sim in sims.items()}
+
+
 async def _venue_inspect(http: aiohttp.ClientSession, sim: SimProcess) -> dict[str, Any]:
     doc = await get_json(http, f"{sim.url}/sim/inspect")
     if doc is None:
@@ -152,7 +188,7 @@ async def _venue_inspect(http: aiohttp.ClientSession, sim: SimProcess) -> dict[s
 # --- the pair ---------------------------------------------------------------------------
 
 
-async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
+async def _run_pair(work: Path, nats_url: str, sims: dict[str, SimProcess]) -> list[Check]:
     secrets = {
         "HMAC_SECRET": SECRET,
         "TITAN_EXECUTION_API_KEY": API_KEY,
@@ -164,9 +200,10 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
             InstanceSettings(
                 name=name,
                 nats_url=nats_url,
-                sim_url=sim.url,
+                sim_url=sims[VENUES[0]].url,
                 http_port=free_port(),
                 lease_ms=LEASE_MS,
+                venues=tuple((name, sim.url) for name, sim in sims.items()),
             ),
             work,
             secrets,
@@ -190,7 +227,13 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
                 f"{inst.name}: titan-exec run, pid {inst.pid}, {inst.url}: {mode} after "
                 f"{time.monotonic() - t0:.1f} s (epoch {doc['epoch']})"
             )
-        nc, brain, market, decisions = await _start_feeds(stack, nats_url, http, sim)
+        first = sims[VENUES[0]]
+        nc, brain, market, decisions = await _start_feeds(
+            stack, nats_url, http, first, venue=VENUES[0]
+        )
+        second = SimMarket(sims[VENUES[1]].url, http)
+        for symbol, mid in START_PRICES.items():
+            await second.move(symbol, mid)
         flow = DemoFlow(
             url=primary.url,
             api_key=API_KEY,
@@ -200,6 +243,7 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
             http=http,
         )
         flow.upstream = UpstreamBrain(brain, load_policy(""))
+        flow.second_venue = VENUES[1]
         await flow.arm_and_open()
         failover = await _kill_the_active(flow, primary, backup, http)
         await flow.after_the_flip()
@@ -208,8 +252,11 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
         say("collecting the results")
         js = nc.jetstream()
         await print_activity(flow, js)
-        statuses, inspect = await _settled(pair, sim, http)
-        print_pair(statuses, {n: p.pid for n, p in pair.items()}, inspect, sim.pid)
+        statuses, inspects = await _settled(pair, sims, http)
+        inspect = merged_inspect(inspects)
+        pids = {n: p.pid for n, p in pair.items()}
+        per_venue = {f"venue {n}": (inspects[n], sim.pid) for n, sim in sims.items()}
+        print_pair(statuses, pids, inspect, first.pid, per_venue)
         print(
             f"\nfailover after kill -9 of the active (lease {LEASE_MS} ms): {failover.new_active} "
             f"active {failover.to_active_ms:.0f} ms after the kill, the next intent decided "
@@ -220,8 +267,18 @@ async def _run_pair(work: Path, nats_url: str, sim: SimProcess) -> list[Check]:
         print(f"\nthe operator's view: titan-exec status {' '.join('--url ' + u for u in urls)}")
         print(render(readings))
         checks = await read_pair_checks(js, statuses, inspect)
+        checks += venue_checks(statuses, inspects)
+        checks.append(_both_venues_shown(readings))
     print_checks(checks)
     return checks
+
+
+def _both_venues_shown(readings: list[Reading]) -> Check:
+    """`titan-exec status` shows every venue of every instance."""
+    shown = {r.url: sorted(venues_of(r.doc)) if r.doc else [] for r in readings}
+    ok = bool(shown) and all(names == sorted(VENUES) for names in shown.values())
+    detail = "; ".join(f"{url}: {', '.join(names) or 'none'}" for url, names in shown.items())
+    return Check("titan-exec status shows both venues", ok, detail)
 
 
 async def _kill_the_active(
@@ -271,19 +328,21 @@ async def _restart_as_standby(
 
 
 async def _settled(
-    pair: dict[str, InstanceProcess], sim: SimProcess, http: aiohttp.ClientSession
-) -> tuple[dict[str, dict[str, Any] | None], dict[str, Any]]:
-    """Each instance's `/status` and the venue's `/sim/inspect` once they agree (no open
-    orders, same stream position and hash, positions equal to the venue's), or after 15 s
+    pair: dict[str, InstanceProcess], sims: dict[str, SimProcess], http: aiohttp.ClientSession
+) -> tuple[dict[str, dict[str, Any] | None], dict[str, dict[str, Any]]]:
+    """Each instance's `/status` and each venue's `/sim/inspect` once they agree (no open
+    orders, same stream position and hash, positions equal to the venues'), or after 15 s
     (the checks then say what differs)."""
     deadline = time.monotonic() + 15
     while True:
         statuses = {name: await p.status(http) for name, p in pair.items()}
-        inspect = await _venue_inspect(http, sim)
-        agree = not instance_violations(statuses, inspect, same_position=True)
+        inspects = await _inspect_all(http, sims)
+        agree = not instance_violations(
+            statuses, merged_inspect(inspects), same_position=True
+        ) and all(c.ok for c in venue_checks(statuses, inspects))
         docs = [d for d in statuses.values() if d is not None]
         if (agree and all(d["open_orders"] == 0 for d in docs)) or time.monotonic() > deadline:
-            return statuses, inspect
+            return statuses, inspects
         await asyncio.sleep(0.25)
 
 

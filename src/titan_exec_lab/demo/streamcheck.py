@@ -25,7 +25,12 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from titan_exec_lab.verify import Problem, Report, Violation, check
-from titan_exec_lab.verify.facts import instance_net_positions, positions_text, venue_net_positions
+from titan_exec_lab.verify.facts import (
+    instance_net_positions,
+    positions_text,
+    venue_net_positions,
+    venue_open_orders,
+)
 from titan_exec_lab.verify.read import RawMsg, read_stream, read_streams
 from titan_exec_lab.verify.report import COIDS, DECISIONS, EPOCHS, INSTANCES, VENUE
 
@@ -34,6 +39,7 @@ __all__ = [  # the names the demo and the tests import, some of them from titan_
     "Check",
     "RawMsg",
     "instance_net_positions",
+    "merged_inspect",
     "pair_checks",
     "positions_text",
     "read_pair_checks",
@@ -41,6 +47,7 @@ __all__ = [  # the names the demo and the tests import, some of them from titan_
     "read_streams",
     "report_checks",
     "single_checks",
+    "venue_checks",
     "venue_client_order_ids",
     "venue_net_positions",
 ]
@@ -194,3 +201,55 @@ async def read_pair_checks(
     RiskGuardian's messages) and check the invariants (`pair_checks`)."""
     commands, events = await read_streams(js, ns)
     return pair_checks(statuses, inspect, commands, events, ns=ns, shard=shard)
+
+
+# --- several venues (the pair demo trades on two simulators) -------------------------------
+
+
+def merged_inspect(inspects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The simulators' `/sim/inspect` as one venue's: every order and trade (the venue
+    order ids prefixed with the venue's name, each simulator counting its own from 1),
+    so that the checks above compare the streams and the instances with all venues at
+    once (client order ids name their venue: never two alike across venues)."""
+    orders: list[dict[str, Any]] = []
+    trades: list[dict[str, Any]] = []
+    for name, doc in inspects.items():
+        for o in doc.get("orders", []):
+            orders.append({**o, "orderId": f"{name}-{o.get('orderId')}"})
+        for t in doc.get("trades", []):
+            trades.append({**t, "orderId": f"{name}-{t.get('orderId')}"})
+    return {"orders": orders, "trades": trades}
+
+
+def venue_checks(
+    statuses: Mapping[str, Mapping[str, Any] | None], inspects: Mapping[str, Mapping[str, Any]]
+) -> list[Check]:
+    """One line per venue: every instance's positions and open orders at that venue (its
+    `/status` `venues` section) equal that venue's own record."""
+    checks: list[Check] = []
+    docs = {n: d for n, d in statuses.items() if d is not None}
+    for venue, inspect in inspects.items():
+        venue_net = venue_net_positions(inspect)
+        venue_open = len(venue_open_orders(inspect))
+        problems: list[str] = []
+        for name, doc in docs.items():
+            mine = (doc.get("venues") or {}).get(venue)
+            if not isinstance(mine, Mapping):
+                problems.append(f"{name}'s /status does not show venue {venue}")
+                continue
+            net = instance_net_positions({"net_positions": mine.get("positions") or {}})
+            if net != venue_net:
+                problems.append(f"{name}: {positions_text(net)}")
+            if mine.get("open_orders") != venue_open:
+                problems.append(f"{name}: {mine.get('open_orders')} open orders")
+        checks.append(
+            Check(
+                f"positions and open orders on venue {venue} vs its own trades",
+                bool(docs) and bool(inspect.get("orders")) and not problems,
+                f"{venue}: {positions_text(venue_net)}, {venue_open} open, "
+                f"{len(inspect.get('orders', []))} orders"
+                + "".join(f"; {p}" for p in problems[:SHOWN]),
+                SAME,
+            )
+        )
+    return checks

@@ -67,6 +67,34 @@ class InstanceSettings:
     """`[ha] manual_failover`: the standby campaigns only when promoted."""
     extra_toml: str = ""
     """Appended to the configuration (more sections)."""
+    venues: tuple[tuple[str, str], ...] = ()
+    """(name, simulator URL) of each venue, the default first: `[venues.<name>]` tables
+    instead of the one `[venue]` (named `sim`, at `sim_url`)."""
+
+    def venue_toml(self, pace: str) -> str:
+        """The venue section(s): each a ccxt venue on a simulator, its keys read from
+        ``TITAN_VENUE_API_KEY`` / ``_SECRET`` (the simulators share the dev keys)."""
+        if not self.venues:
+            return f"""\
+[venue]
+kind = "ccxt"
+name = "sim"
+exchange_id = "binanceusdm"
+base_url = "{self.sim_url}"
+poll_interval_ms = {self.poll_interval_ms}
+{pace}"""
+        tables = [f'[routing]\ndefault = "{self.venues[0][0]}"\n']
+        for name, url in self.venues:
+            tables.append(f"""\
+[venues.{name}]
+kind = "ccxt"
+exchange_id = "binanceusdm"
+base_url = "{url}"
+poll_interval_ms = {self.poll_interval_ms}
+api_key_env = "TITAN_VENUE_API_KEY"
+api_secret_env = "TITAN_VENUE_API_SECRET"
+{pace}""")
+        return "".join(tables)
 
     def toml(self, mode: str, state_dir: Path) -> str:
         consumer = (
@@ -102,13 +130,7 @@ enabled = true
 lease_ms = {self.lease_ms}
 {manual}[orders]
 {ttl}in_doubt_query_after_ms = 200
-{absent}[venue]
-kind = "ccxt"
-name = "sim"
-exchange_id = "binanceusdm"
-base_url = "{self.sim_url}"
-poll_interval_ms = {self.poll_interval_ms}
-{pace}{consumer}{risk}{snapshots}{self.extra_toml}"""
+{absent}{self.venue_toml(pace)}{consumer}{risk}{snapshots}{self.extra_toml}"""
 
 
 def write_config(settings: InstanceSettings, mode: str, work_dir: Path) -> Path:
