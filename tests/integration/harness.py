@@ -168,12 +168,15 @@ async def world(
 ) -> AsyncIterator[World]:
     """The service on `url`; with `sim`, through the ccxt venue against the simulator
     (which publishes the tickers itself), else on the paper venue with a ticker feed (the
-    instrumented one: `w.inst.venue` has the test knobs of `tests.paper`)."""
+    instrumented one: `w.inst.venue` has the test knobs of `tests.paper`; with several
+    venues, `w.inst.venues` are plain paper venues and the feed prices the default)."""
     clk = clock or OffsetClock()
     if sim is not None:
         overrides = {**sim_overrides(sim), **overrides}
     cfg = make_config(url, state_dir, **overrides)
-    venue = InstrumentedPaper.from_config(cfg, clk) if cfg.venue.kind == "paper" else None
+    # several venues: each made from its entry (`runtime.app.make_venues`), none instrumented
+    is_one_paper = cfg.venue.kind == "paper" and len(cfg.venues) == 1
+    venue = InstrumentedPaper.from_config(cfg, clk) if is_one_paper else None
     async with RunningInstance(cfg, clock=clk, venue=venue) as inst:
         nc = await connect(NatsSettings(urls=(url,), name="pytest-world"))
         brain = Brain(nc, secret=SECRET.encode(), clock=clk)
