@@ -72,7 +72,7 @@ class Node:
         self.metrics = Metrics()
         self.market = MarketData(clock, metrics=self.metrics)
         entries = {v.name: v for v in cfg.venue_list}
-        self.prices = [
+        self.quotes = [
             VenuePrices(
                 cfg,
                 market=self.market,
@@ -83,7 +83,9 @@ class Node:
             )
             for v in venues
         ]
-        """Each venue's own book tickers (`runtime/quotes.py`), in every role."""
+        """Each venue's own book tickers (`runtime/quotes.py`), in every role; the
+        default venue's first (`prices`)."""
+        self.prices = self.quotes[0]
         self.inputs = MarketInputs(self.market, venues, self.subjects)
         self.health = views.Health()
         self.hashes = views.HashCache()
@@ -159,7 +161,7 @@ class Node:
         await roles.load()
         assert self.nc is not None
         await self.inputs.start(self.nc)
-        for prices in self.prices:
+        for prices in self.quotes:
             prices.start()
         if not (self.cfg.is_standby or self.cfg.ha.enabled):
             await roles.take_over()
@@ -246,7 +248,7 @@ class Node:
         if ha is not None:
             await ha.stop()  # releases the lease: the standby takes over now
         await self.inputs.stop()
-        for prices in self.prices:
+        for prices in self.quotes:
             await prices.stop()
         await self.drift.stop()
         if roles is not None:
