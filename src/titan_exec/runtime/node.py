@@ -37,7 +37,7 @@ from titan_exec.runtime.leader import LeaderSession, Parts
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.marketin import MarketInputs
 from titan_exec.runtime.nodeparts import decision_config, ingress_config
-from titan_exec.runtime.quotes import VenuePrices
+from titan_exec.runtime.quotes import venue_prices
 from titan_exec.runtime.roles import Roles
 from titan_exec.runtime.standby import Standby
 from titan_exec.runtime.venues import VenueSet
@@ -71,18 +71,9 @@ class Node:
         self.subjects = Subjects(cfg.service.namespace)
         self.metrics = Metrics()
         self.market = MarketData(clock, metrics=self.metrics)
-        entries = {v.name: v for v in cfg.venue_list}
-        self.quotes = [
-            VenuePrices(
-                cfg,
-                market=self.market,
-                venue=v,
-                state=lambda: self.state,
-                metrics=self.metrics,
-                venue_cfg=entries.get(v.name),
-            )
-            for v in venues
-        ]
+        self.quotes = venue_prices(
+            cfg, venues, market=self.market, state=lambda: self.state, metrics=self.metrics
+        )
         """Each venue's own book tickers (`runtime/quotes.py`), in every role; the
         default venue's first (`prices`)."""
         self.prices = self.quotes[0]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,3 +163,26 @@ class VenuePrices:
             await asyncio.wait({task}, timeout=5.0)
         if self.feed is not None:
             await self.feed.close()
+
+
+def venue_prices(
+    cfg: Config,
+    venues: Iterable[Venue],
+    *,
+    market: MarketData,
+    state: Callable[[], State],
+    metrics: Metrics,
+) -> list[VenuePrices]:
+    """One `VenuePrices` per venue, each from its own configuration entry."""
+    entries = {v.name: v for v in cfg.venue_list}
+    return [
+        VenuePrices(
+            cfg,
+            market=market,
+            venue=venue,
+            state=state,
+            metrics=metrics,
+            venue_cfg=entries.get(venue.name),
+        )
+        for venue in venues
+    ]
