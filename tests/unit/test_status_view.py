@@ -75,3 +75,21 @@ def test_an_active_with_events_in_flight_is_not_compared_by_hash() -> None:
     ]
     assert is_healthy(deciding)
     assert (True, "primary deciding (events in flight): not compared") in verdicts(deciding)
+
+
+def test_every_venue_of_every_instance_has_a_line() -> None:
+    venues = {
+        "binance": {
+            "account": "main",
+            "is_default": True,
+            "open_orders": 1,
+            "positions": {"BTC/USDT": "0.05"},
+        },
+        "bybit": {"account": "sub1", "is_default": False, "open_orders": 0, "positions": {}},
+    }
+    old = doc("backup", "standby", venue="sim")  # a build without the venues section
+    readings = [Reading("a", doc("primary", "active", venues=venues)), Reading("b", old)]
+    lines = {line.split("  ")[0]: line for line in render(readings, now_ms=0).splitlines()}
+    assert "account main (default): 1 open, BTC/USDT 0.05" in lines["venue binance"]
+    assert "account sub1: 0 open, flat" in lines["venue bybit"]
+    assert lines["venue sim"].split()[-1] == "-"  # shown, nothing known of it
