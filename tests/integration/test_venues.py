@@ -69,7 +69,10 @@ async def trade_on_both(w: Any) -> None:
         lambda: all(o.status is OrderStatus.FILLED for o in svc.state.orders.values()), "fills"
     )
     st = svc.state
-    assert {o.venue for o in st.orders.values()} == {"sim", "bybit"}
+    assert {(o.venue, o.account) for o in st.orders.values()} == {
+        ("sim", "main"),
+        ("bybit", "sub1"),
+    }
     assert st.position("sim", "BTC/USDT").qty == Decimal("0.1")
     assert st.position("bybit", "BTC/USDT").qty == Decimal("-0.2")
     letters = await w.dead_letters()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -96,9 +97,25 @@ def test_route_venue_keeps_a_configured_name_as_it_is() -> None:
     assert route_venue(None, "auto", cfg) == "Sim"
 
 
-def test_the_decision_config_of_several_venues() -> None:
-    dcfg = decision_config(load(None, env={}, require_secret=False), ["a", "b"], "b")
+def test_an_order_carries_the_account_its_venue_trades() -> None:
+    state = replay([genesis(armed=True)])
+    cfg = DecisionConfig(venues=CFG.venues, default_venue="binance", accounts={"bybit": "sub1"})
+    subject = "titan.cmd.exec.place.v1.auto.main.BTC_USDT"
+    data = signed(intent_payload("sig-1", exchange="bybit"))
+    cmd = ReceivedCommand(seq=1, subject=subject, data=data, t_ingress_ms=NOW)
+    decision = decide_received(state, cmd, cfg, view())
+    assert {e.account for e in decision.events} == {"sub1"}  # the decision and the order
+    data = signed(intent_payload("sig-2"))
+    cmd = ReceivedCommand(seq=2, subject=subject, data=data, t_ingress_ms=NOW)
+    assert {e.account for e in decide_received(state, cmd, cfg, view()).events} == {"main"}
+
+
+def test_the_decision_config_of_several_venues(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[routing]\ndefault = "b"\n[venues.a]\naccount = "x"\n[venues.b]\n')
+    dcfg = decision_config(load(f, env={}, require_secret=False), ["a", "b"], "b")
     assert (dcfg.venues, dcfg.default_venue) == (frozenset({"a", "b"}), "b")
+    assert dcfg.accounts == {"a": "x", "b": "main"}
     with pytest.raises(ValueError, match="not among"):
         decision_config(load(None, env={}, require_secret=False), ["a"], "b")
 

@@ -15,6 +15,7 @@ mutated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import localcontext
 
@@ -54,6 +55,9 @@ class DecisionConfig:
     accept_unsigned_risk_reducing: bool = True
     """`security.unsigned_risk_reducing`: an unsigned halt/disarm/flatten/tightening is
     accepted (logged and counted) or refused (`core/controls.py`)."""
+    accounts: Mapping[str, str] = field(default_factory=dict)
+    """The account each venue trades: an order's account (the subject's account token for
+    a venue not listed: the brain always sends `main`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,11 +287,12 @@ def _accepted(
     venue: str,
 ) -> Decision:
     now, intent = market.now_ms, cmd.intent
+    account = cfg.accounts.get(venue, cmd.account)
     accepted = OrderAccepted(
         ts_ms=now,
         client_order_id=coid,
         venue=venue,
-        account=cmd.account,
+        account=account,
         symbol=intent.symbol,
         signal_id=intent.signal_id,
         cmd_seq=cmd.seq,
@@ -313,7 +318,7 @@ def _accepted(
         signal_id=intent.signal_id,
         client_order_ids=(coid,),
         venue=venue,
-        account=cmd.account,
+        account=account,
         symbol=intent.symbol,
     )
     kind = "market" if plan.limit_price is None else f"limit {plan.limit_price}"

@@ -36,7 +36,8 @@ def decision_config(
     cfg: Config, venues: str | Iterable[str], default: str | None = None
 ) -> DecisionConfig:
     """What the core decides by: the venues (`default` is what `auto` means; one venue
-    given by name: it), the tolerance, the order TTL, the risk limits."""
+    given by name: it) and the account each trades, the tolerance, the order TTL, the risk
+    limits."""
     sec = cfg.security
     names = frozenset({venues} if isinstance(venues, str) else venues)
     default = default if default is not None else (venues if isinstance(venues, str) else "")
@@ -45,6 +46,7 @@ def decision_config(
     return DecisionConfig(
         venues=names,
         default_venue=default,
+        accounts={v.name: cfg.account_of(v) for v in cfg.venue_list if v.name in names},
         tolerance_ms=sec.timestamp_tolerance_s * 1000,
         order_ttl_ms=cfg.orders.ttl_ms,
         accept_unsigned_risk_reducing=sec.unsigned_risk_reducing == "accept",
