@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -36,13 +37,22 @@ RETRYABLE = (nats.errors.Error, TimeoutError)
 
 class IntentLoad:
     def __init__(
-        self, nc: NatsClient, *, secret: bytes, rate_per_s: float, controls_every: int = 0
+        self,
+        nc: NatsClient,
+        *,
+        secret: bytes,
+        rate_per_s: float,
+        controls_every: int = 0,
+        venues: tuple[str, ...] = (),
     ) -> None:
+        """`venues`: more than one, the intents name them in turn as their `exchange` (the
+        brain's routing); none or one: every intent to the subject's venue."""
         if rate_per_s <= 0:
             raise ValueError(f"rate_per_s must be > 0, got {rate_per_s}")
         if controls_every < 0:
             raise ValueError(f"controls_every must be >= 0, got {controls_every}")
-        self.brain = Brain(nc, secret=secret)
+        self.brain = Brain(nc, secret=secret, venue=venues[0] if venues else "sim")
+        self.venues = venues if len(venues) > 1 else ()
         self.controls_every = controls_every
         self.controls_sent = 0
         self.risk_states_sent = 0
@@ -103,10 +113,15 @@ class IntentLoad:
         size = "0.002" if symbol == "BTC/USDT" else "0.01"
         kind = "BUY_SETUP" if (i // 2) % 2 == 0 else "SELL_SETUP"
         signal_id = f"chaos-{i}"
+        # every venue sees both symbols and both sides: a venue per four intents
+        routed: dict[str, Any] = (
+            {"exchange": self.venues[(i // 4) % len(self.venues)]} if self.venues else {}
+        )
         while True:
             try:
                 # signed anew on each attempt (fresh timestamp and nonce), as the brain would
-                ack = await self.brain.place(self.brain.intent(signal_id, symbol, kind, size))
+                intent = self.brain.intent(signal_id, symbol, kind, size, **routed)
+                ack = await self.brain.place(intent)
                 break
             except RETRYABLE:
                 self.failed_attempts += 1

@@ -60,6 +60,9 @@ class ChaosSettings:
     ready_timeout_s: float = 120.0
     """How long the pair may take to be ready again (one active, a standby caught up)."""
     is_fencing_disabled: bool = False
+    venues: tuple[str, ...] = ("sim",)
+    """The pair's venues, the default first, each its own simulator; with more than one
+    the load's intents name them in turn (`IntentLoad`)."""
     work_dir: Path | None = None
     """None: a temporary directory, removed afterwards unless a run failed."""
 
@@ -69,6 +72,11 @@ class ChaosSettings:
             raise ValueError(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
         if self.runs < 1:
             raise ValueError(f"runs must be >= 1, got {self.runs}")
+        if not self.venues or len(set(self.venues)) != len(self.venues):
+            raise ValueError(f"venues: at least one, each once, got {self.venues}")
+        bad = [v for v in self.venues if not re.match(r"^[a-z0-9][a-z0-9_-]*$", v)]
+        if bad or {"auto", "main"} & set(self.venues):
+            raise ValueError(f"venues: lower-case names, not auto or main, got {self.venues}")
 
 
 @dataclass
@@ -118,7 +126,9 @@ async def _run_scenario(
         started = time.monotonic()
         say(f"[{scenario.name}] starting the topology (3 nats-servers, venue simulator, pair)")
         topo_settings = TopologySettings(
-            lease_ms=settings.lease_ms, is_fencing_disabled=settings.is_fencing_disabled
+            lease_ms=settings.lease_ms,
+            is_fencing_disabled=settings.is_fencing_disabled,
+            venues=settings.venues,
         )
         try:
             async with Topology(topo_dir, topo_settings) as topo:
@@ -129,6 +139,7 @@ async def _run_scenario(
                     secret=SECRET.encode(),
                     rate_per_s=settings.rate_per_s,
                     controls_every=settings.controls_every,
+                    venues=settings.venues,
                 )
                 load.start_heartbeats()
                 seen = Seen()

@@ -1,5 +1,6 @@
-"""The chaos matrix's world on loopback: three clustered nats-servers, the venue simulator,
-and `primary` and `backup` as `titan-exec run` processes, each reaching every NATS node
+"""The chaos matrix's world on loopback: three clustered nats-servers, the venue simulator
+(one per venue with `TopologySettings.venues`), and `primary` and `backup` as `titan-exec
+run` processes, each reaching every NATS node
 through its own TCP proxy (so that the harness can cut one instance off from NATS while
 the venue stays reachable).
 
@@ -32,6 +33,7 @@ from titan_exec_lab.harness.cluster import LocalCluster
 from titan_exec_lab.harness.procs import InstanceProcess, InstanceSettings, free_port, get_json
 from titan_exec_lab.harness.simproc import SimProcess
 from titan_exec_lab.sim.server import DEV_API_KEY, DEV_API_SECRET
+from titan_exec_lab.verify.facts import merged_inspect
 
 SECRET = "chaos-secret"
 API_KEY = "chaos-api-key"
@@ -49,6 +51,9 @@ class TopologySettings:
     is_fencing_disabled: bool = False
     """The deliberately broken build (test only): both instances run with
     `TITAN_UNSAFE_DISABLE_FENCING=1`."""
+    venues: tuple[str, ...] = ("sim",)
+    """The pair's venues, the default first: one simulator each (more than one: the
+    instances are configured with `[venues.<name>]` tables)."""
 
 
 def client_name(instance: str) -> str:
@@ -62,6 +67,9 @@ class Topology:
     settings: TopologySettings = field(default_factory=TopologySettings)
     cluster: LocalCluster | None = None
     sim: SimProcess | None = None
+    """The default venue's simulator."""
+    sims: dict[str, SimProcess] = field(default_factory=dict)
+    """Every venue's simulator, by venue name."""
     instances: dict[str, InstanceProcess] = field(default_factory=dict)
     proxies: dict[str, list[ThreadedProxy]] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
@@ -89,9 +97,12 @@ class Topology:
         self.cluster = await st.enter_async_context(
             LocalCluster(self.work / "nats", is_advertised=False)
         )
-        self.sim = await st.enter_async_context(
-            SimProcess(nats_url=self.cluster.urls, fill_slices=1)
-        )
+        for i, venue in enumerate(self.settings.venues):
+            self.sims[venue] = await st.enter_async_context(
+                SimProcess(nats_url=self.cluster.urls, venue_name=venue, fill_slices=1, seed=i + 1)
+            )
+        self.sim = self.sims[self.settings.venues[0]]
+        several = len(self.sims) > 1
         self.http = await st.enter_async_context(aiohttp.ClientSession())
         self.nc = await connect(NatsSettings(urls=self.cluster.node_urls, name="titan-chaos"))
         st.push_async_callback(self.nc.close)
@@ -120,6 +131,7 @@ class Topology:
                     # order not visible after 3 s was never sent (the venue faults hide
                     # orders for 1.5 s at most)
                     in_doubt_absent_after_ms=3000,
+                    venues=tuple((n, p.url) for n, p in self.sims.items()) if several else (),
                 ),
                 self.work,
                 self._secrets(),
@@ -259,18 +271,24 @@ class Topology:
         return down
 
     async def venue_faults(self, **knobs: Any) -> None:
-        """Set the simulator's fault knobs (`POST /sim/faults`)."""
-        assert self.http is not None and self.sim is not None
-        async with self.http.post(f"{self.sim.url}/sim/faults", data=json.dumps(knobs)) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"POST /sim/faults {knobs}: HTTP {resp.status}")
+        """Set every simulator's fault knobs (`POST /sim/faults`)."""
+        assert self.http is not None
+        for sim in self.sims.values():
+            async with self.http.post(f"{sim.url}/sim/faults", data=json.dumps(knobs)) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"POST /sim/faults {knobs}: HTTP {resp.status}")
 
     async def venue_inspect(self) -> dict[str, Any]:
-        assert self.http is not None and self.sim is not None
-        doc = await get_json(self.http, f"{self.sim.url}/sim/inspect")
-        if doc is None:
-            raise RuntimeError(f"the simulator at {self.sim.url} does not answer")
-        return doc
+        """The simulator's `/sim/inspect`; with several venues, all of them as one
+        (`verify.facts.merged_inspect`)."""
+        assert self.http is not None
+        docs: dict[str, dict[str, Any]] = {}
+        for venue, sim in self.sims.items():
+            doc = await get_json(self.http, f"{sim.url}/sim/inspect")
+            if doc is None:
+                raise RuntimeError(f"the simulator at {sim.url} does not answer")
+            docs[venue] = doc
+        return docs[self.settings.venues[0]] if len(docs) == 1 else merged_inspect(docs)
 
     async def request_switchover(self, name: str) -> None:
         assert self.http is not None

@@ -59,8 +59,18 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="TEST ONLY: run the broken build without epoch fencing (the checker must fail)",
     )
+    p.add_argument(
+        "--venue",
+        action="append",
+        default=None,
+        help="a venue of the pair, each its own simulator (repeatable, the default first; "
+        "default: one venue, sim); with several, the intents name them in turn",
+    )
     p.add_argument("--log-level", default="WARNING")
     p.set_defaults(fn=cmd_chaos)
+
+
+_UNSAFE_WAITS: dict[str, Any] = {"ready_timeout_s": 15.0, "settle_s": 10.0}
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
@@ -79,9 +89,10 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             controls_every=args.controls_every,
             lease_ms=args.lease_ms,
             is_fencing_disabled=args.unsafe_disable_fencing,
+            venues=tuple(args.venue or ("sim",)),
             work_dir=args.work_dir,
             # the broken build never converges (two actives): do not wait long for it
-            **({"ready_timeout_s": 15.0, "settle_s": 10.0} if args.unsafe_disable_fencing else {}),
+            **(_UNSAFE_WAITS if args.unsafe_disable_fencing else {}),
         )
     except ValueError as err:
         print(f"titan-exec chaos: {err}", file=sys.stderr)

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from titan_exec_lab.verify import Problem, Report, Violation, check
 from titan_exec_lab.verify.facts import (
     instance_net_positions,
+    merged_inspect,
     positions_text,
     venue_net_positions,
     venue_open_orders,
@@ -204,21 +205,6 @@ async def read_pair_checks(
 
 
 # --- several venues (the pair demo trades on two simulators) -------------------------------
-
-
-def merged_inspect(inspects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The simulators' `/sim/inspect` as one venue's: every order and trade (the venue
-    order ids prefixed with the venue's name, each simulator counting its own from 1),
-    so that the checks above compare the streams and the instances with all venues at
-    once (client order ids name their venue: never two alike across venues)."""
-    orders: list[dict[str, Any]] = []
-    trades: list[dict[str, Any]] = []
-    for name, doc in inspects.items():
-        for o in doc.get("orders", []):
-            orders.append({**o, "orderId": f"{name}-{o.get('orderId')}"})
-        for t in doc.get("trades", []):
-            trades.append({**t, "orderId": f"{name}-{t.get('orderId')}"})
-    return {"orders": orders, "trades": trades}
 
 
 def venue_checks(

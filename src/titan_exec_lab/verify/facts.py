@@ -115,6 +115,21 @@ def coid_counts(inspect: Mapping[str, Any]) -> Counter[str]:
     return Counter(str(o.get("clientOrderId")) for o in inspect.get("orders", []))
 
 
+def merged_inspect(inspects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The simulators' `/sim/inspect` as one venue's: every order and trade (the venue
+    order ids prefixed with the venue's name, each simulator counting its own from 1),
+    so that the checks above compare the streams and the instances with all venues at
+    once (client order ids name their venue: never two alike across venues)."""
+    orders: list[dict[str, Any]] = []
+    trades: list[dict[str, Any]] = []
+    for name, doc in inspects.items():
+        for o in doc.get("orders", []):
+            orders.append({**o, "orderId": f"{name}-{o.get('orderId')}"})
+        for t in doc.get("trades", []):
+            trades.append({**t, "orderId": f"{name}-{t.get('orderId')}"})
+    return {"orders": orders, "trades": trades}
+
+
 def venue_net_positions(inspect: Mapping[str, Any]) -> dict[str, Decimal]:
     """The venue's net position per symbol (`BTCUSDT`), summed from its own trades."""
     net: dict[str, Decimal] = {}
