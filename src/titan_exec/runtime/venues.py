@@ -79,29 +79,33 @@ class Drivers:
         self._state = state
         self.ingress_perf: dict[ClientOrderId, float] = {}
         """Shared by every driver (client order ids name their venue: never two alike)."""
+        self.orphans = 0
+        """Orders asked of a venue not configured here (`of`)."""
         for runner in self.runners.values():
             runner.ingress_perf = self.ingress_perf
 
-    def of(self, coid: ClientOrderId) -> OrderRunner:
-        """The driver of the order's venue (an order of a venue not configured here is a
-        bug of the decision: it raises)."""
+    def of(self, coid: ClientOrderId) -> OrderRunner | None:
+        """The driver of the order's venue; None for a venue no longer configured (an order
+        of the stream from before a venue was renamed or removed: logged, left alone, as
+        one driver left another venue's orders alone)."""
         venue = self._state().orders[coid].venue
         runner = self.runners.get(venue)
         if runner is None:
-            raise KeyError(f"order {coid} is on venue {venue!r}, which has no driver here")
+            self.orphans += 1
+            log.warning("order %s is on venue %r, which is not configured: left alone", coid, venue)
         return runner
 
     def write_ahead(self, coids: tuple[ClientOrderId, ...]) -> asyncio.Future[None] | None:
         """Each venue's driver queues the write-ahead of its orders; one future for all."""
-        if not coids:
-            return None
-        by_venue: dict[str, list[ClientOrderId]] = {}
+        by_venue: dict[OrderRunner, list[ClientOrderId]] = {}
         for coid in coids:
-            by_venue.setdefault(self._state().orders[coid].venue, []).append(coid)
+            runner = self.of(coid)
+            if runner is not None:
+                by_venue.setdefault(runner, []).append(coid)
         futures = [
             fut
-            for venue, mine in by_venue.items()
-            if (fut := self._runner(venue).write_ahead(tuple(mine))) is not None
+            for runner, mine in by_venue.items()
+            if (fut := runner.write_ahead(tuple(mine))) is not None
         ]
         if not futures:
             return None
@@ -110,10 +114,14 @@ class Drivers:
         return asyncio.ensure_future(_all(futures))
 
     async def send_written_ahead(self, coid: ClientOrderId) -> None:
-        await self.of(coid).send_written_ahead(coid)
+        runner = self.of(coid)
+        if runner is not None:
+            await runner.send_written_ahead(coid)
 
     def request_cancel(self, coid: ClientOrderId, reason: str) -> None:
-        self.of(coid).request_cancel(coid, reason)
+        runner = self.of(coid)
+        if runner is not None:
+            runner.request_cancel(coid, reason)
 
     async def recover(self) -> None:
         for runner in self.runners.values():
@@ -122,12 +130,6 @@ class Drivers:
     async def stop(self) -> None:
         for runner in self.runners.values():
             await runner.stop()
-
-    def _runner(self, venue: str) -> OrderRunner:
-        runner = self.runners.get(venue)
-        if runner is None:
-            raise KeyError(f"venue {venue!r} has no driver here")
-        return runner
 
 
 async def _all(futures: list[asyncio.Future[None]]) -> None:
