@@ -31,7 +31,8 @@ from titan_exec.core.decide import DecisionConfig, route_venue
 from titan_exec.core.events import OrderAccepted
 from titan_exec.core.model import ClientOrderId, OrderStatus, client_order_id
 from titan_exec.core.risk import MarketView, Ticker
-from titan_exec.core.state import State, apply, replay
+from titan_exec.core.snapshot import capture, encode_snapshot, restore
+from titan_exec.core.state import State, apply, replay, state_hash
 from titan_exec.runtime.driver import ExecutionDriver
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.nodeparts import decision_config
@@ -193,3 +194,23 @@ def test_positions_are_kept_per_venue() -> None:
     state = apply(state, filled("cb", "t1", qty="1", venue="bybit"))  # trade ids per venue
     assert state.position("binance", "BTC/USDT").qty == Decimal(2)
     assert state.position("bybit", "BTC/USDT").qty == Decimal(1)
+
+
+def two_venue_state(second: str = "bybit") -> State:
+    state: State = replay([genesis()])
+    for coid, venue, qty in (("ca", "binance", "2"), ("cb", second, "1"), ("cc", second, "3")):
+        for ev in (accepted(coid, venue=venue, qty=qty), submitted(coid), acknowledged(coid)):
+            state = apply(state, ev)
+    state = apply(state, filled("ca", "t1", qty="2", venue="binance"))
+    return apply(state, filled("cb", "t1", qty="1", venue=second))  # cc stays open
+
+
+def test_the_state_hash_and_a_snapshot_cover_every_venue() -> None:
+    state = two_venue_state()
+    _, data = encode_snapshot(capture(state), nonces=[], ns="exec", shard="main", watermark_seq=9)
+    restored = restore(data).state
+    assert state_hash(restored) == state_hash(state)
+    assert restored.position("bybit", "BTC/USDT").qty == Decimal(1)
+    assert restored.open_orders == state.open_orders  # bybit's resting order
+    # the same orders and fills on another venue name are another state
+    assert state_hash(two_venue_state("okx")) != state_hash(state)
