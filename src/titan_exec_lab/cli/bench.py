@@ -34,16 +34,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"titan-exec bench --sizes: {err}", file=sys.stderr)
             return 2
         return asyncio.run(run_startbench(sizes=sizes, rounds=args.rounds, json_path=args.json))
-    return asyncio.run(
-        run_bench(
-            intents=args.intents,
-            paced=args.paced,
-            pace_per_s=args.pace,
-            rounds=args.rounds,
-            venue=args.venue,
-            ha=args.ha,
+    code = 0
+    if not args.fills_only:
+        code = asyncio.run(
+            run_bench(
+                intents=args.intents,
+                paced=args.paced,
+                pace_per_s=args.pace,
+                rounds=args.rounds,
+                venue=args.venue,
+                ha=args.ha,
+            )
         )
-    )
+    if args.venue == "sim":
+        from titan_exec_lab.bench.venuefills import run_venuebench
+
+        try:
+            counts = tuple(int(x) for x in args.symbol_counts.split(","))
+        except ValueError:
+            print(f"titan-exec bench --symbol-counts: not integers: {args.symbol_counts}")
+            return 2
+        code = max(
+            code,
+            asyncio.run(
+                run_venuebench(
+                    rounds=args.rounds,
+                    fills=args.fills,
+                    symbol_counts=counts,
+                    weight_window_s=args.weight_window_s,
+                )
+            ),
+        )
+    return code
 
 
 def add_parser(sub: Any) -> None:
@@ -55,6 +77,25 @@ def add_parser(sub: Any) -> None:
         choices=["paper", "sim"],
         default="paper",
         help="paper: in-process; sim: the simulator process through the ccxt venue",
+    )
+    p.add_argument(
+        "--fills", type=int, default=40, help="with --venue sim: fills timed per configuration"
+    )
+    p.add_argument(
+        "--symbol-counts",
+        default="1,5,20",
+        help="with --venue sim: symbols holding open orders, comma-separated",
+    )
+    p.add_argument(
+        "--weight-window-s",
+        type=float,
+        default=15.0,
+        help="with --venue sim: seconds over which the REST weight is counted",
+    )
+    p.add_argument(
+        "--fills-only",
+        action="store_true",
+        help="with --venue sim: only the venue-fill part (fill source, weight)",
     )
     p.add_argument("--paced", type=int, default=600, help="intents in the paced latency run")
     p.add_argument("--pace", type=float, default=200.0, help="intents per second when paced")
