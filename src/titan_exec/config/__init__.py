@@ -9,8 +9,9 @@ Environment variables of the existing service keep their meaning: `HMAC_SECRET`,
 `HMAC_TIMESTAMP_TOLERANCE` (seconds), `NATS_URL`, `NATS_USER`/`NATS_PASS`, `PORT`,
 `TITAN_EXECUTION_API_KEY`. Others: `HMAC_SECRETS` (``key_id:secret,...``), `NATS_TOKEN`,
 `NATS_CREDS`, `TITAN_STATE_DIR`, `TITAN_INSTANCE_ID`, `TITAN_NAMESPACE`, `TITAN_CONFIG`,
-`EXECUTION_MODE`, `TITAN_VENUE_*`. Every secret variable also has a `<VAR>_FILE` form that
-names a file holding it (Docker secrets).
+`EXECUTION_MODE`, `TITAN_VENUE_*`; with `[venues.<name>]` tables, `TITAN_VENUES_<NAME>_<KEY>`
+and `TITAN_ROUTING_DEFAULT` (`config/venues.py`). Every secret variable also has a
+`<VAR>_FILE` form that names a file holding it (Docker secrets).
 
 Everything that can be checked without the network is checked at load, so that a bad setting
 stops start-up (exit 78) before any server starts or anything is written: every value, the
@@ -22,8 +23,9 @@ each at least `MIN_SECRET_BYTES` long) and the risk policy file (read and parsed
 environment only (no file key, no flag: a production config cannot reach it by a typo);
 any value other than ``1`` (or unset/empty) stops start-up.
 
-The package: `model` (the sections and `Config`), `sources` (the layers, coercion, building)
-and `checks` (`validate`); every name is imported from ``titan_exec.config``.
+The package: `model` (the sections and `Config`), `sources` (the layers, coercion, building),
+`venues` (the two venue shapes as one `Config.venues`) and `checks` (`validate`); every name
+is imported from ``titan_exec.config``.
 """
 
 from __future__ import annotations
