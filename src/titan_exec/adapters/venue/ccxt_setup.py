@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,6 +38,11 @@ class CcxtSettings:
     """Each trade poll reads again this much of the past (by trade time), so that a trade
     the venue shows late — behind later ones, as with an order not yet visible to queries —
     is still found; trades already reported are skipped."""
+    weight_limit_1m: int | None = None
+    """The account's request weight per minute; None: the venue's published limit where
+    known (`budget.KNOWN_LIMITS`: 2400 on binanceusdm), else 0 (unknown: counted only)."""
+    weight_share: Decimal = Decimal("0.5")
+    """The share of that limit the service keeps to (reads stretch to stay under it)."""
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -116,6 +122,8 @@ def settings_from_env(
     poll_interval_ms: int = 250,
     enable_rate_limit: bool = True,
     rate_limit_ms: int = 0,
+    weight_limit_1m: int | None = None,
+    weight_share: Decimal = Decimal("0.5"),
     env: Mapping[str, str] | None = None,
 ) -> CcxtSettings:
     e = env if env is not None else os.environ
@@ -130,4 +138,6 @@ def settings_from_env(
         poll_interval_ms=poll_interval_ms,
         enable_rate_limit=enable_rate_limit,
         rate_limit_ms=rate_limit_ms,
+        weight_limit_1m=weight_limit_1m,
+        weight_share=weight_share,
     )

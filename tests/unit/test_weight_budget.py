@@ -1,0 +1,143 @@
+"""The request-weight budget of a venue account (pure, on a hand-moved clock): reads
+stretch to keep the account under its share, writes never wait, 429 / 418 honour
+Retry-After, a ban refuses writes before sending."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from titan_exec.adapters.venue.budget import MAX_STRETCH, MINUTE_MS, WeightBudget
+from titan_exec.adapters.venue.ccxt_weights import request_weight
+
+T0 = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE_MS  # a minute's start
+
+
+def budget(limit: int = 2400, share: str = "0.5") -> WeightBudget:
+    return WeightBudget(venue="binance", account="main", limit_1m=limit, share=Decimal(share))
+
+
+def run_polls(b: WeightBudget, *, start_ms: int, seconds: int, base_ms: int, weight: int) -> int:
+    """Polls of `weight` every stretched `base_ms` for `seconds`; the weight they sent."""
+    now, sent = start_ms, 0
+    while now < start_ms + seconds * 1000:
+        b.note_sent(weight, now)
+        sent += weight
+        now += b.interval_ms(base_ms, now)
+    return sent
+
+
+def test_an_idle_account_does_not_stretch() -> None:
+    b = budget()
+    assert b.interval_ms(250, T0) == 250
+    assert b.read_wait_ms(T0) == 0
+    assert b.write_refusal(T0) is None
+
+
+def test_a_steady_demand_settles_under_the_share() -> None:
+    # 20 symbols of userTrades (5 each) every 250 ms: 24 000 a minute unstretched
+    b = budget()
+    run_polls(b, start_ms=T0, seconds=60, base_ms=250, weight=100)
+    sent = run_polls(b, start_ms=T0 + MINUTE_MS, seconds=60, base_ms=250, weight=100)
+    assert sent <= 1200 + 100  # the target, within one poll
+    assert sent >= 1000  # and close to it: the budget is used, not wasted
+    assert 15 <= b.stretch <= 25  # 24 000 / 1200
+
+
+def test_writes_count_but_are_never_stretched_and_leave_less_room_for_reads() -> None:
+    b = budget()
+    now, next_read, next_write = T0, T0, T0
+    while now < T0 + 2 * MINUTE_MS:
+        if now >= next_write:
+            b.note_sent(10, now, is_write=True)  # 600 a minute of order writes
+            next_write += 1000
+        if now >= next_read:
+            b.note_sent(5, now)  # reads: 1200 a minute unstretched
+            next_read = now + b.interval_ms(250, now)
+        now += 50
+    # 1200 - 600 = 600 left for the reads: about twice their interval
+    assert 1.7 <= b.stretch <= 2.4
+    assert b.used(now - 1) <= 1200 + 10
+
+
+def test_the_venues_own_count_holds_what_other_clients_spent() -> None:
+    b = budget()
+    now = T0 + 20_000
+    b.note_sent(5, now)
+    b.note_used(1300, now)  # another process on the account spent the rest
+    assert b.used(now) == 1300
+    assert b.read_wait_ms(now) == MINUTE_MS - 20_000  # over the share: reads wait the minute
+    assert b.write_refusal(now) is None  # writes still go
+    assert b.interval_ms(250, now + 1000) == int(250 * MAX_STRETCH)
+    later = T0 + MINUTE_MS
+    assert b.used(later) == 0 and b.read_wait_ms(later) == 0  # a new minute
+
+
+def test_a_429_makes_reads_wait_its_retry_after() -> None:
+    b = budget()
+    b.note_throttled(429, 7, T0 + 1000)
+    assert b.read_wait_ms(T0 + 1000) == 7000
+    assert b.read_wait_ms(T0 + 8000) == 0
+    assert b.write_refusal(T0 + 1000) is None  # a 429 does not stop orders
+    assert b.throttled["429"] == 1
+
+
+def test_a_418_bans_reads_and_refuses_writes_until_it_ends() -> None:
+    b = budget()
+    b.note_throttled(418, 120, T0)
+    assert b.read_wait_ms(T0 + 1000) == 119_000
+    assert b.write_refusal(T0 + 1000) is not None
+    assert "418" in (b.write_refusal(T0 + 119_999) or "")
+    assert b.write_refusal(T0 + 120_000) is None
+    view = b.view(T0 + 1000)
+    assert view.banned_until_ms == T0 + 120_000 and view.throttled["418"] == 1
+
+
+def test_a_418_without_retry_after_waits_at_least_two_minutes() -> None:
+    b = budget()
+    b.note_throttled(418, None, T0)
+    assert b.write_refusal(T0 + 2 * MINUTE_MS - 1) is not None
+
+
+def test_an_unknown_limit_counts_but_never_stretches() -> None:
+    b = budget(limit=0)
+    run_polls(b, start_ms=T0, seconds=30, base_ms=50, weight=50)
+    assert b.stretch == 1.0 and b.read_wait_ms(T0 + 30_000) == 0
+    assert b.view(T0 + 30_000).used > 10_000
+
+
+def test_the_status_document() -> None:
+    b = budget()
+    b.note_sent(5, T0)
+    doc = b.view(T0).to_doc()
+    assert doc["weight_limit_1m"] == 2400 and doc["weight_target_1m"] == 1200
+    assert doc["weight_used_1m"] == 5 and doc["weight_share"] == "0.5"
+
+
+@pytest.mark.parametrize("share", ["0", "1.5"])
+def test_a_share_outside_zero_to_one_is_refused(share: str) -> None:
+    with pytest.raises(ValueError, match="share"):
+        budget(share=share)
+
+
+def test_binance_usdm_weights_and_ccxt_costs_elsewhere() -> None:
+    def cost() -> int:
+        return 3
+
+    assert request_weight("binanceusdm", "GET", "userTrades", {"symbol": "X"}, cost) == 5
+    assert request_weight("binanceusdm", "GET", "openOrders", {"symbol": "X"}, cost) == 1
+    assert request_weight("binanceusdm", "GET", "openOrders", {}, cost) == 40
+    assert request_weight("binanceusdm", "GET", "positionRisk", {}, cost) == 5
+    assert request_weight("binanceusdm", "GET", "balance", {}, cost) == 5
+    assert request_weight("binanceusdm", "POST", "order", {}, cost) == 0
+    assert request_weight("binanceusdm", "DELETE", "order", {}, cost) == 1
+    assert request_weight("binanceusdm", "POST", "listenKey", {}, cost) == 1
+    assert request_weight("binanceusdm", "GET", "depth", {"limit": 1000}, cost) == 20
+    assert request_weight("binanceusdm", "GET", "somethingNew", {}, cost) == 3
+    assert request_weight("bybit", "GET", "v5/order/realtime", {}, cost) == 3
+
+    def broken() -> int:
+        raise KeyError("cost")
+
+    assert request_weight("okx", "GET", "api/v5/trade/order", {}, broken) == 1
