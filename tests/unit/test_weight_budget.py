@@ -141,3 +141,28 @@ def test_binance_usdm_weights_and_ccxt_costs_elsewhere() -> None:
         raise KeyError("cost")
 
     assert request_weight("okx", "GET", "api/v5/trade/order", {}, broken) == 1
+
+
+def test_the_metrics_follow_the_budgets_cumulative_counts() -> None:
+    from titan_exec.api.metrics import Metrics
+
+    metrics = Metrics()
+    b = budget()
+    b.note_sent(5, T0)
+    b.note_throttled(429, 3, T0)
+    for _ in range(2):  # two scrapes: counted once
+        view = b.view(T0)
+        metrics.observe_budget(
+            venue=view.venue,
+            account=view.account,
+            used=view.used,
+            limit=view.limit_1m,
+            stretch=view.stretch,
+            throttled=view.throttled,
+        )
+    text = metrics.render().decode()
+    assert 'titan_exec_venue_weight_used{account="main",venue="binance"} 5.0' in text
+    assert 'titan_exec_venue_weight_limit{account="main",venue="binance"} 2400.0' in text
+    assert (
+        'titan_exec_venue_throttled_total{account="main",reason="429",venue="binance"} 1.0' in text
+    )

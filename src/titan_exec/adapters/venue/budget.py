@@ -43,9 +43,10 @@ MIN_PROJECTION_MS = 10_000
 KNOWN_LIMITS: Mapping[str, int] = {"binanceusdm": 2400}
 """Request weight per minute of an account, by ccxt id, where the venue publishes one."""
 
-THROTTLE_REASONS = ("wait", "refused", "429", "418")
-"""`wait`: a read waited for the budget; `refused`: a call refused before sending (a ban,
-a wait too long to make); `429` / `418`: the venue's own answers."""
+THROTTLE_REASONS = ("stretched", "wait", "refused", "429", "418")
+"""`stretched`: a read loop waited longer than its interval; `wait`: a read waited for the
+budget; `refused`: a call refused before sending (a ban, a wait too long to make); `429` /
+`418`: the venue's own answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,3 +221,9 @@ class WeightBudget:
             self.stretch = MAX_STRETCH
         else:
             self.stretch = min(MAX_STRETCH, max(1.0, reads / room))
+
+
+def budget_of(venue: object) -> WeightBudget | None:
+    """The weight budget of a venue adapter that keeps one (the ccxt venue), else None."""
+    budget = getattr(venue, "budget", None)
+    return budget if isinstance(budget, WeightBudget) else None
