@@ -144,7 +144,7 @@ def test_binance_usdm_weights_and_ccxt_costs_elsewhere() -> None:
 
 
 def test_the_metrics_follow_the_budgets_cumulative_counts() -> None:
-    from titan_exec.api.metrics import Metrics
+    from titan_exec.api.metrics import Metrics, observe_budget
 
     metrics = Metrics()
     b = budget()
@@ -152,7 +152,8 @@ def test_the_metrics_follow_the_budgets_cumulative_counts() -> None:
     b.note_throttled(429, 3, T0)
     for _ in range(2):  # two scrapes: counted once
         view = b.view(T0)
-        metrics.observe_budget(
+        observe_budget(
+            metrics,
             venue=view.venue,
             account=view.account,
             used=view.used,

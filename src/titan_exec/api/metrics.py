@@ -282,7 +282,7 @@ class Metrics:
             ["venue", "account", "reason"],
             registry=r,
         )
-        self._throttled_seen: dict[tuple[str, str, str], int] = {}
+        self.throttled_seen: dict[tuple[str, str, str], int] = {}
         self.market_quotes = Counter(
             "titan_exec_market_quotes_total",
             "Book tickers read, by input (nats, ws, rest) and outcome (current; older: a "
@@ -311,26 +311,28 @@ class Metrics:
         for name in ("standby", "candidate", "promoting", "active", "draining", "fenced"):
             self.role.labels(name).set(1 if name == role else 0)
 
-    def observe_budget(
-        self,
-        *,
-        venue: str,
-        account: str,
-        used: int,
-        limit: int,
-        stretch: float,
-        throttled: Mapping[str, int],
-    ) -> None:
-        """A venue account's weight budget at scrape time (its counts are cumulative)."""
-        self.venue_weight_used.labels(venue, account).set(used)
-        self.venue_weight_limit.labels(venue, account).set(limit)
-        self.venue_weight_stretch.labels(venue, account).set(stretch)
-        for reason, count in throttled.items():
-            key = (venue, account, reason)
-            delta = count - self._throttled_seen.get(key, 0)
-            if delta > 0:
-                self.venue_throttled.labels(venue, account, reason).inc(delta)
-            self._throttled_seen[key] = max(count, self._throttled_seen.get(key, 0))
-
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def observe_budget(
+    metrics: Metrics,
+    *,
+    venue: str,
+    account: str,
+    used: int,
+    limit: int,
+    stretch: float,
+    throttled: Mapping[str, int],
+) -> None:
+    """A venue account's weight budget at scrape time (its counts are cumulative)."""
+    metrics.venue_weight_used.labels(venue, account).set(used)
+    metrics.venue_weight_limit.labels(venue, account).set(limit)
+    metrics.venue_weight_stretch.labels(venue, account).set(stretch)
+    seen = metrics.throttled_seen
+    for reason, count in throttled.items():
+        key = (venue, account, reason)
+        delta = count - seen.get(key, 0)
+        if delta > 0:
+            metrics.venue_throttled.labels(venue, account, reason).inc(delta)
+        seen[key] = max(count, seen.get(key, 0))

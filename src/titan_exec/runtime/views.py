@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from titan_exec.adapters.nats import follow
 from titan_exec.adapters.venue.budget import BudgetView
-from titan_exec.api.metrics import Metrics
+from titan_exec.api.metrics import Metrics, observe_budget
 from titan_exec.core.events import RISK_STATES, Event, OrderFilled
 from titan_exec.core.leadership_io import Role, role_name
 from titan_exec.core.positions import ClosedTrade
@@ -301,7 +301,8 @@ def refresh_gauges(metrics: Metrics, src: Sources) -> None:
     """The gauges read at scrape time, in every role."""
     st = src.state
     for b in src.budgets:
-        metrics.observe_budget(
+        observe_budget(
+            metrics,
             venue=b.venue,
             account=b.account,
             used=b.used,

@@ -27,6 +27,8 @@ class CcxtSettings:
     """Override of every API host (the simulator, a proxy); empty: the venue's own."""
     api_key: str = field(default="", repr=False)
     api_secret: str = field(default="", repr=False)
+    api_password: str = field(default="", repr=False)
+    """The API key's passphrase, for venues that have one (OKX); empty: none."""
     timeout_ms: int = 5000
     enable_rate_limit: bool = True
     rate_limit_ms: int = 0
@@ -95,6 +97,7 @@ def make_client(cls: Any, settings: CcxtSettings, options: dict[str, Any]) -> An
     config: dict[str, Any] = {
         "apiKey": settings.api_key,
         "secret": settings.api_secret,
+        **({"password": settings.api_password} if settings.api_password else {}),
         "enableRateLimit": settings.enable_rate_limit,
         "timeout": settings.timeout_ms,
         "options": dict(options),
@@ -119,6 +122,7 @@ def settings_from_env(
     api_key: str,
     api_secret: str,
     timeout_ms: int,
+    api_password: str = "",
     poll_interval_ms: int = 250,
     enable_rate_limit: bool = True,
     rate_limit_ms: int = 0,
@@ -134,6 +138,7 @@ def settings_from_env(
         base_url=base_url,
         api_key=read_secret(api_key, e, "TITAN_VENUE_API_KEY"),
         api_secret=read_secret(api_secret, e, "TITAN_VENUE_API_SECRET"),
+        api_password=read_secret(api_password, e, "TITAN_VENUE_API_PASSWORD"),
         timeout_ms=timeout_ms,
         poll_interval_ms=poll_interval_ms,
         enable_rate_limit=enable_rate_limit,

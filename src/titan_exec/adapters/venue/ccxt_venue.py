@@ -49,7 +49,7 @@ from titan_exec.adapters.venue.base import (
 )
 from titan_exec.adapters.venue.budget import WeightBudget
 from titan_exec.adapters.venue.ccxt_answers import dec, is_duplicate_id, order_report, order_status
-from titan_exec.adapters.venue.ccxt_ids import place_params, rules_for
+from titan_exec.adapters.venue.ccxt_ids import fetch_by_client_id, place_params, rules_for
 from titan_exec.adapters.venue.ccxt_setup import (
     CcxtSettings,
     VenueConfigError,
@@ -279,9 +279,11 @@ class CcxtVenue:
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         await self._markets()
         msym = self.market_symbol(symbol)
-        params = self.client_ids.query(coid)
+        self.client_ids.check(coid)
         try:
-            order = await self.read(lambda: self.exchange.fetch_order(None, msym, params))
+            order = await self.read(
+                lambda: fetch_by_client_id(self.exchange, self.client_ids, msym, coid)
+            )
         except cx.OrderNotFound:
             return None  # not visible: unknown, not absent (the caller decides)
         self.trades.symbols.add(msym)
