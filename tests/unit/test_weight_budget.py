@@ -167,3 +167,56 @@ def test_the_metrics_follow_the_budgets_cumulative_counts() -> None:
     assert (
         'titan_exec_venue_throttled_total{account="main",reason="429",venue="binance"} 1.0' in text
     )
+
+
+class BudgetedVenue:
+    """A venue stand-in that keeps a weight budget (as the ccxt venue does)."""
+
+    name = "binance"
+    account = "main"
+
+    def __init__(self, b: WeightBudget) -> None:
+        self.budget = b
+
+
+def test_fill_polls_wait_their_stretched_interval_and_the_venues_retry_after() -> None:
+    from titan_exec.api.metrics import Metrics
+    from titan_exec.config import OrdersConfig
+    from titan_exec.runtime.venuecalls import VenueRequests
+
+    clock = [T0]
+    b = budget()
+    b.poll_interval_ms = 250
+    calls = VenueRequests(
+        venue=BudgetedVenue(b),  # type: ignore[arg-type]
+        metrics=Metrics(),
+        cfg=OrdersConfig(poll_interval_ms=50),
+        clock=lambda: clock[0],
+        gate=lambda: True,
+    )
+    assert calls.poll_wait_ms() == 0  # idle: poll at once
+    run_polls(b, start_ms=T0 - 30_000, seconds=30, base_ms=250, weight=50)  # heavy
+    calls._last_poll_ms = T0
+    clock[0] = T0 + 250
+    wait = calls.poll_wait_ms()
+    assert wait > 0  # stretched: the next poll waits beyond the venue's 250 ms
+    assert wait == b.interval_ms(250, clock[0]) - 250
+    b.note_throttled(429, 9, clock[0])
+    assert calls.poll_wait_ms() >= 9000
+
+
+def test_reconciliation_intervals_stretch_with_the_budget() -> None:
+    from titan_exec.runtime.reconcile import VenueReconciler
+
+    b = budget()
+    run_polls(b, start_ms=T0, seconds=30, base_ms=250, weight=50)
+
+    class Runner:
+        venue = BudgetedVenue(b)
+
+    rec = VenueReconciler.__new__(VenueReconciler)
+    rec.runner = Runner()  # type: ignore[assignment]
+    rec.clock = lambda: T0 + 30_000
+    assert rec.interval_ms(5000) > 5000
+    Runner.venue = BudgetedVenue(budget())  # an idle account: as configured
+    assert rec.interval_ms(5000) == 5000

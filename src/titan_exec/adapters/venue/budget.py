@@ -203,7 +203,7 @@ class WeightBudget:
             self.minute, self.sent, self.venue_used = minute, 0, None
 
     def _restretch(self, now_ms: int) -> None:
-        if not self.limit_1m or now_ms - self._stretched_at_ms < RESTRETCH_MS:
+        if not self.limit_1m or 0 <= now_ms - self._stretched_at_ms < RESTRETCH_MS:
             return
         self._stretched_at_ms = now_ms
         horizon = now_ms // 1000 - MINUTE_MS // 1000
