@@ -220,3 +220,12 @@ def test_reconciliation_intervals_stretch_with_the_budget() -> None:
     assert rec.interval_ms(5000) > 5000
     Runner.venue = BudgetedVenue(budget())  # an idle account: as configured
     assert rec.interval_ms(5000) == 5000
+
+
+def test_a_429_to_an_order_write_is_counted_and_holds_no_read_back() -> None:
+    b = budget()
+    b.note_throttled(429, None, T0, is_write=True)  # the order-count limit
+    assert b.throttled["429"] == 1
+    assert b.read_wait_ms(T0) == 0
+    b.note_throttled(418, 60, T0, is_write=True)  # a ban is a ban, whoever got it
+    assert b.write_refusal(T0) is not None and b.read_wait_ms(T0) == 60_000

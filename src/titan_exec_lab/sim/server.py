@@ -316,9 +316,11 @@ class VenueSim:
             coid = params.get("newClientOrderId") or params.get("origClientOrderId")
             if faults.take("rate_limit", tags):
                 self._log_fault("rate_limit", method, path, coid, now)
-                return _error(
+                limited = _error(
                     429, -1003, "Too many requests; current limit is 2400 requests per minute."
                 )
+                limited.headers["Retry-After"] = "1"
+                return limited
             if faults.take("error", tags):
                 self._log_fault("error", method, path, coid, now)
                 if not faults.error_body:

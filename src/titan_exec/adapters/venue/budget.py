@@ -16,7 +16,8 @@ The rules (everything that decides a wait or a refusal lives here):
   count beyond ours) are paid: at that stretch the reads spend exactly what is left. It
   is computed again at most once a second, never below 1 nor above `MAX_STRETCH`.
 - Over the target inside a minute, reads wait for the next minute (`read_wait_ms`).
-- A 429 (``Retry-After``: the seconds to wait to avoid a ban) makes reads wait that long; a
+- A 429 to a read (``Retry-After``: the seconds to wait to avoid a ban) makes reads wait
+  that long (a 429 to an order write is the order-count limit: counted only); a
   418 (a ban, ``Retry-After``: until it ends) makes reads wait and refuses every order write
   before sending (`write_refusal`, the "certainly not sent" outcome).
 - Order writes are never delayed by the budget: they count in it, nothing more.
@@ -40,6 +41,7 @@ RESTRETCH_MS = 1_000
 MIN_PROJECTION_MS = 10_000
 """A projection over the first seconds of a minute counts them as ten (no wild start)."""
 
+NO_RETRY_AFTER_429_MS = 5_000
 KNOWN_LIMITS: Mapping[str, int] = {"binanceusdm": 2400}
 """Request weight per minute of an account, by ccxt id, where the venue publishes one."""
 
@@ -134,14 +136,21 @@ class WeightBudget:
         self._roll(now_ms)
         self.venue_used = max(self.venue_used or 0, used)
 
-    def note_throttled(self, status: int, retry_after_s: int | None, now_ms: int) -> None:
-        """The venue answered 429 (slow down) or 418 (banned), with its ``Retry-After``."""
+    def note_throttled(
+        self, status: int, retry_after_s: int | None, now_ms: int, *, is_write: bool = False
+    ) -> None:
+        """The venue answered 429 (slow down) or 418 (banned), with its ``Retry-After``.
+        A 429 to an order write is the order-count limit, not the request weight: counted,
+        it holds no read back."""
         self._roll(now_ms)
         is_ban = status == 418
         self.throttled["418" if is_ban else "429"] += 1
+        if is_write and not is_ban:
+            return
         if retry_after_s is None:
-            # no header: a 429 waits for the next minute, a ban at least Binance's first ban
-            wait_ms = (self.minute + 1) * MINUTE_MS - now_ms if not is_ban else 2 * MINUTE_MS
+            # no header (Binance always sends one): a 429 backs off a few seconds, a ban
+            # lasts at least Binance's first ban
+            wait_ms = NO_RETRY_AFTER_429_MS if not is_ban else 2 * MINUTE_MS
         else:
             wait_ms = max(0, retry_after_s) * 1000
         until = now_ms + wait_ms

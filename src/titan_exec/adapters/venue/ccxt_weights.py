@@ -158,7 +158,8 @@ def instrument(
         if used is not None:
             budget.note_used(used, now)
         if code in (418, 429):
-            budget.note_throttled(int(code), int_header(response_headers, "retry-after"), now)
+            retry_s = int_header(response_headers, "retry-after")
+            budget.note_throttled(int(code), retry_s, now, is_write=is_writer)
         return on_rest_response(code, reason, url, method, response_headers, *rest)
 
     exchange.fetch2 = counted_fetch2
