@@ -25,10 +25,10 @@ def minute_now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def clear_of_the_minutes_end() -> None:
-    """The sim and the budget count by the clock's minute: start well inside one."""
+async def clear_of_the_minutes_end(needed_ms: int = 10_000) -> None:
+    """The sim and the budget count by the clock's minute: start where `needed_ms` fit."""
     into = minute_now_ms() % 60_000
-    if into > 50_000:
+    if into > 60_000 - needed_ms:
         await asyncio.sleep((60_500 - into) / 1000)
 
 
@@ -162,3 +162,46 @@ async def test_a_place_carries_the_client_order_id_to_binance(sim: VenueSim) -> 
         assert not order.is_open
     finally:
         await venue.close()
+
+
+async def test_a_busy_fill_poll_loop_keeps_the_account_under_its_share() -> None:
+    """The driver's fill polls (through `VenueRequests`, as often as it lets them, four
+    symbols of userTrades at 5 each: 4800 a minute at the venue's 250 ms poll interval)
+    against an account of 600 a minute with a 50 % share: within the minute the account
+    stays under 300, the venue never answers 429 (unstretched, 600 would be spent in 8 s)."""
+    from titan_exec.api.metrics import Metrics
+    from titan_exec.config import OrdersConfig
+    from titan_exec.core import execution_io as io
+    from titan_exec.runtime.venuecalls import VenueRequests
+
+    sim = await started(SimSettings(port=0, weight_limit_1m=600))
+    venue = venue_for(sim, weight_limit_1m=600, weight_share=Decimal("0.5"))
+    symbols = frozenset(s.canonical for s in list(sim.engine.specs.values())[:4])
+    calls = VenueRequests(
+        venue=venue,
+        metrics=Metrics(),
+        cfg=OrdersConfig(poll_interval_ms=50),
+        clock=minute_now_ms,
+        gate=lambda: True,
+    )
+    try:
+        await clear_of_the_minutes_end(20_000)
+        await venue.open_orders("BTC/USDT")  # markets loaded
+        cursor: str | None = None
+        started_ms = minute_now_ms()
+        polls = 0
+        while minute_now_ms() - started_ms < 12_000:
+            answer = await calls.run(io.PollFills(cursor, symbols))
+            assert isinstance(answer, io.FillsReported), answer
+            cursor = answer.cursor
+            polls += 1
+            await asyncio.sleep(0.05)
+        assert not [f for f in sim.faults.log if f["fault"].startswith("weight_")]
+        used = sum(sim.weights.used(c, minute_now_ms()) for c in sim.weights.clients)
+        assert used <= 300, (used, polls)  # the share of this minute
+        assert polls <= 15, polls  # unstretched: about 48 in 12 s
+        assert venue.budget.stretch > 2
+        assert venue.budget.throttled["stretched"] > 0
+    finally:
+        await venue.close()
+        await sim.stop()

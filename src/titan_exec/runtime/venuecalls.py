@@ -59,17 +59,17 @@ class VenueRequests:
             return 0
         now = self.clock()
         wait = budget.read_wait_ms(now)
-        base = max(self.cfg.poll_interval_ms, budget.poll_interval_ms)
-        gap = budget.interval_ms(base, now)
-        if gap > base and self._last_poll_ms is not None:
-            wait = max(wait, self._last_poll_ms + gap - now)
+        if self._last_poll_ms is not None:
+            # never closer than the (stretched) poll interval: what the budget counts on
+            base = max(self.cfg.poll_interval_ms, budget.poll_interval_ms)
+            wait = max(wait, self._last_poll_ms + budget.interval_ms(base, now) - now)
         return max(wait, 0)
 
     async def _budget_wait(self) -> None:
         wait_ms = self.poll_wait_ms()
         if wait_ms > 0:
             budget = budget_of(self.venue)
-            if budget is not None:
+            if budget is not None and budget.stretch > 1:
                 budget.note_waited("stretched")
             await asyncio.sleep(wait_ms / 1000)
         self._last_poll_ms = self.clock()

@@ -14,7 +14,7 @@ The rules (everything that decides a wait or a refusal lives here):
   Over the last minute (sliding, by the second) the stretch is the read demand over what
   the target leaves once the writes and the other clients of the account (the venue's
   count beyond ours) are paid: at that stretch the reads spend exactly what is left. It
-  is computed again at most once a second, never below 1 nor above `MAX_STRETCH`.
+  is computed again at most every 100 ms, never below 1 nor above `MAX_STRETCH`.
 - Over the target inside a minute, reads wait for the next minute (`read_wait_ms`).
 - A 429 to a read (``Retry-After``: the seconds to wait to avoid a ban) makes reads wait
   that long (a 429 to an order write is the order-count limit: counted only); a
@@ -37,9 +37,10 @@ from typing import Any
 MINUTE_MS = 60_000
 MAX_STRETCH = 60.0
 """Reads never wait more than 60 times their interval (a 250 ms poll: 15 s)."""
-RESTRETCH_MS = 1_000
-MIN_PROJECTION_MS = 10_000
-"""A projection over the first seconds of a minute counts them as ten (no wild start)."""
+RESTRETCH_MS = 100
+MIN_PROJECTION_MS = 2_000
+"""A projection over the first moments of a session counts them as two seconds (a start
+that is prudent, not wild: one sweep of twenty symbols, 100, projects 3000 a minute)."""
 
 NO_RETRY_AFTER_429_MS = 5_000
 KNOWN_LIMITS: Mapping[str, int] = {"binanceusdm": 2400}
