@@ -133,6 +133,7 @@ def test_metric_label_names_are_bounded_kinds_never_per_order_identifiers() -> N
     allowed |= {"symbol", "asset"}
     allowed |= {"source"}  # the input of a ticker: nats, ws, rest
     allowed |= {"action", "authentication", "state"}  # controls: a closed set each
+    allowed |= {"account"}  # a configured venue account (the weight budget's)
     m = Metrics()
     names: set[str] = set()
     for family in m.registry.collect():

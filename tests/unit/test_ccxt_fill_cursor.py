@@ -103,3 +103,52 @@ async def test_more_trades_than_a_page_are_read_page_by_page() -> None:
         fake.trade(i, f"o{i}", t0 + i)
     fills, _ = await v.fills_since(None, frozenset({"BTC/USDT"}))
     assert [int(f.trade_id) for f in fills] == list(range(1, 2501))
+
+
+class ManyMarkets(TradesExchange):
+    """Three markets; `fetch_my_trades` records which market each poll read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.markets = {
+            m: {"symbol": m} for m in ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
+        }
+        self.read: list[str] = []
+
+    async def fetch_my_trades(
+        self, symbol: str, since: int | None, limit: int, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        self.read.append(symbol)
+        return []
+
+
+async def test_a_poll_sweeps_only_the_symbols_asked_for_and_the_non_flat_positions() -> None:
+    fake = ManyMarkets()
+    v = venue(fake)
+    await v._markets()
+    for symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
+        v.trades.symbols.add(v.market_symbol(symbol))  # each traded once in this process
+    await v.fills_since(None, frozenset({"ETH/USDT"}))
+    assert fake.read == ["ETH/USDT:USDT"]  # not every symbol ever traded
+    fake.read.clear()
+    v.trades.note_positions(frozenset({"SOL/USDT:USDT"}))  # the venue's last answer
+    await v.fills_since(None, frozenset({"ETH/USDT"}))
+    assert sorted(fake.read) == ["ETH/USDT:USDT", "SOL/USDT:USDT"]
+    fake.read.clear()
+    await v.fills_since(None, frozenset())  # nothing open: the positions alone
+    assert fake.read == ["SOL/USDT:USDT"]
+
+
+async def test_the_venues_position_answer_names_the_non_flat_symbols() -> None:
+    fake = ManyMarkets()
+
+    async def fetch_positions() -> list[dict[str, Any]]:
+        return [
+            {"symbol": "SOL/USDT:USDT", "info": {"positionAmt": "-3", "entryPrice": "150"}},
+            {"symbol": "ETH/USDT:USDT", "info": {"positionAmt": "0", "entryPrice": "0"}},
+        ]
+
+    fake.fetch_positions = fetch_positions  # type: ignore[attr-defined]
+    v = venue(fake)
+    await v.positions()
+    assert v.trades.nonflat == frozenset({"SOL/USDT:USDT"})

@@ -86,7 +86,7 @@ async def test_place_sends_precise_strings_and_the_client_order_id() -> None:
     symbol, kind, side, amount, price, params = fake.created[0]
     assert (symbol, kind, side) == ("BTC/USDT:USDT", "limit", "buy")
     assert (amount, price) == ("0.010", "50000.0")  # strings at the market's precision
-    assert params == {"newClientOrderId": "tx1c0"}
+    assert params == {"clientOrderId": "tx1c0"}  # ccxt's unified parameter
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from titan_exec.api.upstream_metrics import UpstreamNames
@@ -252,6 +254,35 @@ class Metrics:
             ["venue", "asset"],
             registry=r,
         )
+        self.venue_weight_used = Gauge(
+            "titan_exec_venue_weight_used",
+            "Request weight used on the venue account this minute (the venue's own count "
+            "when it sends one, else what this instance sent)",
+            ["venue", "account"],
+            registry=r,
+        )
+        self.venue_weight_limit = Gauge(
+            "titan_exec_venue_weight_limit",
+            "Request weight per minute of the venue account (0: unknown)",
+            ["venue", "account"],
+            registry=r,
+        )
+        self.venue_weight_stretch = Gauge(
+            "titan_exec_venue_weight_stretch",
+            "Factor the weight budget stretches read intervals by (reconciliation, fill "
+            "sweeps) to keep under its share of the limit (1: not stretched)",
+            ["venue", "account"],
+            registry=r,
+        )
+        self.venue_throttled = Counter(
+            "titan_exec_venue_throttled_total",
+            "Venue calls throttled, by reason: stretched / wait (a read held back by the "
+            "weight budget), refused (not sent: a ban, a wait too long), 429 / 418 (the "
+            "venue's answers)",
+            ["venue", "account", "reason"],
+            registry=r,
+        )
+        self.throttled_seen: dict[tuple[str, str, str], int] = {}
         self.market_quotes = Counter(
             "titan_exec_market_quotes_total",
             "Book tickers read, by input (nats, ws, rest) and outcome (current; older: a "
@@ -282,3 +313,26 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def observe_budget(
+    metrics: Metrics,
+    *,
+    venue: str,
+    account: str,
+    used: int,
+    limit: int,
+    stretch: float,
+    throttled: Mapping[str, int],
+) -> None:
+    """A venue account's weight budget at scrape time (its counts are cumulative)."""
+    metrics.venue_weight_used.labels(venue, account).set(used)
+    metrics.venue_weight_limit.labels(venue, account).set(limit)
+    metrics.venue_weight_stretch.labels(venue, account).set(stretch)
+    seen = metrics.throttled_seen
+    for reason, count in throttled.items():
+        key = (venue, account, reason)
+        delta = count - seen.get(key, 0)
+        if delta > 0:
+            metrics.venue_throttled.labels(venue, account, reason).inc(delta)
+        seen[key] = max(count, seen.get(key, 0))

@@ -12,6 +12,10 @@ Three leader tasks, started beside the order tracker and cancelled with it:
   through the event log) when the rules allow it.
 - balances, every `reconcile.balances_interval_ms`: reported only (gauge, telemetry).
 
+Each loop's interval stretches with the venue account's request-weight budget (when the
+venue keeps one, `adapters/venue/budget.py`) and a pass waits for it (the minute's share
+spent, a 429's Retry-After) before it starts: reconciliation gives way to order writes.
+
 Differences go out as telemetry on `titan.sys.<ns>.reconcile.v1.<instance_id>` (core NATS:
 `titan.evt.<ns>.>` carries fenced state only) and as metrics. A pass that fails is counted
 (`titan_exec_reconcile_runs_total{kind,outcome="error"}`) and the loop goes on; a failing
@@ -31,6 +35,7 @@ from typing import Any
 
 from titan_exec.adapters.nats.eventlog import EventLogBroken
 from titan_exec.adapters.venue.base import VenueError
+from titan_exec.adapters.venue.budget import budget_of
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import ReconcileConfig
 from titan_exec.core.model import ZERO
@@ -121,6 +126,7 @@ class VenueReconciler:
         next_ms = self.clock() + interval_ms
         while True:
             await asyncio.sleep(max(next_ms - self.clock(), MIN_SLEEP_MS) / 1000)
+            await self._budget_wait(kind)
             started = self.clock()
             try:
                 result = await one_pass()
@@ -137,9 +143,22 @@ class VenueReconciler:
                 result = PassResult(errors=1)
             outcome = "error" if result.errors else "ok"
             self.metrics.reconcile_runs.labels(kind, outcome).inc()
-            next_ms = started + interval_ms
+            next_ms = started + self.interval_ms(interval_ms)
             if result.wake_at_ms is not None:
                 next_ms = min(next_ms, result.wake_at_ms)
+
+    def interval_ms(self, base_ms: int) -> int:
+        """A loop's interval, stretched by the venue account's weight budget."""
+        budget = budget_of(self.runner.venue)
+        return base_ms if budget is None else budget.interval_ms(base_ms, self.clock())
+
+    async def _budget_wait(self, kind: str) -> None:
+        budget = budget_of(self.runner.venue)
+        wait_ms = 0 if budget is None else budget.read_wait_ms(self.clock())
+        if budget is not None and wait_ms > 0:
+            budget.note_waited("stretched")
+            log.info("reconcile %s: waits %d ms for the venue's request weight", kind, wait_ms)
+            await asyncio.sleep(wait_ms / 1000)
 
     # --- open orders ------------------------------------------------------------------------
 

@@ -1,6 +1,10 @@
 """The venue calls of the execution driver: each request of `core/execution` run against the
 venue, timed out, counted and timed, its outcome turned into the input that answers it.
 
+A fill poll waits for the venue account's request-weight budget first (when the venue keeps
+one, `adapters/venue/budget.py`): its interval stretched to keep the account under its
+share, a 429's Retry-After. Places and cancels never wait for it.
+
 A venue failure (`VenueError`, a timeout) is an answer (`QueryFailed`, `PollFailed`,
 `CancelFailed`; a place whose outcome is unknown is `PlaceUnknown`); anything else raises
 (a bug, a broken event log: the driver's loop ends with it). The venue gate is checked right
@@ -22,6 +26,7 @@ from titan_exec.adapters.venue.base import (
     VenueUnavailable,
     VenueUnknownOutcome,
 )
+from titan_exec.adapters.venue.budget import budget_of
 from titan_exec.api.metrics import Metrics
 from titan_exec.config import OrdersConfig
 from titan_exec.core import execution_io as io
@@ -45,6 +50,29 @@ class VenueRequests:
         self.cfg = cfg
         self.clock = clock
         self.gate = gate
+        self._last_poll_ms: int | None = None
+
+    def poll_wait_ms(self) -> int:
+        """How long the next fill poll waits for the weight budget (0: poll now)."""
+        budget = budget_of(self.venue)
+        if budget is None:
+            return 0
+        now = self.clock()
+        wait = budget.read_wait_ms(now)
+        if self._last_poll_ms is not None:
+            # never closer than the (stretched) poll interval: what the budget counts on
+            base = max(self.cfg.poll_interval_ms, budget.poll_interval_ms)
+            wait = max(wait, self._last_poll_ms + budget.interval_ms(base, now) - now)
+        return max(wait, 0)
+
+    async def _budget_wait(self) -> None:
+        wait_ms = self.poll_wait_ms()
+        if wait_ms > 0:
+            budget = budget_of(self.venue)
+            if budget is not None and budget.stretch > 1:
+                budget.note_waited("stretched")
+            await asyncio.sleep(wait_ms / 1000)
+        self._last_poll_ms = self.clock()
 
     async def call(self, op: str, call: Awaitable[T]) -> T:
         """A venue call, timed out after `venue_timeout_ms`, counted and timed by outcome."""
@@ -81,6 +109,7 @@ class VenueRequests:
                     return io.QueryFailed(self.clock(), coid, repr(err))
                 return io.OrderQueried(self.clock(), coid, report)
             case io.PollFills(cursor=cursor, symbols=symbols):
+                await self._budget_wait()
                 try:
                     fills, new = await self.call("fills", self.venue.fills_since(cursor, symbols))
                 except (VenueError, TimeoutError) as err:

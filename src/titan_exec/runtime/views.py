@@ -14,7 +14,8 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from titan_exec.adapters.nats import follow
-from titan_exec.api.metrics import Metrics
+from titan_exec.adapters.venue.budget import BudgetView
+from titan_exec.api.metrics import Metrics, observe_budget
 from titan_exec.core.events import RISK_STATES, Event, OrderFilled
 from titan_exec.core.leadership_io import Role, role_name
 from titan_exec.core.positions import ClosedTrade
@@ -82,6 +83,8 @@ class Sources:
     standby: Standby | None
     intake: CommandIntake | None
     checkpoint: Checkpoint | None
+    budgets: tuple[BudgetView, ...] = ()
+    """The request-weight budget of each venue account that keeps one, at `now_ms`."""
 
 
 def trade_messages(
@@ -180,6 +183,7 @@ def status_doc(src: Sources, hashes: HashCache) -> dict[str, Any]:
         **_stream(src, hashes),
         **_orders(src),
         "market": src.market.status_doc(),
+        "budget": [b.to_doc() for b in src.budgets],
     }
 
 
@@ -318,6 +322,16 @@ def _orders(src: Sources) -> dict[str, Any]:
 def refresh_gauges(metrics: Metrics, src: Sources) -> None:
     """The gauges read at scrape time, in every role."""
     st = src.state
+    for b in src.budgets:
+        observe_budget(
+            metrics,
+            venue=b.venue,
+            account=b.account,
+            used=b.used,
+            limit=b.limit_1m,
+            stretch=b.stretch,
+            throttled=b.throttled,
+        )
     metrics.open_orders.set(sum(len(v) for v in st.open_orders.values()))
     metrics.positions.set(sum(1 for p in st.positions.values() if not p.is_flat))
     metrics.halted.set(1 if st.is_halted else 0)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from titan_exec.adapters.venue.exchange.engine import EngineConfig
+from titan_exec.adapters.venue.exchange.market import SIM_SYMBOLS, sim_symbols
 from titan_exec_lab.sim.faults import Faults
 from titan_exec_lab.sim.server import DEV_API_KEY, DEV_API_SECRET, SimSettings, VenueSim
 
@@ -52,6 +53,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--state-file", default=None, help="load at start, save periodically and at exit"
     )
+    p.add_argument(
+        "--symbols",
+        type=int,
+        default=len(SIM_SYMBOLS),
+        help=f"how many perpetuals to list (1 to {len(SIM_SYMBOLS)}; BTC, ETH, SOL, BNB first)",
+    )
+    p.add_argument(
+        "--weight-limit",
+        type=int,
+        default=2400,
+        help="request weight per client and minute; past it 429, then 418 (a ban); 0: no limit",
+    )
     p.add_argument("--latency-ms", type=int, default=0, help="added latency of every request")
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     p.set_defaults(fn=cmd_venue_sim)
@@ -65,6 +78,10 @@ def cmd_venue_sim(args: argparse.Namespace) -> int:
 def build_sim(args: argparse.Namespace) -> VenueSim:
     if args.fill_slices < 1 or args.slice_interval_ms < 1:
         raise SystemExit("venue-sim: --fill-slices and --slice-interval-ms must be >= 1")
+    if not 1 <= args.symbols <= len(SIM_SYMBOLS):
+        raise SystemExit(f"venue-sim: --symbols must be 1 to {len(SIM_SYMBOLS)}")
+    if args.weight_limit < 0:
+        raise SystemExit("venue-sim: --weight-limit must be >= 0 (0: no limit)")
     settings = SimSettings(
         host=args.host,
         port=args.port,
@@ -73,9 +90,11 @@ def build_sim(args: argparse.Namespace) -> VenueSim:
         venue_name=args.venue_name,
         nats_url=args.nats_url or None,
         state_file=Path(args.state_file) if args.state_file else None,
+        weight_limit_1m=args.weight_limit,
     )
     config = EngineConfig(
         seed=args.seed,
+        symbols=sim_symbols(args.symbols),
         fill_slices=args.fill_slices,
         slice_interval_ms=args.slice_interval_ms,
     )

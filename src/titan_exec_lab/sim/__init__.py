@@ -9,6 +9,8 @@ differ). Modules:
 - `render`: the engine's objects as Binance JSON documents (pure).
 - `endpoints`: what each `/fapi` endpoint does with its parameters.
 - `faults`: the fault-injection knobs.
+- `weights`: Binance's request weight per endpoint, counted per client and minute (the
+  ``X-MBX-USED-WEIGHT-1M`` header, 429 past the limit, 418 for a client that keeps going).
 - `stream`: the websocket book-ticker stream (what ccxt.pro's `watch_bids_asks` reads).
 - `server`: the aiohttp app (authentication, errors, faults, `/sim/*`) and `VenueSim`, the
   runner with its tick loop, NATS book tickers and state file.

@@ -10,10 +10,14 @@ This module owns the aiohttp application and `VenueSim`, the runner around it:
   ``timestamp`` within ``recvWindow`` (default 5000 ms) of the server clock (-1021) and
   ``signature`` = hex HMAC-SHA256(secret, query string + request body) (-1022);
 - errors as ``{"code": -N, "msg": "..."}`` with Binance's HTTP status;
+- request weight per client and minute (`weights`): ``X-MBX-USED-WEIGHT-1M`` on every
+  `/fapi` answer, 429 -1003 past ``weight_limit_1m``, 418 for a client that keeps going
+  (both with ``Retry-After``);
 - the websocket book-ticker stream ccxt.pro's ``watch_bids_asks`` reads (`stream`:
   ``/public/ws/...``, ``<symbol>@bookTicker``);
 - fault injection (`faults.Faults`) and the simulator's own endpoints: ``GET /sim/inspect``
-  (every order, trade and refused order ever received, plus the faults applied),
+  (every order, trade and refused order ever received, the faults applied, and the weight
+  each client used this minute and in the last ten),
   ``GET/POST/DELETE /sim/faults``, ``POST /sim/price`` (pin a mid price, for tests),
   ``POST /sim/streams/close`` (drop every websocket connection);
 - the runner: a tick loop (engine.tick every ``tick_interval_ms``; changed books pushed to
@@ -44,10 +48,12 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from titan_exec.adapters.venue.exchange.engine import Engine, EngineConfig, SimError
+from titan_exec.adapters.venue.exchange.market import SIM_SYMBOLS
 from titan_exec_lab.sim import render
 from titan_exec_lab.sim.endpoints import Fapi, Handler, Params, int_param
 from titan_exec_lab.sim.faults import Faults, request_tags
 from titan_exec_lab.sim.stream import BookTickerStreams
+from titan_exec_lab.sim.weights import WeightCounter, request_weight
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,11 @@ class SimSettings:
     state_file: Path | None = None
     tick_interval_ms: int = 100
     save_interval_s: float = 5.0
+    weight_limit_1m: int = 2400
+    """Request weight a client may use per minute (`weights.WeightCounter`)."""
+    ban_after_429: int = 5
+    """429s in one minute after which a client still over the limit is banned (418)."""
+    ban_ms: int = 120_000
 
     def __repr__(self) -> str:  # never show the secret
         return f"SimSettings(host={self.host!r}, port={self.port}, venue={self.venue_name!r})"
@@ -99,11 +110,16 @@ class VenueSim:
         self.settings = settings or SimSettings()
         self.clock = clock
         self.faults = faults or Faults()
-        config = engine_config or EngineConfig()
+        config = engine_config or EngineConfig(symbols=SIM_SYMBOLS)
         if config.origin_ms is None:
             config = dataclasses.replace(config, origin_ms=clock())
         self.engine = Engine(config)
         self.hidden_until: dict[int, int] = {}
+        self.weights = WeightCounter(
+            limit_1m=self.settings.weight_limit_1m,
+            ban_after=self.settings.ban_after_429,
+            ban_ms=self.settings.ban_ms,
+        )
         self.streams = BookTickerStreams(lambda: self.engine, clock)
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
@@ -216,6 +232,7 @@ class VenueSim:
             "trades": [render.trade_json(t, eng.specs[t.symbol]) for t in eng.trades],
             "rejected": [render.rejection_json(r) for r in eng.rejections],
             "faults": list(self.faults.log),
+            "weight": self.weights.to_doc(self.clock()),
         }
 
     async def _sim_inspect(self, request: web.Request) -> web.Response:
@@ -272,20 +289,38 @@ class VenueSim:
         tags = request_tags(method, path, signed)
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            faults = self.faults
-            if faults.latency_ms:
-                await asyncio.sleep(faults.latency_ms / 1000)
+            if self.faults.latency_ms:
+                await asyncio.sleep(self.faults.latency_ms / 1000)
             raw_query = request.rel_url.raw_query_string
             raw_body = (await request.read()).decode("utf-8", errors="replace")
             params: Params = dict(parse_qsl(raw_body, keep_blank_values=True))
             params.update(parse_qsl(raw_query, keep_blank_values=True))  # the query string wins
-            coid = params.get("newClientOrderId") or params.get("origClientOrderId")
             now = self.clock()
+            client = request.headers.get("X-MBX-APIKEY") or f"ip:{request.remote}"
+            refusal = self.weights.admit(client, request_weight(method, path, params), now)
+            if refusal is not None:
+                coid = params.get("newClientOrderId") or params.get("origClientOrderId")
+                self._log_fault(f"weight_{refusal.status}", method, path, coid, now)
+                response: web.StreamResponse = _error(refusal.status, refusal.code, refusal.msg)
+                response.headers["Retry-After"] = str(refusal.retry_after_s)
+            else:
+                response = await execute(request, raw_query, raw_body, params, now)
+            if not response.prepared:
+                response.headers["X-MBX-USED-WEIGHT-1M"] = str(self.weights.used(client, now))
+            return response
+
+        async def execute(
+            request: web.Request, raw_query: str, raw_body: str, params: Params, now: int
+        ) -> web.StreamResponse:
+            faults = self.faults
+            coid = params.get("newClientOrderId") or params.get("origClientOrderId")
             if faults.take("rate_limit", tags):
                 self._log_fault("rate_limit", method, path, coid, now)
-                return _error(
+                limited = _error(
                     429, -1003, "Too many requests; current limit is 2400 requests per minute."
                 )
+                limited.headers["Retry-After"] = "1"
+                return limited
             if faults.take("error", tags):
                 self._log_fault("error", method, path, coid, now)
                 if not faults.error_body:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +27,8 @@ class CcxtSettings:
     """Override of every API host (the simulator, a proxy); empty: the venue's own."""
     api_key: str = field(default="", repr=False)
     api_secret: str = field(default="", repr=False)
+    api_password: str = field(default="", repr=False)
+    """The API key's passphrase, for venues that have one (OKX); empty: none."""
     timeout_ms: int = 5000
     enable_rate_limit: bool = True
     rate_limit_ms: int = 0
@@ -37,6 +40,11 @@ class CcxtSettings:
     """Each trade poll reads again this much of the past (by trade time), so that a trade
     the venue shows late — behind later ones, as with an order not yet visible to queries —
     is still found; trades already reported are skipped."""
+    weight_limit_1m: int | None = None
+    """The account's request weight per minute; None: the venue's published limit where
+    known (`budget.KNOWN_LIMITS`: 2400 on binanceusdm), else 0 (unknown: counted only)."""
+    weight_share: Decimal = Decimal("0.5")
+    """The share of that limit the service keeps to (reads stretch to stay under it)."""
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -89,6 +97,7 @@ def make_client(cls: Any, settings: CcxtSettings, options: dict[str, Any]) -> An
     config: dict[str, Any] = {
         "apiKey": settings.api_key,
         "secret": settings.api_secret,
+        **({"password": settings.api_password} if settings.api_password else {}),
         "enableRateLimit": settings.enable_rate_limit,
         "timeout": settings.timeout_ms,
         "options": dict(options),
@@ -113,9 +122,12 @@ def settings_from_env(
     api_key: str,
     api_secret: str,
     timeout_ms: int,
+    api_password: str = "",
     poll_interval_ms: int = 250,
     enable_rate_limit: bool = True,
     rate_limit_ms: int = 0,
+    weight_limit_1m: int | None = None,
+    weight_share: Decimal = Decimal("0.5"),
     env: Mapping[str, str] | None = None,
 ) -> CcxtSettings:
     e = env if env is not None else os.environ
@@ -126,8 +138,11 @@ def settings_from_env(
         base_url=base_url,
         api_key=read_secret(api_key, e, "TITAN_VENUE_API_KEY"),
         api_secret=read_secret(api_secret, e, "TITAN_VENUE_API_SECRET"),
+        api_password=read_secret(api_password, e, "TITAN_VENUE_API_PASSWORD"),
         timeout_ms=timeout_ms,
         poll_interval_ms=poll_interval_ms,
         enable_rate_limit=enable_rate_limit,
         rate_limit_ms=rate_limit_ms,
+        weight_limit_1m=weight_limit_1m,
+        weight_share=weight_share,
     )

@@ -45,7 +45,15 @@ class TradeCursor:
         """Per market symbol: trade id → trade time of the trades reported as fills (those
         within two rescan windows of the newest: older ones are never read again)."""
         self.symbols: set[str] = set()
-        """The market symbols polled: every one ordered, queried or named."""
+        """The market symbols known: every one ordered, queried or named (polled when the
+        caller names no symbols)."""
+        self.nonflat: frozenset[str] = frozenset()
+        """The market symbols of the venue's last position answer that were not flat:
+        swept beside the symbols asked for (a trade behind our back moves them)."""
+
+    def note_positions(self, nonflat: frozenset[str]) -> None:
+        """The venue's last position answer: its non-flat market symbols."""
+        self.nonflat = nonflat
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
         return await self._venue.read(call)
@@ -71,11 +79,18 @@ class TradeCursor:
             with contextlib.suppress(VenueRejected):
                 self.symbols.add(venue.market_symbol(symbol))
         fills: list[FillReport] = []
-        for msym in sorted(self.symbols):
-            if symbols is not None and venue.canonical(msym) not in symbols:
-                continue  # its cursor stays: nothing is skipped, only later
+        for msym in sorted(self.swept(symbols)):
             fills += await self._new_fills(msym)
         return fills, json.dumps(self.newest_trade_ms, sort_keys=True)
+
+    def swept(self, symbols: frozenset[str] | None) -> set[str]:
+        """The market symbols a poll reads: those asked for (canonical; None: every one
+        known) and the non-flat positions. Another keeps its cursor: nothing is skipped,
+        only read later."""
+        if symbols is None:
+            return self.symbols | self.nonflat
+        venue = self._venue
+        return {m for m in self.symbols if venue.canonical(m) in symbols} | self.nonflat
 
     async def _new_fills(self, msym: str) -> list[FillReport]:
         """The trades of `msym` not reported yet, read by time from the newest trade seen

@@ -47,7 +47,9 @@ from titan_exec.adapters.venue.base import (
     VenueUnavailable,
     VenueUnknownOutcome,
 )
+from titan_exec.adapters.venue.budget import WeightBudget
 from titan_exec.adapters.venue.ccxt_answers import dec, is_duplicate_id, order_report, order_status
+from titan_exec.adapters.venue.ccxt_ids import fetch_by_client_id, place_params, rules_for
 from titan_exec.adapters.venue.ccxt_setup import (
     CcxtSettings,
     VenueConfigError,
@@ -56,6 +58,7 @@ from titan_exec.adapters.venue.ccxt_setup import (
     settings_from_env,
 )
 from titan_exec.adapters.venue.ccxt_trades import TradeCursor
+from titan_exec.adapters.venue.ccxt_weights import budget_for, wait_for_budget
 from titan_exec.clock import wall_clock_ms
 from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
 from titan_exec.core.reports import (
@@ -103,6 +106,10 @@ class CcxtVenue:
         # of trade polls never delays a place or a cancel. Venues count them apart too
         # (Binance: order-count limits, not request weight).
         self._writer: Any = make_client(cls, settings, options)
+        self.budget: WeightBudget = budget_for(settings, account, self.exchange, self._writer)
+        """The account's request weight (`budget.py`): every request of both clients."""
+        self.client_ids = rules_for(settings.exchange_id)
+        """How our client order id travels on this venue (`ccxt_ids.py`)."""
         self.coid_by_order: dict[str, ClientOrderId] = {}
         self.trades = TradeCursor(self, settings, started_ms=wall_clock_ms())
         """Where the trade polls are (the venue's own cursor, `ccxt_trades.py`)."""
@@ -179,11 +186,15 @@ class CcxtVenue:
     # --- calls ------------------------------------------------------------------------------
 
     async def read(self, call: Callable[[], Awaitable[T]]) -> T:
-        """A read: retried on network errors (safe), mapped to VenueUnavailable at the end."""
+        """A read: retried on network errors (safe), mapped to VenueUnavailable at the end;
+        never retried after a 429 / 418 (the budget holds the next reads back)."""
         delay = 0.1
         for attempt in range(READ_RETRIES):
+            await wait_for_budget(self.budget, wall_clock_ms)
             try:
                 return await call()
+            except (cx.RateLimitExceeded, cx.DDoSProtection) as err:
+                raise VenueUnavailable(f"{self.name}: rate limited: {err}") from None
             except (cx.OperationFailed, cx.ExchangeNotAvailable) as err:
                 if attempt == READ_RETRIES - 1:
                     raise VenueUnavailable(f"{self.name}: {type(err).__name__}: {err}") from None
@@ -197,11 +208,15 @@ class CcxtVenue:
         await self._markets()
         msym = self.market_symbol(req.symbol)
         amount, price = self._checked(req, msym)
-        params: dict[str, Any] = {"newClientOrderId": req.client_order_id}
+        params: dict[str, Any] = place_params(self.client_ids, req.client_order_id)
         if req.is_reduce_only:
             params["reduceOnly"] = True
         kind = "market" if req.order_type is OrderType.MARKET else "limit"
         side = "buy" if req.side is Side.BUY else "sell"
+        refusal = self.budget.write_refusal(wall_clock_ms())
+        if refusal is not None:
+            self.budget.note_waited("refused")
+            raise VenueUnavailable(f"not sent: {refusal}")
         self.trades.symbols.add(msym)
         try:
             # amounts and prices go to ccxt as decimal strings, never floats
@@ -239,8 +254,13 @@ class CcxtVenue:
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
         await self._markets()
         msym = self.market_symbol(symbol)
+        params = self.client_ids.by_id(coid)
+        refusal = self.budget.write_refusal(wall_clock_ms())
+        if refusal is not None:
+            self.budget.note_waited("refused")
+            raise VenueUnavailable(f"cancel not sent: {refusal}")
         try:
-            order = await self._writer.cancel_order(None, msym, {"origClientOrderId": coid})
+            order = await self._writer.cancel_order(None, msym, params)
         except cx.OrderNotFound:
             report = await self.query_order(symbol, coid)
             return CancelResult(report.status if report is not None else VenueOrderStatus.NOT_FOUND)
@@ -249,6 +269,8 @@ class CcxtVenue:
             if report is not None and not report.is_open:
                 return CancelResult(report.status)
             raise VenueUnavailable(f"cancel refused: {err}") from None
+        except (cx.RateLimitExceeded, cx.DDoSProtection) as err:
+            raise VenueUnavailable(f"cancel rate limited: {err}") from None  # not executed
         except (cx.OperationFailed, cx.ExchangeError) as err:
             raise VenueUnknownOutcome(f"{type(err).__name__}: {err}") from None
         status = order_status(order)
@@ -257,9 +279,10 @@ class CcxtVenue:
     async def query_order(self, symbol: str, coid: ClientOrderId) -> OrderReport | None:
         await self._markets()
         msym = self.market_symbol(symbol)
+        self.client_ids.check(coid)
         try:
             order = await self.read(
-                lambda: self.exchange.fetch_order(None, msym, {"origClientOrderId": coid})
+                lambda: fetch_by_client_id(self.exchange, self.client_ids, msym, coid)
             )
         except cx.OrderNotFound:
             return None  # not visible: unknown, not absent (the caller decides)
@@ -303,6 +326,9 @@ class CcxtVenue:
                     entry_price=dec(info.get("entryPrice"), p.get("entryPrice")),
                 )
             )
+        self.trades.note_positions(
+            frozenset(str(p.get("symbol")) for p, r in zip(raw, out, strict=True) if r.qty)
+        )
         if self.settings.exchange_id in COMPLETE_POSITION_LISTS:
             listed = {r.symbol for r in out}
             for symbol in sorted(symbols - listed):

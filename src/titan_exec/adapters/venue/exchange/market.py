@@ -3,7 +3,8 @@
 This module owns:
 
 - `SymbolSpec`: a futures symbol's filters as Binance publishes them (tick size, step
-  size, minimum quantity, minimum notional, leverage) and the default symbols;
+  size, minimum quantity, minimum notional, leverage), the default symbols and the
+  simulator's longer list (`SIM_SYMBOLS`, 24);
 - `PathParams` / `PricePath`: a seeded, deterministic price path per symbol. The mid price
   at time ``t`` is ``start_price * exp(volatility * W(i))`` with ``i`` the path step of
   ``t`` (``(t - origin_ms) // step_ms``) and ``W`` a random walk built as a Brownian bridge
@@ -102,6 +103,54 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     _spec("BNB", "0.010", "0.01", "5", "600", max_qty="100000", min_price="6.600",
           max_price="180000"),
 )  # fmt: skip
+
+
+def _listed(base: str, tick: str, step: str, min_notional: str, start: str) -> SymbolSpec:
+    """A further perpetual of the simulator's list: its price band is one tick up to a
+    thousand times the start price, its maximum quantity a million steps."""
+    tick_d = Decimal(tick)
+    with localcontext(DECIMAL_CONTEXT):
+        max_price = (Decimal(start) * 1000 / tick_d).to_integral_value(ROUND_DOWN) * tick_d
+        max_qty = Decimal(step) * 1_000_000
+    return _spec(
+        base, tick, step, min_notional, start,
+        max_qty=f"{max_qty.normalize():f}", min_price=tick, max_price=f"{max_price:f}",
+    )  # fmt: skip
+
+
+SIM_SYMBOLS: tuple[SymbolSpec, ...] = (
+    *DEFAULT_SYMBOLS,
+    # more USDⓈ-M perpetuals, with Binance's tick and step sizes and minimum notionals
+    _listed("XRP", "0.0001", "0.1", "5", "0.6000"),
+    _listed("DOGE", "0.000010", "1", "5", "0.150000"),
+    _listed("ADA", "0.00010", "1", "5", "0.45000"),
+    _listed("AVAX", "0.0010", "1", "5", "35.0000"),
+    _listed("LINK", "0.001", "0.01", "20", "15.000"),
+    _listed("DOT", "0.001", "0.1", "5", "7.000"),
+    _listed("LTC", "0.01", "0.001", "20", "80.00"),
+    _listed("TRX", "0.00001", "1", "5", "0.12000"),
+    _listed("BCH", "0.01", "0.001", "20", "400.00"),
+    _listed("NEAR", "0.0010", "1", "5", "5.0000"),
+    _listed("ATOM", "0.001", "0.01", "5", "8.000"),
+    _listed("UNI", "0.0010", "1", "5", "8.0000"),
+    _listed("APT", "0.00010", "0.1", "5", "9.00000"),
+    _listed("ARB", "0.0001", "0.1", "5", "1.1000"),
+    _listed("OP", "0.0001", "0.1", "5", "2.2000"),
+    _listed("FIL", "0.001", "0.1", "5", "5.000"),
+    _listed("ETC", "0.001", "0.01", "20", "25.000"),
+    _listed("SUI", "0.00010", "0.1", "5", "1.50000"),
+    _listed("INJ", "0.001", "0.1", "5", "25.000"),
+    _listed("AAVE", "0.010", "0.1", "5", "100.000"),
+)
+"""What the venue simulator lists by default: the four of `DEFAULT_SYMBOLS` first, then
+twenty more (`sim_symbols` takes the first N)."""
+
+
+def sim_symbols(count: int) -> tuple[SymbolSpec, ...]:
+    """The first ``count`` symbols of `SIM_SYMBOLS` (1 to its length)."""
+    if not 1 <= count <= len(SIM_SYMBOLS):
+        raise ValueError(f"symbol count must be 1 to {len(SIM_SYMBOLS)}, got {count}")
+    return SIM_SYMBOLS[:count]
 
 
 @dataclass(frozen=True, slots=True)
