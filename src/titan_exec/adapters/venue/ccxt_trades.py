@@ -46,6 +46,9 @@ class TradeCursor:
         within two rescan windows of the newest: older ones are never read again)."""
         self.symbols: set[str] = set()
         """The market symbols polled: every one ordered, queried or named."""
+        self.skipped: list[str] = []
+        """The trade ids the last `fills_since` read and skipped as already reported (the
+        user-data stream counts those it had delivered)."""
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
         return await self._venue.read(call)
@@ -54,6 +57,7 @@ class TradeCursor:
         self, cursor: str | None, symbols: frozenset[str] | None = None
     ) -> tuple[list[FillReport], str | None]:
         venue = self._venue
+        self.skipped = []
         if cursor is None:
             # None: from the start of this session (the Venue contract), not from where an
             # earlier runner of this process left off. A fenced active that rejoins in
@@ -95,6 +99,7 @@ class TradeCursor:
             for trade in trades:
                 tid = str(trade.get("id"))
                 if tid in reported:
+                    self.skipped.append(tid)
                     continue
                 fill = await self._fill(msym, trade)
                 if fill is not None:

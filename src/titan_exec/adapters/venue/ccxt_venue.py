@@ -23,8 +23,10 @@ spot market. Amounts and prices are rounded to the market's precision with ccxt,
 minimum amount and notional are checked before sending (a clear `VenueRejected`). Numbers
 are read from the venue's raw strings where the venue provides them (never via floats).
 
-Fills are learned by polling the venue's trades per symbol, by the venue's own cursor
-(`ccxt_trades.py`); Binance trades carry the venue order id, mapped back to our client order
+Fills come from the venue's user-data stream where ccxt.pro has one that is read here
+(`ccxt_userstream.py`, Binance USDⓈ-M), with REST sweeps of the trades for gaps; elsewhere
+(or `user_stream = False`) by polling the venue's trades per symbol, by the venue's own
+cursor (`ccxt_trades.py`); Binance trades carry the venue order id, mapped back to our client order
 id. The settings and the clients are `ccxt_setup.py` (credentials from the environment or
 files, Docker secrets, never logged); ccxt's answers are read by `ccxt_answers.py`.
 """
@@ -56,6 +58,7 @@ from titan_exec.adapters.venue.ccxt_setup import (
     settings_from_env,
 )
 from titan_exec.adapters.venue.ccxt_trades import TradeCursor
+from titan_exec.adapters.venue.ccxt_userstream import STREAM_VENUES, UserStream
 from titan_exec.clock import wall_clock_ms
 from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
 from titan_exec.core.reports import (
@@ -106,6 +109,13 @@ class CcxtVenue:
         self.coid_by_order: dict[str, ClientOrderId] = {}
         self.trades = TradeCursor(self, settings, started_ms=wall_clock_ms())
         """Where the trade polls are (the venue's own cursor, `ccxt_trades.py`)."""
+        self.stream: UserStream | None = (
+            UserStream(self, settings)
+            if settings.user_stream and settings.exchange_id in STREAM_VENUES
+            else None
+        )
+        """The user-data stream (`ccxt_userstream.py`): fills pushed, REST sweeps for gaps;
+        None: fills by polling. Its `stats` are the stream's counters."""
         self._markets_loaded = False
         self._marks: dict[str, Decimal] = {}
 
@@ -276,10 +286,17 @@ class CcxtVenue:
         self, cursor: str | None, symbols: frozenset[str] | None = None
     ) -> tuple[list[FillReport], str | None]:
         await self._markets()
+        if self.stream is not None:
+            return await self.stream.fills(self.trades, cursor, symbols)
         return await self.trades.fills_since(cursor, symbols)
 
     async def wait_activity(self, timeout_s: float) -> None:
-        """A REST venue has no push here: the next poll comes after the poll interval."""
+        """With the user-data stream: as soon as a fill is pushed (or a sweep is due), at
+        most `timeout_s`. Polling: the next poll comes after the poll interval."""
+        if self.stream is not None:
+            await self._markets()
+            await self.stream.wait(timeout_s)
+            return
         await asyncio.sleep(max(timeout_s, self.settings.poll_interval_ms / 1000))
 
     async def positions(self, symbols: frozenset[str] = frozenset()) -> list[PositionReport]:
@@ -342,4 +359,8 @@ class CcxtVenue:
         return None if total is None else dec(total)
 
     async def close(self) -> None:
+        """Closes the clients; the user-data stream's listen key is never deleted (both
+        instances of the pair share it)."""
+        if self.stream is not None:
+            await self.stream.close()
         await asyncio.gather(self.exchange.close(), self._writer.close())

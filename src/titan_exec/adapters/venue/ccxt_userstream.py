@@ -1,0 +1,414 @@
+"""The ccxt venue's user-data stream: fills pushed by the venue, REST only to fill gaps.
+
+This module owns `UserStream`, one private ccxt.pro client per venue account (Binance
+USDⓈ-M: ``POST /fapi/v1/listenKey``, then the websocket ``/private/ws?listenKey=K``) kept
+open by a ``watch_orders`` loop. Every raw message is read by this module (a hook on the
+client's ``handle_message``: the raw strings, never ccxt's floats) into typed reports
+(`ccxt_userevents`):
+
+- ``ORDER_TRADE_UPDATE`` with ``x`` = TRADE → a `FillReport`, buffered until the next
+  `fills_since`; every update → the order's latest `OrderReport` (`orders`, kept for later
+  use: the driver learns statuses by query);
+- ``ACCOUNT_UPDATE`` → the non-flat positions (their symbols are swept too);
+- ``listenKeyExpired`` → the key is forgotten (the next connect asks for one) and a sweep.
+
+`fills_since` returns the buffered fills, plus a REST sweep (`ccxt_trades.TradeCursor`,
+deduplicated by trade id across stream and REST) when `ccxt_userevents.SweepTimer` says one
+is due: a new session (cursor None), every (re)connect, ``listenKeyExpired``, a keepalive
+failure or any stream error, a malformed event, a stream silent for `stream_silence_ms`
+while orders are open (the watchdog: see `ccxt_userevents`), and every `sweep_interval_ms`.
+A silent-stream sweep that finds trades the stream never delivered closes the connection
+(`stats["gaps"]`): the loop reconnects and sweeps again.
+
+The listen key belongs to the account and is shared by both instances of the pair. It is
+never deleted: ccxt.pro 4.5.90 never calls ``DELETE listenKey`` (not on ``close``, not
+after a failed keepalive, where it only forgets the key), and neither does this module.
+After any stream error the key is forgotten locally, so the next connect POSTs, which
+answers the account's current key while it is valid (a takeover reuses the stream) and a
+new one once it expired. The stream starts at the first `fills_since` / `wait_activity`,
+which only the leader's order driver calls: a standby never opens it.
+
+Bad input, each counted in `stats` and logged: ``malformed`` (unreadable event, a sweep
+follows), ``unknown_symbol``, ``foreign_order`` (a fill of an order not ours: reported, the
+core decides), ``duplicate_stream`` (an event sent twice), ``duplicate_rest`` (a trade the
+REST sweep also returned), ``out_of_order`` (an open status after a final one: the status is
+ignored, a new trade in it is still reported), ``keepalive_failed`` (→ new key + sweep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
+from ccxt.base import errors as cx  # type: ignore[import-untyped]
+
+from titan_exec.adapters.venue.ccxt_setup import CcxtSettings, make_client
+from titan_exec.adapters.venue.ccxt_userevents import (
+    TERMINAL,
+    MalformedEvent,
+    SweepTimer,
+    read_order_update,
+    read_positions,
+)
+from titan_exec.clock import wall_clock_ms
+from titan_exec.core.model import ZERO, ClientOrderId
+from titan_exec.core.reports import FillReport, OrderReport
+
+if TYPE_CHECKING:
+    from titan_exec.adapters.venue.ccxt_trades import TradeCursor
+    from titan_exec.adapters.venue.ccxt_venue import CcxtVenue
+
+log = logging.getLogger(__name__)
+
+STREAM_VENUES = frozenset({"binanceusdm"})
+"""ccxt ids whose user-data events this module reads (Binance USDⓈ-M's field names)."""
+OWN_COID = re.compile(r"^tx[0-9a-f]{24}c\d+$")
+"""The service's client order ids (`core.model.client_order_id`)."""
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
+SEEN_TRADES = 20_000
+KEPT_ORDERS = 10_000
+STAT_NAMES = (
+    "events",
+    "fills",
+    "order_updates",
+    "connects",
+    "errors",
+    "sweeps",
+    "gaps",
+    "malformed",
+    "unknown_symbol",
+    "foreign_order",
+    "duplicate_stream",
+    "duplicate_rest",
+    "out_of_order",
+    "listen_key_expired",
+    "keepalive_failed",
+)
+
+
+def _hooked(cls: Any) -> Any:
+    class Hooked(cls):  # type: ignore[misc]
+        """ccxt.pro's client with the raw messages and connects handed to the stream."""
+
+        stream: UserStream | None = None
+
+        def handle_message(self, client: Any, message: Any) -> Any:
+            if self.stream is not None:
+                self.stream.on_message(message)
+            try:
+                return super().handle_message(client, message)
+            except Exception as err:  # ccxt's own parse: never let it kill the socket
+                log.warning("%s user stream: ccxt could not parse %r: %r", self.id, message, err)
+                return None
+
+        def on_connected(self, client: Any, message: Any = None) -> Any:
+            result = super().on_connected(client, message)
+            if self.stream is not None and "listenKey" in str(client.url):
+                self.stream.on_connected()
+            return result
+
+    return Hooked
+
+
+class UserStream:
+    def __init__(
+        self,
+        venue: CcxtVenue,
+        settings: CcxtSettings,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._venue = venue
+        self._settings = settings
+        self._clock = clock
+        self.timer = SweepTimer(settings.stream_silence_ms, settings.sweep_interval_ms)
+        self.stats: Counter[str] = Counter({name: 0 for name in STAT_NAMES})
+        self.orders: OrderedDict[ClientOrderId, OrderReport] = OrderedDict()
+        """The latest update of each order seen on the stream (for later use)."""
+        self._buffer: list[FillReport] = []
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        """Trade ids delivered by the stream (the newest `SEEN_TRADES`)."""
+        self._positions: dict[str, Decimal] = {}
+        self._activity: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: Any = None
+        self._force_reconnect = False
+        self.is_connected = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Open the stream (once; the first `fills_since` / `wait_activity` calls it)."""
+        if self._task is not None:
+            return
+        s = self._settings
+        cls = _hooked(getattr(ccxt_pro, s.exchange_id))
+        options = {"fetchCurrencies": False, "fetchMargins": False, **dict(s.options)}
+        client = make_client(cls, s, options)
+        # ccxt's ping/pong keepalive closes a dead connection within two periods
+        client.streaming = {**client.streaming, "keepAlive": max(1000, s.stream_silence_ms // 2)}
+        client.stream = self
+        self._client = client
+        self._activity = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"user-stream-{self._venue.name}")
+
+    async def close(self) -> None:
+        """Stop reading; the listen key is left alone (the pair shares it)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
+        self.is_connected = False
+
+    async def _run(self) -> None:
+        client = self._client
+        venue = self._venue.exchange
+        try:
+            if venue.markets:  # the REST client's markets: no second exchangeInfo call
+                client.set_markets(venue.markets, venue.currencies)
+        except Exception as err:
+            log.warning("%s user stream: markets not shared (%r): loading its own", self.name, err)
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await client.watch_orders()
+                delay = RETRY_FIRST_S
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                self._on_error(cx.NetworkError("the watch was cancelled by ccxt"))
+                await asyncio.sleep(delay)
+            except Exception as err:
+                self._on_error(err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _on_error(self, err: Exception) -> None:
+        self.is_connected = False
+        self.stats["errors"] += 1
+        cached = (self._client.options.get("linear") or {}).get("listenKey")
+        if cached is None and self.stats["connects"]:
+            # ccxt forgets the key when a keepalive (PUT) fails: the key was refused
+            self.stats["keepalive_failed"] += 1
+            log.warning("%s user stream: keepalive failed (%r): new key, sweep", self.name, err)
+        else:
+            log.warning("%s user stream: %r; reconnecting (key kept on the venue)", self.name, err)
+        self._forget_key()
+        self._request_sweep("stream-error")
+
+    def _forget_key(self) -> None:
+        """The next connect POSTs: the venue answers the account's valid key, or a new one."""
+        self._client.options["linear"] = {
+            **(self._client.options.get("linear") or {}),
+            "listenKey": None,
+            "lastAuthenticatedTime": 0,
+        }
+
+    @property
+    def name(self) -> str:
+        return self._venue.name
+
+    # --- the hook (called by ccxt's read loop: synchronous, no I/O) -----------------------
+
+    def on_connected(self) -> None:
+        self.is_connected = True
+        self.stats["connects"] += 1
+        log.info("%s user stream: connected; sweeping for what it may have missed", self.name)
+        self._request_sweep("connect")
+
+    def on_message(self, message: Any) -> None:
+        self.stats["events"] += 1
+        self.timer.on_event(self._clock())
+        if not isinstance(message, Mapping):
+            self._malformed(message, "not an object")
+            return
+        event = message.get("e")
+        try:
+            if event == "ORDER_TRADE_UPDATE":
+                self._on_order_update(message)
+            elif event == "ACCOUNT_UPDATE":
+                for market_id, qty in read_positions(message).items():
+                    self._positions[market_id] = qty
+            elif event == "listenKeyExpired":
+                self.stats["listen_key_expired"] += 1
+                log.warning("%s user stream: listen key expired: new key, sweep", self.name)
+                self._forget_key()
+                self._request_sweep("expired")
+        except MalformedEvent as err:
+            self._malformed(message, str(err))
+
+    def _malformed(self, message: Any, why: str) -> None:
+        self.stats["malformed"] += 1
+        log.warning("%s user stream: malformed event (%s): %.300r; sweep", self.name, why, message)
+        self._request_sweep("malformed")
+
+    def _symbol_of(self, market_id: str) -> str | None:
+        markets = (self._venue.exchange.markets_by_id or {}).get(market_id) or []
+        for market in markets:
+            if market.get("swap") or market.get("spot"):
+                return self._venue.canonical(str(market["symbol"]))
+        self.stats["unknown_symbol"] += 1
+        return None
+
+    def _on_order_update(self, message: Mapping[str, Any]) -> None:
+        update = read_order_update(
+            message, venue=self.name, account=self._venue.account, symbol_of=self._symbol_of
+        )
+        self.stats["order_updates"] += 1
+        rep = update.order
+        before = self.orders.get(rep.client_order_id)
+        if before is not None and before.status in TERMINAL and rep.status.is_open:
+            self.stats["out_of_order"] += 1
+            log.warning(
+                "%s user stream: %s %s after %s: status ignored",
+                self.name,
+                rep.client_order_id,
+                rep.status,
+                before.status,
+            )
+        else:
+            self.orders[rep.client_order_id] = rep
+            self.orders.move_to_end(rep.client_order_id)
+            while len(self.orders) > KEPT_ORDERS:
+                self.orders.popitem(last=False)
+        if update.fill is not None:
+            self._on_fill(update.market_id, update.fill)
+
+    def _on_fill(self, market_id: str, fill: FillReport) -> None:
+        tid = fill.trade_id
+        if tid in self._seen:
+            self.stats["duplicate_stream"] += 1
+            log.info("%s user stream: trade %s sent again: skipped", self.name, tid)
+            return
+        self._seen[tid] = None
+        while len(self._seen) > SEEN_TRADES:
+            self._seen.popitem(last=False)
+        msym = self._venue.market_symbol(fill.symbol)
+        reported = self._venue.trades.reported.setdefault(msym, {})
+        if tid in reported:
+            self.stats["duplicate_rest"] += 1
+            log.info("%s user stream: trade %s already swept by REST: skipped", self.name, tid)
+            return
+        reported[tid] = fill.ts_ms
+        known = self._venue.coid_by_order.get(str(fill.venue_order_id))
+        if known is None and not OWN_COID.match(fill.client_order_id):
+            self.stats["foreign_order"] += 1
+            log.warning(
+                "%s user stream: fill %s of order %s (%s) not ours: reported, the core decides",
+                self.name,
+                tid,
+                fill.venue_order_id,
+                fill.client_order_id,
+            )
+        self.stats["fills"] += 1
+        self._buffer.append(fill)
+        self._wake()
+
+    def _request_sweep(self, reason: str) -> None:
+        self.timer.request(reason)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._activity is not None:
+            self._activity.set()
+
+    # --- what the venue asks --------------------------------------------------------------
+
+    def position_symbols(self) -> frozenset[str]:
+        """Canonical symbols of the non-flat positions the stream reported."""
+        out = set()
+        for market_id, qty in self._positions.items():
+            if qty != ZERO:
+                symbol = self._symbol_of(market_id)
+                if symbol is not None:
+                    out.add(symbol)
+        return frozenset(out)
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until a fill is buffered or a sweep is requested, at most `timeout_s`."""
+        self.start()
+        assert self._activity is not None
+        if self._buffer:
+            return
+        if self.timer.pending:  # a sweep is due: soon, but not in a tight loop if it fails
+            timeout_s = min(timeout_s, self._settings.poll_interval_ms / 1000)
+            await asyncio.sleep(timeout_s)
+            return
+        self._activity.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._activity.wait()
+
+    def take_fills(self) -> list[FillReport]:
+        fills, self._buffer = self._buffer, []
+        return fills
+
+    def sweep_due(self, *, has_open_orders: bool) -> str | None:
+        return self.timer.due(self._clock(), has_open_orders=has_open_orders)
+
+    def swept(self, reason: str, swept_fills: list[FillReport], skipped: list[str]) -> None:
+        """The sweep for `reason` found `swept_fills` new trades and skipped the known
+        trade ids `skipped`; a silent stream that missed trades is reconnected."""
+        self.stats["sweeps"] += 1
+        self.timer.swept(self._clock(), reason)
+        for tid in skipped:
+            if tid in self._seen:
+                self.stats["duplicate_rest"] += 1
+        if swept_fills and self.is_connected and "silent" in reason.split(","):
+            self.stats["gaps"] += 1
+            log.warning(
+                "%s user stream: silent, but REST has %d trade(s) it never delivered: reconnecting",
+                self.name,
+                len(swept_fills),
+            )
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        client = self._client
+        for ws in list((client.clients if client is not None else {}).values()):
+            if "listenKey" in str(ws.url) and not ws.closed():
+                # rejects the watch with this error and closes the socket (1006)
+                ws.on_error(cx.NetworkError("user stream silent while trades happened"))
+
+    async def fills(
+        self, trades: TradeCursor, cursor: str | None, symbols: frozenset[str] | None
+    ) -> tuple[list[FillReport], str | None]:
+        """The buffered fills, plus a REST sweep of `symbols` (and of the non-flat
+        positions) when one is due; the cursor is the sweep's (unchanged without one)."""
+        self.start()
+        if cursor is None:
+            self.timer.request("session")
+        reason = self.sweep_due(has_open_orders=bool(symbols))
+        swept: list[FillReport] = []
+        new_cursor = cursor
+        if reason is not None:
+            wanted = None if symbols is None else symbols | self.position_symbols()
+            swept, new_cursor = await trades.fills_since(cursor, wanted)
+            log.info("%s: REST sweep (%s): %d new trade(s)", self.name, reason, len(swept))
+            missed = [f for f in swept if f.trade_id not in self._seen]
+            self.swept(reason, missed, trades.skipped)
+        ids = {f.trade_id for f in swept}
+        out = list(swept)
+        for fill in self.take_fills():
+            if fill.trade_id in ids:
+                self.stats["duplicate_rest"] += 1
+                continue
+            out.append(fill)
+        return out, new_cursor
