@@ -215,6 +215,8 @@ class UserStream:
 
     def _forget_key(self) -> None:
         """The next connect POSTs: the venue answers the account's valid key, or a new one."""
+        if self._client is None:
+            return
         self._client.options["linear"] = {
             **(self._client.options.get("linear") or {}),
             "listenKey": None,
