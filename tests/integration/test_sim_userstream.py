@@ -317,3 +317,24 @@ async def test_a_takeover_reuses_the_listen_key_and_close_never_deletes_it(
         assert sim.user_streams.current(sim.clock()) == key  # the same stream
     finally:
         await second.close()
+
+
+async def test_a_refused_keepalive_means_a_new_key_and_a_sweep(sim: VenueSim) -> None:
+    v = CcxtVenue(settings(sim, options={"listenKeyRefreshRate": 300}))
+    try:
+        driver, trades = await started(v, sim)
+        old = sim.user_streams.current(sim.clock())
+        assert old is not None
+        old.closed = True  # the venue forgot the key; the socket stays open
+        await eventually(lambda: v.stream and v.stream.stats["keepalive_failed"], "refused")
+        await eventually(lambda: v.stream and v.stream.stats["connects"] >= 2, "reconnect")
+        await driver.poll()
+        assert trades.calls >= 1  # the reconnect's sweep
+        new = sim.user_streams.current(sim.clock())
+        assert new is not None and new.key != old.key
+        await eventually(lambda: sim.user_streams.connections == 1, "the old socket closed")
+        await v.place(place_request("tx" + "f" * 24 + "c0"))
+        await driver.until_filled(D("0.03"))
+        driver.assert_once(sim)
+    finally:
+        await v.close()

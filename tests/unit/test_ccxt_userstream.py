@@ -4,6 +4,7 @@ stream and REST, out-of-order statuses, foreign orders, malformed events, expiry
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D  # noqa: N817
 from typing import Any
 
@@ -144,6 +145,7 @@ def stream_venue() -> tuple[CcxtVenue, Markets]:
     v.exchange = v._writer = fake
     assert v.stream is not None
     v.stream.start = lambda: None  # type: ignore[method-assign]  # no socket in a unit test
+    v.stream._activity = asyncio.Event()
     return v, fake
 
 
@@ -245,3 +247,28 @@ async def test_non_flat_positions_are_swept_too() -> None:
 def test_polling_when_the_stream_is_off_or_the_venue_has_none() -> None:
     assert CcxtVenue(CcxtSettings(user_stream=False)).stream is None
     assert CcxtVenue(CcxtSettings(exchange_id="bybit")).stream is None
+
+
+async def test_a_symbol_new_since_the_last_sweep_is_swept_alone() -> None:
+    v, fake = stream_venue()
+    assert v.stream is not None
+    _, cursor = await v.fills_since(None, frozenset())  # the session's sweep: nothing open
+    assert fake.calls == []  # no symbol to sweep
+    fake.trade(900000001, "4000000001")  # before the stream was there
+    fills, cursor = await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert [f.trade_id for f in fills] == ["900000001"]
+    assert v.stream.stats["symbol_sweeps"] == 1 and len(fake.calls) == 1
+    await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert len(fake.calls) == 1  # covered now: no more REST
+
+
+async def test_pushed_fills_go_first_and_the_new_symbol_is_swept_at_the_next_call() -> None:
+    v, fake = stream_venue()
+    assert v.stream is not None
+    _, cursor = await v.fills_since(None, frozenset())
+    v.stream.on_message(update())
+    fills, cursor = await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert [f.trade_id for f in fills] == ["900000001"] and fake.calls == []
+    await v.wait_activity(5.0)  # returns at once: the deferred sweep is due
+    await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert len(fake.calls) == 1

@@ -40,25 +40,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from titan_exec.adapters.venue.ccxt_setup import CcxtSettings, make_client
+from titan_exec.adapters.venue.ccxt_userbook import StreamBook
 from titan_exec.adapters.venue.ccxt_userevents import (
-    TERMINAL,
     MalformedEvent,
     SweepTimer,
-    read_order_update,
-    read_positions,
 )
 from titan_exec.clock import wall_clock_ms
-from titan_exec.core.model import ZERO, ClientOrderId
+from titan_exec.core.model import ClientOrderId
 from titan_exec.core.reports import FillReport, OrderReport
 
 if TYPE_CHECKING:
@@ -69,12 +65,8 @@ log = logging.getLogger(__name__)
 
 STREAM_VENUES = frozenset({"binanceusdm"})
 """ccxt ids whose user-data events this module reads (Binance USDⓈ-M's field names)."""
-OWN_COID = re.compile(r"^tx[0-9a-f]{24}c\d+$")
-"""The service's client order ids (`core.model.client_order_id`)."""
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
-SEEN_TRADES = 20_000
-KEPT_ORDERS = 10_000
 STAT_NAMES = (
     "events",
     "fills",
@@ -82,6 +74,7 @@ STAT_NAMES = (
     "connects",
     "errors",
     "sweeps",
+    "symbol_sweeps",
     "gaps",
     "malformed",
     "unknown_symbol",
@@ -131,16 +124,18 @@ class UserStream:
         self._clock = clock
         self.timer = SweepTimer(settings.stream_silence_ms, settings.sweep_interval_ms)
         self.stats: Counter[str] = Counter({name: 0 for name in STAT_NAMES})
-        self.orders: OrderedDict[ClientOrderId, OrderReport] = OrderedDict()
-        """The latest update of each order seen on the stream (for later use)."""
-        self._buffer: list[FillReport] = []
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        """Trade ids delivered by the stream (the newest `SEEN_TRADES`)."""
-        self._positions: dict[str, Decimal] = {}
+        self.book = StreamBook(venue, self.stats, self._wake)
         self._activity: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
-        self._force_reconnect = False
+        self._closing: set[asyncio.Future[Any]] = set()
+        self._covered: set[str] = set()
+        """Canonical symbols swept since the last full sweep (a (re)connect's, ...)."""
+        self._is_deferred = False
+        self._last_attempt_ms = 0
+        self._key_forgotten = True
+        """Set when this module dropped ccxt's cached key; ccxt drops it itself only when a
+        keepalive fails (that is how a refused keepalive is told from other errors)."""
         self.is_connected = False
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -204,19 +199,33 @@ class UserStream:
         self.is_connected = False
         self.stats["errors"] += 1
         cached = (self._client.options.get("linear") or {}).get("listenKey")
-        if cached is None and self.stats["connects"]:
+        if cached is None and not self._key_forgotten:
             # ccxt forgets the key when a keepalive (PUT) fails: the key was refused
             self.stats["keepalive_failed"] += 1
             log.warning("%s user stream: keepalive failed (%r): new key, sweep", self.name, err)
         else:
             log.warning("%s user stream: %r; reconnecting (key kept on the venue)", self.name, err)
         self._forget_key()
+        self._discard_sockets()
         self._request_sweep("stream-error")
+
+    def _discard_sockets(self) -> None:
+        """Close and forget ccxt's private connections (a refused keepalive leaves the old
+        one open): the next watch dials afresh with the key it gets."""
+        clients = self._client.clients
+        for url, ws in list(clients.items()):
+            if "listenKey" in str(url):
+                del clients[url]
+                if not ws.closed():
+                    task = asyncio.ensure_future(ws.close())
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
     def _forget_key(self) -> None:
         """The next connect POSTs: the venue answers the account's valid key, or a new one."""
         if self._client is None:
             return
+        self._key_forgotten = True
         self._client.options["linear"] = {
             **(self._client.options.get("linear") or {}),
             "listenKey": None,
@@ -231,6 +240,7 @@ class UserStream:
 
     def on_connected(self) -> None:
         self.is_connected = True
+        self._key_forgotten = False
         self.stats["connects"] += 1
         log.info("%s user stream: connected; sweeping for what it may have missed", self.name)
         self._request_sweep("connect")
@@ -244,10 +254,9 @@ class UserStream:
         event = message.get("e")
         try:
             if event == "ORDER_TRADE_UPDATE":
-                self._on_order_update(message)
+                self.book.on_order_update(message)
             elif event == "ACCOUNT_UPDATE":
-                for market_id, qty in read_positions(message).items():
-                    self._positions[market_id] = qty
+                self.book.on_positions(message)
             elif event == "listenKeyExpired":
                 self.stats["listen_key_expired"] += 1
                 log.warning("%s user stream: listen key expired: new key, sweep", self.name)
@@ -261,68 +270,6 @@ class UserStream:
         log.warning("%s user stream: malformed event (%s): %.300r; sweep", self.name, why, message)
         self._request_sweep("malformed")
 
-    def _symbol_of(self, market_id: str) -> str | None:
-        markets = (self._venue.exchange.markets_by_id or {}).get(market_id) or []
-        for market in markets:
-            if market.get("swap") or market.get("spot"):
-                return self._venue.canonical(str(market["symbol"]))
-        self.stats["unknown_symbol"] += 1
-        return None
-
-    def _on_order_update(self, message: Mapping[str, Any]) -> None:
-        update = read_order_update(
-            message, venue=self.name, account=self._venue.account, symbol_of=self._symbol_of
-        )
-        self.stats["order_updates"] += 1
-        rep = update.order
-        before = self.orders.get(rep.client_order_id)
-        if before is not None and before.status in TERMINAL and rep.status.is_open:
-            self.stats["out_of_order"] += 1
-            log.warning(
-                "%s user stream: %s %s after %s: status ignored",
-                self.name,
-                rep.client_order_id,
-                rep.status,
-                before.status,
-            )
-        else:
-            self.orders[rep.client_order_id] = rep
-            self.orders.move_to_end(rep.client_order_id)
-            while len(self.orders) > KEPT_ORDERS:
-                self.orders.popitem(last=False)
-        if update.fill is not None:
-            self._on_fill(update.market_id, update.fill)
-
-    def _on_fill(self, market_id: str, fill: FillReport) -> None:
-        tid = fill.trade_id
-        if tid in self._seen:
-            self.stats["duplicate_stream"] += 1
-            log.info("%s user stream: trade %s sent again: skipped", self.name, tid)
-            return
-        self._seen[tid] = None
-        while len(self._seen) > SEEN_TRADES:
-            self._seen.popitem(last=False)
-        msym = self._venue.market_symbol(fill.symbol)
-        reported = self._venue.trades.reported.setdefault(msym, {})
-        if tid in reported:
-            self.stats["duplicate_rest"] += 1
-            log.info("%s user stream: trade %s already swept by REST: skipped", self.name, tid)
-            return
-        reported[tid] = fill.ts_ms
-        known = self._venue.coid_by_order.get(str(fill.venue_order_id))
-        if known is None and not OWN_COID.match(fill.client_order_id):
-            self.stats["foreign_order"] += 1
-            log.warning(
-                "%s user stream: fill %s of order %s (%s) not ours: reported, the core decides",
-                self.name,
-                tid,
-                fill.venue_order_id,
-                fill.client_order_id,
-            )
-        self.stats["fills"] += 1
-        self._buffer.append(fill)
-        self._wake()
-
     def _request_sweep(self, reason: str) -> None:
         self.timer.request(reason)
         self._wake()
@@ -333,34 +280,31 @@ class UserStream:
 
     # --- what the venue asks --------------------------------------------------------------
 
+    @property
+    def orders(self) -> OrderedDict[ClientOrderId, OrderReport]:
+        """The latest update of each order seen on the stream (for later use)."""
+        return self.book.orders
+
     def position_symbols(self) -> frozenset[str]:
-        """Canonical symbols of the non-flat positions the stream reported."""
-        out = set()
-        for market_id, qty in self._positions.items():
-            if qty != ZERO:
-                symbol = self._symbol_of(market_id)
-                if symbol is not None:
-                    out.add(symbol)
-        return frozenset(out)
+        return self.book.position_symbols()
 
     async def wait(self, timeout_s: float) -> None:
-        """Until a fill is buffered or a sweep is requested, at most `timeout_s`."""
+        """Until a fill is buffered or a sweep is requested, at most `timeout_s`; a due
+        sweep returns at once, but not more often than the poll interval (a failing
+        sweep is no tight loop)."""
         self.start()
         assert self._activity is not None
-        if self._buffer:
+        if self.book.buffer or self._is_deferred:
             return
-        if self.timer.pending:  # a sweep is due: soon, but not in a tight loop if it fails
-            timeout_s = min(timeout_s, self._settings.poll_interval_ms / 1000)
-            await asyncio.sleep(timeout_s)
+        if self.timer.pending:
+            since_ms = self._clock() - self._last_attempt_ms
+            rest_s = max(0.0, (self._settings.poll_interval_ms - since_ms) / 1000)
+            await asyncio.sleep(min(timeout_s, rest_s))
             return
         self._activity.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self._activity.wait()
-
-    def take_fills(self) -> list[FillReport]:
-        fills, self._buffer = self._buffer, []
-        return fills
 
     def sweep_due(self, *, has_open_orders: bool) -> str | None:
         return self.timer.due(self._clock(), has_open_orders=has_open_orders)
@@ -371,7 +315,7 @@ class UserStream:
         self.stats["sweeps"] += 1
         self.timer.swept(self._clock(), reason)
         for tid in skipped:
-            if tid in self._seen:
+            if tid in self.book.seen:
                 self.stats["duplicate_rest"] += 1
         if swept_fills and self.is_connected and "silent" in reason.split(","):
             self.stats["gaps"] += 1
@@ -392,23 +336,46 @@ class UserStream:
     async def fills(
         self, trades: TradeCursor, cursor: str | None, symbols: frozenset[str] | None
     ) -> tuple[list[FillReport], str | None]:
-        """The buffered fills, plus a REST sweep of `symbols` (and of the non-flat
-        positions) when one is due; the cursor is the sweep's (unchanged without one)."""
+        """The buffered fills, plus a REST sweep when one is due: of `symbols` and the
+        non-flat positions (`SweepTimer`'s reasons), or of the symbols in `symbols` not
+        swept since the last such sweep (a new order's symbol, one reconciliation watches:
+        deferred to the next call while pushed fills wait). The cursor is the sweep's,
+        unchanged without one."""
         self.start()
+        self._is_deferred = False
         if cursor is None:
             self.timer.request("session")
         reason = self.sweep_due(has_open_orders=bool(symbols))
+        target: frozenset[str] | None = None
+        if reason is not None:
+            target = None if symbols is None else symbols | self.book.position_symbols()
+        else:
+            fresh = (symbols or frozenset()) - self._covered
+            if fresh and self.book.buffer:
+                self._is_deferred = True  # the pushed fills first; the next call sweeps
+            elif fresh:
+                reason, target = "new-symbols", frozenset(fresh)
         swept: list[FillReport] = []
         new_cursor = cursor
         if reason is not None:
-            wanted = None if symbols is None else symbols | self.position_symbols()
-            swept, new_cursor = await trades.fills_since(cursor, wanted)
+            self._last_attempt_ms = self._clock()
+            swept, new_cursor = await trades.fills_since(cursor, target)
             log.info("%s: REST sweep (%s): %d new trade(s)", self.name, reason, len(swept))
-            missed = [f for f in swept if f.trade_id not in self._seen]
-            self.swept(reason, missed, trades.skipped)
+            missed = [f for f in swept if f.trade_id not in self.book.seen]
+            if reason == "new-symbols":
+                assert target is not None
+                self._covered |= target
+                self.stats["symbol_sweeps"] += 1
+            else:
+                self._covered = (
+                    set(target)
+                    if target is not None
+                    else {self._venue.canonical(m) for m in trades.symbols}
+                )
+                self.swept(reason, missed, trades.skipped)
         ids = {f.trade_id for f in swept}
         out = list(swept)
-        for fill in self.take_fills():
+        for fill in self.book.take_fills():
             if fill.trade_id in ids:
                 self.stats["duplicate_rest"] += 1
                 continue
