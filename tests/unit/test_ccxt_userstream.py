@@ -272,3 +272,19 @@ async def test_pushed_fills_go_first_and_the_new_symbol_is_swept_at_the_next_cal
     await v.wait_activity(5.0)  # returns at once: the deferred sweep is due
     await v.fills_since(cursor, frozenset({"BTC/USDT"}))
     assert len(fake.calls) == 1
+
+
+async def test_waiting_is_edge_triggered_a_buffered_fill_wakes_once() -> None:
+    """A fill pushed while the driver's poll is in flight wakes the driver once; waiting
+    again blocks (never a busy loop that starves the event loop)."""
+    v, _ = stream_venue()
+    assert v.stream is not None
+    await v.fills_since(None, frozenset({"BTC/USDT"}))  # the first sweeps are done
+    v.stream.on_message(update())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await v.wait_activity(5.0)
+    assert loop.time() - started < 0.5  # woken at once
+    started = loop.time()
+    await v.wait_activity(0.3)
+    assert loop.time() - started >= 0.25  # the same fill does not wake it again

@@ -131,7 +131,6 @@ class UserStream:
         self._closing: set[asyncio.Future[Any]] = set()
         self._covered: set[str] = set()
         """Canonical symbols swept since the last full sweep (a (re)connect's, ...)."""
-        self._is_deferred = False
         self._last_attempt_ms = 0
         self._key_forgotten = True
         """Set when this module dropped ccxt's cached key; ccxt drops it itself only when a
@@ -289,22 +288,23 @@ class UserStream:
         return self.book.position_symbols()
 
     async def wait(self, timeout_s: float) -> None:
-        """Until a fill is buffered or a sweep is requested, at most `timeout_s`; a due
-        sweep returns at once, but not more often than the poll interval (a failing
-        sweep is no tight loop)."""
+        """Until something happened since the last return — a fill pushed, a sweep
+        requested (a (re)connect, an expiry, a deferred new symbol) — at most `timeout_s`.
+        Edge-triggered like the paper venue: fills still buffered while the driver's poll
+        is in flight wake it once, not in a loop. A sweep that is due waits for the rest of
+        the poll interval since the last attempt (a failing sweep is no tight loop)."""
         self.start()
         assert self._activity is not None
-        if self.book.buffer or self._is_deferred:
-            return
-        if self.timer.pending:
+        if self.timer.pending and not self.book.buffer:
             since_ms = self._clock() - self._last_attempt_ms
             rest_s = max(0.0, (self._settings.poll_interval_ms - since_ms) / 1000)
-            await asyncio.sleep(min(timeout_s, rest_s))
-            return
-        self._activity.clear()
-        with contextlib.suppress(TimeoutError):
+            timeout_s = min(timeout_s, rest_s)
+        try:
             async with asyncio.timeout(timeout_s):
                 await self._activity.wait()
+        except TimeoutError:
+            return
+        self._activity.clear()
 
     def sweep_due(self, *, has_open_orders: bool) -> str | None:
         return self.timer.due(self._clock(), has_open_orders=has_open_orders)
@@ -342,7 +342,6 @@ class UserStream:
         deferred to the next call while pushed fills wait). The cursor is the sweep's,
         unchanged without one."""
         self.start()
-        self._is_deferred = False
         if cursor is None:
             self.timer.request("session")
         reason = self.sweep_due(has_open_orders=bool(symbols))
@@ -352,7 +351,7 @@ class UserStream:
         else:
             fresh = (symbols or frozenset()) - self._covered
             if fresh and self.book.buffer:
-                self._is_deferred = True  # the pushed fills first; the next call sweeps
+                self._wake()  # the pushed fills first; the next call sweeps
             elif fresh:
                 reason, target = "new-symbols", frozenset(fresh)
         swept: list[FillReport] = []
