@@ -288,3 +288,50 @@ async def test_waiting_is_edge_triggered_a_buffered_fill_wakes_once() -> None:
     started = loop.time()
     await v.wait_activity(0.3)
     assert loop.time() - started >= 0.25  # the same fill does not wake it again
+
+
+def test_an_event_after_a_long_silence_asks_for_a_sweep() -> None:
+    t = SweepTimer(silence_ms=1000, interval_ms=10_000)
+    t.swept(0, "start")
+    t.on_event(500)
+    assert t.due(600, has_open_orders=False) is None
+    t.on_event(2000)  # silent for 1.5 s, then back: what came meanwhile may be lost
+    assert t.due(2000, has_open_orders=False) == "resumed"
+
+
+async def test_an_order_filled_beyond_what_the_stream_said_is_swept_once() -> None:
+    v, fake = stream_venue()
+    assert v.stream is not None
+    _, cursor = await v.fills_since(None, frozenset({"BTC/USDT"}))
+    fake.trade(900000001, "4000000001")  # the stream lost it
+    order = {
+        "id": "4000000001",
+        "clientOrderId": OURS,
+        "symbol": "BTC/USDT:USDT",
+        "status": "closed",
+        "amount": 0.01,
+        "filled": 0.01,
+        "info": {"status": "FILLED", "origQty": "0.010", "executedQty": "0.010"},
+    }
+    running = v.stream._task = asyncio.create_task(asyncio.sleep(60))  # for the check
+    v.report(order)
+    fills, cursor = await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert [f.trade_id for f in fills] == ["900000001"]
+    assert v.stream.stats["order_gaps"] == 1
+    v.report(order)  # the same answer again: already swept for, no second sweep
+    assert v.stream.stats["order_gaps"] == 1
+    running.cancel()
+
+
+async def test_a_position_the_stream_never_reported_is_swept() -> None:
+    v, fake = stream_venue()
+    assert v.stream is not None
+    _, cursor = await v.fills_since(None, frozenset())
+    running = v.stream._task = asyncio.create_task(asyncio.sleep(60))
+    fake.trade(900000001, "4000000001")
+    v.stream.book.check_positions({"BTC/USDT": D("0.010")})
+    v.stream.book.check_positions({"BTC/USDT": D("0.010")})  # once per quantity
+    assert v.stream.stats["position_gaps"] == 1
+    fills, _ = await v.fills_since(cursor, frozenset())
+    assert [f.trade_id for f in fills] == ["900000001"]  # its symbol swept, no order open
+    running.cancel()

@@ -33,10 +33,21 @@ KEPT_ORDERS = 10_000
 
 
 class StreamBook:
-    def __init__(self, venue: CcxtVenue, stats: Counter[str], wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        venue: CcxtVenue,
+        stats: Counter[str],
+        wake: Callable[[], None],
+        suspect: Callable[[str, str], None],
+    ) -> None:
+        """`wake()`: a fill is buffered; `suspect(symbol, reason)`: a REST answer shows the
+        stream lost trades of `symbol`."""
         self._venue = venue
         self.stats = stats
         self._wake = wake
+        self._suspect = suspect
+        self._checked_orders: OrderedDict[ClientOrderId, Decimal] = OrderedDict()
+        self._checked_positions: dict[str, Decimal] = {}
         self.orders: OrderedDict[ClientOrderId, OrderReport] = OrderedDict()
         """The latest update of each order seen on the stream (for later use)."""
         self.buffer: list[FillReport] = []
@@ -44,6 +55,40 @@ class StreamBook:
         """Trade ids delivered by the stream (the newest `SEEN_TRADES`)."""
         self.positions: dict[str, Decimal] = {}
         """Market id → signed amount, from ``ACCOUNT_UPDATE``."""
+
+    def check_order(self, report: OrderReport) -> None:
+        """An order as REST shows it: filled beyond what the stream delivered for it (and
+        beyond what was suspected of it before), the stream lost its trades: its symbol is
+        swept."""
+        seen = self.orders.get(report.client_order_id)
+        known = max(
+            seen.filled_qty if seen is not None else ZERO,
+            self._checked_orders.get(report.client_order_id, ZERO),
+        )
+        if report.filled_qty > known:
+            self._checked_orders[report.client_order_id] = report.filled_qty
+            while len(self._checked_orders) > 10_000:
+                self._checked_orders.popitem(last=False)
+            self._suspect(report.symbol, "order-gap")
+
+    def check_positions(self, reports: Mapping[str, Decimal]) -> None:
+        """Positions as REST shows them (canonical symbol → quantity): one the stream's
+        ``ACCOUNT_UPDATE`` never reached (and not suspected at that quantity before), the
+        stream lost its trades: it is swept."""
+        streamed = self.streamed_positions()
+        for symbol, qty in reports.items():
+            if qty != streamed.get(symbol, ZERO) and self._checked_positions.get(symbol) != qty:
+                self._checked_positions[symbol] = qty
+                self._suspect(symbol, "position-gap")
+
+    def streamed_positions(self) -> dict[str, Decimal]:
+        """Canonical symbol → the quantity the last ``ACCOUNT_UPDATE`` of it said."""
+        out = {}
+        for market_id, qty in self.positions.items():
+            symbol = self.symbol_of(market_id)
+            if symbol is not None:
+                out[symbol] = qty
+        return out
 
     def on_positions(self, message: Mapping[str, Any]) -> None:
         for market_id, qty in read_positions(message).items():

@@ -9,8 +9,8 @@ without I/O, so it is tested on values and a hand-driven clock:
   `MalformedEvent` (the caller counts it, logs it and sweeps: the fill is not lost).
 - `SweepTimer`: when a REST sweep of the trades is due — a reason was requested ((re)connect,
   ``listenKeyExpired``, a keepalive failure, a malformed event, a new session), the stream
-  has been silent for `silence_ms` while orders are open (the watchdog), or `interval_ms`
-  passed since the last sweep (the safety net).
+  has been silent for `silence_ms` while orders are open (the watchdog), an event came
+  after such a silence, or `interval_ms` passed since the last sweep (the safety net).
 
 The watchdog and a quiet account: Binance sends nothing on a user stream while nothing
 happens, and a socket that stopped delivering still answers pings, so neither silence nor
@@ -163,6 +163,11 @@ class SweepTimer:
         self.pending.add(reason)
 
     def on_event(self, now_ms: int) -> None:
+        """An event arrived; after a silence of `silence_ms` or more, a sweep (a stream
+        that stopped delivering and came back may have lost what happened meanwhile)."""
+        quiet_since = max(self.last_sweep_ms or 0, self.last_event_ms or 0)
+        if self.last_event_ms is not None and now_ms - quiet_since >= self.silence_ms:
+            self.pending.add("resumed")
         self.last_event_ms = now_ms
 
     def due(self, now_ms: int, *, has_open_orders: bool) -> str | None:

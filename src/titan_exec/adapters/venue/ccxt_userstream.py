@@ -76,6 +76,8 @@ STAT_NAMES = (
     "sweeps",
     "symbol_sweeps",
     "gaps",
+    "order_gaps",
+    "position_gaps",
     "malformed",
     "unknown_symbol",
     "foreign_order",
@@ -124,7 +126,7 @@ class UserStream:
         self._clock = clock
         self.timer = SweepTimer(settings.stream_silence_ms, settings.sweep_interval_ms)
         self.stats: Counter[str] = Counter({name: 0 for name in STAT_NAMES})
-        self.book = StreamBook(venue, self.stats, self._wake)
+        self.book = StreamBook(venue, self.stats, self._wake, self.suspect)
         self._activity: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
@@ -132,6 +134,8 @@ class UserStream:
         self._covered: set[str] = set()
         """Canonical symbols swept since the last full sweep (a (re)connect's, ...)."""
         self._last_attempt_ms = 0
+        self._suspects: set[str] = set()
+        """Symbols a REST answer showed the stream lost trades of (swept next)."""
         self._key_forgotten = True
         """Set when this module dropped ccxt's cached key; ccxt drops it itself only when a
         keepalive fails (that is how a refused keepalive is told from other errors)."""
@@ -269,6 +273,14 @@ class UserStream:
         log.warning("%s user stream: malformed event (%s): %.300r; sweep", self.name, why, message)
         self._request_sweep("malformed")
 
+    def suspect(self, symbol: str, reason: str) -> None:
+        """Trades of `symbol` may be missing: it is swept with the next sweep, now due."""
+        if symbol not in self._suspects:
+            log.info("%s user stream: %s on %s: sweep", self.name, reason, symbol)
+        self._suspects.add(symbol)
+        self.stats[reason.replace("-", "_") + "s"] += 1
+        self._request_sweep(reason)
+
     def _request_sweep(self, reason: str) -> None:
         self.timer.request(reason)
         self._wake()
@@ -347,7 +359,11 @@ class UserStream:
         reason = self.sweep_due(has_open_orders=bool(symbols))
         target: frozenset[str] | None = None
         if reason is not None:
-            target = None if symbols is None else symbols | self.book.position_symbols()
+            target = (
+                None
+                if symbols is None
+                else symbols | self.book.position_symbols() | frozenset(self._suspects)
+            )
         else:
             fresh = (symbols or frozenset()) - self._covered
             if fresh and self.book.buffer:
@@ -372,6 +388,7 @@ class UserStream:
                     else {self._venue.canonical(m) for m in trades.symbols}
                 )
                 self.swept(reason, missed, trades.skipped)
+                self._suspects.clear()
         ids = {f.trade_id for f in swept}
         out = list(swept)
         for fill in self.book.take_fills():

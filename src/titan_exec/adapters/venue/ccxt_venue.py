@@ -244,6 +244,8 @@ class CcxtVenue:
         rep = order_report(order, venue=self.name, account=self.account, canonical=self.canonical)
         if rep.client_order_id:
             self.coid_by_order[str(rep.venue_order_id)] = rep.client_order_id
+        if self.stream is not None and self.stream.is_running:
+            self.stream.book.check_order(rep)  # filled beyond what the stream said: a sweep
         return rep
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
@@ -320,6 +322,9 @@ class CcxtVenue:
                     entry_price=dec(info.get("entryPrice"), p.get("entryPrice")),
                 )
             )
+        if self.stream is not None and self.stream.is_running:
+            # a position the stream's ACCOUNT_UPDATE never reached: the stream lost trades
+            self.stream.book.check_positions({r.symbol: r.qty for r in out})
         if self.settings.exchange_id in COMPLETE_POSITION_LISTS:
             listed = {r.symbol for r in out}
             for symbol in sorted(symbols - listed):
