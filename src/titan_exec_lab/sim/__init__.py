@@ -10,6 +10,8 @@ differ). Modules:
 - `endpoints`: what each `/fapi` endpoint does with its parameters.
 - `faults`: the fault-injection knobs.
 - `stream`: the websocket book-ticker stream (what ccxt.pro's `watch_bids_asks` reads).
+- `userstream`: listen keys and the user-data websocket (what ccxt.pro's `watch_orders` /
+  `watch_my_trades` read); `userevents`: its events from the engine's records (pure).
 - `server`: the aiohttp app (authentication, errors, faults, `/sim/*`) and `VenueSim`, the
   runner with its tick loop, NATS book tickers and state file.
 - `ccxt_client`: `sim_urls` / `ccxt_config`, pointing ccxt's `binanceusdm` at it.
