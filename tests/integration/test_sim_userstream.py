@@ -14,6 +14,7 @@ import aiohttp
 import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
 import pytest
 
+from titan_exec.adapters.venue import ccxt_userstream as userstream
 from titan_exec.adapters.venue.ccxt_setup import CcxtSettings, make_client
 from titan_exec.adapters.venue.ccxt_venue import CcxtVenue
 from titan_exec.adapters.venue.exchange.engine import EngineConfig
@@ -334,6 +335,27 @@ async def test_a_refused_keepalive_means_a_new_key_and_a_sweep(sim: VenueSim) ->
         assert new is not None and new.key != old.key
         await eventually(lambda: sim.user_streams.connections == 1, "the old socket closed")
         await v.place(place_request("tx" + "f" * 24 + "c0"))
+        await driver.until_filled(D("0.03"))
+        driver.assert_once(sim)
+    finally:
+        await v.close()
+
+
+async def test_a_stream_nobody_reads_closes_and_reopens_when_read_again(
+    sim: VenueSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stood-down instance's driver stops calling: its stream closes by itself (the key
+    is left alone) and opens again, with a sweep, when fills are asked for again."""
+    monkeypatch.setattr(userstream, "IDLE_STOP_MS", 400)
+    v = CcxtVenue(settings(sim))
+    try:
+        driver, _ = await started(v, sim)
+        await eventually(lambda: sim.user_streams.connections == 0, "closed when idle")
+        assert v.stream is not None and v.stream.stats["idle_stops"] == 1
+        assert sim.user_streams.requests["DELETE"] == 0
+        await v.place(place_request("tx" + "9" * 24 + "c0"))  # its fills while closed
+        await driver.poll()
+        await eventually(lambda: v.stream and v.stream.is_connected, "reopened")
         await driver.until_filled(D("0.03"))
         driver.assert_once(sim)
     finally:

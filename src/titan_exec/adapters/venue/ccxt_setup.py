@@ -141,6 +141,9 @@ def settings_from_env(
     poll_interval_ms: int = 250,
     enable_rate_limit: bool = True,
     rate_limit_ms: int = 0,
+    user_stream: bool = True,
+    stream_silence_ms: int = 60_000,
+    sweep_interval_ms: int = 300_000,
     env: Mapping[str, str] | None = None,
 ) -> CcxtSettings:
     e = env if env is not None else os.environ
@@ -155,4 +158,7 @@ def settings_from_env(
         poll_interval_ms=poll_interval_ms,
         enable_rate_limit=enable_rate_limit,
         rate_limit_ms=rate_limit_ms,
+        user_stream=user_stream,
+        stream_silence_ms=stream_silence_ms,
+        sweep_interval_ms=sweep_interval_ms,
     )

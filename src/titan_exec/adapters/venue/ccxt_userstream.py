@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 
 STREAM_VENUES = frozenset({"binanceusdm"})
 """ccxt ids whose user-data events this module reads (Binance USDⓈ-M's field names)."""
+IDLE_STOP_MS = 30_000
+"""The stream closes when no `fills_since` / `wait_activity` came for this long (the
+leader's driver calls them every poll interval)."""
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 STAT_NAMES = (
@@ -86,6 +89,7 @@ STAT_NAMES = (
     "out_of_order",
     "listen_key_expired",
     "keepalive_failed",
+    "idle_stops",
 )
 
 
@@ -113,6 +117,17 @@ def _hooked(cls: Any) -> Any:
     return Hooked
 
 
+def _private_client(s: CcxtSettings, stream: UserStream) -> Any:
+    """ccxt.pro's client of `s` (its ws URLs rebased like REST), hooked to `stream`."""
+    cls = _hooked(getattr(ccxt_pro, s.exchange_id))
+    options = {"fetchCurrencies": False, "fetchMargins": False, **dict(s.options)}
+    client = make_client(cls, s, options)
+    # ccxt's ping/pong keepalive closes a dead connection within two periods
+    client.streaming = {**client.streaming, "keepAlive": max(1000, s.stream_silence_ms // 2)}
+    client.stream = stream
+    return client
+
+
 class UserStream:
     def __init__(
         self,
@@ -134,6 +149,8 @@ class UserStream:
         self._covered: set[str] = set()
         """Canonical symbols swept since the last full sweep (a (re)connect's, ...)."""
         self._last_attempt_ms = 0
+        self._last_used_ms = 0
+        self._idle_task: asyncio.Task[None] | None = None
         self._suspects: set[str] = set()
         """Symbols a REST answer showed the stream lost trades of (swept next)."""
         self._key_forgotten = True
@@ -148,22 +165,22 @@ class UserStream:
         return self._task is not None and not self._task.done()
 
     def start(self) -> None:
-        """Open the stream (once; the first `fills_since` / `wait_activity` calls it)."""
+        """Open the stream if it is not open (the first `fills_since` / `wait_activity`
+        calls it: only the leader's driver calls those)."""
+        self._last_used_ms = self._clock()
         if self._task is not None:
             return
-        s = self._settings
-        cls = _hooked(getattr(ccxt_pro, s.exchange_id))
-        options = {"fetchCurrencies": False, "fetchMargins": False, **dict(s.options)}
-        client = make_client(cls, s, options)
-        # ccxt's ping/pong keepalive closes a dead connection within two periods
-        client.streaming = {**client.streaming, "keepAlive": max(1000, s.stream_silence_ms // 2)}
-        client.stream = self
-        self._client = client
+        self._client = _private_client(self._settings, self)
         self._activity = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"user-stream-{self._venue.name}")
+        self._idle_task = asyncio.create_task(self._idle_watch(), name="user-stream-idle")
 
     async def close(self) -> None:
         """Stop reading; the listen key is left alone (the pair shares it)."""
+        idle, self._idle_task = self._idle_task, None
+        if idle is not None and idle is not asyncio.current_task():
+            idle.cancel()
+            await asyncio.gather(idle, return_exceptions=True)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -173,6 +190,19 @@ class UserStream:
                 await self._client.close()
             self._client = None
         self.is_connected = False
+        self._covered = set()  # reopened: every symbol is swept again
+
+    async def _idle_watch(self) -> None:
+        """A stream nobody reads for `IDLE_STOP_MS` is closed — an instance that stood
+        down (its fills would pile up unread); the next `fills_since` opens it again."""
+        while True:
+            await asyncio.sleep(IDLE_STOP_MS / 4000)
+            idle_ms = self._clock() - self._last_used_ms
+            if idle_ms >= IDLE_STOP_MS:
+                self.stats["idle_stops"] += 1
+                log.info("%s user stream: not read for %d ms: closed", self.name, idle_ms)
+                await self.close()
+                return
 
     async def _run(self) -> None:
         client = self._client
