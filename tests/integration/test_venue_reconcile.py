@@ -124,6 +124,7 @@ async def test_a_position_changed_behind_our_back_is_reported_within_the_interva
     async with world(service_nats.url, tmp_path, sim=venue_sim, **RECON) as w, desk(venue_sim) as x:
         reports = await reports_of(w)
         assert w.svc.state.position("sim", "SOL/USDT").is_flat
+        venue_sim.faults.update({"user_silent": True})  # the user-data stream misses them too
         await x.create_order(
             "SOL/USDT:USDT", "market", "buy", 2, None, {"newClientOrderId": "desk-1"}
         )
@@ -159,7 +160,7 @@ async def test_a_position_the_fills_cannot_explain_is_corrected_from_the_venue_r
     time, a fenced `PositionReconciled` sets our position to the venue's."""
     async with world(service_nats.url, tmp_path, sim=venue_sim, **RECON) as w, desk(venue_sim) as x:
         reports = await reports_of(w)
-        venue_sim.faults.update({"invisible_ms": 120_000})
+        venue_sim.faults.update({"invisible_ms": 120_000, "user_silent": True})
         await x.create_order(
             "BNB/USDT:USDT", "market", "sell", 1, None, {"newClientOrderId": "desk-2"}
         )

@@ -1,6 +1,7 @@
 """The ccxt venue's fill cursor: `fills_since(None)` starts from the session's start, also
 when this venue object already read further for an earlier runner (a fenced active that
-rejoined in process and leads again)."""
+rejoined in process and leads again). Polling only (`user_stream=False`): the stream's
+sweeps are `tests/unit/test_ccxt_userstream.py`."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class TradesExchange:
 
 
 def venue(fake: TradesExchange) -> CcxtVenue:
-    v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", name="sim"))
+    v = CcxtVenue(CcxtSettings(exchange_id="binanceusdm", name="sim", user_stream=False))
     v.exchange = v._writer = fake
     return v
 

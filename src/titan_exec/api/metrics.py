@@ -283,6 +283,15 @@ class Metrics:
             registry=r,
         )
         self.throttled_seen: dict[tuple[str, str, str], int] = {}
+        self.venue_stream = Counter(
+            "titan_exec_venue_stream_total",
+            "The venue's user-data stream, by what happened: events, fills, connects, "
+            "sweeps, gaps, malformed, duplicate_stream, duplicate_rest, out_of_order, "
+            "listen_key_expired, keepalive_failed, ... (`ccxt_userstream.STAT_NAMES`)",
+            ["venue", "account", "kind"],
+            registry=r,
+        )
+        self.stream_seen: dict[tuple[str, str, str], int] = {}
         self.market_quotes = Counter(
             "titan_exec_market_quotes_total",
             "Book tickers read, by input (nats, ws, rest) and outcome (current; older: a "
@@ -313,6 +322,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def observe_stream(metrics: Metrics, *, venue: str, account: str, stats: Mapping[str, int]) -> None:
+    """A venue account's user-data stream counts at scrape time (cumulative)."""
+    seen = metrics.stream_seen
+    for kind, count in stats.items():
+        key = (venue, account, kind)
+        delta = count - seen.get(key, 0)
+        if delta > 0:
+            metrics.venue_stream.labels(venue, account, kind).inc(delta)
+        seen[key] = max(count, seen.get(key, 0))
 
 
 def observe_budget(

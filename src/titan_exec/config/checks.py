@@ -220,8 +220,8 @@ def _validate_venue(v: VenueConfig, where: str) -> None:
 
 def _validate_budget(v: VenueConfig, where: str) -> None:
     """The request-weight budget and the user-data stream's timers."""
-    if v.weight_limit_1m <= 0:
-        raise ConfigError(f"{where}.weight_limit_1m: must be > 0, got {v.weight_limit_1m}")
+    if v.weight_limit_1m < 0:
+        raise ConfigError(f"{where}.weight_limit_1m: must be >= 0, got {v.weight_limit_1m}")
     if not 0 < v.weight_share <= 1:
         raise ConfigError(f"{where}.weight_share: must be in (0, 1], got {v.weight_share}")
     if v.stream_silence_ms < 1000:

@@ -147,6 +147,8 @@ class VenueConfig:
     """Or TITAN_VENUE_API_KEY, or a file named by TITAN_VENUE_API_KEY_FILE."""
     api_secret: str = field(default="", repr=False)
     """Or TITAN_VENUE_API_SECRET, or a file named by TITAN_VENUE_API_SECRET_FILE."""
+    api_password: str = field(default="", repr=False)
+    """The API passphrase some venues add (OKX); or TITAN_VENUE_API_PASSWORD (`_FILE`)."""
     timeout_ms: int = 5000
     enable_rate_limit: bool = True
     """ccxt's request pacing (keep it on against real venues)."""
@@ -163,8 +165,11 @@ class VenueConfig:
     ``<VAR>_FILE`` form); read at load when `api_key` is empty."""
     api_secret_env: str = ""
     """The same for the API secret."""
-    weight_limit_1m: int = 2400
-    """The account's request-weight limit per minute (Binance USDⓈ-M: 2400)."""
+    api_password_env: str = ""
+    """The same for the API passphrase (OKX)."""
+    weight_limit_1m: int = 0
+    """The account's request-weight limit per minute; 0: the venue's published limit where
+    the adapter knows it (Binance USDⓈ-M: 2400), else the weight is counted, not limited."""
     weight_share: float = 0.5
     """The share of that limit this service may use (the rest is left to others)."""
     user_stream: bool = True
@@ -365,7 +370,7 @@ class Config:
         for section, key in URL_KEYS:
             doc[section][key] = redact_urls(doc[section][key])
         for entry in doc["venues"].values():
-            for key in ("api_key", "api_secret"):
+            for key in ("api_key", "api_secret", "api_password"):
                 if entry[key]:
                     entry[key] = "***"
             entry["base_url"] = redact_urls(entry["base_url"])
@@ -380,6 +385,7 @@ SECRET_KEYS = [
     ("nats", "token"),
     ("venue", "api_key"),
     ("venue", "api_secret"),
+    ("venue", "api_password"),
 ]
 
 URL_KEYS = [("nats", "url"), ("venue", "base_url")]

@@ -37,11 +37,11 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 RESERVED_NAMES = frozenset({"auto", "main"})
 """RPC venue tokens that mean every venue (`wire/subjects.ALL_VENUES`)."""
 
-SECRETS = ("api_key", "api_secret")
+SECRETS = ("api_key", "api_secret", "api_password")
 ENV_KEYS = tuple(
     f.name
     for f in dataclasses.fields(VenueConfig)
-    if f.name not in ("name", "paper", "api_key_env", "api_secret_env")
+    if f.name not in ("name", "paper", "api_key_env", "api_secret_env", "api_password_env")
 )
 """The keys ``TITAN_VENUES_<NAME>_<KEY>`` can set."""
 

@@ -13,7 +13,6 @@ in use therefore stops the start with `StartupError` before anything reaches NAT
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -53,17 +52,6 @@ def embedded_failure(err: EmbeddedNatsError) -> str:
     return lines[0] if lines else repr(err)
 
 
-STREAM_AND_BUDGET_KEYS = (
-    "weight_limit_1m",
-    "weight_share",
-    "user_stream",
-    "stream_silence_ms",
-    "sweep_interval_ms",
-)
-"""Venue settings passed to the ccxt venue where its settings have the field (the
-request-weight budget and the user-data stream)."""
-
-
 def make_venue(cfg: Config, clock: Callable[[], int], v: VenueConfig | None = None) -> Venue:
     """The venue object of one entry (the default's when `v` is None), trading its account."""
     v = v or cfg.venue
@@ -97,16 +85,20 @@ def _ccxt_venue(cfg: Config, v: VenueConfig, account: str) -> Venue:
             base_url=v.base_url,
             api_key=v.api_key,
             api_secret=v.api_secret,
+            api_password=v.api_password,
             timeout_ms=v.timeout_ms,
             poll_interval_ms=v.poll_interval_ms,
             enable_rate_limit=v.enable_rate_limit,
             rate_limit_ms=v.rate_limit_ms,
+            weight_limit_1m=v.weight_limit_1m or None,
+            weight_share=Decimal(str(v.weight_share)),
+            user_stream=v.user_stream,
+            stream_silence_ms=v.stream_silence_ms,
+            sweep_interval_ms=v.sweep_interval_ms,
             # several venues: none falls back to the single venue's TITAN_VENUE_API_KEY
             env={} if len(cfg.venues) > 1 else None,
         )
-        known = {f.name for f in dataclasses.fields(settings)}
-        extras = {k: getattr(v, k) for k in STREAM_AND_BUDGET_KEYS if k in known}
-        return CcxtVenue(dataclasses.replace(settings, **extras), account=account)
+        return CcxtVenue(settings, account=account)
     except VenueConfigError as err:
         raise ConfigError(str(err)) from None
 

@@ -25,6 +25,7 @@ from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.nats.snapshots import SnapshotStore
 from titan_exec.adapters.nats.streams import ensure_streams
 from titan_exec.adapters.venue.base import Venue
+from titan_exec.adapters.venue.budget import budget_of
 from titan_exec.api.metrics import Metrics
 from titan_exec.clock import wall_clock_ms
 from titan_exec.config import Config
@@ -273,10 +274,10 @@ class Node:
     # --- the admin API's view (`api.http.ServiceView`) --------------------------------------
 
     def sources(self) -> views.Sources:
-        events, leader = self.events, self.leader
+        events, leader, now = self.events, self.leader, self.clock()
         return views.Sources(
             cfg=self.cfg,
-            now_ms=self.clock(),
+            now_ms=now,
             role=self.role,
             epoch=self.epoch,
             health=self.health,
@@ -291,6 +292,8 @@ class Node:
             standby=self.standby,
             intake=leader.intake if leader is not None else None,
             checkpoint=leader.checkpoints.last if leader and leader.checkpoints else None,
+            budgets=tuple(b.view(now) for b in map(budget_of, self.venues) if b is not None),
+            streams=tuple(s for s in map(views.stream_of, self.venues) if s is not None),
         )
 
     def status_doc(self) -> dict[str, Any]:

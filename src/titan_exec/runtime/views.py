@@ -9,13 +9,14 @@ one cache, `HashCache`, belongs to the caller).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from titan_exec.adapters.nats import follow
 from titan_exec.adapters.venue.budget import BudgetView
-from titan_exec.api.metrics import Metrics, observe_budget
+from titan_exec.api.metrics import Metrics, observe_budget, observe_stream
 from titan_exec.core.events import RISK_STATES, Event, OrderFilled
 from titan_exec.core.leadership_io import Role, role_name
 from titan_exec.core.positions import ClosedTrade
@@ -85,6 +86,38 @@ class Sources:
     checkpoint: Checkpoint | None
     budgets: tuple[BudgetView, ...] = ()
     """The request-weight budget of each venue account that keeps one, at `now_ms`."""
+    streams: tuple[StreamView, ...] = ()
+    """The user-data stream of each venue account that has one."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamView:
+    venue: str
+    account: str
+    is_running: bool
+    stats: Mapping[str, int]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "venue": self.venue,
+            "account": self.account,
+            "running": self.is_running,
+            **{k: v for k, v in sorted(self.stats.items()) if v},
+        }
+
+
+def stream_of(venue: object) -> StreamView | None:
+    """The user-data stream of a venue adapter that has one (the ccxt venue), else None."""
+    stream = getattr(venue, "stream", None)
+    stats = getattr(stream, "stats", None)
+    if stream is None or not isinstance(stats, Mapping):
+        return None
+    return StreamView(
+        venue=str(getattr(venue, "name", "")),
+        account=str(getattr(venue, "account", "")),
+        is_running=bool(getattr(stream, "is_running", False)),
+        stats=dict(stats),
+    )
 
 
 def trade_messages(
@@ -184,6 +217,7 @@ def status_doc(src: Sources, hashes: HashCache) -> dict[str, Any]:
         **_orders(src),
         "market": src.market.status_doc(),
         "budget": [b.to_doc() for b in src.budgets],
+        "user_streams": [s.to_doc() for s in src.streams],
     }
 
 
@@ -332,6 +366,8 @@ def refresh_gauges(metrics: Metrics, src: Sources) -> None:
             stretch=b.stretch,
             throttled=b.throttled,
         )
+    for s in src.streams:
+        observe_stream(metrics, venue=s.venue, account=s.account, stats=s.stats)
     metrics.open_orders.set(sum(len(v) for v in st.open_orders.values()))
     metrics.positions.set(sum(1 for p in st.positions.values() if not p.is_flat))
     metrics.halted.set(1 if st.is_halted else 0)

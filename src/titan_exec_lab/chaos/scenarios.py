@@ -225,6 +225,32 @@ async def _venue_error_burst(ctx: RunContext) -> None:
     ctx.recovered()
 
 
+# ------------------------------------------------------------- the user-data stream
+async def _venue_stream_drop(ctx: RunContext) -> None:
+    ctx.fault("venue: the user-data stream's sockets dropped 3 times, 700 ms apart")
+    for _ in range(3):
+        await ctx.topo.venue_faults(user_drop=True)
+        await asyncio.sleep(0.7)
+    ctx.recovered()
+
+
+async def _venue_stream_silent(ctx: RunContext) -> None:
+    ctx.fault("venue: the user-data stream open but silent for 3 s (its events lost)")
+    await ctx.topo.venue_faults(user_silent=True)
+    try:
+        await asyncio.sleep(3.0)
+    finally:
+        await ctx.topo.venue_faults(user_silent=False)
+    ctx.recovered()
+
+
+async def _listen_key_expired(ctx: RunContext) -> None:
+    ctx.fault("venue: the listen key expired (listenKeyExpired, its sockets closed)")
+    await ctx.topo.venue_faults(user_expire=True)
+    await asyncio.sleep(2.0)
+    ctx.recovered()
+
+
 # ------------------------------------------------------------------------ poison
 POISON_BURSTS = 3
 """The corpus is published in this many bursts, the max-size burst between them."""
@@ -298,6 +324,12 @@ SCENARIOS: dict[str, Scenario] = {
                  _venue_invisible, "stay"),
         Scenario("venue-error-burst", "errors and rate limits on order calls",
                  _venue_error_burst, "stay"),
+        Scenario("venue-stream-drop", "the user-data stream's sockets dropped",
+                 _venue_stream_drop, "stay"),
+        Scenario("venue-stream-silent", "the user-data stream open but silent",
+                 _venue_stream_silent, "stay"),
+        Scenario("listen-key-expired", "the user-data stream's listen key expired",
+                 _listen_key_expired, "stay"),
         Scenario("switchover", "planned switchover under load", _switchover, "failover",
                  is_planned=True),
         Scenario("kill-during-catchup", "kill -9 of the active while a restarted standby "

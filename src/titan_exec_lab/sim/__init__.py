@@ -12,6 +12,8 @@ differ). Modules:
 - `weights`: Binance's request weight per endpoint, counted per client and minute (the
   ``X-MBX-USED-WEIGHT-1M`` header, 429 past the limit, 418 for a client that keeps going).
 - `stream`: the websocket book-ticker stream (what ccxt.pro's `watch_bids_asks` reads).
+- `userstream`: listen keys and the user-data websocket (what ccxt.pro's `watch_orders` /
+  `watch_my_trades` read); `userevents`: its events from the engine's records (pure).
 - `server`: the aiohttp app (authentication, errors, faults, `/sim/*`) and `VenueSim`, the
   runner with its tick loop, NATS book tickers and state file.
 - `ccxt_client`: `sim_urls` / `ccxt_config`, pointing ccxt's `binanceusdm` at it.

@@ -21,6 +21,16 @@ Knobs (all off by default):
   id answers -2013. They exist all the same: they fill, count for positions and can be
   canceled.
 
+User-data stream (`userstream.UserStreams`; the websocket, not `/fapi`):
+
+- ``user_drop``: close every user-data socket now (acts once, then reads false again);
+- ``user_expire``: expire the account's listen key now (its sockets get
+  ``listenKeyExpired`` and are closed; acts once);
+- ``user_silent``: sockets stay open (pings answered) but no event is sent — the events
+  of the time are lost, as on a venue stream that stopped delivering — until cleared;
+- ``user_delay_ms``: each event is sent this long after it happened;
+- ``user_duplicate_next``: the next N events are sent twice.
+
 Scopes: ``place`` (POST order), ``cancel`` (DELETE order, DELETE allOpenOrders), ``query``
 (order reads), ``order`` (all three), ``private`` (any signed request), ``all``.
 """
@@ -51,6 +61,11 @@ class Faults:
     lose_scope: str = "place"
     lose_mode: str = "disconnect"
     invisible_ms: int = 0
+    user_drop: bool = False
+    user_expire: bool = False
+    user_silent: bool = False
+    user_delay_ms: int = 0
+    user_duplicate_next: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
     """Faults applied so far: ``{"time", "fault", "method", "path", "clientOrderId"}``."""
 

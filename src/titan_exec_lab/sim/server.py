@@ -20,6 +20,9 @@ This module owns the aiohttp application and `VenueSim`, the runner around it:
   each client used this minute and in the last ten),
   ``GET/POST/DELETE /sim/faults``, ``POST /sim/price`` (pin a mid price, for tests),
   ``POST /sim/streams/close`` (drop every websocket connection);
+- the user-data stream (`userstream`): ``/fapi/v1/listenKey`` and the private websocket,
+  its events pushed after every request and every tick; ``/sim/inspect`` shows its listen
+  keys, connections and events sent under ``userStream``;
 - the runner: a tick loop (engine.tick every ``tick_interval_ms``; changed books pushed to
   the websocket subscribers), book tickers published
   on NATS (``titan.data.market.ticker.v1.<venue>.<BASE_QUOTE>``, ``{"bid","ask","ts"}``)
@@ -53,6 +56,7 @@ from titan_exec_lab.sim import render
 from titan_exec_lab.sim.endpoints import Fapi, Handler, Params, int_param
 from titan_exec_lab.sim.faults import Faults, request_tags
 from titan_exec_lab.sim.stream import BookTickerStreams
+from titan_exec_lab.sim.userstream import UserStreams
 from titan_exec_lab.sim.weights import WeightCounter, request_weight
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,10 @@ class VenueSim:
             ban_ms=self.settings.ban_ms,
         )
         self.streams = BookTickerStreams(lambda: self.engine, clock)
+        self.user_streams = UserStreams(
+            lambda: self.engine, clock, self.faults, self.settings.api_key
+        )
+        self.streams.private = self.user_streams.serve
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -166,6 +174,7 @@ class VenueSim:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.streams.close_all()
+        await self.user_streams.drop_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -195,6 +204,8 @@ class VenueSim:
             try:
                 now = self.clock()
                 self.engine.tick(now)
+                await self.user_streams.apply_faults(now)
+                self.user_streams.publish(now)
                 await self.streams.publish(now)
                 if self._nc is not None:
                     await self._publish_tickers(now)
@@ -233,6 +244,7 @@ class VenueSim:
             "rejected": [render.rejection_json(r) for r in eng.rejections],
             "faults": list(self.faults.log),
             "weight": self.weights.to_doc(self.clock()),
+            "userStream": self.user_streams.inspect(self.clock()),
         }
 
     async def _sim_inspect(self, request: web.Request) -> web.Response:
@@ -250,6 +262,7 @@ class VenueSim:
                 self.faults.update(doc)
             except ValueError as err:
                 return web.json_response({"error": str(err)}, status=400)
+            await self.user_streams.apply_faults(self.clock())
         return web.json_response(self.faults.to_doc())
 
     async def _sim_price(self, request: web.Request) -> web.Response:
@@ -274,6 +287,7 @@ class VenueSim:
         app = web.Application()
         routes = Fapi(self).routes()
         for method, path, handler, signed in routes:
+            handler = self._publishing(handler)
             app.router.add_route(method, path, self._endpoint(method, path, handler, signed))
         app.router.add_get("/sim/inspect", self._sim_inspect)
         for method in ("GET", "POST", "DELETE"):
@@ -281,7 +295,20 @@ class VenueSim:
         app.router.add_post("/sim/price", self._sim_price)
         app.router.add_post("/sim/streams/close", self._sim_close_streams)
         self.streams.add_routes(app)
+        self.user_streams.add_routes(app)
         return app
+
+    def _publishing(self, handler: Handler) -> Handler:
+        """`handler`, then the user-data events of what it changed (a fill is pushed as
+        soon as it happens, not at the next tick)."""
+
+        def handle(params: Params, now: int) -> Any:
+            try:
+                return handler(params, now)
+            finally:
+                self.user_streams.publish(now)
+
+        return handle
 
     def _endpoint(
         self, method: str, path: str, handler: Handler, signed: bool

@@ -19,6 +19,9 @@ What it serves is what ccxt.pro's ``binanceusdm.watch_bids_asks(symbols)`` (ccxt
   and then whenever the symbol's top of book changes (`publish`, called by the simulator's
   tick loop), like Binance's real-time stream.
 
+A connection naming a listen key (``/ws?listenKey=K``, ``/ws/K``) is the user-data stream:
+it is handed to `private` (`userstream.UserStreams.serve`).
+
 `close_all` drops every connection (tests: a venue's websocket going away).
 """
 
@@ -28,7 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +62,8 @@ class BookTickerStreams:
         self._subscribers: set[_Subscriber] = set()
         self._update_id = 0
         self.messages_sent = 0
+        self.private: Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None = None
+        """Where a user-data connection (``/ws?listenKey=K``, ``/ws/K``) is handed over."""
 
     def add_routes(self, app: web.Application) -> None:
         for path in STREAM_PATHS:
@@ -69,13 +74,18 @@ class BookTickerStreams:
     def connections(self) -> int:
         return len(self._subscribers)
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        tail = request.match_info.get("tail", "")
+        key = request.query.get("listenKey") or (
+            tail if tail and "@" not in tail and "/" not in tail and not tail.isdigit() else ""
+        )
+        if key and self.private is not None:
+            return await self.private(request, key)
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         sub = _Subscriber(ws)
         self._subscribers.add(sub)
         try:
-            tail = request.match_info.get("tail", "")
             if "@" in tail:  # a raw stream named in the URL
                 await self._subscribe(sub, tail.split("/"), None)
             async for msg in ws:

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from titan_exec.core.model import ZERO, ClientOrderId, VenueOrderId
-from titan_exec.core.reports import OrderReport, VenueOrderStatus
+from titan_exec.core.reports import OrderReport, PositionReport, VenueOrderStatus
 
 _V = VenueOrderStatus
 VENUE_STATUSES: dict[str, VenueOrderStatus] = {
@@ -74,4 +74,22 @@ def order_report(
         qty=dec(info.get("origQty"), order.get("amount")),
         filled_qty=dec(info.get("executedQty"), order.get("filled")),
         ts_ms=int(order.get("timestamp") or 0),
+    )
+
+
+def position_report(
+    p: Mapping[str, Any], *, venue: str, account: str, canonical: Callable[[str], str]
+) -> PositionReport:
+    """One entry of ccxt's `fetch_positions`: the venue's signed amount (`positionAmt`)
+    where it gives one, else ccxt's contracts signed by side."""
+    info = p.get("info") or {}
+    qty = dec(info.get("positionAmt"))
+    if qty == ZERO and p.get("contracts"):
+        qty = dec(p.get("contracts")) * (-1 if p.get("side") == "short" else 1)
+    return PositionReport(
+        venue=venue,
+        account=account,
+        symbol=canonical(str(p.get("symbol"))),
+        qty=qty,
+        entry_price=dec(info.get("entryPrice"), p.get("entryPrice")),
     )

@@ -45,7 +45,22 @@ class CcxtSettings:
     known (`budget.KNOWN_LIMITS`: 2400 on binanceusdm), else 0 (unknown: counted only)."""
     weight_share: Decimal = Decimal("0.5")
     """The share of that limit the service keeps to (reads stretch to stay under it)."""
+    user_stream: bool = True
+    """Fills from the venue's user-data stream (ccxt.pro; Binance USDⓈ-M), REST trades only
+    to fill gaps (`ccxt_userstream.py`); False, or a venue without one: polling only."""
+    stream_silence_ms: int = 60_000
+    """The stream's watchdog: silent this long while orders are open, the trades of those
+    symbols are swept by REST (a quiet account and a socket that stopped delivering look
+    alike: the sweep tells them apart, `ccxt_userevents.py`); also ccxt's ping period x 2."""
+    sweep_interval_ms: int = 300_000
+    """With the stream: a REST sweep at least this often anyway (the safety net)."""
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.stream_silence_ms < 1000 or self.sweep_interval_ms < 1000:
+            raise VenueConfigError(
+                "venue.stream_silence_ms and venue.sweep_interval_ms must be >= 1000"
+            )
 
 
 def read_secret(value: str, env: Mapping[str, str], var: str) -> str:
@@ -64,14 +79,24 @@ def read_secret(value: str, env: Mapping[str, str], var: str) -> str:
 
 
 def rebase(url: str, base: str) -> str:
+    """`url` on `base`'s host, `base`'s path prefixed: an http(s) URL takes `base`'s scheme,
+    a ws(s) URL ``ws`` for an http base, ``wss`` for https; any other text is kept."""
     b = urlsplit(base)
     u = urlsplit(url)
+    if u.scheme in ("http", "https"):
+        scheme = b.scheme
+    elif u.scheme in ("ws", "wss"):
+        scheme = "wss" if b.scheme == "https" else "ws"
+    else:
+        return url
     path = b.path.rstrip("/") + u.path
-    return urlunsplit((b.scheme, b.netloc, path, u.query, u.fragment))
+    return urlunsplit((scheme, b.netloc, path, u.query, u.fragment))
 
 
 def rebase_tree(node: Any, base: str) -> Any:
-    if isinstance(node, str) and node.startswith(("http://", "https://")):
+    """ccxt's ``urls['api']`` with every REST and websocket host moved to `base` (the one
+    rebase of the service: the ccxt venue, its user-data stream and the quote feed)."""
+    if isinstance(node, str):
         return rebase(node, base)
     if isinstance(node, dict):
         return {k: rebase_tree(v, base) for k, v in node.items()}
@@ -128,6 +153,9 @@ def settings_from_env(
     rate_limit_ms: int = 0,
     weight_limit_1m: int | None = None,
     weight_share: Decimal = Decimal("0.5"),
+    user_stream: bool = True,
+    stream_silence_ms: int = 60_000,
+    sweep_interval_ms: int = 300_000,
     env: Mapping[str, str] | None = None,
 ) -> CcxtSettings:
     e = env if env is not None else os.environ
@@ -145,4 +173,7 @@ def settings_from_env(
         rate_limit_ms=rate_limit_ms,
         weight_limit_1m=weight_limit_1m,
         weight_share=weight_share,
+        user_stream=user_stream,
+        stream_silence_ms=stream_silence_ms,
+        sweep_interval_ms=sweep_interval_ms,
     )

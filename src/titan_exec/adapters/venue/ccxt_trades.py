@@ -50,6 +50,9 @@ class TradeCursor:
         self.nonflat: frozenset[str] = frozenset()
         """The market symbols of the venue's last position answer that were not flat:
         swept beside the symbols asked for (a trade behind our back moves them)."""
+        self.skipped: list[str] = []
+        """The trade ids the last `fills_since` read and skipped as already reported (the
+        user-data stream counts those it had delivered)."""
 
     def note_positions(self, nonflat: frozenset[str]) -> None:
         """The venue's last position answer: its non-flat market symbols."""
@@ -62,6 +65,7 @@ class TradeCursor:
         self, cursor: str | None, symbols: frozenset[str] | None = None
     ) -> tuple[list[FillReport], str | None]:
         venue = self._venue
+        self.skipped = []
         if cursor is None:
             # None: from the start of this session (the Venue contract), not from where an
             # earlier runner of this process left off. A fenced active that rejoins in
@@ -110,6 +114,7 @@ class TradeCursor:
             for trade in trades:
                 tid = str(trade.get("id"))
                 if tid in reported:
+                    self.skipped.append(tid)
                     continue
                 fill = await self._fill(msym, trade)
                 if fill is not None:

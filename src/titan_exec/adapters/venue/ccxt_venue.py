@@ -23,8 +23,10 @@ spot market. Amounts and prices are rounded to the market's precision with ccxt,
 minimum amount and notional are checked before sending (a clear `VenueRejected`). Numbers
 are read from the venue's raw strings where the venue provides them (never via floats).
 
-Fills are learned by polling the venue's trades per symbol, by the venue's own cursor
-(`ccxt_trades.py`); Binance trades carry the venue order id, mapped back to our client order
+Fills come from the venue's user-data stream where ccxt.pro has one that is read here
+(`ccxt_userstream.py`, Binance USDⓈ-M), with REST sweeps of the trades for gaps; elsewhere
+(or `user_stream = False`) by polling the venue's trades per symbol, by the venue's own
+cursor (`ccxt_trades.py`); Binance trades carry the venue order id, mapped back to our client order
 id. The settings and the clients are `ccxt_setup.py` (credentials from the environment or
 files, Docker secrets, never logged); ccxt's answers are read by `ccxt_answers.py`.
 """
@@ -48,7 +50,13 @@ from titan_exec.adapters.venue.base import (
     VenueUnknownOutcome,
 )
 from titan_exec.adapters.venue.budget import WeightBudget
-from titan_exec.adapters.venue.ccxt_answers import dec, is_duplicate_id, order_report, order_status
+from titan_exec.adapters.venue.ccxt_answers import (
+    dec,
+    is_duplicate_id,
+    order_report,
+    order_status,
+    position_report,
+)
 from titan_exec.adapters.venue.ccxt_ids import fetch_by_client_id, place_params, rules_for
 from titan_exec.adapters.venue.ccxt_setup import (
     CcxtSettings,
@@ -58,6 +66,7 @@ from titan_exec.adapters.venue.ccxt_setup import (
     settings_from_env,
 )
 from titan_exec.adapters.venue.ccxt_trades import TradeCursor
+from titan_exec.adapters.venue.ccxt_userstream import STREAM_VENUES, UserStream
 from titan_exec.adapters.venue.ccxt_weights import budget_for, wait_for_budget
 from titan_exec.clock import wall_clock_ms
 from titan_exec.core.model import ZERO, ClientOrderId, OrderType, Side, VenueOrderId
@@ -113,6 +122,13 @@ class CcxtVenue:
         self.coid_by_order: dict[str, ClientOrderId] = {}
         self.trades = TradeCursor(self, settings, started_ms=wall_clock_ms())
         """Where the trade polls are (the venue's own cursor, `ccxt_trades.py`)."""
+        self.stream: UserStream | None = (
+            UserStream(self, settings)
+            if settings.user_stream and settings.exchange_id in STREAM_VENUES
+            else None
+        )
+        """The user-data stream (`ccxt_userstream.py`): fills pushed, REST sweeps for gaps;
+        None: fills by polling. Its `stats` are the stream's counters."""
         self._markets_loaded = False
         self._marks: dict[str, Decimal] = {}
 
@@ -249,6 +265,8 @@ class CcxtVenue:
         rep = order_report(order, venue=self.name, account=self.account, canonical=self.canonical)
         if rep.client_order_id:
             self.coid_by_order[str(rep.venue_order_id)] = rep.client_order_id
+        if self.stream is not None and self.stream.is_running:
+            self.stream.book.check_order(rep)  # filled beyond what the stream said: a sweep
         return rep
 
     async def cancel(self, symbol: str, coid: ClientOrderId) -> CancelResult:
@@ -299,10 +317,17 @@ class CcxtVenue:
         self, cursor: str | None, symbols: frozenset[str] | None = None
     ) -> tuple[list[FillReport], str | None]:
         await self._markets()
+        if self.stream is not None:
+            return await self.stream.fills(self.trades, cursor, symbols)
         return await self.trades.fills_since(cursor, symbols)
 
     async def wait_activity(self, timeout_s: float) -> None:
-        """A REST venue has no push here: the next poll comes after the poll interval."""
+        """With the user-data stream: as soon as a fill is pushed (or a sweep is due), at
+        most `timeout_s`. Polling: the next poll comes after the poll interval."""
+        if self.stream is not None:
+            await self._markets()
+            await self.stream.wait(timeout_s)
+            return
         await asyncio.sleep(max(timeout_s, self.settings.poll_interval_ms / 1000))
 
     async def positions(self, symbols: frozenset[str] = frozenset()) -> list[PositionReport]:
@@ -311,24 +336,16 @@ class CcxtVenue:
         else it stays unreported (unknown)."""
         await self._markets()
         raw = await self.read(lambda: self.exchange.fetch_positions())
-        out = []
-        for p in raw:
-            info = p.get("info") or {}
-            qty = dec(info.get("positionAmt"))
-            if qty == ZERO and p.get("contracts"):
-                qty = dec(p.get("contracts")) * (-1 if p.get("side") == "short" else 1)
-            out.append(
-                PositionReport(
-                    venue=self.name,
-                    account=self.account,
-                    symbol=self.canonical(str(p.get("symbol"))),
-                    qty=qty,
-                    entry_price=dec(info.get("entryPrice"), p.get("entryPrice")),
-                )
-            )
+        out = [
+            position_report(p, venue=self.name, account=self.account, canonical=self.canonical)
+            for p in raw
+        ]
         self.trades.note_positions(
             frozenset(str(p.get("symbol")) for p, r in zip(raw, out, strict=True) if r.qty)
         )
+        if self.stream is not None and self.stream.is_running:
+            # a position the stream's ACCOUNT_UPDATE never reached: the stream lost trades
+            self.stream.book.check_positions({r.symbol: r.qty for r in out})
         if self.settings.exchange_id in COMPLETE_POSITION_LISTS:
             listed = {r.symbol for r in out}
             for symbol in sorted(symbols - listed):
@@ -368,4 +385,8 @@ class CcxtVenue:
         return None if total is None else dec(total)
 
     async def close(self) -> None:
+        """Closes the clients; the user-data stream's listen key is never deleted (both
+        instances of the pair share it)."""
+        if self.stream is not None:
+            await self.stream.close()
         await asyncio.gather(self.exchange.close(), self._writer.close())

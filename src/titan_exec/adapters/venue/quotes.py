@@ -32,10 +32,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]
 import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
+
+from titan_exec.adapters.venue.ccxt_setup import rebase_tree
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +61,8 @@ class QuoteFeedSettings:
     use_websocket: bool = True
 
 
-def rebase_urls(node: Any, base: str) -> Any:
-    """ccxt's ``urls['api']`` with every host replaced by `base`'s (paths kept): http(s)
-    URLs take `base` as it is, ws(s) URLs its host with ``ws`` for http, ``wss`` for https."""
-    if isinstance(node, dict):
-        return {k: rebase_urls(v, base) for k, v in node.items()}
-    if not isinstance(node, str):
-        return node
-    u, b = urlsplit(node), urlsplit(base)
-    if u.scheme in ("http", "https"):
-        scheme = b.scheme
-    elif u.scheme in ("ws", "wss"):
-        scheme = "wss" if b.scheme == "https" else "ws"
-    else:
-        return node
-    return urlunsplit((scheme, b.netloc, b.path.rstrip("/") + u.path, u.query, u.fragment))
+rebase_urls = rebase_tree
+"""ccxt's ``urls['api']`` with every host replaced by `base`'s (`ccxt_setup.rebase_tree`)."""
 
 
 def _ssl_context(cafile: str) -> ssl.SSLContext:
