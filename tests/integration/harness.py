@@ -49,6 +49,8 @@ def make_config(url: str, state_dir: Path, **overrides: Any) -> Config:
         "risk.arm_on_genesis": True,
         "orders.poll_interval_ms": 20,
         "orders.reconcile_interval_ms": 200,
+        # with the user-data stream the pass would slow to 30 s: the tests watch it at 200 ms
+        "reconcile.open_orders_streaming_interval_ms": 200,
         "truth.interval_ms": 500,
     }
     base.update(overrides)

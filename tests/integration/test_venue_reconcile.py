@@ -39,6 +39,7 @@ SETTLE_MS = 1000
 RECON = {
     "orders.reconcile_interval_ms": 0,  # the harness sets the old name; use the new one
     "reconcile.open_orders_interval_ms": OPEN_ORDERS_MS,
+    "reconcile.open_orders_streaming_interval_ms": OPEN_ORDERS_MS,
     "reconcile.positions_interval_ms": POSITIONS_MS,
     "reconcile.position_confirm_ms": CONFIRM_MS,
     "reconcile.balances_interval_ms": POSITIONS_MS,

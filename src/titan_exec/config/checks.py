@@ -349,6 +349,7 @@ def _validate_reconcile(cfg: Config) -> None:
     rc = cfg.reconcile
     for key in (
         "open_orders_interval_ms",
+        "open_orders_streaming_interval_ms",
         "positions_interval_ms",
         "balances_interval_ms",
         "position_confirm_ms",

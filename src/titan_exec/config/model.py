@@ -264,6 +264,9 @@ class ReconcileConfig:
     """The active compares its state with the venue's reports (`runtime/reconcile.py`)."""
 
     open_orders_interval_ms: int = 2_000
+    open_orders_streaming_interval_ms: int = 30_000
+    """The open-orders pass while the venue's user-data stream is running (its order
+    updates are pushed; the pass is the safety net); never below the interval above."""
     positions_interval_ms: int = 10_000
     balances_interval_ms: int = 60_000
     position_confirm_ms: int = 2_000

@@ -110,13 +110,14 @@ def resting_order(m: Market) -> tuple[str, str]:
 
 
 async def weight_used(http: aiohttp.ClientSession, base: str) -> int:
-    """The request weight the service's API key used so far (the simulator's count, summed
-    over its minutes)."""
+    """The request weight the service's API key used so far: the simulator's count of the
+    current minute plus its last minutes (kept ten minutes: a round is shorter)."""
     async with http.get(f"{base}/sim/inspect") as r:
         doc = await r.json()
-    weight = doc.get("weight", {})
-    minutes = weight.get("keys", {}).get(DEV_API_KEY, {}).get("minutes", {})
-    return int(sum(int(v) for v in minutes.values()))
+    client = doc.get("weight", {}).get("clients", {}).get(DEV_API_KEY)
+    if client is None:
+        return 0
+    return int(client["used"]) + sum(int(m["used"]) for m in client.get("history", []))
 
 
 async def _pin(http: aiohttp.ClientSession, base: str, symbol: str, mid: str | None) -> None:

@@ -132,6 +132,11 @@ class CcxtVenue:
         self._markets_loaded = False
         self._marks: dict[str, Decimal] = {}
 
+    @property
+    def is_streaming(self) -> bool:
+        """The user-data stream is running: order updates and fills are pushed."""
+        return self.stream is not None and self.stream.is_running
+
     def __repr__(self) -> str:  # never show credentials
         return f"CcxtVenue({self.settings.exchange_id!r}, name={self.name!r})"
 
