@@ -40,6 +40,9 @@ async def started(settings: SimSettings) -> VenueSim:
 
 
 def venue_for(sim: VenueSim, **kw: object) -> CcxtVenue:
+    """REST polling (the fill source whose weight these tests count; the stream's own
+    calls are counted too, but run beside the test's and would race its reads)."""
+    kw.setdefault("user_stream", False)
     settings = CcxtSettings(
         exchange_id="binanceusdm",
         name="sim",
@@ -205,3 +208,21 @@ async def test_a_busy_fill_poll_loop_keeps_the_account_under_its_share() -> None
     finally:
         await venue.close()
         await sim.stop()
+
+
+async def test_the_user_streams_rest_calls_are_the_accounts_weight_too(sim: VenueSim) -> None:
+    """The stream's own client (its listen key, its markets) is counted by the budget as
+    the venue counts it: nothing the account spends is invisible to the budget."""
+    venue = venue_for(sim, user_stream=True)
+    try:
+        await clear_of_the_minutes_end()
+        await venue.fills_since(None, frozenset({"BTC/USDT"}))  # opens the stream
+        deadline = asyncio.get_running_loop().time() + 10
+        while sim.user_streams.requests["POST"] == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no listen key asked for"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the stream's start-up calls are answered
+        assert sim.user_streams.requests["POST"] >= 1
+        assert venue.budget.sent == sim_used(sim)
+    finally:
+        await venue.close()

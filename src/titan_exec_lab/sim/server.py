@@ -126,7 +126,7 @@ class VenueSim:
         )
         self.streams = BookTickerStreams(lambda: self.engine, clock)
         self.user_streams = UserStreams(
-            lambda: self.engine, clock, self.faults, self.settings.api_key
+            lambda: self.engine, clock, self.faults, self.settings.api_key, self.weights
         )
         self.streams.private = self.user_streams.serve
         self.app = self._build_app()

@@ -43,6 +43,7 @@ from aiohttp import WSMsgType, web
 from titan_exec.adapters.venue.exchange.engine import Engine
 from titan_exec_lab.sim.faults import Faults
 from titan_exec_lab.sim.userevents import EventTracker
+from titan_exec_lab.sim.weights import WeightCounter
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,10 @@ class UserStreams:
         clock: Callable[[], int],
         faults: Faults,
         api_key: str,
+        weights: WeightCounter | None = None,
     ) -> None:
+        self._weights = weights
+        """The request weight of the key calls (1 each), counted like every /fapi call."""
         self._engine = engine
         self._clock = clock
         self._faults = faults
@@ -109,6 +113,14 @@ class UserStreams:
         return lk
 
     async def _key_endpoint(self, request: web.Request) -> web.Response:
+        response = await self._key_call(request)
+        key = request.headers.get("X-MBX-APIKEY")
+        if self._weights is not None and key:
+            used = self._weights.used(key, self._clock())
+            response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        return response
+
+    async def _key_call(self, request: web.Request) -> web.Response:
         method = request.method
         self.requests[method] = self.requests.get(method, 0) + 1
         key = request.headers.get("X-MBX-APIKEY")
@@ -117,6 +129,11 @@ class UserStreams:
         if not hmac.compare_digest(key.encode(), self._api_key.encode()):
             return _error(401, -2015, "Invalid API-key, IP, or permissions for action.")
         now = self._clock()
+        refusal = None if self._weights is None else self._weights.admit(key, 1, now)
+        if refusal is not None:
+            response = _error(refusal.status, refusal.code, refusal.msg)
+            response.headers["Retry-After"] = str(refusal.retry_after_s)
+            return response
         await self.check_expiry(now)
         params = dict(request.rel_url.query)
         with contextlib.suppress(ValueError):

@@ -53,6 +53,7 @@ from titan_exec.adapters.venue.ccxt_userevents import (
     MalformedEvent,
     SweepTimer,
 )
+from titan_exec.adapters.venue.ccxt_weights import instrument
 from titan_exec.clock import wall_clock_ms
 from titan_exec.core.model import ClientOrderId
 from titan_exec.core.reports import FillReport, OrderReport
@@ -171,6 +172,14 @@ class UserStream:
         if self._task is not None:
             return
         self._client = _private_client(self._settings, self)
+        # its REST calls (listen key, markets) are the account's weight too
+        instrument(
+            self._client,
+            self._venue.budget,
+            exchange_id=self._settings.exchange_id,
+            is_writer=False,
+            clock=wall_clock_ms,
+        )
         self._activity = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"user-stream-{self._venue.name}")
         self._idle_task = asyncio.create_task(self._idle_watch(), name="user-stream-idle")
