@@ -203,6 +203,10 @@ def test_fill_polls_wait_their_stretched_interval_and_the_venues_retry_after() -
     assert wait == b.interval_ms(250, clock[0]) - 250
     b.note_throttled(429, 9, clock[0])
     assert calls.poll_wait_ms() >= 9000
+    # a venue whose user-data stream runs: its fills are pushed, the poll never waits
+    # (its REST sweeps wait for the budget inside each read)
+    calls.venue.is_streaming = True  # type: ignore[attr-defined]
+    assert calls.poll_wait_ms() == 0
 
 
 def test_reconciliation_intervals_stretch_with_the_budget() -> None:

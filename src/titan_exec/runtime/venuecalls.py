@@ -53,9 +53,11 @@ class VenueRequests:
         self._last_poll_ms: int | None = None
 
     def poll_wait_ms(self) -> int:
-        """How long the next fill poll waits for the weight budget (0: poll now)."""
+        """How long the next fill poll waits for the weight budget (0: poll now). A venue
+        whose user-data stream runs never waits here: its fills are pushed, and the REST
+        sweeps it makes now and then wait for the budget inside each read."""
         budget = budget_of(self.venue)
-        if budget is None:
+        if budget is None or getattr(self.venue, "is_streaming", False):
             return 0
         now = self.clock()
         wait = budget.read_wait_ms(now)

@@ -126,9 +126,9 @@ async def _pin(http: aiohttp.ClientSession, base: str, symbol: str, mid: str | N
             raise RuntimeError(f"/sim/price {symbol}: {r.status} {await r.text()}")
 
 
-def _config(state_dir: Path, nats_url: str, sim_url: str, source: str) -> Any:
+def _config(state_dir: Path, nats_url: str, sim_url: str, source: str, symbols: list[str]) -> Any:
     policy = json.loads(DEFAULT_POLICY.read_text())
-    policy.update({"maxOpenOrdersPerSymbol": 100, "maxDailyLoss": -1e9})
+    policy.update({"maxOpenOrdersPerSymbol": 100, "maxDailyLoss": -1e9, "symbolWhitelist": symbols})
     policy_path = state_dir / "bench-policy.json"
     policy_path.write_text(json.dumps(policy))
     return load(
@@ -206,7 +206,7 @@ async def _round(
             if len(listed) < n_symbols:
                 raise RuntimeError(f"the simulator lists {len(listed)} symbols, {n_symbols} asked")
             chosen = listed[:n_symbols]
-            cfg = _config(state_dir, srv.url, sim.url, source)
+            cfg = _config(state_dir, srv.url, sim.url, source, [m.symbol for m in chosen])
             async with RunningInstance(cfg) as inst:
                 assert inst.service is not None
                 svc = inst.service
