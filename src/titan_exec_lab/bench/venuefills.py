@@ -260,7 +260,11 @@ async def _measure(
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             seen.waiting[coids[m.symbol]] = fut
             await _pin(http, sim_url, m.venue_symbol, f"{Decimal(price) * Decimal('0.999'):f}")
-            await asyncio.wait_for(fut, timeout=30)
+            try:  # a polling venue held by its weight budget can take many seconds
+                await asyncio.wait_for(fut, timeout=120)
+            except TimeoutError:
+                print(f"  {m.symbol}: no fill event within 120 s (counted as missing)")
+                seen.waiting.pop(coids[m.symbol], None)
             await _pin(http, sim_url, m.venue_symbol, None)
             tag = f"vb-{round_no}-{source}-{len(chosen)}-{k}"
             coids[m.symbol] = await _open_order(brain, svc, m, tag, seen)
