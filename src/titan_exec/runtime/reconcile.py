@@ -79,6 +79,16 @@ def _dec(value: Decimal | None) -> str | None:
     return plain_or_none(value)
 
 
+def base_interval_ms(venue: object, cfg: ReconcileConfig, kind: str, interval_ms: int) -> int:
+    """The open-orders pass runs `open_orders_streaming_interval_ms` apart while the venue
+    pushes its order updates (a user-data stream running): the pass is then the safety net,
+    not how a change is learned (20 symbols every 2 s would cost 600 of Binance's 2400
+    weight a minute)."""
+    if kind == "open_orders" and getattr(venue, "is_streaming", False):
+        return max(interval_ms, cfg.open_orders_streaming_interval_ms)
+    return interval_ms
+
+
 class VenueReconciler:
     def __init__(
         self,
@@ -143,18 +153,11 @@ class VenueReconciler:
                 result = PassResult(errors=1)
             outcome = "error" if result.errors else "ok"
             self.metrics.reconcile_runs.labels(kind, outcome).inc()
-            next_ms = started + self.interval_ms(self._base_ms(kind, interval_ms))
+            next_ms = started + self.interval_ms(
+                base_interval_ms(self.runner.venue, self.cfg, kind, interval_ms)
+            )
             if result.wake_at_ms is not None:
                 next_ms = min(next_ms, result.wake_at_ms)
-
-    def _base_ms(self, kind: str, interval_ms: int) -> int:
-        """The open-orders pass runs `open_orders_streaming_interval_ms` apart while the
-        venue pushes its order updates (a user-data stream running): the pass is then the
-        safety net, not how a change is learned (20 symbols every 2 s would cost 600 of
-        Binance's 2400 weight a minute)."""
-        if kind == "open_orders" and getattr(self.runner.venue, "is_streaming", False):
-            return max(interval_ms, self.cfg.open_orders_streaming_interval_ms)
-        return interval_ms
 
     def interval_ms(self, base_ms: int) -> int:
         """A loop's interval, stretched by the venue account's weight budget."""

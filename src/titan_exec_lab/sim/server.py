@@ -206,6 +206,9 @@ class VenueSim:
                 self.engine.tick(now)
                 await self.user_streams.apply_faults(now)
                 self.user_streams.publish(now)
+                # the user-data senders go first: a fill is pushed before the tick's market
+                # data work (24 book tickers on websocket and NATS), as a venue pushes it
+                await asyncio.sleep(0)
                 await self.streams.publish(now)
                 if self._nc is not None:
                     await self._publish_tickers(now)

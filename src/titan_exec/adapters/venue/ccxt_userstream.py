@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
+from titan_exec.adapters.venue.budget import WeightBudget
 from titan_exec.adapters.venue.ccxt_setup import CcxtSettings, make_client
 from titan_exec.adapters.venue.ccxt_userbook import StreamBook
 from titan_exec.adapters.venue.ccxt_userevents import (
@@ -118,7 +119,7 @@ def _hooked(cls: Any) -> Any:
     return Hooked
 
 
-def _private_client(s: CcxtSettings, stream: UserStream) -> Any:
+def _private_client(s: CcxtSettings, stream: UserStream, budget: WeightBudget) -> Any:
     """ccxt.pro's client of `s` (its ws URLs rebased like REST), hooked to `stream`."""
     cls = _hooked(getattr(ccxt_pro, s.exchange_id))
     options = {"fetchCurrencies": False, "fetchMargins": False, **dict(s.options)}
@@ -126,6 +127,8 @@ def _private_client(s: CcxtSettings, stream: UserStream) -> Any:
     # ccxt's ping/pong keepalive closes a dead connection within two periods
     client.streaming = {**client.streaming, "keepAlive": max(1000, s.stream_silence_ms // 2)}
     client.stream = stream
+    # its REST calls (listen key, markets) are the account's weight too
+    instrument(client, budget, exchange_id=s.exchange_id, is_writer=False, clock=wall_clock_ms)
     return client
 
 
@@ -171,15 +174,7 @@ class UserStream:
         self._last_used_ms = self._clock()
         if self._task is not None:
             return
-        self._client = _private_client(self._settings, self)
-        # its REST calls (listen key, markets) are the account's weight too
-        instrument(
-            self._client,
-            self._venue.budget,
-            exchange_id=self._settings.exchange_id,
-            is_writer=False,
-            clock=wall_clock_ms,
-        )
+        self._client = _private_client(self._settings, self, self._venue.budget)
         self._activity = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"user-stream-{self._venue.name}")
         self._idle_task = asyncio.create_task(self._idle_watch(), name="user-stream-idle")

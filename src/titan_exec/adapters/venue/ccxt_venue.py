@@ -180,20 +180,12 @@ class CcxtVenue:
         if qty <= ZERO or (min_amount is not None and qty < dec(min_amount)):
             raise VenueRejected(f"amount {req.qty} below the minimum {min_amount} of {msym}")
         min_cost = (limits.get("cost") or {}).get("min")
-        ref = Decimal(price) if price is not None else self._last_price(msym)
+        ref = Decimal(price) if price is not None else last_price(self.exchange, self._marks, msym)
         if min_cost is not None and ref is not None and qty * ref < dec(min_cost):
             raise VenueRejected(
                 f"notional {qty * ref} below the minimum {min_cost} of {msym} (min notional)"
             )
         return amount, price
-
-    def _last_price(self, msym: str) -> Decimal | None:
-        ticker = (
-            (self.exchange.tickers or {}).get(msym) if hasattr(self.exchange, "tickers") else None
-        )
-        if ticker and ticker.get("last"):
-            return dec(ticker["last"])
-        return self._marks.get(msym)
 
     def on_ticker(self, symbol: str, bid: Decimal, ask: Decimal, ts_ms: int) -> None:
         """Market data from Titan's feed, used for the min-notional check of market orders."""
@@ -395,3 +387,11 @@ class CcxtVenue:
         if self.stream is not None:
             await self.stream.close()
         await asyncio.gather(self.exchange.close(), self._writer.close())
+
+
+def last_price(exchange: Any, marks: Mapping[str, Decimal], msym: str) -> Decimal | None:
+    """The market's last price from ccxt's tickers, else the mid of Titan's feed."""
+    ticker = (exchange.tickers or {}).get(msym) if hasattr(exchange, "tickers") else None
+    if ticker and ticker.get("last"):
+        return dec(ticker["last"])
+    return marks.get(msym)
