@@ -324,15 +324,25 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def observe_stream(metrics: Metrics, *, venue: str, account: str, stats: Mapping[str, int]) -> None:
-    """A venue account's user-data stream counts at scrape time (cumulative)."""
-    seen = metrics.stream_seen
-    for kind, count in stats.items():
+def _count_up(
+    counter: Counter,
+    seen: dict[tuple[str, str, str], int],
+    venue: str,
+    account: str,
+    counts: Mapping[str, int],
+) -> None:
+    """A cumulative count kept elsewhere, added to `counter` by what is new since `seen`."""
+    for kind, count in counts.items():
         key = (venue, account, kind)
         delta = count - seen.get(key, 0)
         if delta > 0:
-            metrics.venue_stream.labels(venue, account, kind).inc(delta)
+            counter.labels(venue, account, kind).inc(delta)
         seen[key] = max(count, seen.get(key, 0))
+
+
+def observe_stream(metrics: Metrics, *, venue: str, account: str, stats: Mapping[str, int]) -> None:
+    """A venue account's user-data stream counts at scrape time (cumulative)."""
+    _count_up(metrics.venue_stream, metrics.stream_seen, venue, account, stats)
 
 
 def observe_budget(
@@ -349,10 +359,4 @@ def observe_budget(
     metrics.venue_weight_used.labels(venue, account).set(used)
     metrics.venue_weight_limit.labels(venue, account).set(limit)
     metrics.venue_weight_stretch.labels(venue, account).set(stretch)
-    seen = metrics.throttled_seen
-    for reason, count in throttled.items():
-        key = (venue, account, reason)
-        delta = count - seen.get(key, 0)
-        if delta > 0:
-            metrics.venue_throttled.labels(venue, account, reason).inc(delta)
-        seen[key] = max(count, seen.get(key, 0))
+    _count_up(metrics.venue_throttled, metrics.throttled_seen, venue, account, throttled)
