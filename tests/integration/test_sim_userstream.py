@@ -360,3 +360,33 @@ async def test_a_stream_nobody_reads_closes_and_reopens_when_read_again(
         driver.assert_once(sim)
     finally:
         await v.close()
+
+
+async def test_a_listener_takes_each_pushed_fill_as_it_is_read_and_polls_see_none(
+    venue: CcxtVenue, sim: VenueSim
+) -> None:
+    """The leader's driver listens (`base.PushesFills`): every fill reaches it from the read
+    loop itself, once; a fill poll finds no buffered fill left; a listener that raises loses
+    nothing (the fill stays buffered for the next poll) and the socket stays up."""
+    driver, trades = await started(venue, sim)
+    pushed: list[tuple[FillReport, float]] = []
+
+    def take() -> None:
+        pushed.extend((f, time.monotonic()) for f in venue.take_pushed_fills())
+
+    venue.set_fill_listener(take)
+    await venue.place(place_request("tx" + "f" * 24 + "c0"))
+    await eventually(lambda: sum(f.qty for f, _ in pushed) >= D("0.03"), "pushed fills")
+    assert await driver.poll() == [] and trades.calls == 0
+    driver.fills += [f for f, _ in pushed]
+    driver.assert_once(sim)
+
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    venue.set_fill_listener(broken)
+    await venue.place(place_request("tx" + "f" * 24 + "c1"))
+    await driver.until_filled(D("0.06"))  # through the buffer, by the poll
+    driver.assert_once(sim)
+    assert venue.stream is not None and venue.stream.stats["connects"] == 1
+    venue.set_fill_listener(None)

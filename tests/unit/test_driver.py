@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from tests.builders import accepted, genesis, submitted
+from tests.builders import accepted, acknowledged, genesis, submitted
 from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.venue.base import CancelResult, Placed, Venue, VenueUnknownOutcome
 from titan_exec.api.metrics import Metrics
@@ -81,6 +81,27 @@ class ScriptedVenue:
 
     async def wait_activity(self, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)
+
+
+class PushingVenue(ScriptedVenue):
+    """A venue that pushes fills (`base.PushesFills`), its polls answering nothing new."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listener: Any = None
+        self.buffer: list[FillReport] = []
+
+    def set_fill_listener(self, listener: Any) -> None:
+        self.listener = listener
+
+    def take_pushed_fills(self) -> list[FillReport]:
+        taken, self.buffer = self.buffer, []
+        return taken
+
+    def push(self, *fills: FillReport) -> None:
+        self.buffer += fills
+        if self.listener is not None:
+            self.listener()
 
 
 def clock() -> int:
@@ -171,6 +192,45 @@ async def test_an_unknown_outcome_is_queried_and_a_cancel_closes_after_the_fills
     await d.poll_fills()  # a forced poll returns once recorded
     tracker.cancel()
     await d.stop()
+
+
+async def test_a_pushed_fill_is_appended_inside_the_venues_call_once() -> None:
+    log = Log([genesis(), accepted("c1", ts=clock()), submitted("c1", ts=clock())])
+    log.append([acknowledged("c1", ts=clock())])
+    venue = PushingVenue()
+    d = driver(log, venue)
+    tracking = asyncio.ensure_future(d.track())
+    try:
+        await until(lambda: venue.listener is not None)
+        before = len(log.written)
+        venue.push(fill("0.4"))  # no await: appended before push returns
+        assert [type(e).__name__ for e in log.written[before:]] == ["OrderFilled"]
+        assert log.state.orders[C].filled_qty == Decimal("0.4")
+        venue.push(fill("0.4"))  # the stream sends it again: nothing
+        assert len(log.written) == before + 1
+        await d.poll_fills()  # a poll beside it changes nothing
+        assert len(log.written) == before + 1
+    finally:
+        tracking.cancel()
+        await asyncio.gather(tracking, return_exceptions=True)
+    assert venue.listener is None  # a stopped driver no longer listens
+
+
+async def test_a_pushed_fill_that_cannot_be_appended_ends_the_loop_with_the_error() -> None:
+    log = Log([genesis(), accepted("c1", ts=clock())])
+    venue = PushingVenue()
+    d = driver(log, venue)
+
+    def broken(events: Sequence[Event]) -> asyncio.Future[None]:
+        raise RuntimeError("event log is broken")
+
+    tracking = asyncio.ensure_future(d.track())
+    await until(lambda: venue.listener is not None)
+    log.append = broken  # type: ignore[method-assign]
+    venue.push(fill("0.4"))  # the venue's read loop sees no exception
+    with pytest.raises(RuntimeError, match="event log is broken"):
+        await asyncio.wait_for(tracking, 5)
+    assert venue.listener is None
 
 
 def test_the_core_takes_its_timings_from_the_orders_settings() -> None:

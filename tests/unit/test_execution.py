@@ -42,6 +42,7 @@ from titan_exec.core.execution_io import (
     Driver,
     Durable,
     ExecConfig,
+    FillsPushed,
     FillsReported,
     Input,
     OrderQueried,
@@ -173,6 +174,8 @@ INPUTS: dict[str, tuple[Driver, Input]] = {
     "cancel_failed": (CANCELLING, CancelFailed(10, C, "timeout")),
     "fills_full": (POLLING, FillsReported(10, (fill("t1", "0.6"), fill("t2", "0.4")), "k")),
     "fills_then_close": (CLOSING, FillsReported(10, (fill("t1", "0.3"),), "k")),
+    "fills_pushed": (Driver(cursor="k"), FillsPushed(10, (fill("t1", "0.6"), fill("t2", "0.4")))),
+    "fills_pushed_closing": (CLOSING, FillsPushed(10, (fill("t1", "0.3"),))),
     "tick_early": (Driver(cursor="k"), Tick(100)),
     "tick_in_doubt": (Driver(cursor="k"), Tick(1_000)),
     "tick_past_ttl": (Driver(cursor="k"), Tick(70_000)),
@@ -404,6 +407,29 @@ TABLE: dict[str, dict[OrderStatus | None, str]] = {
         S.REJECTED: "Filled",
         S.EXPIRED: "Filled",
     },
+    # pushed by a user-data stream: applied whatever the driver is doing, closing nothing
+    "fills_pushed": {
+        None: "Filled Filled",
+        S.ACCEPTED: "Filled Filled",
+        S.SUBMITTED: "Filled Filled",
+        S.ACKNOWLEDGED: "Filled Filled",
+        S.PARTIALLY_FILLED: "Filled Filled",
+        S.FILLED: "Filled Filled",
+        S.CANCELED: "Filled Filled",
+        S.REJECTED: "Filled Filled",
+        S.EXPIRED: "Filled Filled",
+    },
+    "fills_pushed_closing": {
+        None: "Filled",
+        S.ACCEPTED: "Filled",
+        S.SUBMITTED: "Filled",
+        S.ACKNOWLEDGED: "Filled",
+        S.PARTIALLY_FILLED: "Filled",
+        S.FILLED: "Filled",
+        S.CANCELED: "Filled",
+        S.REJECTED: "Filled",
+        S.EXPIRED: "Filled",
+    },
     "tick_early": {
         None: "-",
         S.ACCEPTED: "PollFills",
@@ -570,6 +596,25 @@ def test_fills_are_deduplicated_and_each_sees_the_ones_before_it() -> None:
         seen, Driver(is_polling=True), FillsReported(10, (fill("t0", "0.4"),), None), CFG
     )
     assert again.decision.events == ()
+
+
+def test_pushed_fills_leave_the_poll_its_cursor_and_the_closing_orders_alone() -> None:
+    state = state_with(S.ACKNOWLEDGED)
+    d = Driver(cursor="k1", is_polling=True, closing={C: "flatten"})
+    pushed = ex.step(state, d, FillsPushed(10, (fill("t1", "0.6"), fill("t1", "0.6"))), CFG)
+    assert [(type(e).__name__, e.fill_id) for e in pushed.decision.events] == [
+        ("OrderFilled", "t1")
+    ]
+    assert pushed.driver == d and pushed.decision.requests == ()
+    applied = apply(state, pushed.decision.events[0])
+    # the poll in flight returns the same trade: not applied twice; it closes the order
+    polled = ex.step(applied, d, FillsReported(20, (fill("t1", "0.6"),), "k2"), CFG)
+    assert [type(e).__name__ for e in polled.decision.events] == ["OrderCanceled"]
+    assert polled.driver.cursor == "k2" and not polled.driver.is_polling
+    # and the stream sending it again is nothing
+    assert ex.step(applied, Driver(), FillsPushed(30, (fill("t1", "0.6"),)), CFG).decision == (
+        ex.step(applied, Driver(), FillsPushed(30, ()), CFG).decision
+    )
 
 
 def test_a_foreign_fill_is_on_the_account_its_report_names() -> None:

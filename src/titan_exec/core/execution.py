@@ -29,7 +29,9 @@ Rules:
 - **Fills** are deduplicated by venue trade id against the state and within one report;
   each sees the quantities of the fills before it. Trades are polled for the symbols with an
   open order, and those whose last order closed (or that were watched) within
-  ``late_fill_window_ms``.
+  ``late_fill_window_ms``. Fills a venue pushes (`FillsPushed`, a user-data stream) are
+  applied the same way the moment they come, beside any poll in flight; they move no cursor
+  and close no order (a confirmed cancel waits for a poll issued after it).
 
 Every input carries ``now_ms``; a result that answers no request in flight raises
 `UnexpectedResult` (a shell bug, never dropped), and so does an input the order's status
@@ -65,6 +67,7 @@ from titan_exec.core.execution_io import (
     Driver,
     Durable,
     ExecConfig,
+    FillsPushed,
     FillsReported,
     Input,
     Note,
@@ -87,7 +90,7 @@ from titan_exec.core.execution_io import (
 )
 from titan_exec.core.model import ClientOrderId, OrderStatus
 from titan_exec.core.orders import Order, apply_fill, can_apply, lifecycle
-from titan_exec.core.reports import PlaceRequest, VenueOrderStatus
+from titan_exec.core.reports import FillReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State
 
 S = OrderStatus
@@ -162,6 +165,8 @@ def step(state: State, driver: Driver, inp: Input, cfg: ExecConfig) -> Step:
             _cancel_answered(state, out, cfg, inp)
         case FillsReported():
             _fills(state, out, cfg, inp)
+        case FillsPushed():
+            _new_fills(state, out, inp.fills, inp.now_ms)
         case PollFailed():
             _poll_failed(out, inp)
         case WatchSymbol():
@@ -366,18 +371,7 @@ def _fills(state: State, out: _Out, cfg: ExecConfig, inp: FillsReported) -> None
     if not d.is_polling:
         raise UnexpectedResult("fills reported, but no poll in flight")
     now = inp.now_ms
-    seen: set[tuple[str, str]] = set()
-    orders: dict[ClientOrderId, Order] = {}
-    for f in inp.fills:
-        key = (f.venue, f.trade_id)
-        if key in seen or state.is_fill_seen(f.venue, f.trade_id, f.ts_ms):
-            continue
-        seen.add(key)
-        order = orders.get(f.client_order_id) or state.orders.get(f.client_order_id)
-        ev: OrderFilled = tracking.fill_event_of(order, f, now_ms=now)
-        if order is not None:
-            orders[order.client_order_id] = apply_fill(order, ev)
-        out.events.append(ev)
+    orders = _new_fills(state, out, inp.fills, now)
     for coid, reason in d.closing.items():
         order = orders.get(coid) or _order(state, coid)
         close = (
@@ -397,6 +391,26 @@ def _fills(state: State, out: _Out, cfg: ExecConfig, inp: FillsReported) -> None
         d, symbols = _polled(state, d, cfg, now)
         out.driver = replace(d, is_polling=True)
         out.requests.append(PollFills(d.cursor, symbols))
+
+
+def _new_fills(
+    state: State, out: _Out, fills: Iterable[FillReport], now: int
+) -> dict[ClientOrderId, Order]:
+    """A fill event for each report not seen before (by venue trade id, against the state
+    and within `fills`), each on the order as the fills before it left it; those orders."""
+    seen: set[tuple[str, str]] = set()
+    orders: dict[ClientOrderId, Order] = {}
+    for f in fills:
+        key = (f.venue, f.trade_id)
+        if key in seen or state.is_fill_seen(f.venue, f.trade_id, f.ts_ms):
+            continue
+        seen.add(key)
+        order = orders.get(f.client_order_id) or state.orders.get(f.client_order_id)
+        ev: OrderFilled = tracking.fill_event_of(order, f, now_ms=now)
+        if order is not None:
+            orders[order.client_order_id] = apply_fill(order, ev)
+        out.events.append(ev)
+    return orders
 
 
 def _poll_failed(out: _Out, inp: PollFailed) -> None:

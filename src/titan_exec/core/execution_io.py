@@ -136,6 +136,16 @@ class FillsReported:
 
 
 @dataclass(frozen=True, slots=True)
+class FillsPushed:
+    """Fills the venue pushed (a user-data stream), not the answer of a poll: applied like
+    a poll's (deduplicated by trade id), the poll's cursor and any poll in flight untouched.
+    They close no order: a confirmed cancel still waits for a poll issued after it."""
+
+    now_ms: int
+    fills: tuple[FillReport, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PollFailed:
     now_ms: int
     detail: str
@@ -169,6 +179,7 @@ Input = (
     | CancelAnswered
     | CancelFailed
     | FillsReported
+    | FillsPushed
     | PollFailed
     | WatchSymbol
     | Tick

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.venue.base import (
+    PushesFills,
     Venue,
     VenueError,
 )
@@ -56,6 +57,24 @@ def _log_failure(fut: asyncio.Future[None]) -> None:
 def _wake(waiter: asyncio.Future[None], _done: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _count(
+    metrics: Metrics,
+    ingress_perf: dict[ClientOrderId, float],
+    events: Sequence[Event],
+    inp: io.Input,
+) -> None:
+    """The order counters by event, fills by venue, and intent→ack of an acknowledged place."""
+    for ev in events:
+        if isinstance(ev, OrderFilled):
+            metrics.fills.labels(ev.venue).inc()
+        else:
+            metrics.orders.labels(type(ev).__name__).inc()
+        if isinstance(ev, OrderAcknowledged) and isinstance(inp, io.PlaceAcked):
+            started = ingress_perf.get(ev.client_order_id)
+            if started is not None:
+                metrics.intent_to_ack.observe(time.perf_counter() - started)
 
 
 def exec_config(cfg: OrdersConfig, *, venue: str) -> io.ExecConfig:
@@ -171,19 +190,37 @@ class ExecutionDriver:
         return await self.calls.call(op, call)
 
     async def track(self) -> None:
-        """The loop and its ticker (venue activity or the poll interval); ends with a bug or
-        a broken event log (raised), or when cancelled."""
+        """The loop, its ticker (venue activity or the poll interval) and the fills a venue
+        pushes; ends with a bug or a broken event log (raised), or when cancelled."""
         loop = self._ensure_loop()
         ticker = asyncio.create_task(self._ticker(), name="order-ticker")
+        self._listen(self._on_pushed)
         try:
             done, _ = await asyncio.wait((loop, ticker), return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # raises what ended it
         finally:
+            self._listen(None)
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
 
+    def _listen(self, listener: Callable[[], None] | None) -> None:
+        if isinstance(self.venue, PushesFills):
+            self.venue.set_fill_listener(listener)
+
+    def _on_pushed(self) -> None:
+        """Fills pushed (called from the venue's read loop: no await, never raises): stepped
+        now. A failure ends the loop as a lane's does (a restart's sweep finds them again)."""
+        assert isinstance(self.venue, PushesFills)
+        if fills := self.venue.take_pushed_fills():
+            try:
+                self._step(io.FillsPushed(self.clock(), tuple(fills)))
+            except Exception as err:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._inputs.put_nowait(err)
+
     async def stop(self) -> None:
+        self._listen(None)
         tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -253,15 +290,7 @@ class ExecutionDriver:
         return fut
 
     def _append(self, events: Sequence[Event], inp: io.Input) -> asyncio.Future[None]:
-        for ev in events:
-            if isinstance(ev, OrderFilled):
-                self.metrics.fills.labels(ev.venue).inc()
-            else:
-                self.metrics.orders.labels(type(ev).__name__).inc()
-            if isinstance(ev, OrderAcknowledged) and isinstance(inp, io.PlaceAcked):
-                started = self.ingress_perf.get(ev.client_order_id)
-                if started is not None:
-                    self.metrics.intent_to_ack.observe(time.perf_counter() - started)
+        _count(self.metrics, self.ingress_perf, events, inp)
         fut = self.events.append(events)
         fut.add_done_callback(_log_failure)
         return fut

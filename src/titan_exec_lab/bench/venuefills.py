@@ -280,8 +280,8 @@ async def _measure(
         await brain.stop()
 
 
-def _order(round_no: int) -> Iterable[str]:
-    return SOURCES if round_no % 2 == 1 else tuple(reversed(SOURCES))
+def _order(round_no: int, sources: tuple[str, ...]) -> Iterable[str]:
+    return sources if round_no % 2 == 1 else tuple(reversed(sources))
 
 
 async def run_venuebench(
@@ -290,6 +290,7 @@ async def run_venuebench(
     fills: int = 40,
     symbol_counts: tuple[int, ...] = SYMBOL_COUNTS,
     weight_window_s: float = 15.0,
+    sources: tuple[str, ...] = SOURCES,
 ) -> int:
     print(
         f"\nvenue fills ({rounds} rounds): fill source × symbols holding an open order "
@@ -300,7 +301,7 @@ async def run_venuebench(
     )
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     for r in range(1, rounds + 1):
-        for source in _order(r):
+        for source in _order(r, sources):
             for n in symbol_counts:
                 res = await _round(
                     source, n, fills=fills, weight_window_s=weight_window_s, round_no=r

@@ -54,6 +54,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"titan-exec bench --symbol-counts: not integers: {args.symbol_counts}")
             return 2
+        sources = tuple(x.strip() for x in args.sources.split(",") if x.strip())
+        if not sources or any(x not in ("stream", "polling") for x in sources):
+            print(f"titan-exec bench --sources: stream and/or polling, not {args.sources!r}")
+            return 2
         code = max(
             code,
             asyncio.run(
@@ -62,6 +66,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     fills=args.fills,
                     symbol_counts=counts,
                     weight_window_s=args.weight_window_s,
+                    sources=sources,
                 )
             ),
         )
@@ -91,6 +96,11 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=15.0,
         help="with --venue sim: seconds over which the REST weight is counted",
+    )
+    p.add_argument(
+        "--sources",
+        default="stream,polling",
+        help="with --venue sim: fill sources measured (stream, polling), comma-separated",
     )
     p.add_argument(
         "--fills-only",

@@ -23,11 +23,14 @@ This module owns the aiohttp application and `VenueSim`, the runner around it:
 - the user-data stream (`userstream`): ``/fapi/v1/listenKey`` and the private websocket,
   its events pushed after every request and every tick; ``/sim/inspect`` shows its listen
   keys, connections and events sent under ``userStream``;
-- the runner: a tick loop (engine.tick every ``tick_interval_ms``; changed books pushed to
-  the websocket subscribers), book tickers published
+- the runner: a tick loop (engine.tick every ``tick_interval_ms``, its user-data events
+  pushed at once; changed books pushed to the websocket subscribers), book tickers published
   on NATS (``titan.data.market.ticker.v1.<venue>.<BASE_QUOTE>``, ``{"bid","ask","ts"}``)
   when a NATS URL is given, and the optional state file (loaded at start, saved
-  periodically and at stop). The clock is injectable (milliseconds).
+  periodically and at stop). The clock is injectable (milliseconds). The book tickers go
+  out in ``market_slices`` slices spread over the tick (the listed symbols dealt round-robin,
+  slice 0 right after the tick), as a venue's streams of different symbols come at their
+  own moments, not as one burst of every symbol at the instant of each fill.
 """
 
 from __future__ import annotations
@@ -85,6 +88,9 @@ class SimSettings:
     """Comma-separated NATS URLs; None: no book tickers are published."""
     state_file: Path | None = None
     tick_interval_ms: int = 100
+    market_slices: int = 10
+    """The book tickers of a tick are sent in this many slices, evenly over the tick
+    interval (symbol i in slice i mod n); 1: all of them right after the tick."""
     save_interval_s: float = 5.0
     weight_limit_1m: int = 2400
     """Request weight a client may use per minute (`weights.WeightCounter`)."""
@@ -200,18 +206,15 @@ class VenueSim:
 
     async def _tick_loop(self) -> None:
         interval = self.settings.tick_interval_ms / 1000
+        slices = max(1, self.settings.market_slices)
         while True:
             try:
                 now = self.clock()
                 self.engine.tick(now)
                 await self.user_streams.apply_faults(now)
                 self.user_streams.publish(now)
-                # the user-data senders go first: a fill is pushed before the tick's market
-                # data work (24 book tickers on websocket and NATS), as a venue pushes it
+                # the user-data senders go first: a fill is pushed before the market data
                 await asyncio.sleep(0)
-                await self.streams.publish(now)
-                if self._nc is not None:
-                    await self._publish_tickers(now)
                 if (
                     self.settings.state_file is not None
                     and time.monotonic() - self._last_save >= self.settings.save_interval_s
@@ -221,10 +224,28 @@ class VenueSim:
                 raise
             except Exception:  # the loop must survive a bad tick (logged, retried next tick)
                 log.exception("venue-sim: tick failed")
-            await asyncio.sleep(interval)
+            for k in range(slices):
+                await self._publish_market(k, slices)
+                await asyncio.sleep(interval / slices)
 
-    async def _publish_tickers(self, now: int) -> None:
+    async def _publish_market(self, k: int, slices: int) -> None:
+        """Slice `k` of `slices` of the book tickers (websocket subscribers, NATS)."""
+        listed = list(self.engine.specs)
+        mine = frozenset(listed[k::slices])
+        now = self.clock()
+        try:
+            await self.streams.publish(now, mine)
+            if self._nc is not None:
+                await self._publish_tickers(now, mine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("venue-sim: book tickers failed")
+
+    async def _publish_tickers(self, now: int, symbols: frozenset[str]) -> None:
         for spec in self.engine.specs.values():
+            if spec.symbol not in symbols:
+                continue
             book = self.engine.book(spec.symbol, now)
             doc = {"bid": f"{book.bid:f}", "ask": f"{book.ask:f}", "ts": now}
             subject = (

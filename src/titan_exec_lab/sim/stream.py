@@ -165,12 +165,15 @@ class BookTickerStreams:
                 await sub.ws.send_json(doc)
                 self.messages_sent += 1
 
-    async def publish(self, now_ms: int) -> None:
-        """Every subscribed symbol whose top of book changed since it was last sent."""
+    async def publish(self, now_ms: int, symbols: frozenset[str] | None = None) -> None:
+        """Every subscribed symbol (of `symbols`; None: all) whose top of book changed
+        since it was last sent."""
         engine = self._engine()
         books: dict[str, Book] = {}
         for sub in list(self._subscribers):
             for symbol in sorted(sub.symbols):
+                if symbols is not None and symbol not in symbols:
+                    continue
                 if symbol not in books:
                     books[symbol] = engine.book(symbol, now_ms)
                 book = books[symbol]

@@ -10,9 +10,10 @@ venue (for example a connection refused before sending). Fills are never returne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from titan_exec.core.model import ClientOrderId, VenueOrderId
 from titan_exec.core.reports import (
@@ -108,3 +109,14 @@ class Venue(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PushesFills(Protocol):
+    """A venue whose fills can be pushed (a user-data stream): the listener is called,
+    synchronously and without I/O, when fills are waiting; it takes them with
+    `take_pushed_fills` (what it does not take comes with the next `fills_since`)."""
+
+    def set_fill_listener(self, listener: Callable[[], None] | None) -> None: ...
+
+    def take_pushed_fills(self) -> list[FillReport]: ...

@@ -49,6 +49,16 @@ def dec(raw: Any, fallback: Any = None) -> Decimal:
     return ZERO
 
 
+def equity_of(balance: Mapping[str, Any]) -> Decimal | None:
+    """Account equity from ccxt's balance: Binance's ``totalMarginBalance`` where the raw
+    answer has it, else the USDT total; None when neither is there."""
+    info = balance.get("info") or {}
+    if isinstance(info, dict) and info.get("totalMarginBalance") is not None:
+        return dec(info["totalMarginBalance"])
+    total = (balance.get("total") or {}).get("USDT")
+    return None if total is None else dec(total)
+
+
 def order_status(order: Mapping[str, Any]) -> VenueOrderStatus:
     raw = (order.get("info") or {}).get("status")
     if isinstance(raw, str) and raw in VENUE_STATUSES:

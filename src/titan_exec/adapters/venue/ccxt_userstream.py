@@ -67,6 +67,11 @@ log = logging.getLogger(__name__)
 
 STREAM_VENUES = frozenset({"binanceusdm"})
 """ccxt ids whose user-data events this module reads (Binance USDⓈ-M's field names)."""
+READ_HERE_ONLY = frozenset({"ORDER_TRADE_UPDATE"})
+"""Events this module reads in full and ccxt's parse is skipped for: it only fills ccxt's
+order and trade caches, which nobody reads here (``watch_orders`` just keeps the socket
+subscribed), and it costs about 1 ms of the event loop per event, between the fill and
+its event reaching the stream."""
 IDLE_STOP_MS = 30_000
 """The stream closes when no `fills_since` / `wait_activity` came for this long (the
 leader's driver calls them every poll interval)."""
@@ -104,6 +109,8 @@ def _hooked(cls: Any) -> Any:
         def handle_message(self, client: Any, message: Any) -> Any:
             if self.stream is not None:
                 self.stream.on_message(message)
+                if isinstance(message, Mapping) and message.get("e") in READ_HERE_ONLY:
+                    return None
             try:
                 return super().handle_message(client, message)
             except Exception as err:  # ccxt's own parse: never let it kill the socket
@@ -145,7 +152,11 @@ class UserStream:
         self._clock = clock
         self.timer = SweepTimer(settings.stream_silence_ms, settings.sweep_interval_ms)
         self.stats: Counter[str] = Counter({name: 0 for name in STAT_NAMES})
-        self.book = StreamBook(venue, self.stats, self._wake, self.suspect)
+        self.book = StreamBook(venue, self.stats, self._fill_buffered, self.suspect)
+        self.fill_listener: Callable[[], None] | None = None
+        """Called from the read loop (synchronous) when a fill is buffered: the leader's
+        driver takes it at once (`CcxtVenue.take_pushed_fills`); what it leaves waits for
+        the next `fills`."""
         self._activity: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
@@ -319,6 +330,16 @@ class UserStream:
         self.timer.request(reason)
         self._wake()
 
+    def _fill_buffered(self) -> None:
+        listener = self.fill_listener
+        if listener is not None:
+            try:
+                listener()
+            except Exception:  # never into ccxt's read loop: the fill waits in the buffer
+                log.exception("%s user stream: the fill listener failed", self.name)
+        if self.book.buffer:
+            self._wake()
+
     def _wake(self) -> None:
         if self._activity is not None:
             self._activity.set()
@@ -390,20 +411,7 @@ class UserStream:
         self.start()
         if cursor is None:
             self.timer.request("session")
-        reason = self.sweep_due(has_open_orders=bool(symbols))
-        target: frozenset[str] | None = None
-        if reason is not None:
-            target = (
-                None
-                if symbols is None
-                else symbols | self.book.position_symbols() | frozenset(self._suspects)
-            )
-        else:
-            fresh = (symbols or frozenset()) - self._covered
-            if fresh and self.book.buffer:
-                self._wake()  # the pushed fills first; the next call sweeps
-            elif fresh:
-                reason, target = "new-symbols", frozenset(fresh)
+        reason, target = _sweep_plan(self, symbols)
         swept: list[FillReport] = []
         new_cursor = cursor
         if reason is not None:
@@ -431,3 +439,22 @@ class UserStream:
                 continue
             out.append(fill)
         return out, new_cursor
+
+
+def _sweep_plan(
+    stream: UserStream, symbols: frozenset[str] | None
+) -> tuple[str | None, frozenset[str] | None]:
+    """The sweep `UserStream.fills` makes now: (reason, symbols; None: all), or no sweep
+    (None, None). A due sweep covers `symbols`, the non-flat positions and the suspects;
+    else symbols not covered yet are swept alone, once no pushed fill waits."""
+    reason = stream.sweep_due(has_open_orders=bool(symbols))
+    if reason is not None:
+        if symbols is None:
+            return reason, None
+        return reason, symbols | stream.book.position_symbols() | frozenset(stream._suspects)
+    fresh = (symbols or frozenset()) - stream._covered
+    if fresh and stream.book.buffer:
+        stream._wake()  # the pushed fills first; the next call sweeps
+    elif fresh:
+        return "new-symbols", frozenset(fresh)
+    return None, None

@@ -52,6 +52,7 @@ from titan_exec.adapters.venue.base import (
 from titan_exec.adapters.venue.budget import WeightBudget
 from titan_exec.adapters.venue.ccxt_answers import (
     dec,
+    equity_of,
     is_duplicate_id,
     order_report,
     order_status,
@@ -136,6 +137,13 @@ class CcxtVenue:
     def is_streaming(self) -> bool:
         """The user-data stream is running: order updates and fills are pushed."""
         return self.stream is not None and self.stream.is_running
+
+    def set_fill_listener(self, listener: Callable[[], None] | None) -> None:
+        if self.stream is not None:  # `base.PushesFills`: called as the stream buffers fills
+            self.stream.fill_listener = listener
+
+    def take_pushed_fills(self) -> list[FillReport]:
+        return self.stream.book.take_fills() if self.stream is not None else []
 
     def __repr__(self) -> str:  # never show credentials
         return f"CcxtVenue({self.settings.exchange_id!r}, name={self.name!r})"
@@ -374,12 +382,7 @@ class CcxtVenue:
         ]
 
     async def equity(self) -> Decimal | None:
-        raw = await self.read(lambda: self.exchange.fetch_balance())
-        info = raw.get("info") or {}
-        if isinstance(info, dict) and info.get("totalMarginBalance") is not None:
-            return dec(info["totalMarginBalance"])
-        total = (raw.get("total") or {}).get("USDT")
-        return None if total is None else dec(total)
+        return equity_of(await self.read(lambda: self.exchange.fetch_balance()))
 
     async def close(self) -> None:
         """Closes the clients; the user-data stream's listen key is never deleted (both
