@@ -46,6 +46,8 @@ class PairOptions:
     lease_ms: int = LEASE_MS
     replicas: int = 1
     manual_failover: bool = False
+    presence_interval_ms: int | None = None
+    """None: presence on (the default); 0: off, a takeover waits for the lease."""
     extra_toml: str = ""
     """Appended to each instance's configuration (more sections)."""
     nats_url_for: Callable[[str], str] | None = None
@@ -65,6 +67,7 @@ class PairOptions:
             is_armed_on_genesis=True,
             rate_limit_ms=10,
             is_manual_failover=self.manual_failover,
+            presence_interval_ms=self.presence_interval_ms,
             extra_toml=self.extra_toml,
         )
 

@@ -11,6 +11,7 @@ Failover times and the switchover gap are measured and printed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -75,19 +76,33 @@ async def assert_invariants(nc: Client, p: Pair, load: Load) -> None:
     f.assert_ok()
 
 
-async def test_kill_9_of_the_active_under_load_is_a_takeover_over_the_expiry_marker(
-    service_nats: Any, tmp_path: Path
-) -> None:
-    async with pair(service_nats.url, tmp_path) as p, brain_on(service_nats.url) as (nc, brain):
+async def _kill_9_of_the_active(
+    service_nats: Any, tmp_path: Path, opts: PairOptions
+) -> tuple[float, list[tuple[int, dict[str, str], bytes]], list[str]]:
+    """kill -9 of the active under load; returns (seconds to the new active's first
+    decision, the lease key's history, the backup's transition sentences), the invariants
+    checked after the old active rejoined."""
+    async with (
+        pair(service_nats.url, tmp_path, opts) as p,
+        brain_on(service_nats.url) as (
+            nc,
+            brain,
+        ),
+    ):
         lease_log: list[tuple[int, dict[str, str], bytes]] = []
+        reasons: list[str] = []
 
         async def on_lease(msg: Any) -> None:
             meta: Any = msg.metadata
             lease_log.append((meta.sequence.stream, dict(msg.headers or {}), msg.data))
 
+        async def on_role(msg: Any) -> None:
+            reasons.append(json.loads(msg.data)["reason"])
+
         watch = await nc.jetstream().subscribe(
             f"$KV.{LEASE_STREAM.removeprefix('KV_')}.leader", ordered_consumer=True, cb=on_lease
         )
+        roles = await nc.subscribe("titan.sys.exec.role.v1.backup", cb=on_role)
         load = Load(brain)
         await load.send(20, "before")
         killed = time.monotonic()
@@ -108,23 +123,51 @@ async def test_kill_9_of_the_active_under_load_is_a_takeover_over_the_expiry_mar
         executed_s = (min(decided_ms) - killed_ms) / 1000
         print(
             f"kill -9 → backup active {failover_s * 1000:.0f} ms, → first intent decided by "
-            f"it {executed_s * 1000:.0f} ms (lease {LEASE_MS} ms)"
+            f"it {executed_s * 1000:.0f} ms (lease {LEASE_MS} ms, presence "
+            f"{'off' if opts.presence_interval_ms == 0 else 'on'})"
         )
-        assert failover_s <= LEASE_MS / 1000 + 1.0
-        assert executed_s <= LEASE_MS / 1000 + 1.0
-
-        # the lease expired into a marker and the backup took it over that marker
         await watch.unsubscribe()
-        markers = [seq for seq, h, _ in lease_log if h.get("Nats-Marker-Reason") == "MaxAge"]
-        assert markers, f"no expiry marker seen: {lease_log}"
-        taken = [(seq, h) for seq, h, d in lease_log if b'"instance_id":"backup"' in d]
-        assert taken, lease_log
-        # a compare-and-set on the marker's revision: the atomic create over the marker
-        assert taken[0][1].get("Nats-Expected-Last-Subject-Sequence") == str(markers[-1])
-
+        await roles.unsubscribe()
         p.start("primary", "standby")  # back as the hot standby; it catches up
         await poll(role_is(p.ports["primary"], "standby"), "primary standby", 30)
         await assert_invariants(nc, p, load)
+        return executed_s, lease_log, reasons
+
+
+async def test_kill_9_of_the_active_under_load_is_a_takeover_over_the_expiry_marker(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    """Presence off: the lease alone, over its expiry marker."""
+    executed_s, lease_log, _ = await _kill_9_of_the_active(
+        service_nats, tmp_path, PairOptions(presence_interval_ms=0)
+    )
+    assert LEASE_MS / 1000 <= executed_s <= LEASE_MS / 1000 + 1.0
+    # the lease expired into a marker and the backup took it over that marker
+    markers = [seq for seq, h, _ in lease_log if h.get("Nats-Marker-Reason") == "MaxAge"]
+    assert markers, f"no expiry marker seen: {lease_log}"
+    taken = [(seq, h) for seq, h, d in lease_log if b'"instance_id":"backup"' in d]
+    assert taken, lease_log
+    # a compare-and-set on the marker's revision: the atomic create over the marker
+    assert taken[0][1].get("Nats-Expected-Last-Subject-Sequence") == str(markers[-1])
+
+
+async def test_kill_9_of_the_active_is_seen_by_presence_and_its_revision_taken_over(
+    service_nats: Any, tmp_path: Path
+) -> None:
+    """Presence on (the default): "no responders" from the dead holder's subject, and the
+    backup's compare-and-set on the holder's last revision, before the lease expired."""
+    executed_s, lease_log, reasons = await _kill_9_of_the_active(
+        service_nats, tmp_path, PairOptions()
+    )
+    assert executed_s < LEASE_MS / 1000  # the lease would have taken longer
+    assert any(r.startswith("standby: presence: primary/") for r in reasons), reasons
+    assert not any(h.get("Nats-Marker-Reason") for _, h, _ in lease_log), lease_log
+    taken = [i for i, (_, _, d) in enumerate(lease_log) if b'"instance_id":"backup"' in d]
+    assert taken, lease_log
+    before = lease_log[taken[0] - 1]
+    assert b'"instance_id":"primary"' in before[2]  # the dead holder's own entry ...
+    expected = lease_log[taken[0]][1].get("Nats-Expected-Last-Subject-Sequence")
+    assert expected == str(before[0])  # ... taken over by compare-and-set on its revision
 
 
 async def test_sigstop_longer_than_the_lease_deposes_the_active_which_rejoins(

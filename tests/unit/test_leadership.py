@@ -47,6 +47,8 @@ from titan_exec.core.leadership import (
     LoopStalled,
     Mode,
     OpenIntake,
+    Presence,
+    PresenceProbed,
     Promote,
     ReadLease,
     Release,
@@ -148,6 +150,7 @@ SAMPLES: dict[type, Input] = {
     WriteRejected: WriteRejected(NOW),
     TakeoverFailed: TakeoverFailed("no JetStream meta leader", NOW),
     ShadowReported: ShadowReported(True, False, NOW),
+    PresenceProbed: PresenceProbed(OTHER, 100, Presence.NO_RESPONDERS, NOW),
     Switchover: Switchover(NOW),
     Promote: Promote(NOW),
 }
@@ -172,6 +175,7 @@ TABLE: dict[type, tuple[str, ...]] = {
     WriteRejected: (_, _, FENCE, FENCE, FENCE, FENCE, _),
     TakeoverFailed: (_, _, FENCE_RELEASE, FENCE_RELEASE, FENCE_RELEASE, FENCE_RELEASE, _),
     ShadowReported: (_, _, _, _, _, _, _),
+    PresenceProbed: (_, _, _, _, _, _, _),  # one probe decides nothing (test_presence.py)
     Switchover: (_, _, FENCE_RELEASE, FENCE_RELEASE, "draining:CloseIntake", _, _),
     Promote: ("candidate:Acquire", _, _, _, _, _, _),
 }

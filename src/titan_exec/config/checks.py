@@ -27,6 +27,7 @@ from titan_exec.config.model import (
 )
 from titan_exec.core.leadership import LeaseTiming, LeaseTimingError
 from titan_exec.core.policy import PolicyError, parse_policy
+from titan_exec.core.presence import PresenceTiming, PresenceTimingError
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -343,6 +344,27 @@ def _validate_lease_timing(ha: HaConfig) -> None:
         first = re.split(r"[= ]", str(err), maxsplit=1)[0]
         key = first if first in _HA_TIMING_KEYS else "lease_ms"
         raise ConfigError(f"ha.{key}: {err}") from None
+    try:
+        presence = presence_timing(ha)
+    except PresenceTimingError as err:
+        name = re.search(r"presence (\w+)", str(err))
+        key = f"presence_{name.group(1)}" if name else "presence_interval_ms"
+        raise ConfigError(f"ha.{key}: {err}") from None
+    if presence.is_on and presence.window_ms >= ha.lease_ms:
+        raise ConfigError(
+            f"ha.presence_window_ms: {presence.window_ms} must be below ha.lease_ms "
+            f"({ha.lease_ms}): presence exists to be faster than the lease"
+        )
+
+
+def presence_timing(ha: HaConfig) -> PresenceTiming:
+    return PresenceTiming(
+        interval_ms=ha.presence_interval_ms,
+        timeout_ms=ha.presence_timeout_ms,
+        confirm_count=ha.presence_confirm_count,
+        confirm_ms=ha.presence_confirm_ms,
+        window_ms=ha.presence_window_ms,
+    )
 
 
 def _validate_reconcile(cfg: Config) -> None:

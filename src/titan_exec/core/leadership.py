@@ -51,7 +51,7 @@ log line, what tests assert on), the actions for the shell, and the next wake-up
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import assert_never
 
@@ -75,6 +75,8 @@ from titan_exec.core.leadership_io import (  # the vocabulary, re-exported (see 
     LoopStalled,
     Mode,
     OpenIntake,
+    Presence,
+    PresenceProbed,
     Promote,
     ReadLease,
     Release,
@@ -90,6 +92,7 @@ from titan_exec.core.leadership_io import (  # the vocabulary, re-exported (see 
     WriteEpochMarker,
     WriteRejected,
 )
+from titan_exec.core.presence import PresenceRun, PresenceTiming, advance, describe
 
 __all__ = [  # noqa: RUF022 - the vocabulary first, then this module's own names
     "INPUT_TYPES",
@@ -111,6 +114,9 @@ __all__ = [  # noqa: RUF022 - the vocabulary first, then this module's own names
     "LoopStalled",
     "Mode",
     "OpenIntake",
+    "Presence",
+    "PresenceProbed",
+    "PresenceTiming",
     "Promote",
     "ReadLease",
     "Release",
@@ -154,6 +160,7 @@ TRANSITIONS: dict[tuple[Role, type[Input]], frozenset[Role]] = {
     (R.STANDBY, Tick): frozenset({R.STANDBY, R.CANDIDATE}),
     (R.STANDBY, ShadowReported): frozenset({R.STANDBY, R.CANDIDATE}),
     (R.STANDBY, Promote): frozenset({R.STANDBY, R.CANDIDATE}),
+    (R.STANDBY, PresenceProbed): frozenset({R.STANDBY, R.CANDIDATE}),
     (R.CANDIDATE, AcquireSucceeded): frozenset({R.PROMOTING, R.STANDBY}),
     (R.CANDIDATE, AcquireFailed): frozenset({R.STANDBY}),
     (R.PROMOTING, CaughtUp): frozenset({R.ACTIVE, R.PROMOTING}),
@@ -256,6 +263,7 @@ class LeaderConfig:
     is_manual_failover: bool = False
     is_unsafe_fencing_disabled: bool = False
     """UNSAFE, the broken test build: a leader never fences itself (see the top)."""
+    presence: PresenceTiming = field(default_factory=PresenceTiming)
 
 
 # ------------------------------------------------------------------------------- state
@@ -292,6 +300,7 @@ class Leadership:
     next_poll_at_ms: int = 0
     next_campaign_at_ms: int = 0
     fenced_until_ms: int = 0
+    presence_run: PresenceRun | None = None  # "no responders" from the holder, in a row
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,8 +436,49 @@ def _campaign_blocker(state: Leadership, now: int) -> str | None:
 
 
 def _campaign(state: Leadership, why: str) -> _Out:
-    new = replace(state, role=R.CANDIDATE)
+    new = replace(state, role=R.CANDIDATE, presence_run=None)
     return new, f"{why}: campaigning", (Acquire(state.config.timing.renew_interval_ms),)
+
+
+def _presence_blocker(state: Leadership, now: int) -> str | None:
+    """Why this standby must not take over a lease whose holder is gone, or None."""
+    if now < state.next_campaign_at_ms:
+        return f"backing off until {state.next_campaign_at_ms}"
+    if state.config.is_manual_failover:
+        return "manual failover is on: waiting for Promote"
+    if state.has_drift_alarm:
+        return "a drift alarm is raised"
+    if not state.is_caught_up and state.config.mode is Mode.STANDBY:
+        return "not caught up"
+    return None
+
+
+def _on_presence(state: Leadership, inp: PresenceProbed) -> _Out:
+    """A probe of the holder (`core/presence.py`): its process known gone while it still
+    holds the revision we saw, the standby takes that revision over at once."""
+    view = state.view
+    if not state.config.presence.is_on:
+        return _ignored(state, inp, "ignored: presence is off")
+    if (view.kind, view.holder, view.revision) != (ViewKind.HELD, inp.holder, inp.revision):
+        new = replace(state, presence_run=None)
+        return new, f"presence answer of {inp.holder} is stale ({_describe(view)}): ignored", ()
+    if inp.holder == state.config.holder:
+        return _ignored(state, inp, "ignored: the lease is under our own name")
+    run, gone = advance(state.presence_run, inp, state.config.presence)
+    new = replace(state, presence_run=run)
+    if not gone:
+        return new, describe(run, inp), ()
+    assert run is not None
+    what = (
+        f"presence: {inp.holder} is gone (no responders {run.count} in a row over "
+        f"{inp.now_ms - run.first_ms} ms) while holding revision {inp.revision}"
+    )
+    blocker = _presence_blocker(new, inp.now_ms)
+    if blocker is not None:
+        return new, f"{what}, but {blocker}", ()
+    new = replace(new, role=R.CANDIDATE, presence_run=None)
+    timeout = state.config.timing.renew_interval_ms
+    return new, f"{what}: taking it over", (Acquire(timeout, over_revision=inp.revision),)
 
 
 def _standby_or_campaign(state: Leadership, now: int, what: str) -> _Out:
@@ -474,7 +524,11 @@ def _on_standby(state: Leadership, inp: Input) -> _Out:
     timing = state.config.timing
     match inp:
         case LeaseSeen() | LeaseEmpty() | LeaseUnavailable():
-            new = replace(state, view=_observe(state, inp))
+            view = _observe(state, inp)
+            run = state.presence_run
+            if run is not None and (run.holder, run.revision) != (view.holder, view.revision):
+                run = None  # the holder wrote since (alive), or the lease changed hands
+            new = replace(state, view=view, presence_run=run)
             release = _release_if_mine(new)
             if release:
                 return new, f"{_describe(new.view)}, a stale lease of ours: releasing", release
@@ -491,6 +545,8 @@ def _on_standby(state: Leadership, inp: Input) -> _Out:
             new = replace(state, is_caught_up=caught_up, has_drift_alarm=drift)
             what = f"shadow state {'caught up' if caught_up else 'lagging'}"
             return _standby_or_campaign(new, now, what + (", drift alarm" if drift else ""))
+        case PresenceProbed():
+            return _on_presence(state, inp)
         case Promote():
             if state.view.kind is ViewKind.HELD:
                 return state, f"promote refused: {_describe(state.view)}", ()
@@ -584,6 +640,7 @@ def _on_candidate(state: Leadership, inp: Input) -> _Out:
             | TakeoverFailed()
             | Switchover()
             | Promote()
+            | PresenceProbed()
         ):
             return _ignored(state, inp, "ignored while acquiring")
         case _ as unreachable:
@@ -656,6 +713,8 @@ def _on_leading(state: Leadership, inp: Input) -> _Out:
         case ShadowReported(is_caught_up=caught_up, has_drift_alarm=drift):
             new = replace(state, is_caught_up=caught_up, has_drift_alarm=drift)
             return new, "shadow state noted", ()
+        case PresenceProbed():
+            return _ignored(state, inp, "ignored: leading")
         case (
             EpochMarkerWritten()
             | EpochMarkerFailed()
@@ -767,6 +826,7 @@ def _on_fenced(state: Leadership, inp: Input) -> _Out:
             | LoopStalled()
             | WriteRejected()
             | TakeoverFailed()
+            | PresenceProbed()
         ):
             return _ignored(state, inp, "ignored: fenced")
         case _ as unreachable:

@@ -33,6 +33,15 @@ class Failure(StrEnum):
     UNAVAILABLE = "unavailable"  # cannot tell: timeout, no responders, disconnected
 
 
+class Presence(StrEnum):
+    """What a probe of the lease holder's presence subject (core NATS request/reply) got."""
+
+    ANSWERED = "answered"  # its process answered: alive
+    NO_RESPONDERS = "no-responders"  # nobody subscribes: its process (or its socket) is gone
+    TIMEOUT = "timeout"  # no answer in time (paused, slow, black-holed): cannot tell
+    UNHEALTHY = "unhealthy"  # this instance's own connection is in trouble: cannot tell
+
+
 # ------------------------------------------------------------------------------ inputs
 @dataclass(frozen=True, slots=True)
 class LeaseSeen:
@@ -154,6 +163,17 @@ class ShadowReported:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceProbed:
+    """A probe of ``holder``'s presence subject, sent while the lease was seen held by it
+    at ``revision``."""
+
+    holder: str
+    revision: int
+    outcome: Presence
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Switchover:
     """Operator command or SIGTERM on the active: hand the lease over."""
 
@@ -184,6 +204,7 @@ Input = (
     | WriteRejected
     | TakeoverFailed
     | ShadowReported
+    | PresenceProbed
     | Switchover
     | Promote
 )
@@ -200,6 +221,9 @@ class ReadLease:
 @dataclass(frozen=True, slots=True)
 class Acquire:
     timeout_ms: int
+    over_revision: int | None = None
+    """Take the lease over from a holder whose process is gone: compare-and-set on this
+    revision (its last write) instead of waiting for it to expire. None: only if free."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,10 @@ from titan_exec.adapters.nats.lease import NatsLease, acquire_outcome, renew_out
 from titan_exec.api.metrics import Metrics
 from titan_exec.clock import monotonic_ms
 from titan_exec.config import Config
+from titan_exec.config.checks import presence_timing
 from titan_exec.core import leadership as ld
 from titan_exec.runtime.ha_watch import LeaseAge, Watchers
+from titan_exec.runtime.presence import start_presence, stop_answering
 from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,62 @@ def lease_timing(cfg: Config) -> ld.LeaseTiming:
     )
 
 
+def holder_of(state: ld.Leadership | None) -> str | None:
+    """Who holds the lease as `state` last saw it (None: free or unknown)."""
+    if state is None:
+        return None
+    return state.config.holder if state.role in ld.LEADING else state.view.holder
+
+
+def reconnects(nc: NatsClient) -> int:
+    """How many times `nc` reconnected (nats-py's count)."""
+    return int(nc.stats.get("reconnects", 0))
+
+
+def promote_answer(alarm: dict[str, Any] | None) -> str:
+    """What an accepted promote request answers (the drift alarm named when there is one)."""
+    if alarm is None:
+        return "promote requested: campaigning for the lease"
+    return (
+        "promote requested despite the drift alarm (this standby's state differed from the "
+        f"active's at checkpoint seq {alarm.get('watermark_seq')}): campaigning for the lease"
+    )
+
+
+def transition_doc(
+    instance_id: str, before: str, after: str, summary: str, epoch: int | None, ts: int
+) -> bytes:
+    """A role transition as published on the role subject (telemetry)."""
+    doc = {
+        "instance_id": instance_id,
+        "from": before,
+        "to": after,
+        "reason": summary,
+        "epoch": epoch,
+        "ts": ts,
+    }
+    return json.dumps(doc).encode()
+
+
+def entered_since(transitions: list[tuple[int, str, str]], role: ld.Role) -> int | None:
+    """When the last stretch of `role` in `transitions` began (None: not in it)."""
+    entered: int | None = None
+    for at, name, _ in reversed(transitions):
+        if name == role.value:
+            entered = at
+        elif entered is not None:
+            break
+    return entered
+
+
+def _is_news(inp: ld.Input) -> bool:
+    """Worth a log line without a role change: not a tick, a lease seen again, or a
+    presence probe other than "no responders" (a standby probes every few tens of ms)."""
+    if isinstance(inp, ld.PresenceProbed):
+        return inp.outcome is ld.Presence.NO_RESPONDERS
+    return not isinstance(inp, ld.Tick | ld.LeaseSeen)
+
+
 class HaDriver:
     def __init__(
         self,
@@ -101,9 +159,12 @@ class HaDriver:
         self._cfg = cfg
         self._metrics = metrics
         self._clock = clock
-        self._role_subject = Subjects(cfg.service.namespace).role(cfg.service.instance_id)
+        self._subjects = Subjects(cfg.service.namespace)
+        self._role_subject = self._subjects.role(cfg.service.instance_id)
         self.say = say
         self.timing = lease_timing(cfg)
+        self.presence = presence_timing(cfg.ha)
+        self._presence_sub: Any = None  # this process's presence answers
         self.lease: NatsLease | None = None
         self.state: ld.Leadership | None = None
         self._inputs: asyncio.Queue[ld.Input] = asyncio.Queue()
@@ -119,11 +180,16 @@ class HaDriver:
         self.is_stopping_for_good = False
         """SIGTERM / shutdown: a fence then ends the process instead of rejoining."""
         self._marker_token: str | None = None
+        self._proven_on = reconnects(nc)  # the connection a lease write last succeeded on
 
     # --- the check before every venue write ------------------------------------------------
 
     def can_write_venue(self) -> bool:
-        return self.state is not None and ld.can_write_venue(self.state, monotonic_ms())
+        """The lease's deadline, and a connection not new since the last lease write that
+        succeeded (a lease may be taken over while we reconnect: the next renew tells)."""
+        if self.state is None or not ld.can_write_venue(self.state, monotonic_ms()):
+            return False
+        return self._nc.is_connected and self._proven_on == reconnects(self._nc)
 
     @property
     def role(self) -> str:
@@ -157,6 +223,7 @@ class HaDriver:
             mode=mode,
             is_manual_failover=cfg.ha.manual_failover,
             is_unsafe_fencing_disabled=cfg.is_unsafe_fencing_disabled,
+            presence=self.presence,
         )
         self.state = ld.initial(config, monotonic_ms())
         self.watchers = w = Watchers(self, self.lease, self.observed, metrics=self._metrics)
@@ -166,7 +233,16 @@ class HaDriver:
             asyncio.create_task(w.watchdog(), name="ha-watchdog"),
             asyncio.create_task(w.report_shadow(), name="ha-shadow"),
         ]
+        self._presence_sub, prober = await start_presence(
+            self._nc, self._subjects, self.presence, config.holder, self._present, self
+        )
+        if prober is not None:
+            self._tasks.append(asyncio.create_task(prober.run(), name="ha-presence"))
         self.put(ld.Tick(monotonic_ms()))
+
+    def _present(self) -> dict[str, Any]:
+        """What this process's presence answer says besides its name."""
+        return {"role": self.role, "epoch": self.state.epoch if self.state else None}
 
     async def stop(self) -> None:
         state, lease = self.state, self.lease
@@ -174,6 +250,8 @@ class HaDriver:
         tasks += [*self._actions, *self._renewals]
         for task in tasks:
             task.cancel()
+        await stop_answering(self._presence_sub)
+        self._presence_sub = None
         is_leader = state is not None and state.role in ld.LEADING
         if is_leader and lease is not None and state is not None and state.revision is not None:
             # a planned stop of the leader hands the lease over at once, before waiting for
@@ -191,13 +269,7 @@ class HaDriver:
 
     def transitions_since(self, role: ld.Role) -> int | None:
         """Monotonic time this instance last entered `role` (None: never)."""
-        entered: int | None = None
-        for at, name, _ in reversed(self.transitions):
-            if name == role.value:
-                entered = at
-            elif entered is not None:
-                break
-        return entered
+        return entered_since(self.transitions, role)
 
     def request_promote(self) -> tuple[bool, str]:
         """Manual failover (operator): campaign now, unless someone holds the lease. The
@@ -209,14 +281,7 @@ class HaDriver:
             holder = state.view.holder or "another instance"
             return False, f"the lease is held by {holder}: use switchover on the active"
         self.put(ld.Promote(monotonic_ms()))
-        alarm = self.observed.drift_alarm()
-        if alarm is not None:
-            seq = alarm.get("watermark_seq")
-            return True, (
-                "promote requested despite the drift alarm (this standby's state differed "
-                f"from the active's at checkpoint seq {seq}): campaigning for the lease"
-            )
-        return True, "promote requested: campaigning for the lease"
+        return True, promote_answer(self.observed.drift_alarm())
 
     def put(self, inp: ld.Input) -> None:
         self._inputs.put_nowait(inp)
@@ -245,9 +310,10 @@ class HaDriver:
                 level = logging.WARNING if self.state.role is ld.Role.FENCED else logging.INFO
                 log.log(level, "ha: %s → %s: %s", before.value, role, decision.summary)
                 self._publish_transition(before.value, role, decision.summary)
-            elif decision.summary and not isinstance(inp, ld.Tick | ld.LeaseSeen):
+            elif _is_news(inp) and decision.summary:
                 log.info("ha[%s]: %s", self.state.role.value, decision.summary)
-            self.transitions.append((monotonic_ms(), self.state.role.value, decision.summary))
+            if self.state.role is not before or not isinstance(inp, ld.PresenceProbed):
+                self.transitions.append((monotonic_ms(), self.state.role.value, decision.summary))
             del self.transitions[:-200]
             for action in decision.actions:
                 if isinstance(action, ld.Release):
@@ -262,26 +328,16 @@ class HaDriver:
     def _publish_transition(self, before: str, after: str, summary: str) -> None:
         if not self._nc.is_connected:
             return  # telemetry only: the log and the metrics have it
-        doc = {
-            "instance_id": self._cfg.service.instance_id,
-            "from": before,
-            "to": after,
-            "reason": summary,
-            "epoch": self.state.epoch if self.state is not None else None,
-            "ts": self._clock(),
-        }
-        body = json.dumps(doc).encode()
+        epoch = self.state.epoch if self.state is not None else None
+        me = self._cfg.service.instance_id
+        body = transition_doc(me, before, after, summary, epoch, self._clock())
         task = asyncio.create_task(self._nc.publish(self._role_subject, body))
         self._actions.add(task)
         task.add_done_callback(self._actions.discard)
 
     def lease_holder(self) -> str | None:
         """Who holds the lease as this instance last saw it (None: free or unknown)."""
-        if self.state is None:
-            return None
-        if self.state.role in ld.LEADING:
-            return self.state.config.holder
-        return self.state.view.holder
+        return holder_of(self.state)
 
     def lease_age_ms(self) -> int | None:
         return self.lease_age.age_ms(monotonic_ms())
@@ -292,9 +348,12 @@ class HaDriver:
         match action:
             case ld.ReadLease():
                 self.put(await lease.read())
-            case ld.Acquire(timeout_ms=timeout_ms):
-                sent = monotonic_ms()
-                result = await lease.acquire(timeout_ms=timeout_ms)
+            case ld.Acquire(timeout_ms=timeout_ms, over_revision=over):
+                sent, self._proven_on = monotonic_ms(), reconnects(self._nc)
+                if over is None:
+                    result = await lease.acquire(timeout_ms=timeout_ms)
+                else:  # its holder's process is gone (presence): no waiting for the expiry
+                    result = await lease.take_over(over, timeout_ms=timeout_ms)
                 self.put(acquire_outcome(result, sent, monotonic_ms()))
             case ld.Renew(revision=revision, epoch=epoch, timeout_ms=timeout_ms):
                 # in flight while the loop goes on: the deadline, not the call, bounds it
@@ -373,9 +432,11 @@ class HaDriver:
 
     async def _renew(self, revision: int, epoch: int | None, timeout_ms: int) -> None:
         assert self.lease is not None
-        sent = monotonic_ms()
+        sent, on = monotonic_ms(), reconnects(self._nc)
         result = await self.lease.renew(revision, epoch=epoch, timeout_ms=timeout_ms)
         outcome = renew_outcome(result, sent, monotonic_ms())
+        if isinstance(outcome, ld.RenewSucceeded):
+            self._proven_on = max(self._proven_on, on)
         elapsed = (monotonic_ms() - sent) / 1000
         ok = isinstance(outcome, ld.RenewSucceeded)
         self._metrics.lease_renew.labels("ok" if ok else "failed").observe(elapsed)

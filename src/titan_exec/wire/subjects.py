@@ -336,6 +336,16 @@ class Subjects:
         them, and only the active may publish on `titan.evt.<ns>.>`)."""
         return f"titan.sys.{self.ns}.role.v1.{_check_token('instance_id', instance_id)}"
 
+    def presence(self, holder: str) -> str:
+        """The presence subject of one process (`core/presence.py`; core NATS request/reply):
+        a lease holder ``<instance_id>/<session>`` answers on
+        ``titan.sys.<ns>.presence.v1.<instance_id>.<session>``."""
+        instance_id, _, session = holder.partition("/")
+        return (
+            f"titan.sys.{self.ns}.presence.v1.{_check_token('instance_id', instance_id)}."
+            f"{_check_token('session', session)}"
+        )
+
     def reconcile(self, instance_id: str) -> str:
         """Differences with the venue found by the active (telemetry, core NATS: not state,
         so not on `titan.evt.<ns>.>`, which followers fold)."""

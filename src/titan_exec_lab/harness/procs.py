@@ -65,6 +65,8 @@ class InstanceSettings:
     """Checkpoints (snapshot + the standby's drift comparison) this often (None: default)."""
     is_manual_failover: bool = False
     """`[ha] manual_failover`: the standby campaigns only when promoted."""
+    presence_interval_ms: int | None = None
+    """`[ha] presence_interval_ms` (0: presence off, the lease alone; None: the default)."""
     extra_toml: str = ""
     """Appended to the configuration (more sections)."""
     venues: tuple[tuple[str, str], ...] = ()
@@ -109,6 +111,8 @@ api_secret_env = "TITAN_VENUE_API_SECRET"
         pace = "" if self.rate_limit_ms is None else f"rate_limit_ms = {self.rate_limit_ms}\n"
         ttl = "" if self.orders_ttl_ms is None else f"ttl_ms = {self.orders_ttl_ms}\n"
         manual = "manual_failover = true\n" if self.is_manual_failover else ""
+        if self.presence_interval_ms is not None:
+            manual += f"presence_interval_ms = {self.presence_interval_ms}\n"
         snapshots = (
             ""
             if self.snapshot_every_ms is None

@@ -299,6 +299,33 @@ class NatsLease:
             self._since_ms = since_ms
         return result
 
+    async def take_over(
+        self, revision: int, *, epoch: int | None = None, timeout_ms: int | None = None
+    ) -> CallResult:
+        """Take the lease held at ``revision`` by a holder whose process is gone
+        (`core/presence.py`): compare-and-set on that revision, so a holder that wrote
+        since (alive after all) keeps it and this call is lost."""
+        if revision < 1:
+            raise ValueError(f"take over needs the holder's revision (>= 1), got {revision}")
+        since_ms = wall_clock_ms()
+        value = self._value(epoch, since_ms)
+
+        async def attempt() -> CallResult:
+            try:
+                return await self._cas(value, last=revision)
+            except KeyWrongLastSequenceError:
+                pass
+            latest = await self._latest()
+            if latest is not None and self._is_ours(latest):  # ours, applied late
+                return await self._cas(value, last=latest.revision)
+            found = "nothing" if latest is None else latest.describe()
+            return CallLost(f"revision {revision} moved on: found {found}")
+
+        result = await self._call("take over", attempt, timeout_ms)
+        if isinstance(result, CallOk):
+            self._since_ms = since_ms
+        return result
+
     async def renew(
         self, revision: int, *, epoch: int | None = None, timeout_ms: int | None = None
     ) -> CallResult:
