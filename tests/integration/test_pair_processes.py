@@ -155,11 +155,9 @@ async def test_kill_9_of_the_active_is_seen_by_presence_and_its_revision_taken_o
     service_nats: Any, tmp_path: Path
 ) -> None:
     """Presence on (the default): "no responders" from the dead holder's subject, and the
-    backup's compare-and-set on the holder's last revision, before the lease expired."""
-    executed_s, lease_log, reasons = await _kill_9_of_the_active(
-        service_nats, tmp_path, PairOptions()
-    )
-    assert executed_s < LEASE_MS / 1000  # the lease would have taken longer
+    backup's compare-and-set on the holder's last revision, before the lease expired (no
+    expiry marker). The time is printed; the chaos matrix measures it (`titan-exec chaos`)."""
+    _, lease_log, reasons = await _kill_9_of_the_active(service_nats, tmp_path, PairOptions())
     assert any(r.startswith("standby: presence: primary/") for r in reasons), reasons
     assert not any(h.get("Nats-Marker-Reason") for _, h, _ in lease_log), lease_log
     taken = [i for i, (_, _, d) in enumerate(lease_log) if b'"instance_id":"backup"' in d]

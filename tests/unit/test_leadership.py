@@ -150,7 +150,7 @@ SAMPLES: dict[type, Input] = {
     WriteRejected: WriteRejected(NOW),
     TakeoverFailed: TakeoverFailed("no JetStream meta leader", NOW),
     ShadowReported: ShadowReported(True, False, NOW),
-    PresenceProbed: PresenceProbed(OTHER, 100, Presence.NO_RESPONDERS, NOW),
+    PresenceProbed: PresenceProbed(OTHER, 100, Presence.NO_RESPONDERS, NOW, NOW),
     Switchover: Switchover(NOW),
     Promote: Promote(NOW),
 }

@@ -56,14 +56,14 @@ def standby(*, caught_up: bool = True, drift: bool = False, **cfg: object) -> Le
 def probe(state: Leadership, *answers: tuple[int, Presence], revision: int = 7) -> Decision:
     decision = Decision("nothing")
     for at, outcome in answers:
-        state, decision = step(state, PresenceProbed(DEAD, revision, outcome, at))
+        state, decision = step(state, PresenceProbed(DEAD, revision, outcome, at, at))
     return decision
 
 
 def probes(state: Leadership, *answers: tuple[int, Presence]) -> tuple[Leadership, Decision]:
     decision = Decision("nothing")
     for at, outcome in answers:
-        state, decision = step(state, PresenceProbed(DEAD, 7, outcome, at))
+        state, decision = step(state, PresenceProbed(DEAD, 7, outcome, at, at))
     return state, decision
 
 
@@ -94,7 +94,7 @@ def test_anything_but_no_responders_ends_the_run(interruption: Presence) -> None
 def test_a_paused_holder_only_times_out_and_the_lease_decides() -> None:
     state = standby()
     for at in range(100, 4000, 20):
-        state, decision = step(state, PresenceProbed(DEAD, 7, TIMEOUT, at))
+        state, decision = step(state, PresenceProbed(DEAD, 7, TIMEOUT, at, at))
         assert state.role is Role.STANDBY and decision.actions == ()
     assert "the lease decides" in decision.summary
 
@@ -109,20 +109,20 @@ def test_a_renewal_restarts_the_run_and_old_answers_are_stale() -> None:
     state, _ = probes(standby(), (100, NR), (120, NR), (140, NR))
     state, _ = step(state, LeaseSeen(DEAD, 8, 3, 150))  # it renewed: alive
     assert state.presence_run is None
-    state, decision = step(state, PresenceProbed(DEAD, 7, NR, 160))  # sent before the renew
+    state, decision = step(state, PresenceProbed(DEAD, 7, NR, 160, 160))  # sent before the renew
     assert "stale" in decision.summary and state.presence_run is None
     for at in (170, 190, 210, 230):
-        state, decision = step(state, PresenceProbed(DEAD, 8, NR, at))
+        state, decision = step(state, PresenceProbed(DEAD, 8, NR, at, at))
     assert state.role is Role.CANDIDATE
     assert decision.actions == (Acquire(TIMING.renew_interval_ms, over_revision=8),)
 
 
 def test_answers_for_another_holder_or_an_unknown_lease_are_stale() -> None:
     state = standby()
-    state, decision = step(state, PresenceProbed("other/s9", 7, NR, 100))
+    state, decision = step(state, PresenceProbed("other/s9", 7, NR, 100, 100))
     assert "stale" in decision.summary and decision.actions == ()
     fresh, _ = start(LeaderConfig(ME, TIMING), 0)  # never saw the lease
-    _, decision = step(fresh, PresenceProbed(DEAD, 7, NR, 100))
+    _, decision = step(fresh, PresenceProbed(DEAD, 7, NR, 100, 100))
     assert "stale" in decision.summary
 
 
@@ -154,9 +154,9 @@ def test_a_failed_takeover_backs_off_and_one_crash_makes_one_attempt() -> None:
     state, decision = probes(state, *((at, NR) for at in range(180, 400, 20)))
     # ... the answers were for revision 7, stale now; for 8, the back-off holds
     for at in range(400, 1400, 20):
-        state, decision = step(state, PresenceProbed(DEAD, 8, NR, at))
+        state, decision = step(state, PresenceProbed(DEAD, 8, NR, at, at))
     assert state.role is Role.STANDBY and "backing off" in decision.summary
-    state, decision = step(state, PresenceProbed(DEAD, 8, NR, 1440))
+    state, decision = step(state, PresenceProbed(DEAD, 8, NR, 1440, 1440))
     assert state.role is Role.CANDIDATE
 
 
@@ -165,24 +165,24 @@ def test_presence_off_and_our_own_name_decide_nothing() -> None:
     state, decision = probes(off, (100, NR), (120, NR), (140, NR), (160, NR))
     assert state.role is Role.STANDBY and "presence is off" in decision.summary
     mine, _ = step(standby(), LeaseSeen(ME, 9, 3, 50))  # a stale lease of ours: released
-    _, decision = step(replace(mine, role=Role.STANDBY), PresenceProbed(ME, 9, NR, 100))
+    _, decision = step(replace(mine, role=Role.STANDBY), PresenceProbed(ME, 9, NR, 100, 100))
     assert decision.actions == ()
 
 
 def test_leading_fenced_and_candidate_roles_ignore_presence() -> None:
     state, _ = probes(standby(), (100, NR), (120, NR), (140, NR), (160, NR))
     assert state.role is Role.CANDIDATE
-    again, decision = step(state, PresenceProbed(DEAD, 7, NR, 180))
+    again, decision = step(state, PresenceProbed(DEAD, 7, NR, 180, 180))
     assert again.role is Role.CANDIDATE and "ignored" in decision.summary
     leading, _ = step(state, AcquireSucceeded(8, 165, 170))
-    after, decision = step(leading, PresenceProbed(DEAD, 7, NR, 190))
+    after, decision = step(leading, PresenceProbed(DEAD, 7, NR, 190, 190))
     assert after == leading and "ignored" in decision.summary
 
 
 def test_presence_answers_do_not_move_the_timer() -> None:
     state = standby()
     _, tick = step(state, Tick(100))
-    _, probed = step(state, PresenceProbed(DEAD, 7, ANSWERED, 100))
+    _, probed = step(state, PresenceProbed(DEAD, 7, ANSWERED, 100, 100))
     assert probed.next_timer_ms == tick.next_timer_ms
 
 
@@ -201,3 +201,30 @@ def test_bad_presence_timing_is_refused_naming_the_setting(
 ) -> None:
     with pytest.raises(PresenceTimingError, match=message):
         PresenceTiming(**kw)
+
+
+def test_the_timeout_of_a_probe_sent_before_the_death_leaves_the_run_alone() -> None:
+    """Probes overlap: the one in flight when the process died times out 100 ms later,
+    in the middle of the run of "no responders" that the later probes get."""
+    state = standby()
+    state, _ = step(state, PresenceProbed(DEAD, 7, NR, 120, 121))
+    state, _ = step(state, PresenceProbed(DEAD, 7, NR, 140, 141))
+    state, decision = step(state, PresenceProbed(DEAD, 7, TIMEOUT, 100, 200))  # sent at 100
+    assert state.presence_run is not None and state.presence_run.count == 2
+    state, decision = step(state, PresenceProbed(DEAD, 7, NR, 160, 201))
+    state, decision = step(state, PresenceProbed(DEAD, 7, NR, 180, 202))
+    assert state.role is Role.CANDIDATE, decision.summary
+    # a timeout of a probe sent after the run began ends it
+    fresh, _ = probes(standby(), (120, NR), (140, NR))
+    fresh, _ = step(fresh, PresenceProbed(DEAD, 7, TIMEOUT, 130, 230))
+    assert fresh.presence_run is None
+
+
+def test_answers_coming_back_out_of_order_count_by_when_they_were_sent() -> None:
+    state = standby()
+    for sent, got in ((160, 161), (120, 162), (140, 163)):
+        state, decision = step(state, PresenceProbed(DEAD, 7, NR, sent, got))
+    assert state.presence_run is not None and state.presence_run.first_sent_ms == 120
+    assert state.role is Role.STANDBY  # 3 in a row, but sent over 40 ms only
+    state, decision = step(state, PresenceProbed(DEAD, 7, NR, 180, 181))
+    assert state.role is Role.CANDIDATE, decision.summary

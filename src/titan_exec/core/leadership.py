@@ -471,7 +471,7 @@ def _on_presence(state: Leadership, inp: PresenceProbed) -> _Out:
     assert run is not None
     what = (
         f"presence: {inp.holder} is gone (no responders {run.count} in a row over "
-        f"{inp.now_ms - run.first_ms} ms) while holding revision {inp.revision}"
+        f"{inp.sent_ms - run.first_sent_ms} ms) while holding revision {inp.revision}"
     )
     blocker = _presence_blocker(new, inp.now_ms)
     if blocker is not None:

@@ -170,6 +170,7 @@ class PresenceProbed:
     holder: str
     revision: int
     outcome: Presence
+    sent_ms: int  # when the probe left: probes overlap, answers come back out of order
     now_ms: int
 
 

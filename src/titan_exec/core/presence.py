@@ -8,8 +8,11 @@ them (its probes time out), and so does a host that vanished without closing its
 (until the server's ping timeout). So:
 
 - **Gone**: ``confirm_count`` "no responders" in a row for the same holder at the same lease
-  revision (the holder did not renew meanwhile), the first and the last at least
-  ``confirm_ms`` apart and all within ``window_ms``. ``confirm_ms`` rides out the moment a
+  revision (the holder did not renew meanwhile), the first and the last sent at least
+  ``confirm_ms`` apart and all within ``window_ms``. Probes overlap (one leaves every
+  interval, each waits up to ``timeout_ms``): an answer to a probe sent before the run's
+  first "no responders" (the one in flight when the process died times out) is older
+  evidence and leaves the run alone. ``confirm_ms`` rides out the moment a
   live holder's NATS node dies and its subscription vanishes until it reconnects elsewhere
   (measured: tens of ms on one machine).
 - **Cannot tell**: a timeout, an answer, or this instance's own connection in trouble ends
@@ -77,7 +80,7 @@ class PresenceRun:
 
     holder: str
     revision: int
-    first_ms: int
+    first_sent_ms: int
     count: int
 
 
@@ -86,15 +89,20 @@ def advance(
 ) -> tuple[PresenceRun | None, bool]:
     """The run after `inp` (the probe is for the holder the lease shows) and whether the
     holder is now known gone."""
-    if inp.outcome is not Presence.NO_RESPONDERS:
-        return None, False
-    now = inp.now_ms
     same = run is not None and (run.holder, run.revision) == (inp.holder, inp.revision)
-    if run is None or not same or now - run.first_ms > timing.window_ms:
-        run = PresenceRun(inp.holder, inp.revision, now, 1)
+    if inp.outcome is not Presence.NO_RESPONDERS:
+        if run is not None and same and inp.sent_ms < run.first_sent_ms:
+            return run, False  # sent before the run began: says nothing about now
+        return None, False
+    sent = inp.sent_ms
+    if run is None or not same or sent - run.first_sent_ms > timing.window_ms:
+        run = PresenceRun(inp.holder, inp.revision, sent, 1)
+    elif sent < run.first_sent_ms:  # an earlier probe's answer, come late: the run is older
+        run = PresenceRun(run.holder, run.revision, sent, run.count + 1)
     else:
-        run = PresenceRun(run.holder, run.revision, run.first_ms, run.count + 1)
-    gone = run.count >= timing.confirm_count and now - run.first_ms >= timing.confirm_ms
+        run = PresenceRun(run.holder, run.revision, run.first_sent_ms, run.count + 1)
+    span = sent - run.first_sent_ms
+    gone = run.count >= timing.confirm_count and span >= timing.confirm_ms
     return run, gone
 
 
@@ -109,5 +117,5 @@ def describe(run: PresenceRun | None, inp: PresenceProbed) -> str:
             return "presence: our own connection is in trouble: cannot tell, the lease decides"
         case Presence.NO_RESPONDERS:
             count = run.count if run is not None else 0
-            span = inp.now_ms - run.first_ms if run is not None else 0
+            span = inp.sent_ms - run.first_sent_ms if run is not None else 0
             return f"presence: no responders for {inp.holder} ({count} in a row over {span} ms)"

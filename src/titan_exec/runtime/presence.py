@@ -6,7 +6,8 @@ probes the lease holder's (`core/presence.py` decides what the answers mean).
   and epoch. The subscription lives in the server for as long as the process's socket does:
   a process that dies stops answering at once ("no responders"), a paused one times out.
 - `Prober.run`: while this instance is a standby and sees the lease held by another process,
-  one request to that holder's subject every `PresenceTiming.interval_ms`, stepped as
+  one request to that holder's subject every `PresenceTiming.interval_ms` (overlapping:
+  each waits up to its timeout on its own), stepped as
   `PresenceProbed` with what came back: an answer, "no responders", a timeout, or
   ``unhealthy`` when this instance's own connection cannot tell (not connected, or
   reconnected within the last `SETTLE_MS`: the cluster's view of the others' subscriptions
@@ -151,18 +152,31 @@ class Prober:
         return ld.Presence.ANSWERED
 
     async def run(self) -> None:
+        """One probe every interval, each on its own (they overlap: a probe waiting for its
+        timeout never delays the next one), each stepped when it is answered."""
         interval_s = self._timing.interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval_s)
-            target = self._target()
-            if target is None:
-                continue
-            holder, revision = target
-            try:
-                outcome = await self.probe(holder)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # anything else: cannot tell
-                log.warning("presence probe of %s failed: %r", holder, err)
-                outcome = ld.Presence.UNHEALTHY
-            self._put(ld.PresenceProbed(holder, revision, outcome, self._clock()))
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
+                target = self._target()
+                if target is None:
+                    continue
+                task = asyncio.create_task(self._probe_and_put(*target), name="presence-probe")
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _probe_and_put(self, holder: str, revision: int) -> None:
+        sent = self._clock()
+        try:
+            outcome = await self.probe(holder)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # anything else: cannot tell
+            log.warning("presence probe of %s failed: %r", holder, err)
+            outcome = ld.Presence.UNHEALTHY
+        self._put(ld.PresenceProbed(holder, revision, outcome, sent, self._clock()))

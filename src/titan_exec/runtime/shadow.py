@@ -4,9 +4,12 @@ are waiting, and its durable consumer keeps pace with the active.
 The standby pulls from the durable consumer it will decide with once it leads, and
 acknowledges each command as soon as the active's decision for it is in the folded state
 (`decided_cmds`). Commands without a decision yet are held, unacknowledged: they are the
-commands waiting. At takeover the held ones are returned (nak) so that the intake gets them
-at once, and the intake starts where the standby left off instead of reading the whole
-command history again and recognising every old command as decided.
+commands waiting. At takeover the held ones are handed over with the subscription
+(`HeldFirst`: the intake's first fetch returns them without a round trip; a fetch that
+finds nothing queued would wait out its expiry, tens of ms, before returning what the
+server redelivered), and the intake starts where the standby left off instead of reading
+the whole command history again and recognising every old command as decided. A planned
+stop hands them back (nak: redelivered at once).
 """
 
 from __future__ import annotations
@@ -26,9 +29,36 @@ from titan_exec.wire.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
-RECHECK_S = 0.1
-"""How often held commands are compared with the decisions folded meanwhile."""
+RECHECK_S = 0.03
+"""How often held commands are compared with the decisions folded meanwhile; also how long
+a takeover waits, at most, for the standby's last fetch to end (`stop`)."""
 STOP_WAIT_S = 2.0
+
+
+class HeldFirst:
+    """A pull subscription handed over with the commands its last reader held: `fetch`
+    returns those first, at once, then fetches; `unsubscribe` naks any still held. Every
+    other attribute is the subscription's."""
+
+    def __init__(self, psub: Any, held: list[Msg]) -> None:
+        self._psub = psub
+        self._held = held
+
+    async def fetch(self, batch: int = 1, timeout: float | None = 5.0) -> list[Msg]:  # noqa: ASYNC109 - nats-py's signature
+        if self._held:
+            out, self._held = self._held[:batch], self._held[batch:]
+            return out
+        return list(await self._psub.fetch(batch, timeout=timeout))
+
+    async def unsubscribe(self) -> None:
+        held, self._held = self._held, []
+        for msg in held:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        await self._psub.unsubscribe()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._psub, name)
 
 
 def command_consumer_config(cfg: Config) -> api.ConsumerConfig:
@@ -109,12 +139,12 @@ class CommandShadow:
                 self._task.cancel()
             self._task = None
         held, self._held = self._held, {}
+        psub, self._psub = self._psub, None
+        if hand_over and psub is not None:
+            return HeldFirst(psub, [held[seq] for seq in sorted(held)])
         for msg in held.values():
             with contextlib.suppress(Exception):
                 await msg.nak()
-        psub, self._psub = self._psub, None
-        if hand_over:
-            return psub
         if psub is not None:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
