@@ -293,9 +293,14 @@ class LeaderSession:
     # --- close and stop ---------------------------------------------------------------------
 
     def may_write_venue(self) -> bool:
-        """Checked right before every venue write: the session is not stopping, and the
-        lease (in a pair) is still valid by this instance's own clock."""
-        return self._is_writing_venue and self._may_write_venue()
+        """Checked right before every venue write: the session is not stopping, no event
+        write of ours was refused by the fence (deposed) or lost (the log is broken), and
+        the lease (in a pair) is still valid by this instance's own clock on a connection
+        it was last proven on (`HaDriver.can_write_venue`)."""
+        events = self.events
+        if not self._is_writing_venue or events.is_deposed or events.is_broken:
+            return False
+        return self._may_write_venue()
 
     def stop_venue_writes(self) -> None:
         self._is_writing_venue = False
