@@ -14,6 +14,11 @@ Rules (ha-protocol.md §2–§4):
   released, never taken), it is caught up, has no drift alarm and manual failover is off.
   ``mode=active`` campaigns at once whenever the lease is not known to be held by someone
   else. ``Promote`` (operator, manual failover) campaigns unless the lease is held.
+- **Presence** (`core/presence.py`). A standby that sees the lease held by another process
+  and gets a run of "no responders" from that holder's presence subject at the revision it
+  saw (its process is gone) takes that revision over at once (``Acquire(over_revision)``,
+  compare-and-set), under the campaign rules above (caught up, no drift alarm, no manual
+  failover, not backing off). Timeouts and answers decide nothing: the lease does.
 - **Lease deadline (self-fence).** The lease is valid until
   ``sent_at(last successful acquire/renew) + lease_ms - safety_margin_ms`` on this
   instance's monotonic clock. A leading role (PROMOTING, ACTIVE, DRAINING) that steps any
