@@ -14,7 +14,7 @@
  *   safety3   never an order accepted twice by the venue (the end-to-end consequence)
  *   liveness  an active that crashes while the other lives is replaced (run with -a -f)
  * Witnesses (must be VIOLATED: they show the model reaches the dangerous situations):
- *   witness_two_active   both alive and ACTIVE at once (a wrong presence takeover)
+ *   witness_two_active   both alive and ACTIVE at once (a stale leader beside the new one)
  *   witness_stale_write  the venue accepts a write of an epoch older than the newest marker
  *   witness_wrong_presence  both ACTIVE after a presence takeover of a live holder
  *
@@ -30,6 +30,9 @@
 #define NORD 2            /* orders (commands) to place, each at most once */
 #define ALL_ORDERS 3      /* bitmask of all NORD orders */
 #define MAXE (FAULTS + 3) /* epochs 1..MAXE (an assertion checks the bound) */
+#if FAULTS > 4
+#error "FAULTS > 4: the epoch bitmasks (byte durable[]) hold epochs up to 7"
+#endif
 #define NONE 2            /* no instance */
 
 #define STANDBY   0
