@@ -4,9 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit integration bench chaos clean
+.PHONY: setup tools demo test lint typecheck unit integration model bench chaos clean
 
-setup: $(STAMP)
+setup: $(STAMP) tools
+
+# The SPIN model checker and a C compiler, for the protocol model (model/, tests/model):
+# Debian's packages, installed with apt-get when missing (as root, or with password-less sudo).
+tools:
+	@for pkg in spin gcc; do \
+	  command -v $$pkg >/dev/null 2>&1 && continue; \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "$$pkg is missing and there is no apt-get: install $$pkg (the Debian package is spin 6.5.2)" >&2; exit 1; \
+	  elif [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq $$pkg || exit 1; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo apt-get install -y -qq $$pkg || exit 1; \
+	  else \
+	    echo "$$pkg is missing: run 'sudo apt-get install $$pkg' (or make tools as root)" >&2; exit 1; \
+	  fi; \
+	done
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) tools lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -32,6 +48,10 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
+
+# The hot-standby protocol model checked by SPIN (model/README.md), about 20-30 s.
+model: $(STAMP) tools
+	$(BIN)/pytest -q tests/model
 
 bench: $(STAMP)
 	$(BIN)/titan-exec bench
