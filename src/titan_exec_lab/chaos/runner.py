@@ -37,10 +37,10 @@ from typing import Any
 import nats.errors
 
 from titan_exec_lab.chaos.load import IntentLoad
-from titan_exec_lab.chaos.model import RunRecord, ScenarioRow
+from titan_exec_lab.chaos.model import RunRecord, ScenarioRow, Transition
 from titan_exec_lab.chaos.scenarios import SCENARIOS, RunContext, Scenario
 from titan_exec_lab.chaos.topology import NAMES, SECRET, Topology, TopologySettings
-from titan_exec_lab.chaos.watch import RoleWatch, Transition
+from titan_exec_lab.chaos.watch import RoleWatch
 from titan_exec_lab.verify.invariants import check, decisions_per_command
 from titan_exec_lab.verify.read import CannotRead, RawMsg, read_stream
 
@@ -266,6 +266,7 @@ def _timings(
     t0 = record.started_at
     record.roles = watch.samples(t0)
     record.fencings = watch.fencings(t0)
+    record.count_takeovers(watch.takeovers(record.leader_before, t0))
     is_new_epoch = after.get("epoch") != before.get("epoch")
     if record.fault_at is None or not is_new_epoch:
         if scenario.expects == "failover":
@@ -507,8 +508,17 @@ def _run_line(r: RunRecord, runs: int) -> str:
         f"[{r.scenario} {r.run}/{runs}] {r.fault or '-'}: {timing}, {r.leader_before} → "
         f"{r.leader_after or '?'}; intents {r.commands_sent} sent{injected}, "
         f"{r.commands_decided} decided, {r.commands_lost} lost, {r.commands_duplicated} twice; "
-        f"fencings {r.fencings}{stall}; {verdict}{extra}{problems}"
+        f"fencings {r.fencings}; {_takeover_text(r)}{stall}; {verdict}{extra}{problems}"
     )
+
+
+def _takeover_text(r: RunRecord) -> str:
+    """ "takeovers 1 (by presence: ...)" / "takeovers 1 (by the lease)" / "takeovers 0"."""
+    if not r.takeovers:
+        return "takeovers 0"
+    how = "presence" if r.is_presence_takeover else "the lease"
+    why = f": {r.takeover_reason}" if r.takeover_reason else ""
+    return f"takeovers {r.takeovers} (by {how}{why})"
 
 
 def _examples(lines: Sequence[str], per_kind: int = 3) -> list[str]:

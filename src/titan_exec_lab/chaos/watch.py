@@ -15,19 +15,10 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from titan_exec_lab.chaos.model import RoleSample, compact_roles
+from titan_exec_lab.chaos.model import RoleSample, Takeover, Transition, compact_roles, takeovers
 from titan_exec_lab.chaos.topology import NAMES, Topology
 
 POLL_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    at: float
-    instance: str
-    before: str
-    after: str
-    reason: str
 
 
 @dataclass
@@ -105,6 +96,10 @@ class RoleWatch:
                 seen.append(at)
             last[name] = role
         return min(seen) if seen else None
+
+    def takeovers(self, leader_before: str, since: float) -> list[Takeover]:
+        """The lead moving from `since` on (`model.takeovers`), both sources."""
+        return takeovers(leader_before, self.transitions, self.polled, since)
 
     def fencings(self, since: float) -> int:
         """Changes into `fenced` after `since`, per instance: the lease role each poll saw
