@@ -223,6 +223,10 @@ def _failure_lines(runs: Sequence[RunRecord]) -> list[str]:
     return lines
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def takeover_summary(rows: Sequence[ScenarioRow], expects: Mapping[str, str]) -> list[str]:
     """What the takeover counts say, per kind of scenario (`expects`: scenario → "stay",
     "failover" or "either"): zero takeovers where the lead stays, at most one per run
@@ -245,7 +249,8 @@ def takeover_summary(rows: Sequence[ScenarioRow], expects: Mapping[str, str]) ->
         else:
             total = sum(r.takeovers for r in chosen)
             lines.append(
-                f"- {kind} scenarios ({names}): {words} — {total} takeovers in {runs} runs"
+                f"- {kind} scenarios ({names}): {words} — {_n(total, 'takeover')} in "
+                f"{_n(runs, 'run')}"
             )
     presence = sum(r.presence_takeovers for r in rows)
     takeovers = sum(r.takeovers for r in rows)
