@@ -36,7 +36,7 @@ from titan_exec_lab.chaos.poison import (
 )
 from titan_exec_lab.chaos.report import render_table
 from titan_exec_lab.chaos.runner import ChaosSettings, run_matrix
-from titan_exec_lab.chaos.scenarios import MAX_SIZE_BURST, SCENARIOS
+from titan_exec_lab.chaos.scenarios import HOST_HELD_NOTE, MAX_SIZE_BURST, SCENARIOS
 from titan_exec_lab.verify.invariants import check
 from titan_exec_lab.verify.read import read_stream, read_streams_at
 
@@ -70,6 +70,9 @@ async def test_scenario(name: str, tmp_path: Path) -> None:
             assert r.leader_after == r.leader_before, f"run {r.run}: {r.notes}"
             assert r.takeovers == 0, f"run {r.run}: {r.takeovers} takeovers ({r.roles})"
         assert r.takeovers <= 1, f"run {r.run}: {r.takeovers} takeovers ({r.roles})"
+        if name == "kill-active-host":  # the premise: the server kept the dead connection
+            assert any(n.startswith(HOST_HELD_NOTE) for n in r.notes), r.notes
+            assert r.presence_takeovers == 0, r.takeover_reason
         if scenario.is_quiet:  # poison-burst: nothing may move, each command one outcome
             assert r.fencings == 0, f"run {r.run}: {r.notes}"
             assert r.commands_injected >= MAX_SIZE_BURST + len(KINDS), r.notes

@@ -138,6 +138,7 @@ async def _partition_active(ctx: RunContext) -> None:
 
 HOST_DARK_AFTER_S = 1.0
 """`kill-active-host`: the dead host's links stay dark this long after the takeover."""
+HOST_HELD_NOTE = "the killed active's connection still held by the server at the takeover"
 
 
 async def _kill_active_host(ctx: RunContext) -> None:
@@ -157,12 +158,20 @@ async def _kill_active_host(ctx: RunContext) -> None:
     connection is held through the whole failover, as a host crash with an unresponsive
     network would be until the server's ping timeout. The links are healed (the held
     sockets closed, the server sees the client leave) `HOST_DARK_AFTER_S` after the
-    standby became active, so that the old active can be restarted as standby."""
+    standby became active, so that the old active can be restarted as standby. A note
+    says whether a server still listed the dead client's connection (`/connz`) once the
+    standby was active: the fault's premise, checked on each run."""
     ctx.fault(f"{ctx.active} (active) host dark: NATS links black-holed, then kill -9")
     ctx.topo.cut(ctx.active, hold=True)
     try:
         await ctx.topo.kill_instance(ctx.active)
         await ctx.topo.wait_role(ctx.standby, "active", _lease_s(ctx) * 5 + 15)
+        node = await ctx.topo.node_of(ctx.active)
+        ctx.note(
+            f"{HOST_HELD_NOTE} (NATS node {node})"
+            if node is not None
+            else f"{ctx.active}'s connection already gone from every NATS node at the takeover"
+        )
         await asyncio.sleep(HOST_DARK_AFTER_S)
     finally:
         ctx.topo.heal(ctx.active)
