@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,12 @@ from titan_exec_lab.chaos.model import (
     takeovers,
 )
 from titan_exec_lab.chaos.netproxy import PartitionProxy
-from titan_exec_lab.chaos.report import markdown_table, render_table, takeover_summary
+from titan_exec_lab.chaos.report import (
+    markdown_table,
+    render_table,
+    takeover_summary,
+    write_report,
+)
 from titan_exec_lab.chaos.targets import evaluate
 
 LEASE = "standby: lease expired (holder primary, revision 7): campaigning"
@@ -185,6 +192,26 @@ def test_the_takeover_summary_says_zero_and_at_most_one() -> None:
     bad = [ScenarioRow.of("venue-invisible", [run("venue-invisible", 1, moved=1)])]
     (line, _) = takeover_summary(bad, expects)
     assert "NOT zero takeovers: venue-invisible (up to 1)" in line
+
+
+def test_the_report_lists_takeovers_and_targets(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    runs = [run("kill-active", 1, moved=1, failover_ms=5200.0, first_decision_ms=5230.0)]
+    rows = [ScenarioRow.of("kill-active", runs)]
+    targets = texts(runs)
+    write_report(tmp_path, rows, runs, {}, targets=targets, expects={"kill-active": "failover"})
+    md = (tmp_path / "chaos.md").read_text()
+    takeovers_part = md.split("## Takeovers\n\n")[1].split("\n\n")[0].splitlines()
+    assert takeovers_part == [
+        "- failover scenarios (kill-active): at most one takeover per run (per crash) — "
+        "1 takeover in 1 run",
+        "- takeovers started by presence: 0 of 1",
+    ]
+    targets_part = md.split("## Targets\n\n")[1].split("\n\n")[0].splitlines()
+    assert targets_part == [f"- {t}" for t in targets] and len(targets) == 2
+    doc = json.loads((tmp_path / "chaos.json").read_text())
+    assert doc["targets"] == targets
+    assert doc["runs"][0]["takeovers"] == 1 and doc["rows"][0]["takeovers_max"] == 1
 
 
 # --- the targets ---------------------------------------------------------------------------
