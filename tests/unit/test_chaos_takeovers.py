@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from titan_exec_lab.chaos.model import (
+    LeaseWrite,
     RunRecord,
     ScenarioRow,
     Takeover,
     Transition,
     is_presence_reason,
+    lease_expiry,
     takeovers,
 )
 from titan_exec_lab.chaos.netproxy import PartitionProxy
@@ -140,6 +142,38 @@ def test_a_record_counts_its_takeovers() -> None:
     assert (record.takeovers, record.takeover_reason, record.is_presence_takeover) == (0, "", False)
 
 
+# --- the lease's expiry --------------------------------------------------------------------
+
+
+def put(at: float, holder: str) -> LeaseWrite:
+    return LeaseWrite(at, holder, "put")
+
+
+def test_the_lease_runs_out_a_lease_after_its_holders_last_write() -> None:
+    writes = [put(10.0, "primary"), put(11.7, "primary"), put(13.4, "primary"), put(18.5, "backup")]
+    assert lease_expiry(writes, "primary", before=18.6, lease_ms=5000) == 18.4
+    # a renewal sent but cut off never reached the harness either: the last one seen counts
+    assert lease_expiry(writes[:2], "primary", before=30.0, lease_ms=5000) == 16.7
+    assert lease_expiry(writes, "backup", before=18.0, lease_ms=5000) is None  # not yet
+    assert lease_expiry([], "primary", before=18.0, lease_ms=5000) is None
+
+
+def test_a_release_ends_the_lease_at_once() -> None:
+    """pause-short: the active wakes, sees its stall, fences and releases the lease."""
+    writes = [put(10.0, "primary"), LeaseWrite(12.6, "", "del"), put(12.65, "backup")]
+    assert lease_expiry(writes, "primary", before=12.7, lease_ms=5000) == 12.6
+    # a delete before the holder wrote anything is not its release
+    early = [LeaseWrite(9.0, "", "del"), put(10.0, "primary")]
+    assert lease_expiry(early, "primary", before=20.0, lease_ms=2000) == 12.0
+
+
+def test_a_write_after_the_takeover_does_not_count() -> None:
+    """pause-long: the old active's renewal attempts on waking come after the takeover."""
+    writes = [put(10.0, "primary"), put(16.0, "backup"), put(20.0, "primary")]
+    assert lease_expiry(writes, "primary", before=16.2, lease_ms=5000) == 15.0
+    assert lease_expiry(writes, "primary", before=25.0, lease_ms=5000) == 15.0
+
+
 # --- the table and the report --------------------------------------------------------------
 
 
@@ -259,7 +293,14 @@ def test_failover_beyond_the_lease_per_lease_bound_scenario() -> None:
         run("kill-active-host", 1, moved=1),  # no failover measured
         run("kill-active-host", 2, moved=1, failover_ms=2200.0, lease_ms=2000),
     ]
-    by_goal = {t.goal.split(":")[0]: t for t in evaluate(runs, 5000)}
+    runs[0].beyond_expiry_ms, runs[1].beyond_expiry_ms = 120.0, 310.0
+    got = evaluate(runs, 5000)
+    by_goal = {t.goal.split(":")[0]: t for t in got if "failover time − the lease" in t.goal}
+    expiry = {t.goal.split(":")[0]: t for t in got if "the lease's expiry" in t.goal}
+    assert set(by_goal) == set(expiry) == {"pause-long", "partition-active", "kill-active-host"}
+    assert expiry["pause-long"].is_met is False  # 310 ms after the expiry: missed
+    assert expiry["pause-long"].measured == "p50 120 ms, p99 310 ms over 2 runs"
+    assert expiry["partition-active"].is_met is None  # no renewal seen: not measured
     assert by_goal["pause-long"].is_met is True
     assert by_goal["pause-long"].measured == "p50 100 ms, p99 250 ms over 2 runs"
     assert by_goal["partition-active"].is_met is False
@@ -267,7 +308,7 @@ def test_failover_beyond_the_lease_per_lease_bound_scenario() -> None:
         "p50 200 ms, p99 200 ms over 1 run (1 run without a measurement)"
     )  # each run's own lease
     nothing = evaluate([run("kill-active-host", 1)], 5000)
-    assert [t.is_met for t in nothing] == [None]
+    assert [t.is_met for t in nothing] == [None, None]
     assert nothing[0].text().endswith("no run measured it (1 run) — NOT MEASURED")
 
 

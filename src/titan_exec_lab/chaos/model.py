@@ -121,6 +121,40 @@ def _candidacy_reason(
     return max(started, key=lambda tr: tr.at).reason if started else ""
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseWrite:
+    """A write to the lease key the harness saw on its subject at `at` (Unix seconds):
+    "put" (an acquire or a renewal, by `holder`) or "del" (a release; no holder)."""
+
+    at: float
+    holder: str
+    op: str
+
+
+def lease_expiry(
+    writes: Sequence[LeaseWrite], holder: str, before: float, lease_ms: int
+) -> float | None:
+    """When `holder`'s lease ran out, as seen before `before`: its release, if it released
+    after its last write, else that last write (acquire or renewal) + the lease (the
+    bucket's TTL: the server expires the entry that long after storing it). None: no
+    write of `holder`'s seen before `before`."""
+    last: LeaseWrite | None = None
+    released: float | None = None
+    for w in sorted(writes, key=lambda w: w.at):
+        if w.at > before:
+            break
+        if w.op == "put":
+            if w.holder == holder:
+                last, released = w, None
+            elif last is not None:
+                break  # someone else wrote the lease: it was no longer ours
+        elif w.op == "del" and last is not None and released is None:
+            released = w.at
+    if last is None:
+        return None
+    return released if released is not None else last.at + lease_ms / 1000
+
+
 @dataclass(slots=True)
 class RunRecord:
     scenario: str
@@ -143,6 +177,13 @@ class RunRecord:
     """Switchover request → the new active's intake open (planned switchover)."""
     first_decision_ms: float | None = None
     """Fault → the first decision by the new active."""
+    lease_expired_at: float | None = None
+    """When the old active's lease ran out (`lease_expiry`: its last renewal seen + the
+    lease, or its release) before an unplanned takeover; None: not seen."""
+    beyond_expiry_ms: float | None = None
+    """The lease's expiry → the other instance active (`takeover_at − lease_expired_at`):
+    what a takeover through the lease adds to the lease itself. Negative: the takeover
+    came before the lease ran out (presence)."""
     commands_sent: int = 0
     """Commands of this run in `TITAN_CMD`: the load's intents and what the fault injected."""
     commands_injected: int = 0

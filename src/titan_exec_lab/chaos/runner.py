@@ -37,7 +37,7 @@ from typing import Any
 import nats.errors
 
 from titan_exec_lab.chaos.load import IntentLoad
-from titan_exec_lab.chaos.model import RunRecord, ScenarioRow, Transition
+from titan_exec_lab.chaos.model import RunRecord, ScenarioRow, Transition, lease_expiry
 from titan_exec_lab.chaos.scenarios import SCENARIOS, RunContext, Scenario
 from titan_exec_lab.chaos.topology import NAMES, SECRET, Topology, TopologySettings
 from titan_exec_lab.chaos.watch import RoleWatch
@@ -285,8 +285,12 @@ def _timings(
     ms = (took - fault) * 1000
     if scenario.is_planned:
         record.switchover_gap_ms = ms
-    else:
-        record.failover_ms = ms
+        return
+    record.failover_ms = ms
+    expired = lease_expiry(watch.lease_writes, record.leader_before, took, record.lease_ms)
+    if expired is not None:
+        record.lease_expired_at = round(expired - t0, 3)
+        record.beyond_expiry_ms = round((took - expired) * 1000, 1)
 
 
 def _stall(status: Mapping[str, Any] | None) -> int | None:
@@ -488,6 +492,8 @@ async def _read(js: Any, seen: Seen) -> tuple[list[RawMsg], list[RawMsg]]:
 def _run_line(r: RunRecord, runs: int) -> str:
     if r.failover_ms is not None:
         timing = f"failover {r.failover_ms:.0f} ms"
+        if r.beyond_expiry_ms is not None:
+            timing += f" ({r.beyond_expiry_ms:.0f} ms after the lease ran out)"
     elif r.switchover_gap_ms is not None:
         timing = f"switchover gap {r.switchover_gap_ms:.0f} ms"
     else:

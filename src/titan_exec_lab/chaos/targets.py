@@ -10,8 +10,10 @@ What each one reads from a `RunRecord` (nothing else is measured):
   (`kill-active`, `kill-during-catchup`: `first_decision_ms`, the kill → the first decision
   stored after the takeover);
 - the failover time beyond the lease, p99 ≤ 0.3 s, where the takeover can only come
-  through the lease's expiry (`pause-long`, `partition-active`, `kill-active-host`:
-  `failover_ms − lease_ms`);
+  through the lease's expiry (`pause-long`, `partition-active`, `kill-active-host`):
+  `failover_ms − lease_ms`, and, since the lease runs from the last renewal before the
+  fault (up to a renew interval earlier, so that the first is often negative),
+  `beyond_expiry_ms` (the last renewal the harness saw + the lease → the takeover);
 - no takeover where the lead stays (`standby-restart`, the venue scenarios: `takeovers`);
 - no takeover started by presence where the active is only paused (`pause-short`,
   `pause-long`: `presence_takeovers`) — a paused process still holds its connection.
@@ -147,11 +149,21 @@ def evaluate(runs: Sequence[RunRecord], lease_ms: int) -> list[Target]:
     for name in LEASE_BOUND:
         chosen = _of(runs, [name])
         if chosen:
+            bound_s = f"{BEYOND_LEASE_P99_MS / 1000:g} s"
             out.append(
                 _p99_target(
-                    f"{name}: failover time − the lease, p99 ≤ {BEYOND_LEASE_P99_MS / 1000:g} s",
+                    f"{name}: failover time − the lease, p99 ≤ {bound_s}",
                     chosen,
                     _beyond_lease,
+                    BEYOND_LEASE_P99_MS,
+                )
+            )
+            out.append(
+                _p99_target(
+                    f"{name}: the lease's expiry (last renewal seen + the lease) → the "
+                    f"other instance active, p99 ≤ {bound_s}",
+                    chosen,
+                    lambda r: r.beyond_expiry_ms,
                     BEYOND_LEASE_P99_MS,
                 )
             )

@@ -15,7 +15,15 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from titan_exec_lab.chaos.model import RoleSample, Takeover, Transition, compact_roles, takeovers
+from titan_exec.adapters.nats.lease import BUCKET
+from titan_exec_lab.chaos.model import (
+    LeaseWrite,
+    RoleSample,
+    Takeover,
+    Transition,
+    compact_roles,
+    takeovers,
+)
 from titan_exec_lab.chaos.topology import NAMES, Topology
 
 POLL_S = 0.05
@@ -30,14 +38,18 @@ class RoleWatch:
     lease_roles: list[tuple[float, str, str]] = field(default_factory=list)
     """(Unix time, instance, role in the lease election: `lease_role`) each poll."""
     transitions: list[Transition] = field(default_factory=list)
+    lease_writes: list[LeaseWrite] = field(default_factory=list)
+    """What was written to the lease key (acquire, renew, release) as the harness saw it
+    go by on its subject: the moment the lease's expiry counts from."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _sub: Any = None
+    _subs: list[Any] = field(default_factory=list)
 
     async def start(self) -> None:
         assert self.topo.nc is not None
-        self._sub = await self.topo.nc.subscribe(
-            f"titan.sys.{self.ns}.role.v1.*", cb=self._on_transition
-        )
+        self._subs = [
+            await self.topo.nc.subscribe(f"titan.sys.{self.ns}.role.v1.*", cb=self._on_transition),
+            await self.topo.nc.subscribe(f"$KV.{BUCKET}.>", cb=self._on_lease_write),
+        ]
         self._tasks = [asyncio.create_task(self._poll(), name="chaos-role-poll")]
 
     async def stop(self) -> None:
@@ -45,10 +57,22 @@ class RoleWatch:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._sub is not None:
+        for sub in self._subs:
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+                await sub.unsubscribe()
+        self._subs = []
+
+    async def _on_lease_write(self, msg: Msg) -> None:
+        at = time.time()
+        op = (msg.headers or {}).get("KV-Operation", "")
+        if op in ("DEL", "PURGE"):
+            self.lease_writes.append(LeaseWrite(at, "", "del"))
+            return
+        try:
+            holder = str(json.loads(msg.data)["instance_id"])
+        except (ValueError, KeyError, TypeError):
+            return  # not a lease value: not ours to judge here
+        self.lease_writes.append(LeaseWrite(at, holder, "put"))
 
     async def _on_transition(self, msg: Msg) -> None:
         at = time.time()
