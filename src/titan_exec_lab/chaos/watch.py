@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 from nats.aio.msg import Msg
 
-from titan_exec.adapters.nats.lease import BUCKET
+from titan_exec.adapters.nats.lease import BUCKET, lease_key
 from titan_exec_lab.chaos.model import (
     LeaseWrite,
     RoleSample,
@@ -50,7 +51,22 @@ class RoleWatch:
             await self.topo.nc.subscribe(f"titan.sys.{self.ns}.role.v1.*", cb=self._on_transition),
             await self.topo.nc.subscribe(f"$KV.{BUCKET}.>", cb=self._on_lease_write),
         ]
+        await self._seed_lease_write()
         self._tasks = [asyncio.create_task(self._poll(), name="chaos-role-poll")]
+
+    async def _seed_lease_write(self) -> None:
+        """The lease's newest entry as stored (the server's time): a renewal made before
+        the watch began (one every lease / 4, the warm-up is shorter at a 5 s lease)."""
+        assert self.topo.nc is not None
+        try:
+            msg = await self.topo.nc.jetstream().get_last_msg(
+                f"KV_{BUCKET}", f"$KV.{BUCKET}.{lease_key()}"
+            )
+            holder = str(json.loads(msg.data or b"")["instance_id"])
+        except (nats.errors.Error, ValueError, KeyError, TypeError):
+            return  # none yet, or a marker: the subscription sees what comes next
+        if msg.time is not None:
+            self.lease_writes.append(LeaseWrite(msg.time.timestamp(), holder, "put"))
 
     async def stop(self) -> None:
         for task in self._tasks:
