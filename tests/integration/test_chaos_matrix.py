@@ -1,7 +1,8 @@
 """The chaos matrix, CI-sized (issue 5): every scenario twice on its own real topology
 (three clustered nats-servers, the venue simulator, the pair as processes, lease 2 s,
 20 signed intents/s), with the invariants checked after each run from the raw streams
-and the venue. The long run (20 runs per scenario, with the report) is `make chaos`.
+and the venue; and `kill-active` once at the production lease (5 s). The long run (20
+runs per scenario at 5 s, with the report) is `make chaos`.
 
 And the proof that the checker can fail: the deliberately broken build (epoch fencing
 disabled in both instances) paused past its lease must be caught — events written by the
@@ -35,7 +36,7 @@ from titan_exec_lab.chaos.poison import (
 )
 from titan_exec_lab.chaos.report import render_table
 from titan_exec_lab.chaos.runner import ChaosSettings, run_matrix
-from titan_exec_lab.chaos.scenarios import MAX_SIZE_BURST, SCENARIOS
+from titan_exec_lab.chaos.scenarios import HOST_HELD_NOTE, MAX_SIZE_BURST, SCENARIOS
 from titan_exec_lab.verify.invariants import check
 from titan_exec_lab.verify.read import read_stream, read_streams_at
 
@@ -64,12 +65,35 @@ async def test_scenario(name: str, tmp_path: Path) -> None:
             assert r.leader_after != r.leader_before, f"run {r.run}: the lead did not move"
             measured = r.switchover_gap_ms if scenario.is_planned else r.failover_ms
             assert measured is not None, f"run {r.run}: no takeover moment measured"
+            assert r.takeovers == 1, f"run {r.run}: {r.takeovers} takeovers ({r.roles})"
         if scenario.expects == "stay":
             assert r.leader_after == r.leader_before, f"run {r.run}: {r.notes}"
+            assert r.takeovers == 0, f"run {r.run}: {r.takeovers} takeovers ({r.roles})"
+        assert r.takeovers <= 1, f"run {r.run}: {r.takeovers} takeovers ({r.roles})"
+        if name == "kill-active-host":  # the premise: the server kept the dead connection
+            assert any(n.startswith(HOST_HELD_NOTE) for n in r.notes), r.notes
+            assert r.presence_takeovers == 0, r.takeover_reason
         if scenario.is_quiet:  # poison-burst: nothing may move, each command one outcome
             assert r.fencings == 0, f"run {r.run}: {r.notes}"
             assert r.commands_injected >= MAX_SIZE_BURST + len(KINDS), r.notes
             assert r.commands_sent > r.commands_injected  # the load ran beside it
+
+
+@pytest.mark.timeout(300)
+async def test_kill_active_at_the_production_lease(tmp_path: Path) -> None:
+    """`make chaos` runs at the production lease (5 s); the rest of this file at 2 s. One
+    kill -9 of the active at 5 s: the lead moves once, everything decided once, clean."""
+    settings = ChaosSettings(scenarios=("kill-active",), runs=1, lease_ms=5000, work_dir=tmp_path)
+    (result,) = await run_matrix(settings)
+    print("\n" + render_table([result.row]))
+    (r,) = result.runs
+    assert not r.violations, r.violations
+    assert r.lease_ms == 5000
+    assert r.leader_after != r.leader_before
+    assert r.takeovers == 1, r.roles
+    assert r.failover_ms is not None and r.first_decision_ms is not None
+    assert r.commands_sent > 0 and r.commands_sent == r.commands_decided
+    assert r.is_clean, r
 
 
 @pytest.mark.timeout(420)

@@ -199,7 +199,7 @@ def test_render_table() -> None:
     rows = rows_for([*kill_runs(), *switchover_runs(lost_in_run=2)])
     text = render_table(rows)
     lines = text.splitlines()
-    assert len(lines) == 7  # header, rule, two scenarios, a blank line, the legend
+    assert len(lines) == 8  # header, rule, two scenarios, a blank line, the legend (3 lines)
     assert lines[4] == ""
     assert lines[5].startswith("failover ms, gap ms")
     assert lines[0].startswith("scenario")

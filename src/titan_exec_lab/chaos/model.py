@@ -34,6 +34,127 @@ def compact_roles(samples: Sequence[RoleSample]) -> list[RoleSample]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A role transition an instance published (`titan.sys.<ns>.role.v1.<id>`), seen by the
+    harness at `at` (Unix seconds)."""
+
+    at: float
+    instance: str
+    before: str
+    after: str
+    reason: str
+
+
+PRESENCE_REASON = "presence:"
+"""How the reason of a STANDBY → CANDIDATE transition starts when the standby moved on the
+active's presence (its responder gone: "no responders") instead of the lease's expiry."""
+
+
+def is_presence_reason(reason: str) -> bool:
+    """`reason` starts with `presence:`, as published or after the role prefix the core's
+    decision puts before every summary (`leadership.step`: "standby: presence: ...")."""
+    return reason.startswith((PRESENCE_REASON, f"standby: {PRESENCE_REASON}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """An instance became active while the lead was another's (or no one's)."""
+
+    at: float
+    instance: str
+    reason: str
+    """The reason of its last STANDBY → CANDIDATE transition before that ("": none seen)."""
+
+    @property
+    def is_by_presence(self) -> bool:
+        return is_presence_reason(self.reason)
+
+
+def takeovers(
+    leader_before: str,
+    transitions: Sequence[Transition],
+    polled: Sequence[tuple[float, str, str]] = (),
+    since: float = 0.0,
+) -> list[Takeover]:
+    """Each moment from `since` on an instance other than the one leading became active: its
+    published transition to `active`, or a `/status` poll (`polled`: (time, instance,
+    role)) that saw it active right after a live role other than `active` (a transition
+    the harness missed), the earlier of the two. The lead starts with `leader_before`; the
+    same instance seen active again (a fenced active winning the lease back) is no
+    takeover. A poll that sees an instance active right after "down" does not count: that
+    is an old active answering once more on waking from a pause before it fences (its
+    own transitions say what it really did), while a real takeover passes through
+    standby, candidate and promoting, which the polls see or its transition says."""
+    became: list[tuple[float, str]] = [
+        (tr.at, tr.instance) for tr in transitions if tr.at >= since and tr.after == "active"
+    ]
+    last: dict[str, str] = {}
+    for at, name, role in sorted(polled):
+        if at >= since and role == "active" and last.get(name, "active") not in _NOT_BECOMING:
+            became.append((at, name))
+        last[name] = role
+    out: list[Takeover] = []
+    leader, previous_at = leader_before, since
+    for at, name in sorted(became):
+        if name == leader:
+            continue
+        out.append(Takeover(at, name, _candidacy_reason(transitions, name, previous_at, at)))
+        leader, previous_at = name, at
+    return out
+
+
+_NOT_BECOMING = ("active", "down")
+
+
+def _candidacy_reason(
+    transitions: Sequence[Transition], instance: str, start: float, end: float
+) -> str:
+    started = [
+        tr
+        for tr in transitions
+        if tr.instance == instance
+        and tr.before == "standby"
+        and tr.after == "candidate"
+        and start <= tr.at <= end
+    ]
+    return max(started, key=lambda tr: tr.at).reason if started else ""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseWrite:
+    """A write to the lease key the harness saw on its subject at `at` (Unix seconds):
+    "put" (an acquire or a renewal, by `holder`) or "del" (a release; no holder)."""
+
+    at: float
+    holder: str
+    op: str
+
+
+def lease_expiry(
+    writes: Sequence[LeaseWrite], holder: str, before: float, lease_ms: int
+) -> float | None:
+    """When `holder`'s lease ran out, as seen before `before`: its release, if it released
+    after its last write, else that last write (acquire or renewal) + the lease (the
+    bucket's TTL: the server expires the entry that long after storing it). None: no
+    write of `holder`'s seen before `before`."""
+    last: LeaseWrite | None = None
+    released: float | None = None
+    for w in sorted(writes, key=lambda w: w.at):
+        if w.at > before:
+            break
+        if w.op == "put":
+            if w.holder == holder:
+                last, released = w, None
+            elif last is not None:
+                break  # someone else wrote the lease: it was no longer ours
+        elif w.op == "del" and last is not None and released is None:
+            released = w.at
+    if last is None:
+        return None
+    return released if released is not None else last.at + lease_ms / 1000
+
+
 @dataclass(slots=True)
 class RunRecord:
     scenario: str
@@ -56,6 +177,13 @@ class RunRecord:
     """Switchover request → the new active's intake open (planned switchover)."""
     first_decision_ms: float | None = None
     """Fault → the first decision by the new active."""
+    lease_expired_at: float | None = None
+    """When the old active's lease ran out (`lease_expiry`: its last renewal seen + the
+    lease, or its release) before an unplanned takeover; None: not seen."""
+    beyond_expiry_ms: float | None = None
+    """The lease's expiry → the other instance active (`takeover_at − lease_expired_at`):
+    what a takeover through the lease adds to the lease itself. Negative: the takeover
+    came before the lease ran out (presence)."""
     commands_sent: int = 0
     """Commands of this run in `TITAN_CMD`: the load's intents and what the fault injected."""
     commands_injected: int = 0
@@ -71,6 +199,15 @@ class RunRecord:
     """1 when the instances' state hashes differ at the same stream position after settling."""
     fencings: int = 0
     """Role changes to `fenced` seen in this run."""
+    takeovers: int = 0
+    """Times an instance other than the one leading became active in this run (`takeovers`):
+    0 where the lead must stay, 1 for a crash."""
+    presence_takeovers: int = 0
+    """Of `takeovers`, those started by presence (a STANDBY → CANDIDATE transition whose
+    reason starts `presence:`) rather than by the lease's expiry."""
+    takeover_reason: str = ""
+    """The reason the run's first takeover started with (its STANDBY → CANDIDATE
+    transition); "" without a takeover or when the transition was not seen."""
     loop_stall_max_ms_before: int | None = None
     loop_stall_max_ms: int | None = None
     """The largest event-loop stall the run's first active measured (its `/status`
@@ -84,6 +221,16 @@ class RunRecord:
     decided_at: list[float] = field(default_factory=list)
     """When each decision of the run landed in the stream (server time)."""
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_presence_takeover(self) -> bool:
+        """The run's takeover was started by presence (not by the lease's expiry)."""
+        return self.presence_takeovers > 0
+
+    def count_takeovers(self, seen: Sequence[Takeover]) -> None:
+        self.takeovers = len(seen)
+        self.presence_takeovers = sum(1 for t in seen if t.is_by_presence)
+        self.takeover_reason = seen[0].reason if seen else ""
 
     def first_decision_after_takeover_ms(self) -> float | None:
         """Fault → the first decision stored after the takeover (the new active deciding)."""
@@ -159,6 +306,10 @@ class ScenarioRow:
     hash_mismatches: int
     fencings: int
     violations: int
+    takeovers: int = 0
+    takeovers_max: int = 0
+    """The most takeovers in one run (at most 1 per crash, 0 where the lead stays)."""
+    presence_takeovers: int = 0
 
     @property
     def is_clean(self) -> bool:
@@ -182,6 +333,9 @@ class ScenarioRow:
             hash_mismatches=sum(r.hash_mismatches for r in runs),
             fencings=sum(r.fencings for r in runs),
             violations=sum(len(r.violations) for r in runs),
+            takeovers=sum(r.takeovers for r in runs),
+            takeovers_max=max((r.takeovers for r in runs), default=0),
+            presence_takeovers=sum(r.presence_takeovers for r in runs),
         )
 
     def to_doc(self) -> dict[str, Any]:

@@ -5,6 +5,12 @@ matrix (one proxy per instance and NATS node).
 partition looks like from inside: no error, just silence until the client's pings time
 out). `heal()` drops the connections that lived through the cut (their TCP state would be
 gone after a real partition) and forwards again, so the client reconnects.
+
+`cut(hold=True)` is a host gone dark: besides dropping every byte, a side that closes its
+socket during the cut does not close the other one. A client killed behind the cut (its
+socket closed by its kernel) stays connected as far as the NATS server can tell, its
+subscriptions in place, until the server's own ping timeout or the `heal()`. Without
+`hold` the proxy passes a close on (the server learns at once that the client is gone).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class PartitionProxy:
         self.target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._is_cut = False
+        self._is_held = False
         self._healed = asyncio.Event()
         self._links: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -47,13 +54,16 @@ class PartitionProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def cut(self) -> None:
+    def cut(self, *, hold: bool = False) -> None:
+        """Black-hole the link; `hold`: a close on either side is not passed on either."""
         self._is_cut = True
+        self._is_held = hold
         self._healed.clear()
 
     def heal(self) -> None:
         self._drop_links()
         self._is_cut = False
+        self._is_held = False
         self._healed.set()
 
     def _drop_links(self) -> None:
@@ -86,8 +96,9 @@ class PartitionProxy:
         except (ConnectionError, OSError):
             pass
         finally:
-            with contextlib.suppress(Exception):
-                dst.transport.abort()
+            if not (self._is_cut and self._is_held):  # held: `heal()` closes it
+                with contextlib.suppress(Exception):
+                    dst.transport.abort()
 
 
 class ThreadedProxy:
@@ -127,8 +138,8 @@ class ThreadedProxy:
             if not self._thread.is_alive():
                 self._loop.close()
 
-    def cut(self) -> None:
-        self._run(_call(self._proxy.cut)).result(5)
+    def cut(self, *, hold: bool = False) -> None:
+        self._run(_call(lambda: self._proxy.cut(hold=hold))).result(5)
 
     def heal(self) -> None:
         self._run(_call(self._proxy.heal)).result(5)

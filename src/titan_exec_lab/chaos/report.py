@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,8 @@ COLUMNS: tuple[str, ...] = (
     "venue orders duplicated",
     "state-hash mismatches",
     "fencing events",
+    "takeovers (total / most in a run)",
+    "takeovers by presence",
     "violations",
     "result",
 )
@@ -50,6 +52,8 @@ SHORT_COLUMNS: tuple[str, ...] = (
     "venue dup",
     "hash diff",
     "fenced",
+    "takeovers",
+    "presence",
     "viol",
     "result",
 )
@@ -58,7 +62,9 @@ SHORT_COLUMNS: tuple[str, ...] = (
 TABLE_LEGEND = (
     "failover ms, gap ms (switchover): min / p50 / p99 / max\n"
     "dup: commands decided more than once; venue dup: orders placed more than once; "
-    "hash diff: state-hash mismatches; fenced: fencing events"
+    "hash diff: state-hash mismatches; fenced: fencing events\n"
+    "takeovers: the lead moving to the other instance, total / most in one run (0 where the "
+    "lead stays, 1 per crash); presence: of them, started by the active's presence gone"
 )
 """Printed under the terminal table: what its short column names stand for."""
 
@@ -96,6 +102,8 @@ def _cells(row: ScenarioRow) -> list[str]:
         str(row.venue_duplicates),
         str(row.hash_mismatches),
         str(row.fencings),
+        f"{row.takeovers} / {row.takeovers_max}",
+        str(row.presence_takeovers),
         str(row.violations),
         "PASS" if row.is_clean else "FAIL",
     ]
@@ -215,6 +223,42 @@ def _failure_lines(runs: Sequence[RunRecord]) -> list[str]:
     return lines
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def takeover_summary(rows: Sequence[ScenarioRow], expects: Mapping[str, str]) -> list[str]:
+    """What the takeover counts say, per kind of scenario (`expects`: scenario → "stay",
+    "failover" or "either"): zero takeovers where the lead stays, at most one per run
+    where it must move."""
+    lines: list[str] = []
+    for kind, bound, words in (
+        ("stay", 0, "zero takeovers"),
+        ("failover", 1, "at most one takeover per run (per crash)"),
+        ("either", 1, "at most one takeover per run"),
+    ):
+        chosen = [r for r in rows if expects.get(r.scenario) == kind and r.runs]
+        if not chosen:
+            continue
+        over = [r for r in chosen if r.takeovers_max > bound]
+        runs = sum(r.runs for r in chosen)
+        names = ", ".join(r.scenario for r in chosen)
+        if over:
+            bad = ", ".join(f"{r.scenario} (up to {r.takeovers_max})" for r in over)
+            lines.append(f"- {kind} scenarios ({names}): NOT {words}: {bad}")
+        else:
+            total = sum(r.takeovers for r in chosen)
+            lines.append(
+                f"- {kind} scenarios ({names}): {words} — {_n(total, 'takeover')} in "
+                f"{_n(runs, 'run')}"
+            )
+    presence = sum(r.presence_takeovers for r in rows)
+    takeovers = sum(r.takeovers for r in rows)
+    if takeovers:
+        lines.append(f"- takeovers started by presence: {presence} of {takeovers}")
+    return lines
+
+
 def _takeover_label(run: RunRecord) -> str:
     if run.failover_ms is not None:
         return f"takeover (failover {run.failover_ms:.0f} ms)"
@@ -236,9 +280,14 @@ def write_report(
     rows: Sequence[ScenarioRow],
     runs: Sequence[RunRecord],
     meta: dict[str, Any],
+    *,
+    targets: Sequence[str] = (),
+    expects: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write `chaos.md`, `chaos.json` and `timeline-<scenario>.png` (one representative run
-    per scenario, see `representative_run`) into `out_dir` (created); return the paths."""
+    per scenario, see `representative_run`) into `out_dir` (created); return the paths.
+    `targets`: lines listed under "Targets"; `expects` (scenario → its expectation): the
+    takeover counts said per kind of scenario (`takeover_summary`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     by_scenario: dict[str, list[RunRecord]] = {}
     for r in runs:
@@ -257,6 +306,11 @@ def write_report(
     md: list[str] = ["# Chaos matrix", "", *_meta_lines(meta), "", markdown_table(rows)]
     md.append(f"Result: **{'PASS' if clean else 'FAIL'}**")
     md.append("")
+    takeovers = takeover_summary(rows, expects or {})
+    if takeovers:
+        md += ["## Takeovers", "", *takeovers, ""]
+    if targets:
+        md += ["## Targets", "", *(f"- {t}" for t in targets), ""]
     failures = _failure_lines(runs)
     if failures:
         md += ["## Violations", "", *failures, ""]
@@ -276,6 +330,7 @@ def write_report(
 
     doc = {
         "meta": meta,
+        **({"targets": list(targets)} if targets else {}),
         "rows": [row.to_doc() for row in rows],
         "runs": [r.to_doc() for r in runs],
     }

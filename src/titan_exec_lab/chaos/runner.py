@@ -37,10 +37,10 @@ from typing import Any
 import nats.errors
 
 from titan_exec_lab.chaos.load import IntentLoad
-from titan_exec_lab.chaos.model import RunRecord, ScenarioRow
+from titan_exec_lab.chaos.model import RunRecord, ScenarioRow, Transition, lease_expiry
 from titan_exec_lab.chaos.scenarios import SCENARIOS, RunContext, Scenario
 from titan_exec_lab.chaos.topology import NAMES, SECRET, Topology, TopologySettings
-from titan_exec_lab.chaos.watch import RoleWatch, Transition
+from titan_exec_lab.chaos.watch import RoleWatch
 from titan_exec_lab.verify.invariants import check, decisions_per_command
 from titan_exec_lab.verify.read import CannotRead, RawMsg, read_stream
 
@@ -266,6 +266,7 @@ def _timings(
     t0 = record.started_at
     record.roles = watch.samples(t0)
     record.fencings = watch.fencings(t0)
+    record.count_takeovers(watch.takeovers(record.leader_before, t0))
     is_new_epoch = after.get("epoch") != before.get("epoch")
     if record.fault_at is None or not is_new_epoch:
         if scenario.expects == "failover":
@@ -284,8 +285,12 @@ def _timings(
     ms = (took - fault) * 1000
     if scenario.is_planned:
         record.switchover_gap_ms = ms
-    else:
-        record.failover_ms = ms
+        return
+    record.failover_ms = ms
+    expired = lease_expiry(watch.lease_writes, record.leader_before, took, record.lease_ms)
+    if expired is not None:
+        record.lease_expired_at = round(expired - t0, 3)
+        record.beyond_expiry_ms = round((took - expired) * 1000, 1)
 
 
 def _stall(status: Mapping[str, Any] | None) -> int | None:
@@ -487,6 +492,8 @@ async def _read(js: Any, seen: Seen) -> tuple[list[RawMsg], list[RawMsg]]:
 def _run_line(r: RunRecord, runs: int) -> str:
     if r.failover_ms is not None:
         timing = f"failover {r.failover_ms:.0f} ms"
+        if r.beyond_expiry_ms is not None:
+            timing += f" ({r.beyond_expiry_ms:.0f} ms after the lease ran out)"
     elif r.switchover_gap_ms is not None:
         timing = f"switchover gap {r.switchover_gap_ms:.0f} ms"
     else:
@@ -507,8 +514,17 @@ def _run_line(r: RunRecord, runs: int) -> str:
         f"[{r.scenario} {r.run}/{runs}] {r.fault or '-'}: {timing}, {r.leader_before} → "
         f"{r.leader_after or '?'}; intents {r.commands_sent} sent{injected}, "
         f"{r.commands_decided} decided, {r.commands_lost} lost, {r.commands_duplicated} twice; "
-        f"fencings {r.fencings}{stall}; {verdict}{extra}{problems}"
+        f"fencings {r.fencings}; {_takeover_text(r)}{stall}; {verdict}{extra}{problems}"
     )
+
+
+def _takeover_text(r: RunRecord) -> str:
+    """ "takeovers 1 (by presence: ...)" / "takeovers 1 (by the lease)" / "takeovers 0"."""
+    if not r.takeovers:
+        return "takeovers 0"
+    how = "presence" if r.is_presence_takeover else "the lease"
+    why = f": {r.takeover_reason}" if r.takeover_reason else ""
+    return f"takeovers {r.takeovers} (by {how}{why})"
 
 
 def _examples(lines: Sequence[str], per_kind: int = 3) -> list[str]:

@@ -136,6 +136,48 @@ async def _partition_active(ctx: RunContext) -> None:
     ctx.recovered()
 
 
+HOST_DARK_AFTER_S = 1.0
+"""`kill-active-host`: the dead host's links stay dark this long after the takeover."""
+HOST_HELD_NOTE = "the killed active's connection still held by the server at the takeover"
+
+
+async def _kill_active_host(ctx: RunContext) -> None:
+    """A host crash as the rest of the system sees it: the active's NATS links go dark
+    (its proxies drop every byte and, `hold`, keep the server-side sockets open), then its
+    process is killed -9 behind them. Its kernel closes its sockets, but the close never
+    reaches the NATS servers: to them the client is still connected, its subscriptions
+    (its presence responder among them) in place, so a request to it times out instead of
+    meeting "no responders". The takeover must come through the lease expiry.
+
+    What the server does meanwhile: the topology's nats-servers run with the default
+    `ping_interval` (2 min) and `ping_max` (2). A connection with no traffic in from it
+    gets a PING at the first ping tick at least 2 min after its last byte, a second one
+    2 min later, and is closed as stale at the tick after that: 6 to 8 min after the kill.
+    The proxy keeps reading (and dropping) what the server sends, so the server's write
+    deadline never closes it earlier either. Far past the lease (2-5 s): the dead
+    connection is held through the whole failover, as a host crash with an unresponsive
+    network would be until the server's ping timeout. The links are healed (the held
+    sockets closed, the server sees the client leave) `HOST_DARK_AFTER_S` after the
+    standby became active, so that the old active can be restarted as standby. A note
+    says whether a server still listed the dead client's connection (`/connz`) once the
+    standby was active: the fault's premise, checked on each run."""
+    ctx.fault(f"{ctx.active} (active) host dark: NATS links black-holed, then kill -9")
+    ctx.topo.cut(ctx.active, hold=True)
+    try:
+        await ctx.topo.kill_instance(ctx.active)
+        await ctx.topo.wait_role(ctx.standby, "active", _lease_s(ctx) * 5 + 15)
+        node = await ctx.topo.node_of(ctx.active)
+        ctx.note(
+            f"{HOST_HELD_NOTE} (NATS node {node})"
+            if node is not None
+            else f"{ctx.active}'s connection already gone from every NATS node at the takeover"
+        )
+        await asyncio.sleep(HOST_DARK_AFTER_S)
+    finally:
+        ctx.topo.heal(ctx.active)
+    ctx.recovered()
+
+
 async def _restart_standby(ctx: RunContext) -> None:
     ctx.fault(f"kill -9 {ctx.standby} (standby), then restarted")
     await ctx.topo.kill_instance(ctx.standby)
@@ -306,6 +348,9 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("kill-active", "kill -9 of the active", _kill_active, "failover",
                  _restart_old_active),
+        Scenario("kill-active-host", "the active's NATS links black-holed, then kill -9 "
+                 "(a host crash: the server keeps its connection)", _kill_active_host,
+                 "failover", _restart_old_active),
         Scenario("pause-short", "SIGSTOP of the active for half the lease", _pause_short,
                  "either"),
         Scenario("pause-long", "SIGSTOP of the active for twice the lease", _pause_long,

@@ -236,9 +236,11 @@ class Topology:
         assert proc is not None and proc.returncode is None, f"{name} is not running"
         os.kill(proc.pid, sig)
 
-    def cut(self, name: str) -> None:
+    def cut(self, name: str, *, hold: bool = False) -> None:
+        """Black-hole `name`'s links to every NATS node (`hold`: a socket the instance
+        closes stays open towards the server, see `netproxy`)."""
         for p in self.proxies[name]:
-            p.cut()
+            p.cut(hold=hold)
 
     def heal(self, name: str) -> None:
         for p in self.proxies[name]:

@@ -13,21 +13,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 from nats.aio.msg import Msg
 
-from titan_exec_lab.chaos.model import RoleSample, compact_roles
+from titan_exec.adapters.nats.lease import BUCKET, lease_key
+from titan_exec_lab.chaos.model import (
+    LeaseWrite,
+    RoleSample,
+    Takeover,
+    Transition,
+    compact_roles,
+    takeovers,
+)
 from titan_exec_lab.chaos.topology import NAMES, Topology
 
 POLL_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    at: float
-    instance: str
-    before: str
-    after: str
-    reason: str
 
 
 @dataclass
@@ -39,25 +39,56 @@ class RoleWatch:
     lease_roles: list[tuple[float, str, str]] = field(default_factory=list)
     """(Unix time, instance, role in the lease election: `lease_role`) each poll."""
     transitions: list[Transition] = field(default_factory=list)
+    lease_writes: list[LeaseWrite] = field(default_factory=list)
+    """What was written to the lease key (acquire, renew, release) as the harness saw it
+    go by on its subject: the moment the lease's expiry counts from."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _sub: Any = None
+    _subs: list[Any] = field(default_factory=list)
 
     async def start(self) -> None:
         assert self.topo.nc is not None
-        self._sub = await self.topo.nc.subscribe(
-            f"titan.sys.{self.ns}.role.v1.*", cb=self._on_transition
-        )
+        self._subs = [
+            await self.topo.nc.subscribe(f"titan.sys.{self.ns}.role.v1.*", cb=self._on_transition),
+            await self.topo.nc.subscribe(f"$KV.{BUCKET}.>", cb=self._on_lease_write),
+        ]
+        await self._seed_lease_write()
         self._tasks = [asyncio.create_task(self._poll(), name="chaos-role-poll")]
+
+    async def _seed_lease_write(self) -> None:
+        """The lease's newest entry as stored (the server's time): a renewal made before
+        the watch began (one every lease / 4, the warm-up is shorter at a 5 s lease)."""
+        assert self.topo.nc is not None
+        try:
+            msg = await self.topo.nc.jetstream().get_last_msg(
+                f"KV_{BUCKET}", f"$KV.{BUCKET}.{lease_key()}"
+            )
+            holder = str(json.loads(msg.data or b"")["instance_id"])
+        except (nats.errors.Error, ValueError, KeyError, TypeError):
+            return  # none yet, or a marker: the subscription sees what comes next
+        if msg.time is not None:
+            self.lease_writes.append(LeaseWrite(msg.time.timestamp(), holder, "put"))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._sub is not None:
+        for sub in self._subs:
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+                await sub.unsubscribe()
+        self._subs = []
+
+    async def _on_lease_write(self, msg: Msg) -> None:
+        at = time.time()
+        op = (msg.headers or {}).get("KV-Operation", "")
+        if op in ("DEL", "PURGE"):
+            self.lease_writes.append(LeaseWrite(at, "", "del"))
+            return
+        try:
+            holder = str(json.loads(msg.data)["instance_id"])
+        except (ValueError, KeyError, TypeError):
+            return  # not a lease value: not ours to judge here
+        self.lease_writes.append(LeaseWrite(at, holder, "put"))
 
     async def _on_transition(self, msg: Msg) -> None:
         at = time.time()
@@ -105,6 +136,10 @@ class RoleWatch:
                 seen.append(at)
             last[name] = role
         return min(seen) if seen else None
+
+    def takeovers(self, leader_before: str, since: float) -> list[Takeover]:
+        """The lead moving from `since` on (`model.takeovers`), both sources."""
+        return takeovers(leader_before, self.transitions, self.polled, since)
 
     def fencings(self, since: float) -> int:
         """Changes into `fenced` after `since`, per instance: the lease role each poll saw
