@@ -40,12 +40,13 @@ NR, ANSWERED, TIMEOUT, UNHEALTHY = (
     Presence.TIMEOUT,
     Presence.UNHEALTHY,
 )
-PRESENCE = PresenceTiming()  # every 20 ms, 3 in a row over >= 60 ms, within 400 ms
+PRESENCE = PresenceTiming(interval_ms=20, confirm_ms=60, window_ms=400)  # 3 in a row
 
 
 def standby(*, caught_up: bool = True, drift: bool = False, **cfg: object) -> Leadership:
     """A standby that saw the lease held by DEAD at revision 7."""
-    config = replace(LeaderConfig(ME, TIMING, Mode.STANDBY), **cfg)  # type: ignore[arg-type]
+    config = LeaderConfig(ME, TIMING, Mode.STANDBY, presence=PRESENCE)
+    config = replace(config, **cfg)  # type: ignore[arg-type]
     state, _ = start(config, 0)
     state, _ = step(state, ShadowReported(caught_up, drift, 1))
     state, _ = step(state, LeaseSeen(DEAD, 7, 3, 2))
@@ -190,8 +191,8 @@ def test_presence_answers_do_not_move_the_timer() -> None:
     ("kw", "message"),
     [
         ({"confirm_count": 1}, "confirm_count"),
-        ({"confirm_ms": 400}, "window_ms=400 must exceed"),
-        ({"confirm_ms": 10, "window_ms": 40}, "cannot hold"),
+        ({"confirm_ms": 300}, "window_ms=300 must exceed"),
+        ({"interval_ms": 20, "confirm_ms": 10, "window_ms": 40}, "cannot hold"),
         ({"timeout_ms": -1}, "timeout_ms"),
         ({"interval_ms": True}, "interval_ms"),
     ],

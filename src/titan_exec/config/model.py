@@ -289,16 +289,16 @@ class HaConfig:
     manual_failover: bool = False
     """A standby never promotes by itself; `titan-exec promote` (POST /promote, operator)
     makes it campaign once the lease is free."""
-    presence_interval_ms: int = 20
+    presence_interval_ms: int = 10
     """How often a standby probes the lease holder's presence subject (`core/presence.py`:
     a holder whose process is gone is replaced without waiting for its lease); 0: off."""
     presence_timeout_ms: int = 100
     presence_confirm_count: int = 3
     """"No responders" answers in a row that mean the holder is gone..."""
-    presence_confirm_ms: int = 60
+    presence_confirm_ms: int = 30
     """... the first and the last at least this far apart (a live holder whose NATS node
     died is away this long while it reconnects elsewhere) ..."""
-    presence_window_ms: int = 400
+    presence_window_ms: int = 300
     """... and all within this window."""
 
 

@@ -38,13 +38,13 @@ class PresenceTimingError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PresenceTiming:
-    interval_ms: int = 20
+    interval_ms: int = 10
     """How often a standby probes the holder; 0: presence off (the lease alone decides)."""
     timeout_ms: int = 100
     """A probe without an answer this long is a timeout (cannot tell)."""
     confirm_count: int = 3
-    confirm_ms: int = 60
-    window_ms: int = 400
+    confirm_ms: int = 30
+    window_ms: int = 300
 
     def __post_init__(self) -> None:
         for name in ("interval_ms", "timeout_ms", "confirm_count", "confirm_ms", "window_ms"):
