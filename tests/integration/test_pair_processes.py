@@ -141,7 +141,7 @@ async def test_kill_9_of_the_active_under_load_is_a_takeover_over_the_expiry_mar
     executed_s, lease_log, _ = await _kill_9_of_the_active(
         service_nats, tmp_path, PairOptions(presence_interval_ms=0)
     )
-    assert LEASE_MS / 1000 <= executed_s <= LEASE_MS / 1000 + 1.0
+    assert executed_s <= LEASE_MS / 1000 + 1.0  # the lease runs from the last renewal
     # the lease expired into a marker and the backup took it over that marker
     markers = [seq for seq, h, _ in lease_log if h.get("Nats-Marker-Reason") == "MaxAge"]
     assert markers, f"no expiry marker seen: {lease_log}"

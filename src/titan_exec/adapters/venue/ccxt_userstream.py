@@ -48,7 +48,7 @@ import ccxt.pro as ccxt_pro  # type: ignore[import-untyped]
 from ccxt.base import errors as cx  # type: ignore[import-untyped]
 
 from titan_exec.adapters.venue.budget import WeightBudget
-from titan_exec.adapters.venue.ccxt_setup import CcxtSettings, make_client
+from titan_exec.adapters.venue.ccxt_setup import CcxtSettings, make_client, tls_context
 from titan_exec.adapters.venue.ccxt_userbook import StreamBook
 from titan_exec.adapters.venue.ccxt_userevents import (
     MalformedEvent,
@@ -139,6 +139,22 @@ def _private_client(s: CcxtSettings, stream: UserStream, budget: WeightBudget) -
     return client
 
 
+def _built(stream: UserStream) -> Any:
+    """`stream`'s private client with the REST client's markets (no second exchangeInfo
+    call): tens of ms of Python, more on a busy machine, so it is built in a thread (it
+    binds no event loop before its first request), never on the loop, where it stalled a
+    takeover's first moments past the lease watchdog's limit."""
+    client = _private_client(stream._settings, stream, stream._venue.budget)
+    venue = stream._venue.exchange
+    client.ssl_context = venue.ssl_context or tls_context(client)
+    try:
+        if venue.markets:
+            client.set_markets(venue.markets, venue.currencies)
+    except Exception as err:
+        log.warning("%s user stream: markets not shared (%r): loading its own", stream.name, err)
+    return client
+
+
 class UserStream:
     def __init__(
         self,
@@ -185,7 +201,6 @@ class UserStream:
         self._last_used_ms = self._clock()
         if self._task is not None:
             return
-        self._client = _private_client(self._settings, self, self._venue.budget)
         self._activity = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"user-stream-{self._venue.name}")
         self._idle_task = asyncio.create_task(self._idle_watch(), name="user-stream-idle")
@@ -220,13 +235,7 @@ class UserStream:
                 return
 
     async def _run(self) -> None:
-        client = self._client
-        venue = self._venue.exchange
-        try:
-            if venue.markets:  # the REST client's markets: no second exchangeInfo call
-                client.set_markets(venue.markets, venue.currencies)
-        except Exception as err:
-            log.warning("%s user stream: markets not shared (%r): loading its own", self.name, err)
+        self._client = client = await asyncio.to_thread(_built, self)
         delay = RETRY_FIRST_S
         while True:
             try:

@@ -65,6 +65,7 @@ from titan_exec.adapters.venue.ccxt_setup import (
     make_client,
     read_secret,
     settings_from_env,
+    tls_context,
 )
 from titan_exec.adapters.venue.ccxt_trades import TradeCursor
 from titan_exec.adapters.venue.ccxt_userstream import STREAM_VENUES, UserStream
@@ -152,6 +153,9 @@ class CcxtVenue:
 
     async def _markets(self) -> None:
         if not self._markets_loaded:
+            if self.exchange.ssl_context is None:  # one TLS context, built off the loop
+                tls = await asyncio.to_thread(tls_context, self.exchange)
+                self.exchange.ssl_context = self._writer.ssl_context = tls
             await self.read(lambda: self.exchange.load_markets())
             self._writer.set_markets(self.exchange.markets, self.exchange.currencies)
             self._markets_loaded = True
