@@ -48,6 +48,8 @@ class PairOptions:
     manual_failover: bool = False
     presence_interval_ms: int | None = None
     """None: presence on (the default); 0: off, a takeover waits for the lease."""
+    in_doubt_absent_after_ms: int | None = None
+    """When an order the venue does not show is declared never sent (None: the default)."""
     extra_toml: str = ""
     """Appended to each instance's configuration (more sections)."""
     nats_url_for: Callable[[str], str] | None = None
@@ -68,6 +70,7 @@ class PairOptions:
             rate_limit_ms=10,
             is_manual_failover=self.manual_failover,
             presence_interval_ms=self.presence_interval_ms,
+            in_doubt_absent_after_ms=self.in_doubt_absent_after_ms,
             extra_toml=self.extra_toml,
         )
 

@@ -146,7 +146,7 @@ def _built(stream: UserStream) -> Any:
     takeover's first moments past the lease watchdog's limit."""
     client = _private_client(stream._settings, stream, stream._venue.budget)
     venue = stream._venue.exchange
-    client.ssl_context = venue.ssl_context or tls_context(client)
+    client.ssl_context = getattr(venue, "ssl_context", None) or tls_context(client)
     try:
         if venue.markets:
             client.set_markets(venue.markets, venue.currencies)

@@ -153,7 +153,7 @@ class CcxtVenue:
 
     async def _markets(self) -> None:
         if not self._markets_loaded:
-            if self.exchange.ssl_context is None:  # one TLS context, built off the loop
+            if getattr(self.exchange, "ssl_context", False) is None:  # one TLS context, off-loop
                 tls = await asyncio.to_thread(tls_context, self.exchange)
                 self.exchange.ssl_context = self._writer.ssl_context = tls
             await self.read(lambda: self.exchange.load_markets())
