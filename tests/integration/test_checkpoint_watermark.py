@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import world
+from tests.integration.harness import wait_for, world
 from titan_exec.adapters.nats.snapshots import SnapshotStore
 from titan_exec.core.snapshot import restore
 from titan_exec.core.state import State, apply, state_hash
@@ -53,6 +53,8 @@ async def test_every_snapshot_is_the_fold_of_the_stream_below_its_watermark(
         await loading
         assert written >= 4
         assert max(in_flight) > 0  # events applied ahead of their acknowledgement were seen
+        # fills pushed by the venue's stream may still be landing: settled means none unacked
+        await wait_for(lambda: w.svc.events.unacked == 0, "every event acknowledged")
         doc = await w.svc.settled_status_doc()
         assert doc["events_unacked"] == 0 and w.svc.events.unacked == 0
         await w.svc.events.drain()

@@ -209,8 +209,17 @@ async def test_sigstop_shorter_than_the_lease_ends_with_one_active_and_nothing_t
     """A pause below the lease but above the loop-stall tolerance (lease/20): when the
     active wakes, its watchdog sees the stall and it hands over (a venue write checked
     before the pause may leave after it; ha-protocol.md §3). Either way: one active, the
-    other a standby, nothing lost or duplicated."""
-    async with pair(service_nats.url, tmp_path) as p, brain_on(service_nats.url) as (nc, brain):
+    other a standby, nothing lost or duplicated. An order written ahead but not sent when
+    the active handed over is in doubt: declared never sent after 3 s here (the check
+    comes sooner than the default's 30 s)."""
+    opts = PairOptions(in_doubt_absent_after_ms=3000)
+    async with (
+        pair(service_nats.url, tmp_path, opts) as p,
+        brain_on(service_nats.url) as (
+            nc,
+            brain,
+        ),
+    ):
         load = Load(brain)
         during = load.background(30, "load")
         await asyncio.sleep(0.5)
