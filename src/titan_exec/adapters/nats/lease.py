@@ -299,6 +299,23 @@ class NatsLease:
             self._since_ms = since_ms
         return result
 
+    def _cas_at(self, value: bytes, revision: int) -> Callable[[], Awaitable[CallResult]]:
+        """One attempt to write ``value`` over ``revision``: a write of ours that a timed-out
+        call applied late counts as that revision; anything else newer means lost."""
+
+        async def attempt() -> CallResult:
+            try:
+                return await self._cas(value, last=revision)
+            except KeyWrongLastSequenceError:
+                pass
+            latest = await self._latest()
+            if latest is not None and self._is_ours(latest):  # ours, applied late
+                return await self._cas(value, last=latest.revision)
+            found = "nothing" if latest is None else latest.describe()
+            return CallLost(f"revision {revision} is no longer the lease: found {found}")
+
+        return attempt
+
     async def take_over(
         self, revision: int, *, epoch: int | None = None, timeout_ms: int | None = None
     ) -> CallResult:
@@ -310,18 +327,7 @@ class NatsLease:
         since_ms = wall_clock_ms()
         value = self._value(epoch, since_ms)
 
-        async def attempt() -> CallResult:
-            try:
-                return await self._cas(value, last=revision)
-            except KeyWrongLastSequenceError:
-                pass
-            latest = await self._latest()
-            if latest is not None and self._is_ours(latest):  # ours, applied late
-                return await self._cas(value, last=latest.revision)
-            found = "nothing" if latest is None else latest.describe()
-            return CallLost(f"revision {revision} moved on: found {found}")
-
-        result = await self._call("take over", attempt, timeout_ms)
+        result = await self._call("take over", self._cas_at(value, revision), timeout_ms)
         if isinstance(result, CallOk):
             self._since_ms = since_ms
         return result
@@ -334,18 +340,7 @@ class NatsLease:
             raise ValueError(f"renew needs the revision we hold (>= 1), got {revision}")
         value = self._value(epoch, self._since_ms)
 
-        async def attempt() -> CallResult:
-            try:
-                return await self._cas(value, last=revision)
-            except KeyWrongLastSequenceError:
-                pass
-            latest = await self._latest()
-            if latest is not None and self._is_ours(latest):  # our timed-out renew, applied late
-                return await self._cas(value, last=latest.revision)
-            found = "nothing" if latest is None else latest.describe()
-            return CallLost(f"revision {revision} is no longer the lease: found {found}")
-
-        return await self._call("renew", attempt, timeout_ms)
+        return await self._call("renew", self._cas_at(value, revision), timeout_ms)
 
     async def release(self, revision: int, *, timeout_ms: int | None = None) -> CallResult:
         """Delete the lease only if ``revision`` is still its newest entry (ours)."""
