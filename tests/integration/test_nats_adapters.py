@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
@@ -325,6 +327,37 @@ async def test_ensure_streams_is_idempotent_and_updates_a_changed_setting(
     with caplog.at_level(logging.WARNING, logger="titan_exec.adapters.nats.streams"):
         await ensure_streams(js, max_age_s=3600)
     assert not [r for r in caplog.records if "updating stream" in r.getMessage()]
+
+
+async def test_an_event_stream_without_atomic_batches_gets_them_and_keeps_its_data(
+    nats_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    js = nats_client.jetstream()
+    old = await ensure_streams(js, atomic=False)  # as an older build created it
+    assert not old["TITAN_EVT"].config.allow_atomic
+    await js.publish("titan.evt.exec.probe.v1", b"kept")
+    with caplog.at_level(logging.WARNING, logger="titan_exec.adapters.nats.streams"):
+        now = await ensure_streams(js)
+    assert now["TITAN_EVT"].config.allow_atomic and now["TITAN_EVT"].state.messages == 1
+    assert any("allow_atomic: off -> on" in r.getMessage() for r in caplog.records)
+    # written one at a time (nats.fenced_writes = 'alone'): an existing setting is left on
+    assert (await ensure_streams(js, atomic=False))["TITAN_EVT"].config.allow_atomic
+
+
+async def test_a_server_that_ignores_allow_atomic_is_named_as_too_old(
+    nats_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    js = nats_client.jetstream()
+    add_stream = js.add_stream
+
+    async def older_server(config: Any = None, **params: Any) -> Any:
+        # nats-server before 2.12 answers with the configuration it knows
+        info = await add_stream(config=dataclasses.replace(config, allow_atomic=None))
+        return info
+
+    monkeypatch.setattr(js, "add_stream", older_server)
+    with pytest.raises(StreamSetupError, match=r"older than nats-server 2\.12.*fenced_writes"):
+        await ensure_streams(js)
 
 
 async def test_ensure_streams_keeps_foreign_subjects_of_an_existing_stream(

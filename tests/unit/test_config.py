@@ -101,6 +101,8 @@ def test_secrets_never_appear_in_the_redacted_view() -> None:
         ("[retention]\npurge = true\n[snapshots]\nkeep = 1\n", "retention.purge"),
         ("[retention]\npurge = true\n[snapshots]\nenabled = false\n", "retention.purge"),
         ("[retention]\nhorizon_ms = 60000\n", "retention.horizon_ms"),
+        ('[nats]\nfenced_writes = "fast"\n', "nats.fenced_writes"),
+        ('[nats]\nfenced_writes = "pipelined"\nreplicas = 3\n', "nats.fenced_writes"),
     ],
 )
 def test_bad_settings_name_themselves(tmp_path: Path, toml: str, fragment: str) -> None:

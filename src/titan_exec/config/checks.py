@@ -31,6 +31,7 @@ from titan_exec.core.presence import PresenceTiming, PresenceTimingError
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
+FENCED_WRITES = ("auto", "batch", "pipelined", "alone")
 MIN_SECRET_BYTES = 8
 """The shortest HMAC secret accepted (each of them, in bytes): a floor against a
 truncated file or a placeholder like ``x``, not a measure of strength. Use 32 random
@@ -135,6 +136,17 @@ def _validate_nats(n: NatsConfig) -> None:
     _validate_nats_urls(n.url)
     if not 1 <= n.replicas <= 5:
         raise ConfigError(f"nats.replicas: must be between 1 and 5, got {n.replicas}")
+    if n.fenced_writes not in FENCED_WRITES:
+        raise ConfigError(
+            f"nats.fenced_writes: must be one of {', '.join(FENCED_WRITES)}, "
+            f"got {n.fenced_writes!r}"
+        )
+    if n.fenced_writes == "pipelined" and n.replicas > 1:
+        raise ConfigError(
+            "nats.fenced_writes: 'pipelined' needs a single server (nats.replicas = 1): a "
+            "replicated stream refuses a fenced write while another is in flight; use "
+            "'batch' or 'auto'"
+        )
     if bool(n.user) != bool(n.password):
         raise ConfigError(
             "nats.user / nats.password: set both (NATS_USER and NATS_PASS) or neither"

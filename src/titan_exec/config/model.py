@@ -58,6 +58,12 @@ class NatsConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     replicas: int = 1
+    fenced_writes: str = "auto"
+    """How the leader's fenced events are stored (`adapters/nats/fencedwrite.py`):
+    ``batch`` (group commit: everything queued as one atomic batch, nats-server 2.12+),
+    ``pipelined`` (one message each, not waiting; a single server only: a replicated
+    stream refuses a second fenced write in flight), ``alone`` (one at a time); ``auto``:
+    ``batch``."""
     embedded_host: str = "127.0.0.1"
     embedded_port: int = 4222
     embedded_monitor_port: int = 0

@@ -175,7 +175,10 @@ class Node:
         self.nc = nc = await connect_nats(self.nats_settings, on_event=self._on_connection)
         js = nc.jetstream()
         await ensure_streams(
-            js, replicas=cfg.nats.replicas, duplicate_window_s=cfg.nats.duplicate_window_s
+            js,
+            replicas=cfg.nats.replicas,
+            duplicate_window_s=cfg.nats.duplicate_window_s,
+            atomic=cfg.nats.fenced_writes in ("auto", "batch"),
         )
         if cfg.snapshots.enabled:
             svc = cfg.service

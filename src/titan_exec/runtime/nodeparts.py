@@ -72,8 +72,8 @@ def event_log(nc: NatsClient, state: State, cfg: Config, subjects: Subjects) -> 
         ns=cfg.service.namespace,
         producer=producer,
         on_closed_trade=trade_messages,
-        # a replicated stream refuses a second fenced write while the first is in flight
-        is_fence_pipelined=cfg.nats.replicas == 1,
+        is_batched=cfg.nats.fenced_writes in ("auto", "batch"),
+        is_fence_pipelined=cfg.nats.fenced_writes == "pipelined",
         instance_id=cfg.service.instance_id,
         is_fencing_disabled=cfg.is_unsafe_fencing_disabled,
         # the server's limit, less room for the fence and id headers

@@ -26,6 +26,14 @@ The codes (nats-server 2.15.1, ``server/errors.json``), and what each decides:
 - 10058 ``JSStreamNameExistErr``: a stream (or KV bucket) of that name exists with another
   configuration: bind to it and compare. 10065 ``JSStreamSubjectOverlapErr``: another
   stream captures the subjects.
+- Atomic batch publish (nats-server 2.12+), each refusing the whole batch (nothing of it
+  is stored): 10174 ``JSAtomicPublishDisabledErr`` (the stream lacks ``allow_atomic``);
+  10199 ``JSAtomicPublishTooLargeBatchErrF`` (more than the server's batch limit, 1000 by
+  default); 10201 ``JSAtomicPublishContainsDuplicateMessageErr``: a message of the batch
+  has a ``Nats-Msg-Id`` already stored, e.g. the re-send of a batch whose answer was lost
+  and which was stored after all. A batch is stored whole or not at all, so it decides
+  nothing about the others: resolve message by message. A stale fence in a batch answers
+  10071 for the whole batch.
 - 503, no responders: nothing listens on the subject (no such stream, or a replicated
   stream between leaders). An acknowledgement with the status header ``503``.
 """
@@ -40,6 +48,9 @@ from nats.js.errors import APIError
 WRONG_LAST_SEQUENCE = 10071
 REFUSED_WHILE_REPLICATING = 10164
 DUPLICATE_IN_PROCESS = 10158
+ATOMIC_DISABLED = 10174
+BATCH_TOO_LARGE = 10199
+BATCH_HAS_DUPLICATE = 10201
 NO_MESSAGE = 10037
 STREAM_NOT_FOUND = 10059
 STREAM_NAME_IN_USE = 10058
@@ -73,6 +84,10 @@ class DuplicateInProcess(PublishRejected):
     """10158: the first send of this message id is still being stored."""
 
 
+class BatchHasDuplicate(PublishRejected):
+    """10201: the batch holds a message id already stored; nothing of the batch was."""
+
+
 class NoResponders(PublishRejected):
     """503: nothing answers on the subject (no stream, or a stream between leaders)."""
 
@@ -81,6 +96,7 @@ _NAMED: dict[int, type[PublishRejected]] = {
     WRONG_LAST_SEQUENCE: WrongLastSequence,
     REFUSED_WHILE_REPLICATING: RefusedWhileReplicating,
     DUPLICATE_IN_PROCESS: DuplicateInProcess,
+    BATCH_HAS_DUPLICATE: BatchHasDuplicate,
     NO_RESPONDERS: NoResponders,
 }
 
@@ -113,6 +129,11 @@ def is_duplicate_in_process(exc: BaseException) -> bool:
     return error_code(exc) == DUPLICATE_IN_PROCESS
 
 
+def is_batch_with_duplicate(exc: BaseException) -> bool:
+    """10201: a message of the batch was stored before; the batch was refused whole."""
+    return error_code(exc) == BATCH_HAS_DUPLICATE
+
+
 def is_no_responders(exc: BaseException) -> bool:
     """503 on a publish: nothing listens (no such stream, or none of its leaders yet)."""
     return error_code(exc) == NO_RESPONDERS
@@ -143,6 +164,9 @@ def reply_error_code(error: Mapping[str, Any]) -> int:
 
 
 __all__: list[str] = [
+    "ATOMIC_DISABLED",
+    "BATCH_HAS_DUPLICATE",
+    "BATCH_TOO_LARGE",
     "DUPLICATE_IN_PROCESS",
     "NO_MESSAGE",
     "NO_RESPONDERS",
@@ -151,12 +175,14 @@ __all__: list[str] = [
     "STREAM_NOT_FOUND",
     "SUBJECTS_OVERLAP",
     "WRONG_LAST_SEQUENCE",
+    "BatchHasDuplicate",
     "DuplicateInProcess",
     "NoResponders",
     "PublishRejected",
     "RefusedWhileReplicating",
     "WrongLastSequence",
     "error_code",
+    "is_batch_with_duplicate",
     "is_duplicate_in_process",
     "is_no_message",
     "is_no_responders",

@@ -12,15 +12,20 @@ itself broken (`is_broken`) and every later append fails. The service stops and 
 rebuilds the state from the stream (the hot-standby issue turns this into fencing).
 
 Once the instance leads (`set_epoch`), every event carries the epoch fence headers, and
-then **one fenced event is in flight at a time**: on a replicated stream (R3) nats-server
-2.15.1 refuses a write that checks the last sequence of a subject (here the epoch subject)
-while an earlier write checking the same subject is still being replicated, with
-"wrong last sequence" (`errors.REFUSED_WHILE_REPLICATING`) although the epoch is current.
-Pipelined fenced writes would therefore fail from the second one on, and whichever later
-ones land after the first is committed would land out of order. A single server (R1) has
-no such window: `is_fence_pipelined=True` keeps the pipeline there (about twice the event
-rate; measured sequentially ~1.7k fenced writes/s on R1 and ~0.8k/s on R3 from one Python
-process).
+fenced events cannot be pipelined on a replicated stream (R3): nats-server refuses a write
+that checks the epoch subject while an earlier one is still being replicated
+(`errors.REFUSED_WHILE_REPLICATING`). How fenced events go out (`fencedwrite`):
+- ``is_batched=True``, **group commit**: whenever the previous batch is acknowledged,
+  every fenced message queued meanwhile goes out as one atomic batch (stored whole or not
+  at all). The events of one `append` are never split across batches unless they exceed
+  a batch's limits; a decision appended with its order's write-ahead in one synchronous
+  step (the intake) therefore needs one durable round trip.
+- ``is_fence_pipelined=True`` (a single server, R1, has no in-flight window): fenced
+  messages are pipelined one by one like unfenced ones.
+- neither: one fenced message in flight at a time.
+Unfenced messages (before leading, and dead letters) are always pipelined. Whatever the
+mode, stream order is apply order: a run of fenced messages is stored before the next
+unfenced one is sent.
 
 Once leading, every message also names its writer (`Titan-Epoch`, `Titan-Instance`;
 `fence.writer_headers`), merged with its `Nats-Msg-Id` and the fence headers.
@@ -39,24 +44,21 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client as NatsClient
 
-from titan_exec.adapters.nats.errors import (
-    PublishRejected,
-    is_duplicate_in_process,
-    is_no_responders,
-    is_refused_while_replicating,
-    is_wrong_last_sequence,
-)
+from titan_exec.adapters.nats.errors import is_wrong_last_sequence
 from titan_exec.adapters.nats.fence import fenced_headers, writer_headers
+from titan_exec.adapters.nats.fencedwrite import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    FencedWriter,
+)
 from titan_exec.adapters.nats.headers import EXPECTED_LAST_SUBJECT_SEQ_SUBJECT, MSG_ID
-from titan_exec.adapters.nats.publisher import AckedPublisher
+from titan_exec.adapters.nats.publisher import AckedPublisher, Message
 from titan_exec.core.events import Event, Genesis
 from titan_exec.core.positions import ClosedTrade
 from titan_exec.core.state import State, step
 from titan_exec.wire.contract import encode_event
 
 log = logging.getLogger(__name__)
-
-_RETRY_PAUSE_S = 0.01
 
 
 class EventLogBroken(RuntimeError):
@@ -95,6 +97,7 @@ class EventLog:
         ack_timeout_s: float = 5.0,
         max_batch: int = 512,
         is_fence_pipelined: bool = False,
+        is_batched: bool = False,
         resend_after_s: float = 0.5,
         unavailable_retry_s: float = 1.0,
         instance_id: str = "",
@@ -112,8 +115,13 @@ class EventLog:
         self._ack_timeout_s = ack_timeout_s
         self._max_batch = max_batch
         self._is_fence_pipelined = is_fence_pipelined
-        self._resend_after_s = resend_after_s
-        self._unavailable_retry_s = unavailable_retry_s
+        self.is_batched = is_batched
+        self.writer = FencedWriter(
+            self._publisher,
+            ack_timeout_s=ack_timeout_s,
+            resend_after_s=resend_after_s,
+            unavailable_retry_s=unavailable_retry_s,
+        )
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: asyncio.Queue[tuple[list[_Batch], list[asyncio.Future[int]]]] = (
@@ -242,15 +250,7 @@ class EventLog:
             futures: list[asyncio.Future[int]] = []
             try:
                 if not self.is_broken:
-                    for batch in batches:
-                        for m in batch.messages:
-                            headers = self._headers(m)
-                            if self._is_fenced(headers) and not self._is_fence_pipelined:
-                                futures.append(await self._store_alone(m, headers))
-                            else:
-                                futures.append(
-                                    await self._publisher.publish(m.subject, m.body, headers)
-                                )
+                    await self._send(batches, futures)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
@@ -302,59 +302,41 @@ class EventLog:
             return {**(m.headers or {}), **self._writer}
         return {**(m.headers or {}), **self._writer, **self._fence}
 
-    async def _store_alone(
-        self, m: _Outgoing, headers: dict[str, str] | None
-    ) -> asyncio.Future[int]:
-        """Publish one fenced message and wait until it is stored (nothing else is in
-        flight meanwhile); its acknowledgement, done, with the stream sequence.
+    async def _send(self, batches: list[_Batch], futures: list[asyncio.Future[int]]) -> None:
+        """Send every message of ``batches`` in order, one future each (in order)."""
+        group: list[Message] = []
+        size = 0
+        for batch in batches:
+            if group and len(group) + len(batch.messages) > MAX_BATCH_MESSAGES:
+                futures.extend(await self._commit(group))  # one append stays in one batch
+                group, size = [], 0
+            for m in batch.messages:
+                headers = self._headers(m)
+                if not self._is_fenced(headers):
+                    if group:
+                        futures.extend(await self._commit(group))
+                        group, size = [], 0
+                    futures.append(await self._publisher.publish(m.subject, m.body, headers))
+                elif self.is_batched:
+                    if group and (
+                        len(group) >= MAX_BATCH_MESSAGES or size + len(m.body) > MAX_BATCH_BYTES
+                    ):
+                        futures.extend(await self._commit(group))
+                        group, size = [], 0
+                    group.append((m.subject, m.body, self.writer.with_id(headers)))
+                    size += len(m.body)
+                elif self._is_fence_pipelined:
+                    futures.append(await self._publisher.publish(m.subject, m.body, headers))
+                else:
+                    assert headers is not None
+                    futures.append(
+                        _stored(await self.writer.store_alone(m.subject, m.body, headers))
+                    )
+        if group:
+            futures.extend(await self._commit(group))
 
-        Answers that decide nothing are asked again, with the same ``Nats-Msg-Id`` (the
-        stream stores the message once; a re-send of a stored one is acknowledged with
-        its sequence):
-        - no answer within ``resend_after_s``: the message or its ack was lost with a
-          dying connection, and the re-send goes to the server the client reconnected to;
-        - refused while replicating (`errors.REFUSED_WHILE_REPLICATING`): the leader has not
-          yet cleared the in-flight mark of our previous write, or a new leader's epoch
-          marker is in flight (the next answer tells);
-        - duplicate in process (`errors.DUPLICATE_IN_PROCESS`): our previous send of this
-          very message is still being stored (a re-send after a late acknowledgement, seen
-          in the chaos matrix when a stalled loop made an acknowledgement late): the next
-          answer is its acknowledgement (or the fence's refusal);
-        - no responders, for at most ``unavailable_retry_s``: a replicated stream
-          listens only on its leader, and a leader handing over (a step-down, a server in
-          lame duck mode) is answered again within milliseconds. A lost leader is
-          replaced only after a raft election, seconds, longer than a lease: then fail.
-        Without a ``Nats-Msg-Id`` a re-send could store the message twice: it is sent
-        once. Anything else raises, as does no answer within ``ack_timeout_s``.
-        """
-        loop = asyncio.get_running_loop()
-        has_id = bool(m.headers and m.headers.get(MSG_ID))
-        deadline = loop.time() + self._ack_timeout_s
-        unavailable_until: float | None = None
-        while True:
-            ack = await self._publisher.publish(m.subject, m.body, headers)
-            left = deadline - loop.time()
-            # asyncio.wait, not wait_for: it never swallows a cancellation (Python 3.11)
-            await asyncio.wait({ack}, timeout=min(left, self._resend_after_s) if has_id else left)
-            if not ack.done():
-                ack.cancel()  # a late answer is ignored
-                if not has_id or loop.time() >= deadline:
-                    raise TimeoutError(f"no acknowledgement for {m.subject}")
-                log.warning("event %s not acknowledged yet: sending it again", m.subject)
-                continue
-            err = ack.exception()
-            if err is None:
-                return ack
-            if not isinstance(err, PublishRejected) or not has_id or loop.time() >= deadline:
-                raise err
-            if is_no_responders(err):
-                if unavailable_until is None:
-                    unavailable_until = loop.time() + self._unavailable_retry_s
-                if loop.time() >= unavailable_until:
-                    raise err
-            elif not (is_refused_while_replicating(err) or is_duplicate_in_process(err)):
-                raise err
-            await asyncio.sleep(_RETRY_PAUSE_S)
+    async def _commit(self, group: list[Message]) -> list[asyncio.Future[int]]:
+        return [_stored(seq) for seq in await self.writer.store_batch(group)]
 
     def _is_fenced(self, headers: dict[str, str] | None) -> bool:
         return headers is not None and EXPECTED_LAST_SUBJECT_SEQ_SUBJECT in headers
@@ -377,6 +359,13 @@ class EventLog:
     async def drain(self) -> None:
         """Wait until everything queued so far is acknowledged (or failed)."""
         await self._enqueue([])
+
+
+def _stored(seq: int) -> asyncio.Future[int]:
+    """An acknowledgement already received, for the completer's in-order settling."""
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    fut.set_result(seq)
+    return fut
 
 
 def genesis_event(policy: dict[str, Any], *, is_armed: bool, ts_ms: int) -> Genesis:

@@ -14,6 +14,14 @@ EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 named by `EXPECTED_LAST_SUBJECT_SEQ_SUBJECT`) has this sequence (0: none)."""
 EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 """The subject whose last sequence `EXPECTED_LAST_SUBJECT_SEQ` checks (the epoch subject)."""
+BATCH_ID = "Nats-Batch-Id"
+"""Atomic batch publish (nats-server 2.12+, a stream with ``allow_atomic``): the batch
+this message belongs to (at most 64 characters)."""
+BATCH_SEQUENCE = "Nats-Batch-Sequence"
+"""The message's place in its batch, from 1."""
+BATCH_COMMIT = "Nats-Batch-Commit"
+"""``1`` on the batch's last message: the server stores the whole batch or none of it and
+answers this message with ``{"seq": <last>, "batch": <id>, "count": <n>}``."""
 MARKER_REASON = "Nats-Marker-Reason"
 """On a server-written marker (``MaxAge``, ``Purge``, ``Remove``): a KV key expired."""
 KV_OPERATION = "KV-Operation"
@@ -24,6 +32,9 @@ DESCRIPTION = "Description"
 """A reply's status text, with `STATUS`."""
 
 __all__: list[str] = [
+    "BATCH_COMMIT",
+    "BATCH_ID",
+    "BATCH_SEQUENCE",
     "DESCRIPTION",
     "EXPECTED_LAST_SUBJECT_SEQ",
     "EXPECTED_LAST_SUBJECT_SEQ_SUBJECT",

@@ -6,6 +6,11 @@ stream would look like a timeout. This publisher sends with `nc.publish(reply=<i
 on one wildcard inbox subscription and resolves each future itself: a stream sequence, or
 a `PublishRejected` carrying the server's error code (the named one for a code `errors`
 knows). Wire order is publish-call order.
+
+`publish_batch` sends an atomic batch (nats-server 2.12+, ``allow_atomic``): every message
+but the last without a reply (no answer is read for them), the last with the commit
+header; its future resolves to the last stored sequence and the count the server stored.
+nats-py 2.16 has no helper for this: the headers are set here (``headers.BATCH_*``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from titan_exec.adapters.nats.errors import (
     PublishRejected,
     reply_error_code,
 )
-from titan_exec.adapters.nats.headers import STATUS
+from titan_exec.adapters.nats.headers import BATCH_COMMIT, BATCH_ID, BATCH_SEQUENCE, STATUS
+
+Message = tuple[str, bytes, dict[str, str]]
+"""Subject, body, headers."""
 
 
 class AckedPublisher:
@@ -33,6 +41,7 @@ class AckedPublisher:
         self._prefix = ""
         self._sub: Any = None
         self._futures: dict[str, asyncio.Future[int]] = {}
+        self._commits: dict[str, asyncio.Future[tuple[int, int]]] = {}
         self._counter = itertools.count(1)
 
     async def start(self) -> None:
@@ -46,14 +55,16 @@ class AckedPublisher:
             except Exception:
                 pass
             self._sub = None
-        for fut in self._futures.values():
+        pending: list[asyncio.Future[Any]] = [*self._futures.values(), *self._commits.values()]
+        for fut in pending:
             if not fut.done():
                 fut.set_exception(NoResponders(NO_RESPONDERS, "publisher stopped"))
         self._futures.clear()
+        self._commits.clear()
 
     @property
     def pending(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._commits)
 
     async def publish(
         self, subject: str, body: bytes, headers: dict[str, str] | None = None
@@ -69,9 +80,36 @@ class AckedPublisher:
             raise
         return fut
 
+    async def publish_batch(
+        self, messages: list[Message], batch_id: str
+    ) -> asyncio.Future[tuple[int, int]]:
+        """Send ``messages`` as one atomic batch; the future resolves to (the last stored
+        sequence, the count stored) or raises PublishRejected (nothing was stored)."""
+        if not messages:
+            raise ValueError("an atomic batch needs at least one message")
+        token = f"b{next(self._counter)}"
+        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._commits[token] = fut
+        last = len(messages)
+        try:
+            for n, (subject, body, headers) in enumerate(messages, 1):
+                tagged = {**headers, BATCH_ID: batch_id, BATCH_SEQUENCE: str(n)}
+                if n < last:
+                    await self._nc.publish(subject, body, headers=tagged)
+                else:
+                    tagged[BATCH_COMMIT] = "1"
+                    reply = f"{self._prefix}.{token}"
+                    await self._nc.publish(subject, body, reply=reply, headers=tagged)
+        except BaseException:
+            self._commits.pop(token, None)
+            raise
+        return fut
+
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject.rsplit(".", 1)[-1]
-        fut = self._futures.pop(token, None)
+        fut: asyncio.Future[Any] | None = self._futures.pop(token, None) or self._commits.pop(
+            token, None
+        )
         if fut is None or fut.done():
             return
         if msg.headers and msg.headers.get(STATUS) == str(NO_RESPONDERS):
@@ -88,7 +126,8 @@ class AckedPublisher:
             description = str(fields.get("description", ""))
             fut.set_exception(PublishRejected.of(reply_error_code(fields), description))
             return
-        fut.set_result(int(doc.get("seq", 0)))
+        seq = int(doc.get("seq", 0))
+        fut.set_result((seq, int(doc.get("count", 0))) if token.startswith("b") else seq)
 
 
-__all__: list[str] = ["AckedPublisher", "PublishRejected"]
+__all__: list[str] = ["AckedPublisher", "Message", "PublishRejected"]

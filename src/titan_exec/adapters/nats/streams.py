@@ -59,6 +59,8 @@ class StreamSpec:
     storage: StorageType = StorageType.FILE
     max_age_s: float = 0.0
     max_bytes: int = -1
+    allow_atomic: bool = False
+    """Atomic batch publish (nats-server 2.12+): the event log's group commit."""
 
 
 CMD_STREAM = StreamSpec(
@@ -73,6 +75,7 @@ EVT_STREAM = StreamSpec(
     subjects=("titan.evt.>",),
     description="Titan events; the execution service's event log (epoch-fenced writes).",
     discard=DiscardPolicy.NEW,
+    allow_atomic=True,
 )
 DLQ_STREAM = StreamSpec(
     name="TITAN_DLQ",
@@ -96,6 +99,7 @@ def stream_config(spec: StreamSpec, *, replicas: int, duplicate_window_s: float)
         duplicate_window=duplicate_window_s,
         max_age=spec.max_age_s,
         max_bytes=spec.max_bytes,
+        allow_atomic=True if spec.allow_atomic else None,
     )
 
 
@@ -122,6 +126,8 @@ def _differences(current: StreamConfig, wanted: StreamConfig) -> list[str]:
         have_s, want_s = getattr(current, name), getattr(wanted, name)
         if _ns(have_s) != _ns(want_s):
             diffs.append(f"{name}: {have_s}s -> {want_s}s")
+    if wanted.allow_atomic and not current.allow_atomic:
+        diffs.append("allow_atomic: off -> on")
     return diffs
 
 
@@ -189,7 +195,7 @@ async def ensure_stream(
     try:
         info = await js.add_stream(config=wanted)
         log.debug("nats: stream %s present (created or identical)", spec.name)
-        return info
+        return _atomic_checked(spec, info)
     except APIError as exc:
         if is_subjects_overlap(exc):
             raise await _overlap_error(js, spec, exc) from exc
@@ -226,12 +232,26 @@ async def ensure_stream(
         max_age=wanted.max_age,
         max_bytes=wanted.max_bytes,
         description=wanted.description,
+        allow_atomic=wanted.allow_atomic or current.allow_atomic,
     )
     log.warning("nats: updating stream %s: %s", spec.name, "; ".join(diffs))
     try:
-        return await js.update_stream(config=updated)
+        return _atomic_checked(spec, await js.update_stream(config=updated))
     except APIError as exc:
         raise _api_failure(spec.name, f"update ({'; '.join(diffs)})", exc) from exc
+
+
+def _atomic_checked(spec: StreamSpec, info: StreamInfo) -> StreamInfo:
+    """A server older than 2.12 ignores ``allow_atomic`` (it answers without it)."""
+    if spec.allow_atomic and not info.config.allow_atomic:
+        raise StreamSetupError(
+            f"stream {spec.name} does not allow atomic batch publish (allow_atomic), which "
+            "the event log's group commit needs: the server ignored the setting, so it is "
+            "older than nats-server 2.12. Upgrade nats-server (2.12 or newer), or write one "
+            "fenced event at a time (nats.fenced_writes = 'alone', or 'pipelined' on a single "
+            "server), several times slower on a replicated stream"
+        )
+    return info
 
 
 async def ensure_streams(
@@ -242,13 +262,16 @@ async def ensure_streams(
     max_age_s: float | None = None,
     max_bytes: int | None = None,
     specs: Sequence[StreamSpec] = TITAN_STREAMS,
+    atomic: bool = True,
 ) -> dict[str, StreamInfo]:
     """Create or update ``TITAN_CMD``, ``TITAN_EVT`` and ``TITAN_DLQ``; return their infos.
 
     ``max_age_s`` / ``max_bytes``, when given, override every spec's own limit
     (0 / -1 = unlimited); ``max_age_s`` never applies to ``TITAN_EVT`` (retention there is
     by snapshot and purge, `runtime/checkpoint.py`). ``replicas`` is 1 for a single
-    server, 3 for a cluster.
+    server, 3 for a cluster. ``atomic`` False: no stream asks for atomic batch publish
+    (a server older than 2.12, the event log writing one fenced event at a time); an
+    existing stream's setting is left as it is.
     Raises StreamMigrationError for an old WorkQueue ``TITAN_CMD`` or one whose migration
     (`titan-exec nats migrate`) has not finished, and StreamSetupError for anything else
     NATS refuses.
@@ -270,6 +293,8 @@ async def ensure_streams(
             spec = replace(spec, max_age_s=max_age_s)
         if max_bytes is not None:
             spec = replace(spec, max_bytes=max_bytes)
+        if not atomic:
+            spec = replace(spec, allow_atomic=False)
         if 0 < spec.max_age_s < duplicate_window_s:
             raise ValueError(
                 f"stream {spec.name}: duplicate_window_s ({duplicate_window_s}) must not exceed "
