@@ -63,7 +63,7 @@ class NatsConfig:
     ``batch`` (group commit: everything queued as one atomic batch, nats-server 2.12+),
     ``pipelined`` (one message each, not waiting; a single server only: a replicated
     stream refuses a second fenced write in flight), ``alone`` (one at a time); ``auto``:
-    ``batch``."""
+    ``batch`` with replicas, ``pipelined`` on one server (the faster there)."""
     embedded_host: str = "127.0.0.1"
     embedded_port: int = 4222
     embedded_monitor_port: int = 0

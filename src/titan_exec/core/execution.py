@@ -428,10 +428,20 @@ def _poll_failed(out: _Out, inp: PollFailed) -> None:
 
 def _polled(state: State, d: Driver, cfg: ExecConfig, now: int) -> tuple[Driver, frozenset[str]]:
     """Symbols with open orders, and those active within the late-fill window."""
+    return _active(_mine(state, cfg), d, cfg, now)
+
+
+def _mine(state: State, cfg: ExecConfig) -> list[Order]:
+    """This venue's open orders, in the state's (deterministic) order."""
+    return [o for o in state.iter_open_orders() if o.venue == cfg.venue]
+
+
+def _active(
+    mine: list[Order], d: Driver, cfg: ExecConfig, now: int
+) -> tuple[Driver, frozenset[str]]:
     active = dict(d.active_symbols)
-    for order in state.iter_open_orders():
-        if order.venue == cfg.venue:
-            active[order.symbol] = now
+    for order in mine:
+        active[order.symbol] = now
     cutoff = now - cfg.late_fill_window_ms
     active = {s: at for s, at in active.items() if at >= cutoff}
     return replace(d, active_symbols=active), frozenset(active)
@@ -445,35 +455,43 @@ def polled_symbols(state: State, d: Driver, cfg: ExecConfig, now: int) -> frozen
 
 
 def _tick(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
-    d, symbols = _polled(state, out.driver, cfg, now)
+    """One pass over this venue's open orders (a burst holds hundreds in flight, and the
+    tick runs on every venue answer): the polled symbols, the in-doubt queries due, the
+    orders past their time-to-live, and the next timer."""
+    mine = _mine(state, cfg)
+    d, symbols = _active(mine, out.driver, cfg, now)
     if not d.is_polling and (symbols or d.cursor is None or d.closing):
         d = replace(d, is_polling=True)
         out.requests.append(PollFills(d.cursor, symbols))
     querying = set(d.querying)
     wake: list[int] = []
-    for order in state.iter_open_orders():
-        if order.venue != cfg.venue or not order.is_in_doubt:
-            continue
-        if _is_query_due(order, d, cfg, now):
-            querying.add(order.client_order_id)
-            out.requests.append(QueryOrder(order.client_order_id, order.symbol))
-        else:
-            first = order.t_submitted + cfg.in_doubt_query_after_ms
-            wake.append(max(first, d.in_doubt_next.get(order.client_order_id, 0)))
+    expiring: list[Order] = []
+    retry_ms = cfg.cancel_retry_ms
+    for order in mine:
+        if order.is_in_doubt:
+            if _is_query_due(order, d, cfg, now):
+                querying.add(order.client_order_id)
+                out.requests.append(QueryOrder(order.client_order_id, order.symbol))
+            else:
+                first = order.t_submitted + cfg.in_doubt_query_after_ms
+                wake.append(max(first, d.in_doubt_next.get(order.client_order_id, 0)))
+        if not order.is_cancel_requested:
+            wake.append(order.expires_at_ms)  # at or before now: dropped below
+        if order.expires_at_ms <= now and (
+            not order.is_cancel_requested or now - order.expires_at_ms >= retry_ms
+        ):
+            expiring.append(order)  # as `tracking.due_for_expiry`
     out.driver = replace(d, querying=frozenset(querying))
-    for order in tracking.due_for_expiry(state, now, retry_after_ms=cfg.cancel_retry_ms):
+    for order in expiring:
         coid = order.client_order_id
         d = out.driver
-        if order.venue != cfg.venue or order.is_in_doubt or _is_cancel_on_its_way(d, coid):
+        if order.is_in_doubt or _is_cancel_on_its_way(d, coid):
             continue
         failed_at = d.cancel_failed_at.get(coid)
-        if failed_at is not None and now - failed_at < cfg.cancel_retry_ms:
-            wake.append(failed_at + cfg.cancel_retry_ms)
+        if failed_at is not None and now - failed_at < retry_ms:
+            wake.append(failed_at + retry_ms)
             continue
         # past its TTL, or requested before (a restart, an answer that did not close it)
         _start_cancel(state, out, order, order.last_reason or "ttl", now)
-    for order in state.iter_open_orders():
-        if order.venue == cfg.venue and not order.is_cancel_requested:
-            wake.append(order.expires_at_ms)
     future = [t for t in wake if t > now]
     out.next_timer_ms = min(future) if future else None

@@ -37,7 +37,7 @@ from titan_exec.runtime.ha import HaDriver
 from titan_exec.runtime.leader import LeaderSession, Parts
 from titan_exec.runtime.market import MarketData
 from titan_exec.runtime.marketin import MarketInputs
-from titan_exec.runtime.nodeparts import decision_config, ingress_config
+from titan_exec.runtime.nodeparts import decision_config, fenced_writes, ingress_config
 from titan_exec.runtime.quotes import venue_prices
 from titan_exec.runtime.roles import Roles
 from titan_exec.runtime.standby import Standby
@@ -178,7 +178,7 @@ class Node:
             js,
             replicas=cfg.nats.replicas,
             duplicate_window_s=cfg.nats.duplicate_window_s,
-            atomic=cfg.nats.fenced_writes in ("auto", "batch"),
+            atomic=fenced_writes(cfg) == "batch",
         )
         if cfg.snapshots.enabled:
             svc = cfg.service

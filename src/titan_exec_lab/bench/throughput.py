@@ -91,10 +91,15 @@ def _prepare(brain: Brain, n: int, tag: str) -> Prepared:
 
 
 async def _drive(
-    nc: NatsClient, prepared: Prepared, *, pace_per_s: float | None
+    nc: NatsClient,
+    prepared: Prepared,
+    *,
+    pace_per_s: float | None,
+    sent_at_out: dict[str, float] | None = None,
 ) -> tuple[float, list[float]]:
     """Publish the intents (all at once, or paced) and time each one to its first fill
-    event; returns (intents filled per second from first publish to last fill, latencies)."""
+    event; returns (intents filled per second from first publish to last fill, latencies).
+    ``sent_at_out`` receives each intent's publish time (``perf_counter``)."""
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
     done = asyncio.Event()
@@ -120,6 +125,8 @@ async def _drive(
             if delay > 0:
                 await asyncio.sleep(delay)
         sent_at[sid] = time.perf_counter()
+        if sent_at_out is not None:
+            sent_at_out[sid] = sent_at[sid]
         futures.append(await js.publish_async(subject, data, headers={"Nats-Msg-Id": sid}))
     await asyncio.gather(*futures)
     try:
@@ -149,16 +156,10 @@ async def _service_round(
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-async def _measure(
-    state_dir: Path,
-    nats_url: str,
-    n: int,
-    round_no: int,
-    paced_n: int,
-    pace_per_s: float,
-    sim_url: str | None,
-    ha: bool = False,
+def bench_overrides(
+    state_dir: Path, nats_url: str, *, ha: bool, sim_url: str | None = None
 ) -> dict[str, Any]:
+    """The service's settings for a bench run (a policy file written under ``state_dir``)."""
     policy = json.loads(DEFAULT_POLICY.read_text())
     policy.update({"maxOpenOrdersPerSymbol": 100_000, "maxDailyLoss": -1e9})
     policy_path = state_dir / "bench-policy.json"
@@ -189,6 +190,20 @@ async def _measure(
                 "venue.enable_rate_limit": False,
             }
         )
+    return overrides
+
+
+async def _measure(
+    state_dir: Path,
+    nats_url: str,
+    n: int,
+    round_no: int,
+    paced_n: int,
+    pace_per_s: float,
+    sim_url: str | None,
+    ha: bool = False,
+) -> dict[str, Any]:
+    overrides = bench_overrides(state_dir, nats_url, ha=ha, sim_url=sim_url)
     cfg = load(None, env={}, overrides=overrides)
     async with RunningInstance(cfg) as inst:
         assert inst.service is not None

@@ -25,6 +25,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 kinds=tuple(args.kinds.split(",")),
             )
         )
+    if args.cluster is not None:
+        from titan_exec_lab.bench.cluster import run_clusterbench
+
+        if args.cluster not in (1, 3):
+            print(f"titan-exec bench --cluster: 1 or 3 nodes, not {args.cluster}", file=sys.stderr)
+            return 2
+        return asyncio.run(
+            run_clusterbench(
+                replicas=args.cluster,
+                rounds=args.rounds,
+                intents=args.intents,
+                paced=args.paced,
+                pace_per_s=args.pace,
+                baseline=args.baseline,
+                profile_path=args.profile,
+            )
+        )
     if args.startup:
         from titan_exec_lab.bench.startup import SIZES, parse_sizes, run_startbench
 
@@ -76,7 +93,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """Register ``bench`` on ``titan-exec``'s subparsers (a `titan_exec.commands` entry point)."""
     p = sub.add_parser("bench", help="service throughput and latency vs raw JetStream")
-    p.add_argument("--intents", type=int, default=2000)
+    p.add_argument("--intents", type=int, default=2000, help="intents in the burst")
     p.add_argument(
         "--venue",
         choices=["paper", "sim"],
@@ -107,8 +124,32 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="with --venue sim: only the venue-fill part (fill source, weight)",
     )
-    p.add_argument("--paced", type=int, default=600, help="intents in the paced latency run")
-    p.add_argument("--pace", type=float, default=200.0, help="intents per second when paced")
+    p.add_argument(
+        "--paced", type=int, default=None, help="intents in the paced run (600; --cluster: 300)"
+    )
+    p.add_argument(
+        "--pace",
+        type=float,
+        default=None,
+        help="intents per second when paced (200; --cluster: 100)",
+    )
+    p.add_argument(
+        "--cluster",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead: the production shape, N=3 clustered nats-servers with R3 streams, "
+        "alternating with one server (R1), lease and fence on; write-ahead, venue request "
+        "and fill latency",
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="with --cluster: also R3 with one fenced event at a time (no group commit)",
+    )
+    p.add_argument(
+        "--profile", default=None, metavar="FILE", help="with --cluster: profile one R3 burst"
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument(
         "--ha",
