@@ -148,6 +148,18 @@ async def test_an_order_is_written_ahead_sent_once_and_acknowledged() -> None:
     await d.stop()
 
 
+async def test_an_order_started_is_sent_once_without_its_caller_waiting() -> None:
+    log, venue = Log([genesis(), accepted("c1", ts=clock())]), ScriptedVenue()
+    d = driver(log, venue)
+    await cast(asyncio.Future[None], d.write_ahead((C,)))
+    d.start_written_ahead((C,))  # returns at once: the intake acks the command meanwhile
+    assert log.state.orders[C].status is OrderStatus.SUBMITTED
+    d.start_written_ahead((C,))  # on its way already: not again
+    await until(lambda: log.state.orders[C].status is OrderStatus.ACKNOWLEDGED)
+    assert [r.client_order_id for r in venue.placed] == [C]
+    await d.stop()
+
+
 async def test_a_closed_venue_gate_sends_nothing_and_leaves_the_order_in_doubt() -> None:
     log, venue = Log([genesis(), accepted("c1", ts=clock())]), ScriptedVenue()
     d = driver(log, venue, may_write_venue=lambda: False)

@@ -86,6 +86,12 @@ def exec_config(cfg: OrdersConfig, *, venue: str) -> io.ExecConfig:
     )
 
 
+def _checked_account(venue: Venue, account: str) -> str:
+    if venue.account != account:
+        raise ValueError(f"venue {venue.name} trades account {venue.account!r}, not {account!r}")
+    return account
+
+
 class ExecutionDriver:
     def __init__(
         self,
@@ -104,11 +110,7 @@ class ExecutionDriver:
         self.market = market
         self.metrics = metrics
         self.cfg = cfg
-        if venue.account != account:
-            raise ValueError(
-                f"venue {venue.name} trades account {venue.account!r}, not {account!r}"
-            )
-        self.account = account
+        self.account = _checked_account(venue, account)
         """The configured account; the venue names it on every report it returns."""
         self.clock = clock
         self.xcfg = exec_config(cfg, venue=venue.name)
@@ -141,6 +143,12 @@ class ExecutionDriver:
         """Queue the write-ahead `OrderSubmitted` of accepted orders (in the same writer batch
         as their decision when called right after it); await it, then `send_written_ahead`."""
         return self._step(io.WriteAhead(self.clock(), coids))
+
+    def start_written_ahead(self, coids: tuple[ClientOrderId, ...]) -> None:
+        """`send_written_ahead` without waiting for the answers (one symbol's in order)."""
+        if mine := tuple(c for c in coids if c in self.driver.written):
+            self._ensure_loop()
+            self._step(io.Durable(self.clock(), mine))
 
     async def send_written_ahead(self, coid: ClientOrderId) -> None:
         """Send an order whose write-ahead this driver wrote and the caller saw durable;

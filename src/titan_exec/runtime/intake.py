@@ -311,9 +311,12 @@ class CommandIntake:
                 for coid in decision.cancel:
                     self.runner.request_cancel(coid, "flatten")
                 if decision.submit:
-                    await asyncio.gather(
-                        *(self.runner.send_written_ahead(c) for c in decision.submit)
-                    )
+                    # sent, not awaited: the next intent of this key need not wait for
+                    # this one's venue answer and its record (its own write-ahead is
+                    # durable already; the lane keeps one symbol's places in order). An
+                    # instance lost before the answer leaves the order in doubt, resolved
+                    # by query, as one lost during the venue call always did.
+                    self.runner.start_written_ahead(decision.submit)
                 await p.msg.ack()
             except asyncio.CancelledError:
                 raise

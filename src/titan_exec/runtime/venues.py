@@ -113,6 +113,16 @@ class Drivers:
             return futures[0]
         return asyncio.ensure_future(_all(futures))
 
+    def start_written_ahead(self, coids: tuple[ClientOrderId, ...]) -> None:
+        """Each venue's driver sends its orders; nothing waits for the answers."""
+        by_venue: dict[OrderRunner, list[ClientOrderId]] = {}
+        for coid in coids:
+            runner = self.of(coid)
+            if runner is not None:
+                by_venue.setdefault(runner, []).append(coid)
+        for runner, mine in by_venue.items():
+            runner.start_written_ahead(tuple(mine))
+
     async def send_written_ahead(self, coid: ClientOrderId) -> None:
         runner = self.of(coid)
         if runner is not None:

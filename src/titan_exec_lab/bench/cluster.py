@@ -135,7 +135,7 @@ async def _round(
             async with RunningInstance(cfg) as inst:
                 assert inst.service is not None
                 svc = inst.service
-                while svc.role != "active":
+                while svc.role != "active" or svc.leader is None or svc.leader.intake is None:
                     await asyncio.sleep(0.01)
                 nc = await nats.connect(urls.split(","))
                 brain = Brain(nc, secret=SECRET.encode())
