@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import functools
 import io
 import os
 import platform
@@ -221,19 +222,12 @@ async def run_clusterbench(
     )
     results: dict[str, list[dict[str, Any]]] = {f"{t}-{w}": [] for t, w in configs}
     profile = cProfile.Profile() if profile_path else None
+    measure = functools.partial(_round, intents=intents, paced=paced, pace_per_s=pace_per_s)
     for r in range(1, rounds + 1):
         order = configs if r % 2 else list(reversed(configs))
         for topology, writes in order:
             name = f"{topology}-{writes}"
-            res = await _round(
-                topology,
-                writes,
-                intents=intents,
-                paced=paced,
-                pace_per_s=pace_per_s,
-                tag=f"{r}-{name}",
-                profile=None,
-            )
+            res = await measure(topology, writes, tag=f"{r}-{name}", profile=None)
             results[name].append(res)
             print(f"round {r} {name}: {_line(res)}", flush=True)
     ok = _report(results, pace_per_s)
@@ -241,18 +235,10 @@ async def run_clusterbench(
         # an extra round, not in the medians: the profiler slows the process it watches
         name = _profiled(configs)
         topology, writes = name.split("-")
-        res = await _round(
-            topology,
-            writes,
-            intents=intents,
-            paced=paced,
-            pace_per_s=pace_per_s,
-            tag=f"profiled-{name}",
-            profile=profile,
-        )
+        res = await measure(topology, writes, tag=f"profiled-{name}", profile=profile)
         print(f"\nprofiled round {name} (not in the medians): {_line(res)}")
         profile.dump_stats(profile_path)
-        print(f"\nprofile of one {_profiled(configs)} burst ({profile_path}), top by own time:")
+        print(f"\nprofile of one {name} burst ({profile_path}), top by own time:")
         print(_profile_top(profile))
     return 0 if ok else 1
 
