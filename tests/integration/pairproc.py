@@ -48,8 +48,10 @@ class PairOptions:
     manual_failover: bool = False
     presence_interval_ms: int | None = None
     """None: presence on (the default); 0: off, a takeover waits for the lease."""
-    in_doubt_absent_after_ms: int | None = None
-    """When an order the venue does not show is declared never sent (None: the default)."""
+    in_doubt_absent_after_ms: int | None = 3000
+    """When an order the venue does not show is declared never sent (None: the service's
+    30 s). Shortened by default: a kill between a write-ahead and its venue call leaves an
+    order in doubt until then, and the invariants settle within 20 s."""
     extra_toml: str = ""
     """Appended to each instance's configuration (more sections)."""
     nats_url_for: Callable[[str], str] | None = None

@@ -158,9 +158,8 @@ async def test_kill_9_of_the_active_is_seen_by_presence_and_its_revision_taken_o
     backup's compare-and-set on the holder's last revision, before the lease expired (no
     expiry marker). The time is printed; the chaos matrix measures it (`titan-exec chaos`)."""
     # the dead active's last write-ahead may never have reached the venue: in doubt, it is
-    # declared never sent after in_doubt_absent_after_ms (shortened: the check comes sooner)
-    opts = PairOptions(in_doubt_absent_after_ms=3000)
-    _, lease_log, reasons = await _kill_9_of_the_active(service_nats, tmp_path, opts)
+    # declared never sent after in_doubt_absent_after_ms (the harness shortens it to 3 s)
+    _, lease_log, reasons = await _kill_9_of_the_active(service_nats, tmp_path, PairOptions())
     assert any(r.startswith("standby: presence: primary/") for r in reasons), reasons
     assert not any(h.get("Nats-Marker-Reason") for _, h, _ in lease_log), lease_log
     taken = [i for i, (_, _, d) in enumerate(lease_log) if b'"instance_id":"backup"' in d]
@@ -210,11 +209,10 @@ async def test_sigstop_shorter_than_the_lease_ends_with_one_active_and_nothing_t
     active wakes, its watchdog sees the stall and it hands over (a venue write checked
     before the pause may leave after it; ha-protocol.md §3). Either way: one active, the
     other a standby, nothing lost or duplicated. An order written ahead but not sent when
-    the active handed over is in doubt: declared never sent after 3 s here (the check
-    comes sooner than the default's 30 s)."""
-    opts = PairOptions(in_doubt_absent_after_ms=3000)
+    the active handed over is in doubt: declared never sent after 3 s (the harness
+    default; the service's is 30 s)."""
     async with (
-        pair(service_nats.url, tmp_path, opts) as p,
+        pair(service_nats.url, tmp_path, PairOptions()) as p,
         brain_on(service_nats.url) as (
             nc,
             brain,
