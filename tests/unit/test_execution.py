@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -560,6 +561,32 @@ def test_in_doubt_back_off_grows_with_age_up_to_its_cap_then_absent_rejects() ->
             reason="absent at venue after 21389 ms",
         ),
     )
+
+
+def test_a_failed_in_doubt_query_is_asked_again_after_the_query_delay_and_never_rejects() -> None:
+    """A venue refusing reads (its weight spent, a ban, an outage) is not asked every tick,
+    and no number of failed queries declares the order absent: only the venue's word does."""
+    state = state_with(S.SUBMITTED)  # submitted at 2
+    d = Driver(cursor="k")
+    asked_at: list[int] = []
+    now = 0
+    while now < 60_000:  # past in_doubt_absent_after_ms (30 s)
+        step = ex.step(state, d, Tick(now), CFG)
+        d = replace(step.driver, is_polling=False)
+        if any(isinstance(r, QueryOrder) for r in step.decision.requests):
+            asked_at.append(now)
+            failed = ex.step(state, d, QueryFailed(now, C, "VenueUnavailable('weight')"), CFG)
+            assert failed.decision.events == ()
+            d = failed.driver
+        now += 100  # a tick every poll interval
+    gaps = {b - a for a, b in itertools.pairwise(asked_at)}
+    assert gaps == {CFG.in_doubt_query_after_ms}, gaps  # 500 ms: not every 100 ms tick
+    assert asked_at[0] == 600 and len(asked_at) == 119
+    assert d.in_doubt_next[C] == asked_at[-1] + CFG.in_doubt_query_after_ms
+    # the venue answers at last: absent, old enough → rejected
+    d = replace(d, querying=frozenset({C}), in_doubt_next={})
+    answer = ex.step(state, d, OrderQueried(now, C, None), CFG)
+    assert [type(e).__name__ for e in answer.decision.events] == ["OrderRejected"]
 
 
 def test_recovery_sends_within_the_configured_window_else_cancels() -> None:

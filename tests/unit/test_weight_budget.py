@@ -8,7 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from titan_exec.adapters.venue.budget import MAX_STRETCH, MINUTE_MS, WeightBudget
+from titan_exec.adapters.venue.budget import (
+    ESSENTIAL_SHARE,
+    MAX_STRETCH,
+    MINUTE_MS,
+    WeightBudget,
+)
 from titan_exec.adapters.venue.ccxt_weights import request_weight
 
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE_MS  # a minute's start
@@ -72,6 +77,27 @@ def test_the_venues_own_count_holds_what_other_clients_spent() -> None:
     assert b.interval_ms(250, now + 1000) == int(250 * MAX_STRETCH)
     later = T0 + MINUTE_MS
     assert b.used(later) == 0 and b.read_wait_ms(later) == 0  # a new minute
+
+
+def test_essential_reads_have_the_room_between_the_share_and_ninety_percent() -> None:
+    """In-doubt queries and fill polls: past the share they still go (a takeover after
+    restarts within a minute finds the account's count high); past 90 % of the limit, or
+    under a 429's Retry-After, they wait like the others."""
+    b = budget()
+    now = T0 + 20_000
+    b.note_used(1300, now)  # over the 1200 share
+    assert b.read_wait_ms(now) == MINUTE_MS - 20_000
+    assert b.read_wait_ms(now, is_essential=True) == 0
+    b.note_used(int(2400 * ESSENTIAL_SHARE) - 1, now)
+    assert b.read_wait_ms(now, is_essential=True) == 0
+    b.note_used(int(2400 * ESSENTIAL_SHARE), now)  # 2160: the essential ceiling
+    assert b.read_wait_ms(now, is_essential=True) == MINUTE_MS - 20_000
+    fresh = budget()
+    fresh.note_throttled(429, 3, now)
+    assert fresh.read_wait_ms(now, is_essential=True) == 3000  # the venue's word holds all
+    unknown = budget(limit=0)
+    unknown.note_used(10_000, now)
+    assert unknown.read_wait_ms(now, is_essential=True) == 0  # no limit known: no ceiling
 
 
 def test_a_429_makes_reads_wait_its_retry_after() -> None:

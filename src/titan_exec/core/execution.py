@@ -13,10 +13,8 @@ Rules:
 - **Write-ahead.** An order is sent only after its `OrderSubmitted`, written by this driver,
   is durable (`Durable`); an order found SUBMITTED after a restart is in doubt and is never
   sent again: it is resolved by querying its client order id.
-- **In doubt.** A SUBMITTED order without a place call in flight is queried once it is
-  ``in_doubt_query_after_ms`` old, then with a back-off (half its age, at least the query
-  delay, at most ``in_doubt_max_backoff_ms``); found → acknowledged; still absent at
-  ``in_doubt_absent_after_ms`` → rejected.
+- **In doubt.** A SUBMITTED order without a place call in flight is queried by its id
+  (`core/indoubt`): found → acknowledged; absent at ``in_doubt_absent_after_ms`` → rejected.
 - **Recovery.** An ACCEPTED order (recorded, never sent) is sent if it was decided within
   ``recovery_send_within_ms`` and is not past its time-to-live, else canceled.
 - **Cancels.** An ACCEPTED order is canceled at once; others get `OrderCancelRequested`
@@ -42,17 +40,15 @@ to run once those are durable, the next wake-up (on `Tick`), and the log lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TypeVar, assert_never
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import assert_never
 
-from titan_exec.core import tracking
+from titan_exec.core import indoubt, tracking
 from titan_exec.core.events import (
-    Event,
     OrderAcknowledged,
     OrderCanceled,
     OrderCancelRequested,
-    OrderEvent,
     OrderExpired,
     OrderFilled,
     OrderRejected,
@@ -63,14 +59,12 @@ from titan_exec.core.execution_io import (
     CancelFailed,
     CancelOrder,
     CancelWanted,
-    Decision,
     Driver,
     Durable,
     ExecConfig,
     FillsPushed,
     FillsReported,
     Input,
-    Note,
     OrderQueried,
     PlaceAcked,
     PlaceOrder,
@@ -81,73 +75,24 @@ from titan_exec.core.execution_io import (
     QueryFailed,
     QueryOrder,
     Recover,
-    Request,
     Step,
     Tick,
     UnexpectedResult,
     WatchSymbol,
     WriteAhead,
 )
+from titan_exec.core.execution_out import Out, order_of, with_key, without_key
 from titan_exec.core.model import ClientOrderId, OrderStatus
 from titan_exec.core.orders import Order, apply_fill, can_apply, lifecycle
 from titan_exec.core.reports import FillReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State
 
 S = OrderStatus
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-@dataclass(slots=True)
-class _Out:
-    """What one step is building (local to `step`)."""
-
-    driver: Driver
-    events: list[Event] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
-    next_timer_ms: int | None = None
-
-    def note(self, level: str, text: str) -> None:
-        self.notes.append(Note(level, text))
-
-    def event(self, order: Order, ev: OrderEvent) -> None:
-        if not can_apply(order, ev):
-            raise UnexpectedResult(
-                f"order {order.client_order_id}: {type(ev).__name__} in {order.status}"
-            )
-        self.events.append(ev)
-
-    def done(self) -> Step:
-        return Step(
-            self.driver,
-            Decision(
-                events=tuple(self.events),
-                requests=tuple(self.requests),
-                next_timer_ms=self.next_timer_ms,
-                notes=tuple(self.notes),
-            ),
-        )
-
-
-def _without(mapping: Mapping[K, V], key: K) -> dict[K, V]:
-    return {k: v for k, v in mapping.items() if k != key}
-
-
-def _with(mapping: Mapping[K, V], key: K, value: V) -> dict[K, V]:
-    return {**mapping, key: value}
-
-
-def _order(state: State, coid: ClientOrderId) -> Order:
-    order = state.orders.get(coid)
-    if order is None:
-        raise UnexpectedResult(f"order {coid} is not known")
-    return order
 
 
 def step(state: State, driver: Driver, inp: Input, cfg: ExecConfig) -> Step:
     """Decide on one input. `state` is read, never changed: the shell appends the events."""
-    out = _Out(driver)
+    out = Out(driver)
     match inp:
         case WriteAhead():
             _write_ahead(state, out, inp.coids, inp.now_ms)
@@ -158,9 +103,9 @@ def step(state: State, driver: Driver, inp: Input, cfg: ExecConfig) -> Step:
         case PlaceAcked() | PlaceRejected() | PlaceUnknown():
             _placed(state, out, inp)
         case OrderQueried() | QueryFailed():
-            _queried(state, out, cfg, inp)
+            indoubt.queried(state, out, cfg, inp)
         case CancelWanted():
-            _start_cancel(state, out, _order(state, inp.coid), inp.reason, inp.now_ms)
+            _start_cancel(state, out, order_of(state, inp.coid), inp.reason, inp.now_ms)
         case CancelAnswered() | CancelFailed():
             _cancel_answered(state, out, cfg, inp)
         case FillsReported():
@@ -171,7 +116,9 @@ def step(state: State, driver: Driver, inp: Input, cfg: ExecConfig) -> Step:
             _poll_failed(out, inp)
         case WatchSymbol():
             d = out.driver
-            out.driver = replace(d, active_symbols=_with(d.active_symbols, inp.symbol, inp.now_ms))
+            out.driver = replace(
+                d, active_symbols=with_key(d.active_symbols, inp.symbol, inp.now_ms)
+            )
         case Tick():
             _tick(state, out, cfg, inp.now_ms)
         case _:
@@ -182,10 +129,10 @@ def step(state: State, driver: Driver, inp: Input, cfg: ExecConfig) -> Step:
 # --- sending ----------------------------------------------------------------------------------
 
 
-def _write_ahead(state: State, out: _Out, coids: Iterable[ClientOrderId], now: int) -> None:
+def _write_ahead(state: State, out: Out, coids: Iterable[ClientOrderId], now: int) -> None:
     written = set(out.driver.written)
     for coid in coids:
-        order = _order(state, coid)
+        order = order_of(state, coid)
         if order.status is not S.ACCEPTED:
             continue  # canceled before it could be sent (a flatten in the same batch)
         out.event(order, lifecycle(OrderSubmitted, order, now))
@@ -193,14 +140,14 @@ def _write_ahead(state: State, out: _Out, coids: Iterable[ClientOrderId], now: i
     out.driver = replace(out.driver, written=frozenset(written))
 
 
-def _durable(state: State, out: _Out, coids: Iterable[ClientOrderId]) -> None:
+def _durable(state: State, out: Out, coids: Iterable[ClientOrderId]) -> None:
     d = out.driver
     written, placing = set(d.written), set(d.placing)
     for coid in coids:
         if coid not in written:
             raise UnexpectedResult(f"order {coid}: durable, but not written ahead by this driver")
         written.discard(coid)
-        order = _order(state, coid)
+        order = order_of(state, coid)
         if order.status is S.ACCEPTED:
             raise UnexpectedResult(f"order {coid}: durable, but its write-ahead is not applied")
         if order.status is not S.SUBMITTED:
@@ -211,7 +158,7 @@ def _durable(state: State, out: _Out, coids: Iterable[ClientOrderId]) -> None:
     out.driver = replace(d, written=frozenset(written), placing=frozenset(placing))
 
 
-def _recover(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
+def _recover(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
     send: list[ClientOrderId] = []
     for order in state.iter_open_orders():
         if order.venue != cfg.venue or order.status is not S.ACCEPTED:
@@ -224,12 +171,12 @@ def _recover(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
     _write_ahead(state, out, send, now)
 
 
-def _placed(state: State, out: _Out, inp: PlaceAcked | PlaceRejected | PlaceUnknown) -> None:
+def _placed(state: State, out: Out, inp: PlaceAcked | PlaceRejected | PlaceUnknown) -> None:
     coid = inp.coid
     if coid not in out.driver.placing:
         raise UnexpectedResult(f"order {coid}: a place result, but no place call in flight")
     out.driver = replace(out.driver, placing=out.driver.placing - {coid})
-    order = _order(state, coid)
+    order = order_of(state, coid)
     if order.status in (S.ACCEPTED, S.ACKNOWLEDGED):
         # ACCEPTED is never sent; only the place answer acknowledges an order being placed
         raise UnexpectedResult(f"order {coid}: {type(inp).__name__} in {order.status}")
@@ -256,59 +203,10 @@ def _placed(state: State, out: _Out, inp: PlaceAcked | PlaceRejected | PlaceUnkn
             out.note("warning", f"order {coid}: {inp.detail}: in doubt, will query by id")
 
 
-# --- in doubt -------------------------------------------------------------------------------
-
-
-def _queried(state: State, out: _Out, cfg: ExecConfig, inp: OrderQueried | QueryFailed) -> None:
-    coid = inp.coid
-    d = out.driver
-    if coid not in d.querying:
-        raise UnexpectedResult(f"order {coid}: a query result, but no query in flight")
-    out.driver = d = replace(d, querying=d.querying - {coid})
-    order = _order(state, coid)
-    if order.status is S.ACCEPTED:
-        raise UnexpectedResult(f"order {coid}: a query result, but it was never sent")
-    if isinstance(inp, QueryFailed):
-        out.note("warning", f"in-doubt order {coid}: query failed ({inp.detail}); retrying")
-        return
-    if not order.is_in_doubt:
-        out.note("debug", f"in-doubt order {coid}: {order.status} meanwhile")
-        out.driver = replace(d, in_doubt_next=_without(d.in_doubt_next, coid))
-        return
-    now = inp.now_ms
-    if inp.report is not None:
-        out.note("info", f"in-doubt order {coid} found at venue ({inp.report.status})")
-        vid = inp.report.venue_order_id
-        out.event(order, lifecycle(OrderAcknowledged, order, now, venue_order_id=vid))
-        out.driver = replace(d, in_doubt_next=_without(d.in_doubt_next, coid))
-        return
-    age = now - order.t_submitted
-    if age >= cfg.in_doubt_absent_after_ms:
-        out.note("warning", f"in-doubt order {coid} not at venue after {age} ms: absent")
-        why = f"absent at venue after {age} ms"
-        out.event(order, lifecycle(OrderRejected, order, now, reason=why))
-        out.driver = replace(d, in_doubt_next=_without(d.in_doubt_next, coid))
-        return
-    backoff = min(max(age // 2, cfg.in_doubt_query_after_ms), cfg.in_doubt_max_backoff_ms)
-    out.driver = replace(d, in_doubt_next=_with(d.in_doubt_next, coid, now + backoff))
-
-
-def _is_query_due(order: Order, d: Driver, cfg: ExecConfig, now: int) -> bool:
-    coid = order.client_order_id
-    return (
-        order.is_in_doubt
-        and coid not in d.placing
-        and coid not in d.written
-        and coid not in d.querying
-        and now - order.t_submitted >= cfg.in_doubt_query_after_ms
-        and d.in_doubt_next.get(coid, 0) <= now
-    )
-
-
 # --- cancels --------------------------------------------------------------------------------
 
 
-def _start_cancel(state: State, out: _Out, order: Order, reason: str, now: int) -> None:
+def _start_cancel(state: State, out: Out, order: Order, reason: str, now: int) -> None:
     coid = order.client_order_id
     d = out.driver
     if _is_cancel_on_its_way(d, coid):
@@ -324,8 +222,8 @@ def _start_cancel(state: State, out: _Out, order: Order, reason: str, now: int) 
     out.requests.append(CancelOrder(coid, order.symbol))
     out.driver = replace(
         d,
-        cancelling=_with(d.cancelling, coid, reason),
-        cancel_failed_at=_without(d.cancel_failed_at, coid),
+        cancelling=with_key(d.cancelling, coid, reason),
+        cancel_failed_at=without_key(d.cancel_failed_at, coid),
     )
 
 
@@ -334,46 +232,46 @@ def _is_cancel_on_its_way(d: Driver, coid: ClientOrderId) -> bool:
 
 
 def _cancel_answered(
-    state: State, out: _Out, cfg: ExecConfig, inp: CancelAnswered | CancelFailed
+    state: State, out: Out, cfg: ExecConfig, inp: CancelAnswered | CancelFailed
 ) -> None:
     coid = inp.coid
     d = out.driver
     reason = d.cancelling.get(coid)
     if reason is None:
         raise UnexpectedResult(f"order {coid}: a cancel result, but no cancel in flight")
-    if _order(state, coid).status is S.ACCEPTED:
+    if order_of(state, coid).status is S.ACCEPTED:
         raise UnexpectedResult(f"order {coid}: a cancel result, but it was never sent")
-    d = replace(d, cancelling=_without(d.cancelling, coid))
+    d = replace(d, cancelling=without_key(d.cancelling, coid))
     if isinstance(inp, CancelFailed):
         wait = cfg.cancel_retry_ms
         out.note("warning", f"cancel of {coid} failed ({inp.detail}): retrying in {wait} ms")
-        out.driver = replace(d, cancel_failed_at=_with(d.cancel_failed_at, coid, inp.now_ms))
+        out.driver = replace(d, cancel_failed_at=with_key(d.cancel_failed_at, coid, inp.now_ms))
         return
     if inp.status is not VenueOrderStatus.CANCELED:
         # FILLED: its fills close it; NOT_FOUND: in doubt, or not there yet. Past its TTL
         # the cancel is tried again (not sooner than the retry delay)
         out.note("info", f"cancel of {coid}: venue says {inp.status}")
-        out.driver = replace(d, cancel_failed_at=_with(d.cancel_failed_at, coid, inp.now_ms))
+        out.driver = replace(d, cancel_failed_at=with_key(d.cancel_failed_at, coid, inp.now_ms))
         return
     if d.is_polling:  # that poll may have been answered before the cancel: one more
-        out.driver = replace(d, closing_after_poll=_with(d.closing_after_poll, coid, reason))
+        out.driver = replace(d, closing_after_poll=with_key(d.closing_after_poll, coid, reason))
         return
     d, symbols = _polled(state, d, cfg, inp.now_ms)
-    out.driver = replace(d, closing=_with(d.closing, coid, reason), is_polling=True)
+    out.driver = replace(d, closing=with_key(d.closing, coid, reason), is_polling=True)
     out.requests.append(PollFills(d.cursor, symbols))
 
 
 # --- fills ----------------------------------------------------------------------------------
 
 
-def _fills(state: State, out: _Out, cfg: ExecConfig, inp: FillsReported) -> None:
+def _fills(state: State, out: Out, cfg: ExecConfig, inp: FillsReported) -> None:
     d = out.driver
     if not d.is_polling:
         raise UnexpectedResult("fills reported, but no poll in flight")
     now = inp.now_ms
     orders = _new_fills(state, out, inp.fills, now)
     for coid, reason in d.closing.items():
-        order = orders.get(coid) or _order(state, coid)
+        order = orders.get(coid) or order_of(state, coid)
         close = (
             lifecycle(OrderExpired, order, now, reason="ttl")
             if reason == "ttl"
@@ -394,7 +292,7 @@ def _fills(state: State, out: _Out, cfg: ExecConfig, inp: FillsReported) -> None
 
 
 def _new_fills(
-    state: State, out: _Out, fills: Iterable[FillReport], now: int
+    state: State, out: Out, fills: Iterable[FillReport], now: int
 ) -> dict[ClientOrderId, Order]:
     """A fill event for each report not seen before (by venue trade id, against the state
     and within `fills`), each on the order as the fills before it left it; those orders."""
@@ -413,7 +311,7 @@ def _new_fills(
     return orders
 
 
-def _poll_failed(out: _Out, inp: PollFailed) -> None:
+def _poll_failed(out: Out, inp: PollFailed) -> None:
     d = out.driver
     if not d.is_polling:
         raise UnexpectedResult("poll failed, but no poll in flight")
@@ -454,7 +352,7 @@ def polled_symbols(state: State, d: Driver, cfg: ExecConfig, now: int) -> frozen
 # --- tick -----------------------------------------------------------------------------------
 
 
-def _tick(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
+def _tick(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
     """One pass over this venue's open orders (a burst holds hundreds in flight, and the
     tick runs on every venue answer): the polled symbols, the in-doubt queries due, the
     orders past their time-to-live, and the next timer."""
@@ -469,7 +367,7 @@ def _tick(state: State, out: _Out, cfg: ExecConfig, now: int) -> None:
     retry_ms = cfg.cancel_retry_ms
     for order in mine:
         if order.is_in_doubt:
-            if _is_query_due(order, d, cfg, now):
+            if indoubt.is_query_due(order, d, cfg, now):
                 querying.add(order.client_order_id)
                 out.requests.append(QueryOrder(order.client_order_id, order.symbol))
             else:

@@ -3,7 +3,8 @@ venue, timed out, counted and timed, its outcome turned into the input that answ
 
 A fill poll waits for the venue account's request-weight budget first (when the venue keeps
 one, `adapters/venue/budget.py`): its interval stretched to keep the account under its
-share, a 429's Retry-After. Places and cancels never wait for it.
+share, a 429's Retry-After, the minute past the essential reads' ceiling. Places and
+cancels never wait for it.
 
 A venue failure (`VenueError`, a timeout) is an answer (`QueryFailed`, `PollFailed`,
 `CancelFailed`; a place whose outcome is unknown is `PlaceUnknown`); anything else raises
@@ -60,7 +61,7 @@ class VenueRequests:
         if budget is None or getattr(self.venue, "is_streaming", False):
             return 0
         now = self.clock()
-        wait = budget.read_wait_ms(now)
+        wait = budget.read_wait_ms(now, is_essential=True)
         if self._last_poll_ms is not None:
             # never closer than the (stretched) poll interval: what the budget counts on
             base = max(self.cfg.poll_interval_ms, budget.poll_interval_ms)

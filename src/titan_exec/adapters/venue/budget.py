@@ -16,6 +16,11 @@ The rules (everything that decides a wait or a refusal lives here):
   count beyond ours) are paid: at that stretch the reads spend exactly what is left. It
   is computed again at most every 100 ms, never below 1 nor above `MAX_STRETCH`.
 - Over the target inside a minute, reads wait for the next minute (`read_wait_ms`).
+  *Essential* reads — those that tell what became of orders already sent: the query of an
+  order in doubt, the fill polls — wait only past `ESSENTIAL_SHARE` of the limit: the
+  room between the target and the limit is theirs (a takeover after restarts within one
+  minute can find the account's count past the target, and its in-doubt orders and fills
+  must not wait for the next minute). Their intervals still stretch like the others.
 - A 429 to a read (``Retry-After``: the seconds to wait to avoid a ban) makes reads wait
   that long (a 429 to an order write is the order-count limit: counted only); a
   418 (a ban, ``Retry-After``: until it ends) makes reads wait and refuses every order write
@@ -35,6 +40,8 @@ from decimal import Decimal
 from typing import Any
 
 MINUTE_MS = 60_000
+ESSENTIAL_SHARE = Decimal("0.9")
+"""Essential reads wait past 90 % of the limit (the rest: other clients, a margin to 429)."""
 MAX_STRETCH = 60.0
 """Reads never wait more than 60 times their interval (a 250 ms poll: 15 s)."""
 RESTRETCH_MS = 100
@@ -175,11 +182,13 @@ class WeightBudget:
         self._restretch(now_ms)
         return int(base_ms * self.stretch)
 
-    def read_wait_ms(self, now_ms: int) -> int:
-        """How long a read that can wait should wait before it is sent (0: send now)."""
+    def read_wait_ms(self, now_ms: int, *, is_essential: bool = False) -> int:
+        """How long a read should wait before it is sent (0: send now); an essential one
+        (an in-doubt query, a fill poll) waits past `ESSENTIAL_SHARE` of the limit only."""
         used = self.used(now_ms)
         wait = max(self.retry_until_ms - now_ms, 0)
-        if self.limit_1m and used >= self.target:
+        ceiling = int(self.limit_1m * ESSENTIAL_SHARE) if is_essential else self.target
+        if self.limit_1m and used >= ceiling:
             wait = max(wait, (self.minute + 1) * MINUTE_MS - now_ms)
         return wait
 

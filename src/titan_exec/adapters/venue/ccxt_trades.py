@@ -59,7 +59,7 @@ class TradeCursor:
         self.nonflat = nonflat
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
-        return await self._venue.read(call)
+        return await self._venue.read(call, is_essential=True)  # fills: orders' outcomes
 
     async def fills_since(
         self, cursor: str | None, symbols: frozenset[str] | None = None

@@ -210,24 +210,10 @@ class CcxtVenue:
 
     # --- calls ------------------------------------------------------------------------------
 
-    async def read(self, call: Callable[[], Awaitable[T]]) -> T:
-        """A read: retried on network errors (safe), mapped to VenueUnavailable at the end;
-        never retried after a 429 / 418 (the budget holds the next reads back)."""
-        delay = 0.1
-        for attempt in range(READ_RETRIES):
-            await wait_for_budget(self.budget, wall_clock_ms)
-            try:
-                return await call()
-            except (cx.RateLimitExceeded, cx.DDoSProtection) as err:
-                raise VenueUnavailable(f"{self.name}: rate limited: {err}") from None
-            except (cx.OperationFailed, cx.ExchangeNotAvailable) as err:
-                if attempt == READ_RETRIES - 1:
-                    raise VenueUnavailable(f"{self.name}: {type(err).__name__}: {err}") from None
-                await asyncio.sleep(delay)
-                delay *= 2
-            except (cx.AuthenticationError, cx.PermissionDenied) as err:
-                raise VenueUnavailable(f"{self.name}: authentication: {err}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def read(self, call: Callable[[], Awaitable[T]], *, is_essential: bool = False) -> T:
+        """A read under the account's budget (`read_under_budget`). Essential: it tells
+        what became of orders sent (`budget.ESSENTIAL_SHARE`)."""
+        return await read_under_budget(self.name, self.budget, call, is_essential=is_essential)
 
     async def place(self, req: PlaceRequest) -> Placed:
         await self._markets()
@@ -309,7 +295,8 @@ class CcxtVenue:
         self.client_ids.check(coid)
         try:
             order = await self.read(
-                lambda: fetch_by_client_id(self.exchange, self.client_ids, msym, coid)
+                lambda: fetch_by_client_id(self.exchange, self.client_ids, msym, coid),
+                is_essential=True,
             )
         except cx.OrderNotFound:
             return None  # not visible: unknown, not absent (the caller decides)
@@ -402,3 +389,26 @@ def last_price(exchange: Any, marks: Mapping[str, Decimal], msym: str) -> Decima
     if ticker and ticker.get("last"):
         return dec(ticker["last"])
     return marks.get(msym)
+
+
+async def read_under_budget(
+    name: str, budget: WeightBudget, call: Callable[[], Awaitable[T]], *, is_essential: bool
+) -> T:
+    """A read: after the budget's wait, retried on network errors (safe), mapped to
+    VenueUnavailable at the end; never retried after a 429 / 418 (the budget holds the next
+    reads back)."""
+    delay = 0.1
+    for attempt in range(READ_RETRIES):
+        await wait_for_budget(budget, wall_clock_ms, is_essential=is_essential)
+        try:
+            return await call()
+        except (cx.RateLimitExceeded, cx.DDoSProtection) as err:
+            raise VenueUnavailable(f"{name}: rate limited: {err}") from None
+        except (cx.OperationFailed, cx.ExchangeNotAvailable) as err:
+            if attempt == READ_RETRIES - 1:
+                raise VenueUnavailable(f"{name}: {type(err).__name__}: {err}") from None
+            await asyncio.sleep(delay)
+            delay *= 2
+        except (cx.AuthenticationError, cx.PermissionDenied) as err:
+            raise VenueUnavailable(f"{name}: authentication: {err}") from None
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -187,10 +187,13 @@ def budget_for(settings: CcxtSettings, account: str, reader: Any, writer: Any) -
     return budget
 
 
-async def wait_for_budget(budget: WeightBudget, clock: Callable[[], int]) -> None:
-    """Before a read: wait for the budget (a 429's Retry-After, the minute's share spent),
-    or refuse before sending when the wait is longer than a read should take."""
-    wait_ms = budget.read_wait_ms(clock())
+async def wait_for_budget(
+    budget: WeightBudget, clock: Callable[[], int], *, is_essential: bool = False
+) -> None:
+    """Before a read: wait for the budget (a 429's Retry-After, the minute's share spent;
+    an essential read: past `ESSENTIAL_SHARE` of the limit), or refuse before sending when
+    the wait is longer than a read should take."""
+    wait_ms = budget.read_wait_ms(clock(), is_essential=is_essential)
     if wait_ms <= 0:
         return
     if wait_ms > READ_WAIT_MAX_MS:
