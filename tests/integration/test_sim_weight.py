@@ -86,6 +86,7 @@ async def test_used_weight_is_in_every_answer_and_429_then_418_past_the_limit(
     (client,) = weight["clients"].values()
     assert client["used"] == 1 and client["bans"] == 1 and client["banned_until_ms"] is None
     assert [m["used"] for m in client["history"]] == [17]
+    assert client["by_request"] == {"GET /fapi/v1/time": 1}  # this minute, by request
 
 
 def test_the_history_has_the_quiet_minutes_too() -> None:
@@ -99,6 +100,19 @@ def test_the_history_has_the_quiet_minutes_too() -> None:
         (2 * MINUTE_MS, 0),
     ]
     assert (doc["minute_ms"], doc["used"]) == (3 * MINUTE_MS, 3)
+
+
+def test_the_minutes_weight_is_shown_by_request_largest_first() -> None:
+    counter = WeightCounter(limit_1m=100)
+    for weight, request in ((1, "GET /fapi/v1/order"), (5, "GET /fapi/v1/userTrades")) * 3:
+        assert counter.admit("k", weight, 1_000, request) is None
+    assert counter.admit("k", 0, 1_000, "POST /fapi/v1/order") is None  # weighs nothing
+    doc = counter.to_doc(2_000)["clients"]["k"]
+    assert list(doc["by_request"].items()) == [
+        ("GET /fapi/v1/userTrades", 15),
+        ("GET /fapi/v1/order", 3),
+    ]
+    assert counter.to_doc(MINUTE_MS)["clients"]["k"]["by_request"] == {}  # a new minute
 
 
 async def test_weights_follow_the_symbol_parameter(sim: VenueSim) -> None:

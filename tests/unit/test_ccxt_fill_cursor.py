@@ -22,6 +22,7 @@ class TradesExchange:
         self.trades: list[dict[str, Any]] = []
         self.hidden: set[str] = set()
         self.calls: list[int | None] = []
+        self.orders_fetched: list[str] = []
 
     async def load_markets(self) -> dict[str, Any]:
         return self.markets
@@ -53,6 +54,7 @@ class TradesExchange:
         ][:limit]
 
     async def fetch_order(self, oid: str, symbol: str) -> dict[str, Any]:
+        self.orders_fetched.append(oid)
         return {"id": oid, "clientOrderId": f"tx-{oid}", "status": "closed", "info": {}}
 
 
@@ -153,3 +155,32 @@ async def test_the_venues_position_answer_names_the_non_flat_symbols() -> None:
     v = venue(fake)
     await v.positions()
     assert v.trades.nonflat == frozenset({"SOL/USDT:USDT"})
+
+
+async def test_trades_already_recorded_as_fills_are_neither_reported_nor_looked_up() -> None:
+    """After a takeover the lookback window holds the earlier active's trades: those the
+    state has recorded cost no order lookup (one REST call each) and are not reported;
+    an unrecorded one of an unknown order is looked up and reported once."""
+    fake = TradesExchange()
+    v = venue(fake)
+    for tid in range(1, 101):
+        fake.trade(tid, f"o{tid}", at_ms=10**13 + tid)  # orders of the previous active
+    recorded = {str(t) for t in range(1, 100)}  # all but trade 100
+    asked: list[tuple[str, int]] = []
+
+    def is_recorded(trade_id: str, ts_ms: int) -> bool:
+        asked.append((trade_id, ts_ms))
+        return trade_id in recorded
+
+    v.set_recorded_fills(is_recorded)
+    fills, cursor = await v.fills_since(None, frozenset({"BTC/USDT"}))
+    assert [f.trade_id for f in fills] == ["100"]
+    assert fills[0].client_order_id == "tx-o100"
+    assert fake.orders_fetched == ["o100"]  # one lookup, not a hundred
+    assert asked[0] == ("1", 10**13 + 1)
+    again, _ = await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert again == [] and fake.orders_fetched == ["o100"]  # none reported twice
+    v.set_recorded_fills(None)  # no predicate (not leading): every new trade reported
+    fake.trade(101, "o101", at_ms=10**13 + 101)
+    later, _ = await v.fills_since(cursor, frozenset({"BTC/USDT"}))
+    assert [f.trade_id for f in later] == ["101"]

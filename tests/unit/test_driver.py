@@ -228,6 +228,36 @@ async def test_a_pushed_fill_is_appended_inside_the_venues_call_once() -> None:
     assert venue.listener is None  # a stopped driver no longer listens
 
 
+class RecordedFillsVenue(ScriptedVenue):
+    """A venue that skips trades recorded as fills (`base.KnowsRecordedFills`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.is_recorded: Any = None
+
+    def set_recorded_fills(self, is_recorded: Any) -> None:
+        self.is_recorded = is_recorded
+
+
+async def test_a_tracking_driver_tells_the_venue_which_trades_are_recorded_fills() -> None:
+    log = Log([genesis(), accepted("c1", ts=clock()), submitted("c1", ts=clock())])
+    log.append([acknowledged("c1", ts=clock())])
+    venue = RecordedFillsVenue()
+    d = driver(log, venue)
+    tracking = asyncio.ensure_future(d.track())
+    try:
+        await until(lambda: venue.is_recorded is not None)
+        assert not venue.is_recorded("t1", 6)
+        venue.fills.append(fill("0.4"))  # trade t1
+        await until(lambda: log.state.orders[C].filled_qty == Decimal("0.4"))
+        assert venue.is_recorded("t1", 6)  # the state as of now
+        assert not venue.is_recorded("t2", 6)
+    finally:
+        tracking.cancel()
+        await asyncio.gather(tracking, return_exceptions=True)
+    assert venue.is_recorded is None  # not tracking: nothing to skip by
+
+
 async def test_a_pushed_fill_that_cannot_be_appended_ends_the_loop_with_the_error() -> None:
     log = Log([genesis(), accepted("c1", ts=clock())])
     venue = PushingVenue()

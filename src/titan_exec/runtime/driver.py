@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from titan_exec.adapters.nats.eventlog import EventLog
 from titan_exec.adapters.venue.base import (
+    KnowsRecordedFills,
     PushesFills,
     Venue,
     VenueError,
@@ -202,19 +203,15 @@ class ExecutionDriver:
         pushes; ends with a bug or a broken event log (raised), or when cancelled."""
         loop = self._ensure_loop()
         ticker = asyncio.create_task(self._ticker(), name="order-ticker")
-        self._listen(self._on_pushed)
+        _hook(self.venue, self._on_pushed, partial(_is_recorded, self.events, self.venue.name))
         try:
             done, _ = await asyncio.wait((loop, ticker), return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # raises what ended it
         finally:
-            self._listen(None)
+            _hook(self.venue, None, None)
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
-
-    def _listen(self, listener: Callable[[], None] | None) -> None:
-        if isinstance(self.venue, PushesFills):
-            self.venue.set_fill_listener(listener)
 
     def _on_pushed(self) -> None:
         """Fills pushed (called from the venue's read loop: no await, never raises): stepped
@@ -228,7 +225,7 @@ class ExecutionDriver:
                     self._inputs.put_nowait(err)
 
     async def stop(self) -> None:
-        self._listen(None)
+        _hook(self.venue, None, None)
         tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -390,3 +387,21 @@ class ExecutionDriver:
         except Exception as err:  # not a venue failure: a bug, or a broken event log
             answer = err
         await self._inputs.put(answer)
+
+
+def _hook(
+    venue: Venue,
+    on_pushed: Callable[[], None] | None,
+    is_recorded: Callable[[str, int], bool] | None,
+) -> None:
+    """While tracking: fills a venue pushes are stepped at once, and a venue that can skip
+    the trades already recorded as fills asks the state (None: not tracking)."""
+    if isinstance(venue, PushesFills):
+        venue.set_fill_listener(on_pushed)
+    if isinstance(venue, KnowsRecordedFills):
+        venue.set_recorded_fills(is_recorded)
+
+
+def _is_recorded(events: EventLog, venue: str, trade_id: str, ts_ms: int) -> bool:
+    """A trade of `venue` already recorded as a fill (the state as of now)."""
+    return events.state.is_fill_seen(venue, trade_id, ts_ms)

@@ -360,7 +360,8 @@ class VenueSim:
             params.update(parse_qsl(raw_query, keep_blank_values=True))  # the query string wins
             now = self.clock()
             client = request.headers.get("X-MBX-APIKEY") or f"ip:{request.remote}"
-            refusal = self.weights.admit(client, request_weight(method, path, params), now)
+            weight = request_weight(method, path, params)
+            refusal = self.weights.admit(client, weight, now, f"{method} {path}")
             if refusal is not None:
                 coid = params.get("newClientOrderId") or params.get("origClientOrderId")
                 self._log_fault(f"weight_{refusal.status}", method, path, coid, now)

@@ -99,6 +99,8 @@ class _Client:
     bans: int = 0
     history: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=HISTORY_MINUTES))
     """(minute start ms, weight used) of the minutes before this one."""
+    by_request: dict[str, int] = field(default_factory=dict)
+    """The weight used in this minute by request (``GET /fapi/v1/userTrades``)."""
 
     def roll(self, minute: int) -> None:
         if minute == self.minute:
@@ -109,6 +111,7 @@ class _Client:
             for m in range(max(self.minute + 1, minute - HISTORY_MINUTES), minute):
                 self.history.append((m * MINUTE_MS, 0))
         self.minute, self.used, self.refused = minute, 0, 0
+        self.by_request = {}
 
 
 @dataclass(slots=True)
@@ -121,14 +124,17 @@ class WeightCounter:
     """How long a ban lasts (Binance starts at two minutes)."""
     clients: dict[str, _Client] = field(default_factory=dict)
 
-    def admit(self, client: str, weight: int, now_ms: int) -> Refusal | None:
-        """Count ``weight`` for ``client``; a `Refusal` (nothing counted) when it may not."""
+    def admit(self, client: str, weight: int, now_ms: int, request: str = "") -> Refusal | None:
+        """Count ``weight`` for ``client`` (by ``request``, its method and path); a
+        `Refusal` (nothing counted) when it may not."""
         c = self.clients.setdefault(client, _Client())
         c.roll(now_ms // MINUTE_MS)
         if now_ms < c.banned_until_ms:
             return _banned(c, now_ms)
         if c.used + weight <= self.limit_1m or self.limit_1m == 0:
             c.used += weight
+            if weight:
+                c.by_request[request] = c.by_request.get(request, 0) + weight
             return None
         c.refused += 1
         if c.refused > self.ban_after:
@@ -153,7 +159,8 @@ class WeightCounter:
         return c.used
 
     def to_doc(self, now_ms: int) -> dict[str, Any]:
-        """For ``/sim/inspect``: per client the current minute, the last minutes, the bans."""
+        """For ``/sim/inspect``: per client the current minute (its weight by request), the
+        last minutes, the bans."""
         clients: dict[str, Any] = {}
         for name, c in sorted(self.clients.items()):
             c.roll(now_ms // MINUTE_MS)
@@ -163,6 +170,7 @@ class WeightCounter:
                 "refused": c.refused,
                 "banned_until_ms": c.banned_until_ms if c.banned_until_ms > now_ms else None,
                 "bans": c.bans,
+                "by_request": dict(sorted(c.by_request.items(), key=lambda kv: -kv[1])),
                 "history": [{"minute_ms": m, "used": u} for m, u in c.history],
             }
         return {"limit_1m": self.limit_1m, "clients": clients}

@@ -120,3 +120,13 @@ class PushesFills(Protocol):
     def set_fill_listener(self, listener: Callable[[], None] | None) -> None: ...
 
     def take_pushed_fills(self) -> list[FillReport]: ...
+
+
+@runtime_checkable
+class KnowsRecordedFills(Protocol):
+    """A venue that can skip the trades already recorded as fills (by trade id and time,
+    `State.is_fill_seen`): it reads them, reports none of them, and spends no request on
+    them (a trade of an order placed by an earlier active would otherwise be looked up by
+    its order id: one REST call each, after a takeover hundreds in the lookback window)."""
+
+    def set_recorded_fills(self, is_recorded: Callable[[str, int], bool] | None) -> None: ...

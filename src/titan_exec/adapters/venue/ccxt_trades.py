@@ -2,10 +2,12 @@
 
 The trades of a symbol are read by time from the newest trade seen minus a rescan window
 (a trade id cursor would step over a trade shown late), page by page; a trade already
-reported is skipped by id. A trade carries the venue order id, mapped back to our client
-order id (from the place's answer, a query, or the order itself for an order the previous
-active placed). The cursor travels as an opaque JSON text; `None` means "from the start
-of this session".
+reported is skipped by id, and so is a trade the service already recorded as a fill
+(`is_recorded`, the state's seen fills: after a takeover the lookback window holds the
+earlier active's trades). A trade carries the venue order id, mapped back to our client
+order id (from the place's answer, a query, or the order itself — one REST call — for an
+order the previous active placed). The cursor travels as an opaque JSON text; `None`
+means "from the start of this session".
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class TradeCursor:
         self.skipped: list[str] = []
         """The trade ids the last `fills_since` read and skipped as already reported (the
         user-data stream counts those it had delivered)."""
+        self.is_recorded: Callable[[str, int], bool] | None = None
+        """(trade id, trade time) → already recorded as a fill: read, never reported."""
 
     def note_positions(self, nonflat: frozenset[str]) -> None:
         """The venue's last position answer: its non-flat market symbols."""
@@ -115,6 +119,10 @@ class TradeCursor:
                 tid = str(trade.get("id"))
                 if tid in reported:
                     self.skipped.append(tid)
+                    continue
+                ts_ms = int(trade.get("timestamp") or 0)
+                if self.is_recorded is not None and self.is_recorded(tid, ts_ms):
+                    reported[tid] = ts_ms  # recorded before (an earlier active, a sweep)
                     continue
                 fill = await self._fill(msym, trade)
                 if fill is not None:

@@ -143,6 +143,9 @@ class CcxtVenue:
         if self.stream is not None:  # `base.PushesFills`: called as the stream buffers fills
             self.stream.fill_listener = listener
 
+    def set_recorded_fills(self, is_recorded: Callable[[str, int], bool] | None) -> None:
+        self.trades.is_recorded = is_recorded  # `base.KnowsRecordedFills`
+
     def take_pushed_fills(self) -> list[FillReport]:
         return self.stream.book.take_fills() if self.stream is not None else []
 
