@@ -70,6 +70,7 @@ from titan_exec.core.model import (
     Side,
     VenueOrderId,
 )
+from titan_exec.core.orders import Order
 from titan_exec.core.reports import FillReport, OrderReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State, apply
 
@@ -1014,3 +1015,59 @@ def test_the_simulation_reaches_every_outcome() -> None:
     assert {"FILLED", "EXPIRED", "CANCELED", "REJECTED"} <= set(statuses)
     assert statuses["CANCELED_partly"] + statuses["EXPIRED_partly"] > 0
     assert reasons["absent"] > 0 and reasons["venue"] + reasons["venue:"] > 0
+
+
+# --- the tick's pass over the open orders ---------------------------------------------------
+
+
+def test_a_tick_visits_the_open_orders_only_when_something_may_be_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst holds hundreds of orders in flight and a tick comes with every venue answer:
+    between the deadlines the last pass found, a tick only starts the fill poll. An order
+    turned in doubt brings the pass forward; an order this driver never wrote ahead is
+    still found within `RESCAN_MS`."""
+    passes: list[int] = []
+    mine = ex._mine
+
+    def counted(state: State, cfg: ExecConfig) -> list[Order]:
+        passes.append(len(mine(state, cfg)))
+        return mine(state, cfg)
+
+    monkeypatch.setattr(ex, "_mine", counted)
+    acked = state_with(S.ACKNOWLEDGED)  # expires at 60 001
+    first = ex.step(acked, Driver(cursor="k"), Tick(100), CFG)
+    assert passes == [1] and first.driver.scan_at_ms == 100 + ex.RESCAN_MS
+    d = replace(first.driver, is_polling=False)
+    quiet = ex.step(acked, d, Tick(200), CFG)
+    assert passes == [1]  # nothing due before 1 100: no pass
+    assert [type(r).__name__ for r in quiet.decision.requests] == ["PollFills"]
+    assert quiet.decision.next_timer_ms == 100 + ex.RESCAN_MS
+    ex.step(acked, d, Tick(100 + ex.RESCAN_MS), CFG)
+    assert passes == [1, 1]  # the pass at least every RESCAN_MS
+
+    # a place whose outcome is unknown: the next tick passes and queries it when due
+    placing = replace(d, placing=frozenset({C}))
+    submitted = state_with(S.SUBMITTED)  # submitted at 2
+    unknown = ex.step(submitted, placing, PlaceUnknown(600, C, "timeout"), CFG)
+    assert unknown.driver.scan_at_ms == 0
+    asked = ex.step(submitted, unknown.driver, Tick(601), CFG)
+    assert QueryOrder(C, SYM) in asked.decision.requests
+
+    # an in-doubt order this driver knew nothing of (no write-ahead, no answer): found by
+    # the pass that comes at the latest RESCAN_MS after the last one
+    stale = ex.step(submitted, d, Tick(700), CFG)
+    assert not any(isinstance(r, QueryOrder) for r in stale.decision.requests)
+    found = ex.step(submitted, d, Tick(100 + ex.RESCAN_MS), CFG)
+    assert QueryOrder(C, SYM) in found.decision.requests
+
+
+def test_a_write_ahead_brings_the_pass_forward_to_the_orders_time_to_live() -> None:
+    accepted_state = state_with(S.ACCEPTED)  # expires at 60 001
+    d = Driver(cursor="k", scan_at_ms=90_000)
+    step = ex.step(accepted_state, d, WriteAhead(10, (C,)), CFG)
+    assert step.driver.scan_at_ms == 60_001
+    failed = ex.step(
+        state_with(S.SUBMITTED), replace(d, cancelling={C: "ttl"}), CancelFailed(70, C, "x"), CFG
+    )
+    assert failed.driver.scan_at_ms == 70 + CFG.cancel_retry_ms  # the retry's pass

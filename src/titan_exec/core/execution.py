@@ -31,6 +31,13 @@ Rules:
   applied the same way the moment they come, beside any poll in flight; they move no cursor
   and close no order (a confirmed cancel waits for a poll issued after it).
 
+**The tick** visits every open order of the venue only when something may be due: at the
+earliest deadline its last visit found, sooner when an input makes an earlier one (a new
+order's time-to-live, an order turned in doubt, a query's back-off, a cancel to retry, a
+restart), and at least every `RESCAN_MS` (an order this driver did not write ahead). In
+between it only starts the fill polls (a burst holds hundreds of orders in flight, and a
+tick comes with every venue answer).
+
 Every input carries ``now_ms``; a result that answers no request in flight raises
 `UnexpectedResult` (a shell bug, never dropped), and so does an input the order's status
 cannot take. `step` reads the folded `State` (the durable state, as of the events appended so
@@ -88,6 +95,8 @@ from titan_exec.core.reports import FillReport, PlaceRequest, VenueOrderStatus
 from titan_exec.core.state import State
 
 S = OrderStatus
+RESCAN_MS = 1_000
+"""A tick visits every open order at least this often (see the module's rules)."""
 
 
 def step(state: State, driver: Driver, inp: Input, cfg: ExecConfig) -> Step:
@@ -131,13 +140,15 @@ def step(state: State, driver: Driver, inp: Input, cfg: ExecConfig) -> Step:
 
 def _write_ahead(state: State, out: Out, coids: Iterable[ClientOrderId], now: int) -> None:
     written = set(out.driver.written)
+    scan_at = out.driver.scan_at_ms
     for coid in coids:
         order = order_of(state, coid)
         if order.status is not S.ACCEPTED:
             continue  # canceled before it could be sent (a flatten in the same batch)
         out.event(order, lifecycle(OrderSubmitted, order, now))
         written.add(coid)
-    out.driver = replace(out.driver, written=frozenset(written))
+        scan_at = min(scan_at, order.expires_at_ms)
+    out.driver = replace(out.driver, written=frozenset(written), scan_at_ms=scan_at)
 
 
 def _durable(state: State, out: Out, coids: Iterable[ClientOrderId]) -> None:
@@ -169,6 +180,7 @@ def _recover(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
             out.event(order, lifecycle(OrderCanceled, order, now, reason="not sent before restart"))
             out.note("info", f"order {order.client_order_id} not sent before restart: canceled")
     _write_ahead(state, out, send, now)
+    out.driver = replace(out.driver, scan_at_ms=0)  # in-doubt orders to find
 
 
 def _placed(state: State, out: Out, inp: PlaceAcked | PlaceRejected | PlaceUnknown) -> None:
@@ -189,6 +201,7 @@ def _placed(state: State, out: Out, inp: PlaceAcked | PlaceRejected | PlaceUnkno
             out.event(order, ack)
         case PlaceRejected() if inp.is_duplicate:
             out.note("warning", f"order {coid}: venue reports a duplicate id: in doubt, will query")
+            out.driver = replace(out.driver, scan_at_ms=0)
         case PlaceRejected():
             if order.status is not S.SUBMITTED:
                 out.note("warning", f"order {coid}: rejected by venue while {order.status}")
@@ -201,6 +214,7 @@ def _placed(state: State, out: Out, inp: PlaceAcked | PlaceRejected | PlaceUnkno
             out.event(order, lifecycle(OrderRejected, order, inp.now_ms, reason=why))
         case PlaceUnknown():
             out.note("warning", f"order {coid}: {inp.detail}: in doubt, will query by id")
+            out.driver = replace(out.driver, scan_at_ms=0)
 
 
 # --- cancels --------------------------------------------------------------------------------
@@ -245,13 +259,13 @@ def _cancel_answered(
     if isinstance(inp, CancelFailed):
         wait = cfg.cancel_retry_ms
         out.note("warning", f"cancel of {coid} failed ({inp.detail}): retrying in {wait} ms")
-        out.driver = replace(d, cancel_failed_at=with_key(d.cancel_failed_at, coid, inp.now_ms))
+        out.driver = _retry_cancel(d, coid, inp.now_ms, cfg)
         return
     if inp.status is not VenueOrderStatus.CANCELED:
         # FILLED: its fills close it; NOT_FOUND: in doubt, or not there yet. Past its TTL
         # the cancel is tried again (not sooner than the retry delay)
         out.note("info", f"cancel of {coid}: venue says {inp.status}")
-        out.driver = replace(d, cancel_failed_at=with_key(d.cancel_failed_at, coid, inp.now_ms))
+        out.driver = _retry_cancel(d, coid, inp.now_ms, cfg)
         return
     if d.is_polling:  # that poll may have been answered before the cancel: one more
         out.driver = replace(d, closing_after_poll=with_key(d.closing_after_poll, coid, reason))
@@ -259,6 +273,12 @@ def _cancel_answered(
     d, symbols = _polled(state, d, cfg, inp.now_ms)
     out.driver = replace(d, closing=with_key(d.closing, coid, reason), is_polling=True)
     out.requests.append(PollFills(d.cursor, symbols))
+
+
+def _retry_cancel(d: Driver, coid: ClientOrderId, now: int, cfg: ExecConfig) -> Driver:
+    """A cancel that did not close its order: tried again past its TTL, retry delay later."""
+    scan_at = min(d.scan_at_ms, now + cfg.cancel_retry_ms)
+    return replace(d, cancel_failed_at=with_key(d.cancel_failed_at, coid, now), scan_at_ms=scan_at)
 
 
 # --- fills ----------------------------------------------------------------------------------
@@ -326,7 +346,7 @@ def _poll_failed(out: Out, inp: PollFailed) -> None:
 
 def _polled(state: State, d: Driver, cfg: ExecConfig, now: int) -> tuple[Driver, frozenset[str]]:
     """Symbols with open orders, and those active within the late-fill window."""
-    return _active(_mine(state, cfg), d, cfg, now)
+    return _active(state.open_symbols(cfg.venue), d, cfg, now)
 
 
 def _mine(state: State, cfg: ExecConfig) -> list[Order]:
@@ -335,11 +355,11 @@ def _mine(state: State, cfg: ExecConfig) -> list[Order]:
 
 
 def _active(
-    mine: list[Order], d: Driver, cfg: ExecConfig, now: int
+    open_symbols: Iterable[str], d: Driver, cfg: ExecConfig, now: int
 ) -> tuple[Driver, frozenset[str]]:
     active = dict(d.active_symbols)
-    for order in mine:
-        active[order.symbol] = now
+    for symbol in open_symbols:
+        active[symbol] = now
     cutoff = now - cfg.late_fill_window_ms
     active = {s: at for s, at in active.items() if at >= cutoff}
     return replace(d, active_symbols=active), frozenset(active)
@@ -353,19 +373,23 @@ def polled_symbols(state: State, d: Driver, cfg: ExecConfig, now: int) -> frozen
 
 
 def _tick(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
-    """One pass over this venue's open orders (a burst holds hundreds in flight, and the
-    tick runs on every venue answer): the polled symbols, the in-doubt queries due, the
-    orders past their time-to-live, and the next timer."""
-    mine = _mine(state, cfg)
-    d, symbols = _active(mine, out.driver, cfg, now)
+    """The fill poll to start, then — when something may be due (`Driver.scan_at_ms`) — one
+    pass over this venue's open orders: the in-doubt queries due, the orders past their
+    time-to-live, the next timer and the next pass."""
+    d, symbols = _polled(state, out.driver, cfg, now)
     if not d.is_polling and (symbols or d.cursor is None or d.closing):
         d = replace(d, is_polling=True)
         out.requests.append(PollFills(d.cursor, symbols))
+    out.driver = d
+    if now < d.scan_at_ms:
+        out.next_timer_ms = d.scan_at_ms  # nothing due before the next pass
+        return
     querying = set(d.querying)
     wake: list[int] = []
+    later: list[int] = [now + RESCAN_MS]  # deadlines that wake no timer, only the next pass
     expiring: list[Order] = []
     retry_ms = cfg.cancel_retry_ms
-    for order in mine:
+    for order in _mine(state, cfg):
         if order.is_in_doubt:
             if indoubt.is_query_due(order, d, cfg, now):
                 querying.add(order.client_order_id)
@@ -375,6 +399,8 @@ def _tick(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
                 wake.append(max(first, d.in_doubt_next.get(order.client_order_id, 0)))
         if not order.is_cancel_requested:
             wake.append(order.expires_at_ms)  # at or before now: dropped below
+        elif order.expires_at_ms <= now:
+            later.append(order.expires_at_ms + retry_ms)  # its cancel tried again then
         if order.expires_at_ms <= now and (
             not order.is_cancel_requested or now - order.expires_at_ms >= retry_ms
         ):
@@ -393,3 +419,5 @@ def _tick(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
         _start_cancel(state, out, order, order.last_reason or "ttl", now)
     future = [t for t in wake if t > now]
     out.next_timer_ms = min(future) if future else None
+    scan_at = min([*future, *(t for t in later if t > now)])
+    out.driver = replace(out.driver, scan_at_ms=scan_at)

@@ -252,6 +252,10 @@ class Driver:
     active_symbols: Mapping[str, int] = field(default_factory=dict)
     cursor: str | None = None
     is_polling: bool = False
+    scan_at_ms: int = 0
+    """When a tick next visits every open order (`execution._tick`): the earliest deadline
+    the last visit found (an in-doubt query, a time-to-live, a cancel retry), brought
+    forward by every input that makes an earlier one, at most `RESCAN_MS` after it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from titan_exec.core.execution_io import (
     UnexpectedResult,
 )
 from titan_exec.core.execution_out import Out, order_of, with_key, without_key
-from titan_exec.core.model import OrderStatus
+from titan_exec.core.model import ClientOrderId, OrderStatus
 from titan_exec.core.orders import Order, lifecycle
 from titan_exec.core.state import State
 
@@ -44,7 +44,7 @@ def queried(state: State, out: Out, cfg: ExecConfig, inp: OrderQueried | QueryFa
         # weight, a ban, an outage) is not asked again every poll
         retry_at = inp.now_ms + cfg.in_doubt_query_after_ms
         out.note("warning", f"in-doubt order {coid}: query failed ({inp.detail}); retrying")
-        out.driver = replace(d, in_doubt_next=with_key(d.in_doubt_next, coid, retry_at))
+        out.driver = _asked_again(d, coid, retry_at)
         return
     if not order.is_in_doubt:
         out.note("debug", f"in-doubt order {coid}: {order.status} meanwhile")
@@ -65,7 +65,14 @@ def queried(state: State, out: Out, cfg: ExecConfig, inp: OrderQueried | QueryFa
         out.driver = replace(d, in_doubt_next=without_key(d.in_doubt_next, coid))
         return
     backoff = min(max(age // 2, cfg.in_doubt_query_after_ms), cfg.in_doubt_max_backoff_ms)
-    out.driver = replace(d, in_doubt_next=with_key(d.in_doubt_next, coid, now + backoff))
+    out.driver = _asked_again(d, coid, now + backoff)
+
+
+def _asked_again(d: Driver, coid: ClientOrderId, at: int) -> Driver:
+    """The order queried again at `at` (the tick's next pass no later)."""
+    return replace(
+        d, in_doubt_next=with_key(d.in_doubt_next, coid, at), scan_at_ms=min(d.scan_at_ms, at)
+    )
 
 
 def is_query_due(order: Order, d: Driver, cfg: ExecConfig, now: int) -> bool:

@@ -106,6 +106,10 @@ class State:
     def open_order_count(self, venue: str, symbol: str) -> int:
         return len(self.open_orders.get((venue, symbol), ()))
 
+    def open_symbols(self, venue: str) -> list[str]:
+        """The symbols of `venue` with an open order (no order visited)."""
+        return [symbol for v, symbol in self.open_orders if v == venue]
+
     def iter_open_orders(self) -> list[Order]:
         return [self.orders[c] for cs in self.open_orders.values() for c in sorted(cs)]
 
