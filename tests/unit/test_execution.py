@@ -1071,3 +1071,10 @@ def test_a_write_ahead_brings_the_pass_forward_to_the_orders_time_to_live() -> N
         state_with(S.SUBMITTED), replace(d, cancelling={C: "ttl"}), CancelFailed(70, C, "x"), CFG
     )
     assert failed.driver.scan_at_ms == 70 + CFG.cancel_retry_ms  # the retry's pass
+
+
+def test_an_order_whose_place_answer_is_awaited_wakes_the_timer_not_the_next_pass() -> None:
+    submitted = state_with(S.SUBMITTED)  # submitted at 2: first query at 502 if in doubt
+    step = ex.step(submitted, Driver(cursor="k", placing=frozenset({C})), Tick(100), CFG)
+    assert step.decision.next_timer_ms == 502
+    assert step.driver.scan_at_ms == 100 + ex.RESCAN_MS  # its answer brings the pass

@@ -385,8 +385,11 @@ def _tick(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
         out.next_timer_ms = d.scan_at_ms  # nothing due before the next pass
         return
     querying = set(d.querying)
-    wake: list[int] = []
-    later: list[int] = [now + RESCAN_MS]  # deadlines that wake no timer, only the next pass
+    wake: list[int] = []  # deadlines of the next timer and the next pass
+    passes: list[int] = [now + RESCAN_MS]  # of the next pass alone
+    # in-doubt deadlines of orders whose answer is awaited (a place, a query): the answer
+    # brings the next pass; they wake the timer only
+    awaited: list[int] = []
     expiring: list[Order] = []
     retry_ms = cfg.cancel_retry_ms
     for order in _mine(state, cfg):
@@ -396,11 +399,12 @@ def _tick(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
                 out.requests.append(QueryOrder(order.client_order_id, order.symbol))
             else:
                 first = order.t_submitted + cfg.in_doubt_query_after_ms
-                wake.append(max(first, d.in_doubt_next.get(order.client_order_id, 0)))
+                at = max(first, d.in_doubt_next.get(order.client_order_id, 0))
+                (awaited if _is_answer_awaited(d, order.client_order_id) else wake).append(at)
         if not order.is_cancel_requested:
             wake.append(order.expires_at_ms)  # at or before now: dropped below
         elif order.expires_at_ms <= now:
-            later.append(order.expires_at_ms + retry_ms)  # its cancel tried again then
+            passes.append(order.expires_at_ms + retry_ms)  # its cancel tried again then
         if order.expires_at_ms <= now and (
             not order.is_cancel_requested or now - order.expires_at_ms >= retry_ms
         ):
@@ -417,7 +421,11 @@ def _tick(state: State, out: Out, cfg: ExecConfig, now: int) -> None:
             continue
         # past its TTL, or requested before (a restart, an answer that did not close it)
         _start_cancel(state, out, order, order.last_reason or "ttl", now)
-    future = [t for t in wake if t > now]
+    future = [t for t in (*wake, *awaited) if t > now]
     out.next_timer_ms = min(future) if future else None
-    scan_at = min([*future, *(t for t in later if t > now)])
+    scan_at = min(t for t in (*wake, *passes) if t > now)
     out.driver = replace(out.driver, scan_at_ms=scan_at)
+
+
+def _is_answer_awaited(d: Driver, coid: ClientOrderId) -> bool:
+    return coid in d.placing or coid in d.written or coid in d.querying
